@@ -1,0 +1,153 @@
+# parallelrun: plain GNU Makefile.
+#
+#   make            build build/parallelrun and libparallelrun.{a,so}
+#   make deps       apt-get install what is missing (Debian 12)
+#   make demo       deps + build + run jobs/demo.yaml
+#   make test       unit + bats tests; last line "N passed, N failed"
+#   make check      the same under ASan + UBSan (in build-asan/)
+#   make bench      benchmarks against xargs, GNU parallel and a floor
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# WERROR=1 turns warnings into errors (CI does), SANITIZE=1 builds with
+# ASan + UBSan, BUILD=dir chooses the output directory.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BUILD     ?= build
+CC        ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS      := yaml-0.1 hiredis inih
+
+DEB_PKGS  := build-essential pkg-config libyaml-dev libhiredis-dev \
+             libinih-dev redis-server bats python3-numpy parallel hyperfine \
+             time clang
+
+OPT       ?= -O2 -g
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wwrite-strings -Wformat=2
+ifeq ($(WERROR),1)
+WARN      += -Werror
+endif
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+SAN       :=
+ifeq ($(SANITIZE),1)
+SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all \
+             -fno-omit-frame-pointer
+endif
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -pthread $(OPT) $(WARN) $(SAN) \
+             -Iinclude -iquote lib $(PKG_CFLAGS) \
+             -DPRUN_VERSION='"$(VERSION)"' $(CFLAGS)
+ALL_LDFLAGS = $(SAN) -pthread $(LDFLAGS)
+LIBS      = $(PKG_LIBS) -lm
+
+LIB_SRCS  := $(sort $(wildcard lib/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CMD_SRCS  := $(sort $(wildcard cmd/*.c))
+CMD_OBJS  := $(CMD_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+EX_SRCS   := $(sort $(wildcard examples/c/*.c))
+EX_BINS   := $(EX_SRCS:examples/c/%.c=$(BUILD)/examples/%)
+
+BIN       := $(BUILD)/parallelrun
+STATICLIB := $(BUILD)/libparallelrun.a
+SHAREDLIB := $(BUILD)/libparallelrun.so
+
+.PHONY: all deps demo test unit check bench install uninstall clean format \
+        format-check examples
+
+all: $(BIN) $(STATICLIB) $(SHAREDLIB) $(BUILD)/parallelrun.pc examples
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(STATICLIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHAREDLIB): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libparallelrun.so.0 $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BIN): $(CMD_OBJS) $(STATICLIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJS) $(STATICLIB) $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATICLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(STATICLIB) $(ALL_LDFLAGS) $(LIBS)
+
+$(BUILD)/examples/%: examples/c/%.c $(STATICLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATICLIB) $(ALL_LDFLAGS) $(LIBS)
+
+examples: $(EX_BINS)
+
+$(BUILD)/parallelrun.pc: Makefile
+	@mkdir -p $(dir $@)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
+	  'includedir=$${prefix}/include' '' 'Name: parallelrun' \
+	  'Description: child-side API of the parallelrun job runner' \
+	  'Version: $(VERSION)' 'Requires.private: hiredis yaml-0.1 inih' \
+	  'Libs: -L$${libdir} -lparallelrun' 'Libs.private: -lm -pthread' \
+	  'Cflags: -I$${includedir}' > $@
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "all Debian packages present"; fi
+
+demo: deps
+	$(MAKE) all
+	$(BIN) run jobs/demo.yaml
+
+unit: $(UNIT_BINS)
+
+test: all $(UNIT_BINS)
+	@BUILD=$(BUILD) tests/run.sh
+
+check:
+	$(MAKE) BUILD=build-asan SANITIZE=1 OPT='-O1 -g' test
+
+bench: all
+	@bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/parallelrun
+	install -m 644 $(STATICLIB) $(DESTDIR)$(PREFIX)/lib/libparallelrun.a
+	install -m 755 $(SHAREDLIB) \
+	  $(DESTDIR)$(PREFIX)/lib/libparallelrun.so.$(VERSION)
+	ln -sf libparallelrun.so.$(VERSION) \
+	  $(DESTDIR)$(PREFIX)/lib/libparallelrun.so.0
+	ln -sf libparallelrun.so.0 $(DESTDIR)$(PREFIX)/lib/libparallelrun.so
+	install -m 644 include/parallelrun.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/parallelrun.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/parallelrun \
+	  $(DESTDIR)$(PREFIX)/lib/libparallelrun.* \
+	  $(DESTDIR)$(PREFIX)/include/parallelrun.h \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/parallelrun.pc
+
+FORMAT_SRCS = $(wildcard lib/*.[ch] cmd/*.[ch] include/*.h tests/unit/*.[ch] \
+              examples/c/*.c bench/*.c)
+
+format:
+	clang-format -i $(FORMAT_SRCS)
+
+format-check:
+	@clang-format --dry-run -Werror $(FORMAT_SRCS) && echo "formatted"
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJS:.o=.d) $(CMD_OBJS:.o=.d)

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util: the small pieces every module needs: error values, a growable
+ * buffer, an arena, the parsers for durations, sizes and rates, and clocks.
+ * Nothing here knows about jobs, children or Redis.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int prun_err_set(struct prun_err *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return code;
+    err->code = code;
+    err->sys_errno = 0;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int prun_err_sys(struct prun_err *err, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    size_t n;
+
+    if (err == NULL)
+        return PRUN_ESYS;
+    err->code = PRUN_ESYS;
+    err->sys_errno = saved;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(saved));
+    errno = saved;
+    return PRUN_ESYS;
+}
+
+int prun_buf_reserve(struct prun_buf *b, size_t extra)
+{
+    size_t need, cap;
+    char *p;
+
+    if (extra > SIZE_MAX - b->len - 1)
+        return PRUN_ENOMEM;
+    need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    p = realloc(b->data, cap);
+    if (p == NULL)
+        return PRUN_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int prun_buf_add(struct prun_buf *b, const void *p, size_t n)
+{
+    if (prun_buf_reserve(b, n) < 0)
+        return PRUN_ENOMEM;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int prun_buf_adds(struct prun_buf *b, const char *s)
+{
+    return prun_buf_add(b, s, strlen(s));
+}
+
+int prun_buf_addc(struct prun_buf *b, char c)
+{
+    return prun_buf_add(b, &c, 1);
+}
+
+int prun_buf_printf(struct prun_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || prun_buf_reserve(b, (size_t)n) < 0)
+        return PRUN_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+static int sh_safe(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && strchr("@%_-+=:,./", *s) == NULL)
+            return 0;
+    return 1;
+}
+
+int prun_buf_add_shquoted(struct prun_buf *b, const char *s)
+{
+    if (sh_safe(s))
+        return prun_buf_adds(b, s);
+    if (prun_buf_addc(b, '\'') < 0)
+        return PRUN_ENOMEM;
+    for (; *s; s++) {
+        int rc = *s == '\'' ? prun_buf_adds(b, "'\\''") : prun_buf_addc(b, *s);
+        if (rc < 0)
+            return PRUN_ENOMEM;
+    }
+    return prun_buf_addc(b, '\'');
+}
+
+int prun_buf_add_json(struct prun_buf *b, const char *s, size_t n)
+{
+    size_t i;
+
+    if (prun_buf_addc(b, '"') < 0)
+        return PRUN_ENOMEM;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int rc;
+
+        if (c == '"' || c == '\\')
+            rc = prun_buf_printf(b, "\\%c", c);
+        else if (c == '\n')
+            rc = prun_buf_adds(b, "\\n");
+        else if (c == '\t')
+            rc = prun_buf_adds(b, "\\t");
+        else if (c == '\r')
+            rc = prun_buf_adds(b, "\\r");
+        else if (c < 0x20 || c == 0x7f)
+            rc = prun_buf_printf(b, "\\u%04x", c);
+        else
+            rc = prun_buf_addc(b, (char)c);
+        if (rc < 0)
+            return PRUN_ENOMEM;
+    }
+    return prun_buf_addc(b, '"');
+}
+
+void prun_buf_reset(struct prun_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void prun_buf_free(struct prun_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/*
+ * Arena blocks are chained; a request larger than a block gets a block of
+ * its own, so one huge string does not waste a block's tail.
+ */
+#define ARENA_BLOCK 8192
+
+struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct prun_arena {
+    struct arena_block *head;
+};
+
+struct prun_arena *prun_arena_new(void)
+{
+    return calloc(1, sizeof(struct prun_arena));
+}
+
+void *prun_arena_alloc(struct prun_arena *a, size_t n)
+{
+    const size_t align = sizeof(max_align_t);
+    struct arena_block *blk = a->head;
+    size_t cap;
+    char *p;
+
+    n = (n + align - 1) / align * align;
+    if (n == 0)
+        n = align;
+    if (blk == NULL || blk->cap - blk->used < n) {
+        cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        blk = malloc(sizeof(*blk) + cap);
+        if (blk == NULL)
+            return NULL;
+        blk->used = 0;
+        blk->cap = cap;
+        /*
+         * An oversized block goes behind the head so the head's free tail
+         * stays usable for the small allocations that follow.
+         */
+        if (a->head != NULL && cap > ARENA_BLOCK) {
+            blk->next = a->head->next;
+            a->head->next = blk;
+        } else {
+            blk->next = a->head;
+            a->head = blk;
+        }
+    }
+    p = (char *)blk->data + blk->used;
+    blk->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *prun_arena_strndup(struct prun_arena *a, const char *s, size_t n)
+{
+    char *p = prun_arena_alloc(a, n + 1);
+
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *prun_arena_strdup(struct prun_arena *a, const char *s)
+{
+    return prun_arena_strndup(a, s, strlen(s));
+}
+
+void prun_arena_free(struct prun_arena *a)
+{
+    struct arena_block *blk, *next;
+
+    if (a == NULL)
+        return;
+    for (blk = a->head; blk != NULL; blk = next) {
+        next = blk->next;
+        free(blk);
+    }
+    free(a);
+}
+
+/* Splits "12.5ms" into a non-negative number and a unit suffix. */
+static int split_number(const char *s, double *num, const char **unit)
+{
+    char *end;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s) && *s != '.')
+        return -1;
+    errno = 0;
+    *num = strtod(s, &end);
+    if (errno != 0 || end == s || !isfinite(*num) || *num < 0)
+        return -1;
+    while (isspace((unsigned char)*end))
+        end++;
+    *unit = end;
+    return 0;
+}
+
+int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
+{
+    static const struct {
+        const char *name;
+        double ms;
+    } units[] = {{"ms", 1}, {"s", 1e3}, {"", 1e3}, {"m", 60e3}, {"min", 60e3},
+        {"h", 3600e3}, {"d", 86400e3}};
+    const char *unit;
+    double num, ms;
+    size_t i;
+
+    if (split_number(s, &num, &unit) < 0)
+        goto bad;
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(unit, units[i].name) != 0)
+            continue;
+        ms = num * units[i].ms;
+        if (ms > (double)INT64_MAX / 2)
+            return prun_err_set(
+                err, PRUN_EINVAL, "duration '%s' is too large", s);
+        *out_ms = (int64_t)llround(ms);
+        return 0;
+    }
+bad:
+    return prun_err_set(err, PRUN_EINVAL,
+        "invalid duration '%s' (expected e.g. 500ms, 30s, 10m, 2h, 1d)", s);
+}
+
+int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
+{
+    static const struct {
+        const char *name;
+        double mult;
+    } units[] = {{"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3},
+        {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6}, {"G", 1073741824.0},
+        {"GiB", 1073741824.0}, {"GB", 1e9}, {"T", 1099511627776.0},
+        {"TiB", 1099511627776.0}, {"TB", 1e12}};
+    const char *unit;
+    double num, v;
+    size_t i;
+
+    if (split_number(s, &num, &unit) < 0)
+        goto bad;
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(unit, units[i].name) != 0)
+            continue;
+        v = num * units[i].mult;
+        if (v >= 18446744073709551615.0)
+            return prun_err_set(err, PRUN_EINVAL, "size '%s' is too large", s);
+        if (v != floor(v))
+            return prun_err_set(err, PRUN_EINVAL,
+                "size '%s' is not a whole number of bytes", s);
+        *out = (uint64_t)v;
+        return 0;
+    }
+bad:
+    return prun_err_set(err, PRUN_EINVAL,
+        "invalid size '%s' (expected e.g. 64KiB, 256MiB, 2GiB)", s);
+}
+
+int prun_parse_rate(const char *s, double *per_sec, struct prun_err *err)
+{
+    const char *unit;
+    double num, div = 0;
+
+    if (split_number(s, &num, &unit) < 0)
+        goto bad;
+    if (*unit == '\0' || strcmp(unit, "/s") == 0)
+        div = 1;
+    else if (strcmp(unit, "/m") == 0 || strcmp(unit, "/min") == 0)
+        div = 60;
+    else if (strcmp(unit, "/h") == 0)
+        div = 3600;
+    else if (strcmp(unit, "/d") == 0)
+        div = 86400;
+    if (div == 0 || num <= 0)
+        goto bad;
+    *per_sec = num / div;
+    return 0;
+bad:
+    return prun_err_set(err, PRUN_EINVAL,
+        "invalid rate '%s' (expected e.g. 20/s, 100/m, 5/h)", s);
+}
+
+int prun_parse_int(const char *s, long long min, long long max, long long *out,
+    struct prun_err *err)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || isspace((unsigned char)*s))
+        return prun_err_set(err, PRUN_EINVAL, "'%s' is not an integer", s);
+    if (errno == ERANGE || v < min || v > max)
+        return prun_err_set(
+            err, PRUN_EINVAL, "%s is out of range (%lld to %lld)", s, min, max);
+    *out = v;
+    return 0;
+}
+
+int prun_parse_bool(const char *s, int *out, struct prun_err *err)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    size_t i;
+
+    for (i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return prun_err_set(
+        err, PRUN_EINVAL, "'%s' is not a boolean (true/false)", s);
+}
+
+const char *prun_fmt_duration(int64_t ms, char *buf, size_t n)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms < 1000)
+        snprintf(buf, n, "%lldms", (long long)ms);
+    else if (ms < 60000)
+        snprintf(buf, n, "%.1fs", (double)ms / 1000);
+    else if (ms < 3600000)
+        snprintf(buf, n, "%lldm%02llds", (long long)(ms / 60000),
+            (long long)(ms / 1000 % 60));
+    else
+        snprintf(buf, n, "%lldh%02lldm", (long long)(ms / 3600000),
+            (long long)(ms / 60000 % 60));
+    return buf;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t row[64], prev, tmp;
+
+    if (lb >= sizeof(row) / sizeof(row[0]) || la >= 64)
+        return SIZE_MAX;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t best = prev + (tolower((unsigned char)a[i - 1]) !=
+                                     tolower((unsigned char)b[j - 1]));
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            tmp = row[j];
+            row[j] = best;
+            prev = tmp;
+        }
+    }
+    return row[lb];
+}
+
+const char *prun_closest(const char *word, const char *const *cands, size_t n)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX, i, limit;
+
+    limit = strlen(word) <= 4 ? 2 : strlen(word) / 2;
+    if (limit > 3)
+        limit = 3;
+    for (i = 0; i < n; i++) {
+        size_t d = edit_distance(word, cands[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = cands[i];
+        }
+    }
+    return best_d <= limit ? best : NULL;
+}
+
+int64_t prun_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t prun_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
