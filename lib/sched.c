@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched: decides which task instance starts next and what a finished one
+ * means. It walks the tasks round-robin in file order, honours `needs`, the
+ * global and per-task caps and start rates, requeues failed attempts with
+ * exponential backoff and jitter, and halts or stops on request. It is pure
+ * logic over a clock the caller passes in: it does not fork, sleep, read the
+ * clock or print. Its memory is proportional to the instances running and
+ * waiting for a retry, never to the size of a task: new instances are pulled
+ * from the foreach iterators one at a time, when they are about to start.
+ */
+#include "sched.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Retry delays grow exponentially, but never beyond this. */
+#define MAX_RETRY_DELAY_MS (3600 * 1000.0)
+
+struct task_state {
+    const struct prun_task *task;
+    struct prun_iter *it;
+    long long count;               /* instances, -1 while unknown */
+    unsigned long long next_index; /* instances taken from the iterator */
+    int exhausted;                 /* nothing more to take from it */
+    int done;                      /* finished: nothing runs or waits */
+    int bad;                       /* an instance failed or was cancelled */
+    int skipped;                   /* a task it needs failed */
+    unsigned running;
+    struct prun_inst *retries; /* sorted by ready_at */
+    unsigned long long nretries;
+    int rate_started;          /* rate_base is meaningful */
+    int64_t rate_base;         /* when the rate schedule (re)started */
+    unsigned long long rate_k; /* starts since rate_base */
+};
+
+struct prun_sched {
+    const struct prun_job *job;
+    unsigned jobs;
+    uint64_t rng;
+    size_t ntasks;
+    struct task_state *tasks;
+    size_t rr; /* the task to look at first, for round-robin */
+    int halted, halt_now, stopped;
+    unsigned long long final_failures;
+    struct prun_sched_stats st;
+};
+
+/* xorshift64*: small, fast and reproducible from opts->seed. */
+static uint64_t rng_next(struct prun_sched *s)
+{
+    uint64_t x = s->rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* A factor in [0.8, 1.2). */
+static double jitter(struct prun_sched *s)
+{
+    return 0.8 + 0.4 * (double)(rng_next(s) >> 11) * 0x1.0p-53;
+}
+
+/*
+ * Counts the instances a task will never take from its iterator as skipped
+ * and stops taking any. With an unknown count there is nothing to add.
+ */
+static void drop_unread(struct prun_sched *s, struct task_state *t)
+{
+    if (t->exhausted)
+        return;
+    if (t->count >= 0 && (unsigned long long)t->count > t->next_index)
+        s->st.skipped += (unsigned long long)t->count - t->next_index;
+    t->exhausted = 1;
+}
+
+static void drop_retries(struct prun_sched *s, struct task_state *t)
+{
+    struct prun_inst *inst, *next;
+
+    for (inst = t->retries; inst != NULL; inst = next) {
+        next = inst->next;
+        prun_inst_free(inst);
+        s->st.skipped++;
+    }
+    t->retries = NULL;
+    t->nretries = 0;
+}
+
+/*
+ * Brings task states up to date after something changed: a task whose
+ * needs failed (or were skipped) is skipped, transitively; a task whose
+ * needs all succeeded and that has nothing left is done. Tasks are few, so
+ * repeating the pass until nothing changes is cheap.
+ */
+static void settle(struct prun_sched *s)
+{
+    int changed;
+    size_t i, k;
+
+    do {
+        changed = 0;
+        for (i = 0; i < s->ntasks; i++) {
+            struct task_state *t = &s->tasks[i];
+            int needs_ok = 1, needs_bad = 0;
+
+            if (t->done || t->skipped)
+                continue;
+            for (k = 0; k < t->task->nneeds; k++) {
+                const struct task_state *n = &s->tasks[t->task->needs[k]];
+
+                if (n->bad || n->skipped)
+                    needs_bad = 1;
+                else if (!n->done)
+                    needs_ok = 0;
+            }
+            if (needs_bad) {
+                /*
+                 * It cannot have started anything: that needs every task
+                 * it depends on done without failures, and a done task
+                 * never fails again.
+                 */
+                t->skipped = 1;
+                drop_unread(s, t);
+                drop_retries(s, t);
+                changed = 1;
+            } else if (needs_ok && t->exhausted && t->running == 0 &&
+                       t->retries == NULL) {
+                t->done = 1;
+                changed = 1;
+            }
+        }
+    } while (changed);
+}
+
+static int task_ready(const struct prun_sched *s, const struct task_state *t)
+{
+    size_t k;
+
+    if (t->done || t->skipped)
+        return 0;
+    for (k = 0; k < t->task->nneeds; k++) {
+        const struct task_state *n = &s->tasks[t->task->needs[k]];
+
+        if (!n->done || n->bad)
+            return 0;
+    }
+    return 1;
+}
+
+int prun_sched_new(const struct prun_job *job,
+    const struct prun_sched_opts *opts, struct prun_sched **out,
+    struct prun_err *err)
+{
+    struct prun_sched *s;
+    uint64_t z;
+    size_t i;
+    int rc = 0;
+
+    if (opts->jobs < 1)
+        return prun_err_set(err, PRUN_EINVAL, "jobs must be at least 1");
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    s->job = job;
+    s->jobs = opts->jobs;
+    /*
+     * One splitmix64 step spreads the seed's bits, and keeps the xorshift
+     * state nonzero (a zero state would stay zero forever).
+     */
+    z = opts->seed + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    s->rng = z ? z : 0x2545F4914F6CDD1DULL;
+    s->ntasks = job->ntasks;
+    s->tasks = calloc(job->ntasks ? job->ntasks : 1, sizeof(*s->tasks));
+    if (s->tasks == NULL) {
+        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < job->ntasks; i++) {
+        struct task_state *t = &s->tasks[i];
+
+        t->task = &job->tasks[i];
+        rc = prun_iter_open(job, &t->task->foreach, &t->it, err);
+        if (rc < 0)
+            goto fail;
+        t->count = prun_iter_count(t->it);
+        if (t->count == 0)
+            t->exhausted = 1;
+    }
+    settle(s);
+    *out = s;
+    return 0;
+fail:
+    prun_sched_free(s);
+    return rc;
+}
+
+void prun_sched_free(struct prun_sched *s)
+{
+    size_t i;
+
+    if (s == NULL)
+        return;
+    for (i = 0; i < s->ntasks; i++) {
+        struct prun_inst *inst, *next;
+
+        for (inst = s->tasks[i].retries; inst != NULL; inst = next) {
+            next = inst->next;
+            prun_inst_free(inst);
+        }
+        prun_iter_free(s->tasks[i].it);
+    }
+    free(s->tasks);
+    free(s);
+}
+
+void prun_inst_free(struct prun_inst *inst)
+{
+    if (inst == NULL)
+        return;
+    free(inst->items);
+    free(inst);
+}
+
+/* Stops starting anything: queued retries and unread items are skipped. */
+static void drain(struct prun_sched *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->ntasks; i++) {
+        struct task_state *t = &s->tasks[i];
+
+        if (t->skipped)
+            continue;
+        drop_unread(s, t);
+        drop_retries(s, t);
+    }
+}
+
+/*
+ * The earliest time the next start of a rate-limited task may happen: the
+ * k-th slot after the schedule's base. Computing it from k rather than
+ * adding up intervals keeps the fractional part exact, so that 30/s gives
+ * exactly 30 starts a second even though times are whole milliseconds.
+ */
+static int64_t rate_slot(const struct task_state *t)
+{
+    double ms = (double)t->rate_k * 1000.0 / t->task->rate;
+
+    return t->rate_base + (int64_t)ceil(ms - 1e-6);
+}
+
+static void start(
+    struct prun_sched *s, size_t ti, struct prun_inst *inst, int64_t now)
+{
+    struct task_state *t = &s->tasks[ti];
+
+    inst->next = NULL;
+    t->running++;
+    s->st.running++;
+    s->st.started++;
+    s->rr = (ti + 1) % s->ntasks;
+    if (t->task->rate > 0) {
+        /*
+         * A start later than its slot (the caps held it back) restarts
+         * the schedule from now: starts stay an interval apart and nothing
+         * bursts to catch up.
+         */
+        if (!t->rate_started || now > rate_slot(t)) {
+            t->rate_base = now;
+            t->rate_k = 0;
+        }
+        t->rate_k++;
+        t->rate_started = 1;
+    }
+}
+
+/*
+ * Takes the next instance of task ti from its iterator. Returns 1 with *out
+ * set, 0 when the task has no more, or a negative PRUN_E*.
+ */
+static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
+    struct prun_err *err)
+{
+    struct task_state *t = &s->tasks[ti];
+    const struct prun_item *items;
+    struct prun_inst *inst;
+    int n;
+
+    n = prun_iter_next(t->it, &items, err);
+    if (n < 0)
+        return n;
+    if (n == 0) {
+        /*
+         * Now the count is known; a lines file that shrank since it was
+         * counted ends early, and the count follows what really ran.
+         */
+        t->count = (long long)t->next_index;
+        t->exhausted = 1;
+        return 0;
+    }
+    inst = calloc(1, sizeof(*inst));
+    if (inst == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    inst->items = prun_items_dup(items, (size_t)n);
+    if (inst->items == NULL) {
+        free(inst);
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    }
+    inst->task = ti;
+    inst->index = t->next_index++;
+    inst->attempt = 1;
+    inst->nitems = (size_t)n;
+    if (t->count >= 0 && t->next_index >= (unsigned long long)t->count)
+        t->exhausted = 1;
+    *out = inst;
+    return 1;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+int prun_sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
+    int64_t *wake, struct prun_err *err)
+{
+    int64_t when = INT64_MAX;
+    size_t i;
+    int rc;
+
+again:
+    if (s->halted || s->stopped || s->st.running >= s->jobs)
+        goto wait;
+    for (i = 0; i < s->ntasks; i++) {
+        size_t ti = (s->rr + i) % s->ntasks;
+        struct task_state *t = &s->tasks[ti];
+        struct prun_inst *got = NULL;
+        int due;
+
+        if (!task_ready(s, t))
+            continue;
+        if (t->task->jobs > 0 && t->running >= t->task->jobs)
+            continue;
+        due = t->retries != NULL && t->retries->ready_at <= now;
+        if (!due && t->retries != NULL)
+            when = min64(when, t->retries->ready_at);
+        if (!due && t->exhausted)
+            continue;
+        if (t->task->rate > 0 && t->rate_started && now < rate_slot(t)) {
+            when = min64(when, rate_slot(t));
+            continue;
+        }
+        if (due) {
+            got = t->retries;
+            t->retries = got->next;
+            t->nretries--;
+        } else {
+            rc = take_new(s, ti, &got, err);
+            if (rc < 0)
+                return rc;
+            if (rc == 0) {
+                /*
+                 * The end of an iterator of unknown length may complete
+                 * the task and so make its dependents ready: look again.
+                 */
+                settle(s);
+                when = INT64_MAX;
+                goto again;
+            }
+        }
+        start(s, ti, got, now);
+        *inst = got;
+        return PRUN_NEXT_START;
+    }
+wait:
+    if (s->st.running == 0 && (when == INT64_MAX || s->halted || s->stopped)) {
+        /*
+         * Nothing runs and no timer is pending, so nothing can change any
+         * more. Whatever has not run by now never will.
+         */
+        drain(s);
+        return PRUN_NEXT_DONE;
+    }
+    *wake = s->halted || s->stopped ? INT64_MAX : when;
+    return PRUN_NEXT_WAIT;
+}
+
+static void halt(struct prun_sched *s)
+{
+    s->halted = 1;
+    if (s->job->halt == PRUN_HALT_NOW)
+        s->halt_now = 1;
+    drain(s);
+}
+
+/* Queues inst for a retry, keeping the queue sorted by ready_at. */
+static void requeue(struct task_state *t, struct prun_inst *inst)
+{
+    struct prun_inst **pp = &t->retries;
+
+    while (*pp != NULL && (*pp)->ready_at <= inst->ready_at)
+        pp = &(*pp)->next;
+    inst->next = *pp;
+    *pp = inst;
+    t->nretries++;
+}
+
+/*
+ * Only a retry keeps inst: the scheduler owns it again until it starts it
+ * anew. With every other verdict the caller still owns inst and frees it.
+ */
+enum prun_verdict prun_sched_finish(struct prun_sched *s,
+    struct prun_inst *inst, enum prun_outcome outcome, int64_t now)
+{
+    struct task_state *t = &s->tasks[inst->task];
+    const struct prun_task *task = t->task;
+    enum prun_verdict v;
+    unsigned max_failures;
+    double delay;
+
+    t->running--;
+    s->st.running--;
+    switch (outcome) {
+    case PRUN_OUT_OK:
+        s->st.succeeded++;
+        v = PRUN_V_SUCCEEDED;
+        break;
+    case PRUN_OUT_FAIL:
+        /* After a halt or a stop nothing starts again, retries included. */
+        if (inst->attempt <= task->retries && !s->halted && !s->stopped) {
+            inst->attempt++;
+            delay = (double)task->retry_delay_ms *
+                    ldexp(1.0, (int)inst->attempt - 2) * jitter(s);
+            if (delay > MAX_RETRY_DELAY_MS)
+                delay = MAX_RETRY_DELAY_MS;
+            inst->ready_at = now + (int64_t)delay;
+            requeue(t, inst);
+            s->st.retried++;
+            return PRUN_V_RETRY;
+        }
+        /* fall through */
+    case PRUN_OUT_FAIL_FINAL:
+        s->st.failed++;
+        t->bad = 1;
+        s->final_failures++;
+        v = PRUN_V_FAILED;
+        max_failures = s->job->max_failures ? s->job->max_failures : 1;
+        if (s->job->halt != PRUN_HALT_NEVER && !s->halted &&
+            s->final_failures >= max_failures)
+            halt(s);
+        break;
+    case PRUN_OUT_CANCELLED:
+    default:
+        s->st.cancelled++;
+        t->bad = 1;
+        v = PRUN_V_CANCELLED;
+        break;
+    }
+    if (t->bad || (t->exhausted && t->running == 0 && t->retries == NULL))
+        settle(s);
+    return v;
+}
+
+void prun_sched_stop(struct prun_sched *s)
+{
+    s->stopped = 1;
+    drain(s);
+}
+
+int prun_sched_halt_now(const struct prun_sched *s)
+{
+    return s->halt_now;
+}
+
+int prun_sched_halted(const struct prun_sched *s)
+{
+    return s->halted;
+}
+
+void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st)
+{
+    size_t i;
+
+    *st = s->st;
+    st->total = 0;
+    for (i = 0; i < s->ntasks; i++) {
+        if (s->tasks[i].count < 0) {
+            st->total = -1;
+            break;
+        }
+        st->total += s->tasks[i].count;
+    }
+}
+
+long long prun_sched_task_count(const struct prun_sched *s, size_t task)
+{
+    return task < s->ntasks ? s->tasks[task].count : -1;
+}
+
+int prun_sched_task_skipped(const struct prun_sched *s, size_t task)
+{
+    return task < s->ntasks && s->tasks[task].skipped;
+}

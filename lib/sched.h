@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_SCHED_H
+#define PRUN_SCHED_H
+
+/*
+ * The scheduler decides which task instance starts next and what a finished
+ * instance means: dependencies between tasks, the global and per-task
+ * concurrency caps, start rates, retries with exponential backoff and
+ * jitter, and halting. It is pure logic over a clock the caller passes in:
+ * it never forks, never sleeps, never reads the clock itself. The only I/O
+ * behind it is the foreach iterators (lines files) it pulls items from.
+ */
+
+#include <stdint.h>
+
+#include "job.h"
+
+/* One attempt-carrying instance of a task. */
+struct prun_inst {
+    size_t task;              /* index into job->tasks */
+    unsigned long long index; /* 0-based within the task */
+    unsigned attempt;         /* 1-based */
+    size_t nitems;
+    struct prun_item *items; /* owned: one prun_items_dup() block */
+    int64_t ready_at;        /* monotonic ms; retries wait until then */
+    struct prun_inst *next;  /* the scheduler's queue link */
+    uint64_t seq;            /* the runner's: joblog sequence, 0 unset */
+    void *udata;             /* the runner's, untouched by sched */
+};
+
+enum prun_next {
+    PRUN_NEXT_START, /* *inst should be started now */
+    PRUN_NEXT_WAIT,  /* nothing can start before *wake (or an exit) */
+    PRUN_NEXT_DONE,  /* nothing runs and nothing is left to start */
+};
+
+enum prun_outcome {
+    PRUN_OUT_OK,         /* exit status 0 */
+    PRUN_OUT_FAIL,       /* failed; retried while attempts are left */
+    PRUN_OUT_FAIL_FINAL, /* failed and must not be retried (exec error) */
+    PRUN_OUT_CANCELLED,  /* stopped by the runner (signal, halt now) */
+};
+
+enum prun_verdict {
+    PRUN_V_SUCCEEDED,
+    PRUN_V_RETRY,     /* requeued for inst->ready_at; the caller keeps no ref */
+    PRUN_V_FAILED,    /* final failure; caller frees inst */
+    PRUN_V_CANCELLED, /* caller frees inst */
+};
+
+struct prun_sched_opts {
+    unsigned jobs; /* global cap, >= 1 */
+    uint64_t seed; /* for retry jitter; fixed in tests */
+};
+
+struct prun_sched_stats {
+    unsigned long long started; /* attempts started */
+    unsigned long long running;
+    unsigned long long succeeded; /* instances */
+    unsigned long long failed;    /* instances, final */
+    unsigned long long retried;   /* attempts that will be retried */
+    unsigned long long cancelled;
+    unsigned long long skipped; /* instances never started: needs failed,
+                                   halt, or stop */
+    long long total;            /* all instances, -1 if unknown */
+};
+
+struct prun_sched;
+
+/*
+ * Creates a scheduler for job, opening every task's foreach source now so
+ * that a missing lines file is reported before anything starts. job must
+ * outlive the scheduler.
+ */
+int prun_sched_new(const struct prun_job *job,
+    const struct prun_sched_opts *opts, struct prun_sched **out,
+    struct prun_err *err);
+void prun_sched_free(struct prun_sched *s);
+
+/*
+ * What to do at time now. START: *inst is to be started now and counts as
+ * running until prun_sched_finish(). WAIT: *wake is the earliest time
+ * something may become startable (INT64_MAX: only a finish can change
+ * things). DONE: nothing runs and nothing is left. A negative PRUN_E* means
+ * a foreach source failed to read (err says which).
+ */
+int prun_sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
+    int64_t *wake, struct prun_err *err);
+
+/* inst, started earlier, ended with outcome at time now. */
+enum prun_verdict prun_sched_finish(struct prun_sched *s,
+    struct prun_inst *inst, enum prun_outcome outcome, int64_t now);
+
+/*
+ * Stops starting instances (Ctrl-C, cancel): queued and unread instances
+ * are counted as skipped; running ones are the caller's to stop.
+ */
+void prun_sched_stop(struct prun_sched *s);
+
+/* Nonzero once halt: now has triggered: the caller stops running ones. */
+int prun_sched_halt_now(const struct prun_sched *s);
+/* Nonzero once halt (soon or now) has triggered. */
+int prun_sched_halted(const struct prun_sched *s);
+
+void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st);
+/* Instances of task i in all, -1 if unknown. */
+long long prun_sched_task_count(const struct prun_sched *s, size_t task);
+/* Nonzero if task i was skipped because a task it needs failed. */
+int prun_sched_task_skipped(const struct prun_sched *s, size_t task);
+
+void prun_inst_free(struct prun_inst *inst);
+
+#endif
