@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_CMD_H
+#define PRUN_CMD_H
+
+/* Shared by the CLI's subcommands: exit codes (DESIGN §2) and messages. */
+
+#include "util.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,  /* at least one task instance failed */
+    EXIT_USAGE = 2,   /* usage error or invalid job file; nothing started */
+    EXIT_SYSTEM = 3,  /* a service or system call failed */
+    EXIT_LOCKED = 75, /* the job's lock is held by another run */
+};
+
+/* "parallelrun: message" on stderr. */
+void cmd_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints err and returns the exit code its PRUN_E* code maps to. */
+int cmd_fail(const struct prun_err *err);
+/* The exit code a PRUN_E* code maps to. */
+int cmd_exit_code(int code);
+/* Prints a usage error with a hint to --help; returns EXIT_USAGE. */
+int cmd_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int cmd_run(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * parallelrun: subcommand dispatch, --help and --version. Each subcommand
+ * lives in its own file and returns the exit status documented in --help.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+static const char usage_text[] =
+    "usage: parallelrun run JOBFILE [options]\n"
+    "       parallelrun validate JOBFILE [--set VAR=VALUE]...\n"
+    "       parallelrun --help | --version\n"
+    "\n"
+    "Runs the tasks of a YAML job file as parallel child processes.\n"
+    "\n"
+    "run options:\n"
+    "  -j, --jobs N         children at once (default: the job's 'jobs',\n"
+    "                       [run] jobs in the config, else the CPU count)\n"
+    "  --set VAR=VALUE      set {vars.VAR} (repeatable); overrides the file\n"
+    "  --dry-run            print each instance's command; run nothing\n"
+    "  --tag                stream output lines prefixed with task[index]\n"
+    "  --results DIR        keep DIR/RUN_ID/TASK/INDEX.{out,err}\n"
+    "  --joblog FILE        write GNU parallel's joblog format to FILE\n"
+    "  -q, --quiet          print nothing unless something failed (cron)\n"
+    "  --json               print a JSON summary on stdout instead of the\n"
+    "                       children's output (keep it with --results)\n"
+    "\n"
+    "Output is grouped by default: each instance's stdout and stderr are\n"
+    "printed whole when it ends. On a terminal a progress line is shown.\n"
+    "\n"
+    "Exit status: 0 every instance succeeded; 1 at least one failed (the\n"
+    "summary names them); 2 usage error or invalid job file (nothing was\n"
+    "started); 3 a system call or service failed; 128+N stopped by signal N\n"
+    "after stopping every child.\n"
+    "\n"
+    "Configuration: /etc/parallelrun.ini, then ~/.config/parallelrun/"
+    "config.ini\n"
+    "(or $PARALLELRUN_CONFIG), then PARALLELRUN_* variables, then the job "
+    "file,\n"
+    "then the command line.\n";
+
+void cmd_warn(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("parallelrun: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cmd_exit_code(int code)
+{
+    switch (code) {
+    case PRUN_OK:
+        return EXIT_OK;
+    case PRUN_EINVAL:
+        return EXIT_USAGE;
+    case PRUN_ELOCKED:
+        return EXIT_LOCKED;
+    default:
+        return EXIT_SYSTEM;
+    }
+}
+
+int cmd_fail(const struct prun_err *err)
+{
+    cmd_warn("%s", err->msg);
+    return cmd_exit_code(err->code);
+}
+
+int cmd_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("parallelrun: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'parallelrun --help' for more information.\n", stderr);
+    return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : NULL;
+
+    if (sub == NULL)
+        return cmd_usage("missing command (run, validate)");
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 ||
+        strcmp(sub, "help") == 0) {
+        fputs(usage_text, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "--version") == 0 || strcmp(sub, "-V") == 0) {
+        printf("parallelrun %s\n", PRUN_VERSION);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(sub, "validate") == 0)
+        return cmd_validate(argc - 1, argv + 1);
+    return cmd_usage("unknown command '%s'", sub);
+}

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * parallelrun run / validate: option parsing, the precedence of config,
+ * job file and command line, the dry run, and the end-of-run summary.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "job.h"
+#include "runner.h"
+#include "sched.h"
+
+struct run_args {
+    const char *jobfile;
+    unsigned jobs;
+    struct prun_set *sets;
+    size_t nsets;
+    int dry_run, tag, quiet, json;
+    const char *results, *joblog;
+};
+
+enum {
+    OPT_SET = 256,
+    OPT_DRY_RUN,
+    OPT_TAG,
+    OPT_RESULTS,
+    OPT_JOBLOG,
+    OPT_JSON,
+};
+
+static const struct option run_opts[] = {
+    {"jobs", required_argument, NULL, 'j'},
+    {"set", required_argument, NULL, OPT_SET},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"tag", no_argument, NULL, OPT_TAG},
+    {"results", required_argument, NULL, OPT_RESULTS},
+    {"joblog", required_argument, NULL, OPT_JOBLOG},
+    {"quiet", no_argument, NULL, 'q'},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int add_set(struct run_args *a, char *arg)
+{
+    char *eq = strchr(arg, '=');
+    struct prun_set *n;
+
+    if (eq == NULL || eq == arg)
+        return cmd_usage("--set expects VAR=VALUE, got '%s'", arg);
+    n = realloc(a->sets, (a->nsets + 1) * sizeof(*n));
+    if (n == NULL)
+        return cmd_usage("out of memory");
+    a->sets = n;
+    *eq = '\0';
+    n[a->nsets].name = arg;
+    n[a->nsets].value = eq + 1;
+    a->nsets++;
+    return 0;
+}
+
+/* Parses argv (argv[0] is the subcommand). Returns 0 or an exit code. */
+static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
+{
+    struct prun_err e;
+    long long v;
+    int c;
+
+    memset(a, 0, sizeof(*a));
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(
+                argc, argv, is_run ? "+j:qh" : "+h", run_opts, NULL)) != -1 ||
+           optind < argc) {
+        if (c == -1) {
+            /* A positional argument: the job file; options may follow. */
+            if (a->jobfile != NULL)
+                return cmd_usage("unexpected argument '%s'", argv[optind]);
+            a->jobfile = argv[optind++];
+            continue;
+        }
+        if (!is_run && c != OPT_SET && c != 'h' && c != '?')
+            return cmd_usage(
+                "'%s' is not an option of validate", argv[optind - 1]);
+        switch (c) {
+        case 'j':
+            if (prun_parse_int(optarg, 1, 100000, &v, &e) < 0)
+                return cmd_usage("-j: %s", e.msg);
+            a->jobs = (unsigned)v;
+            break;
+        case OPT_SET:
+            if (add_set(a, optarg) != 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_DRY_RUN:
+            a->dry_run = 1;
+            break;
+        case OPT_TAG:
+            a->tag = 1;
+            break;
+        case OPT_RESULTS:
+            a->results = optarg;
+            break;
+        case OPT_JOBLOG:
+            a->joblog = optarg;
+            break;
+        case 'q':
+            a->quiet = 1;
+            break;
+        case OPT_JSON:
+            a->json = 1;
+            break;
+        case 'h':
+            printf("usage: parallelrun %s JOBFILE [options]; see "
+                   "'parallelrun --help'\n",
+                argv[0]);
+            return -1;
+        default:
+            if (optopt != 0 && optopt < 256)
+                return cmd_usage("unknown option '-%c'", optopt);
+            return cmd_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (a->jobfile == NULL)
+        return cmd_usage("%s: missing JOBFILE", argv[0]);
+    return 0;
+}
+
+/*
+ * Loads the job file, refusing one that others may write: whoever can edit
+ * it chooses what this user runs.
+ */
+static int load_job(
+    const struct run_args *a, struct prun_job **job, struct prun_err *err)
+{
+    struct stat st;
+
+    if (stat(a->jobfile, &st) == 0 && (st.st_mode & S_IWOTH) &&
+        !S_ISCHR(st.st_mode))
+        return prun_err_set(err, PRUN_EINVAL,
+            "%s: refusing a job file that other users can write (mode %04o); "
+            "run: chmod o-w %s",
+            a->jobfile, (unsigned)(st.st_mode & 07777), a->jobfile);
+    return prun_jobfile_load(a->jobfile, a->sets, a->nsets, job, err);
+}
+
+int cmd_validate(int argc, char **argv)
+{
+    struct run_args a;
+    struct prun_job *job = NULL;
+    struct prun_sched *s = NULL;
+    struct prun_sched_opts so = {1, 0};
+    struct prun_err e;
+    int rc;
+
+    rc = parse_args(argc, argv, &a, 0);
+    if (rc != 0)
+        goto out;
+    if (load_job(&a, &job, &e) < 0 || prun_sched_new(job, &so, &s, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    printf("%s: valid (%zu task%s)\n", a.jobfile, job->ntasks,
+        job->ntasks == 1 ? "" : "s");
+out:
+    prun_sched_free(s);
+    prun_job_free(job);
+    free(a.sets);
+    return rc < 0 ? EXIT_OK : rc;
+}
+
+/* --dry-run: every instance's command, in file order, nothing started. */
+static int dry_run(const struct prun_job *job, const char *run_id)
+{
+    struct prun_buf line = {0};
+    struct prun_err e;
+    size_t t;
+    int rc = EXIT_OK;
+
+    for (t = 0; t < job->ntasks; t++) {
+        const struct prun_task *task = &job->tasks[t];
+        struct prun_iter *it = NULL;
+        const struct prun_item *items;
+        struct prun_ctx ctx;
+        int n;
+
+        if (prun_iter_open(job, &task->foreach, &it, &e) < 0)
+            return cmd_fail(&e);
+        memset(&ctx, 0, sizeof(ctx));
+        ctx.task = task->name;
+        ctx.run_id = run_id;
+        ctx.count = prun_iter_count(it);
+        ctx.attempt = 1;
+        while ((n = prun_iter_next(it, &items, &e)) > 0) {
+            ctx.items = items;
+            ctx.nitems = (size_t)n;
+            prun_buf_reset(&line);
+            if (prun_buf_printf(&line, "%s[%llu]\t", task->name, ctx.index) <
+                    0 ||
+                prun_task_cmdline(task, &ctx, &line) < 0 ||
+                prun_buf_addc(&line, '\n') < 0) {
+                n = prun_err_set(&e, PRUN_ENOMEM, "out of memory");
+                break;
+            }
+            fwrite(line.data, 1, line.len, stdout);
+            ctx.index++;
+        }
+        prun_iter_free(it);
+        if (n < 0) {
+            rc = cmd_fail(&e);
+            break;
+        }
+    }
+    prun_buf_free(&line);
+    return rc;
+}
+
+static unsigned long long task_skipped(const struct prun_task_result *t)
+{
+    unsigned long long seen = t->succeeded + t->failed + t->cancelled;
+
+    return t->count > 0 && (unsigned long long)t->count > seen
+               ? (unsigned long long)t->count - seen
+               : 0;
+}
+
+static void print_tail(const char *tail)
+{
+    const char *p = tail, *nl;
+
+    while (*p) {
+        nl = strchr(p, '\n');
+        fprintf(stderr, "      %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+}
+
+static void print_summary(const struct prun_job *job, const char *run_id,
+    const struct prun_run_result *res, int quiet, int failed)
+{
+    const struct prun_sched_stats *st = &res->stats;
+    unsigned long long bad = st->failed + st->cancelled;
+    char d[32];
+    size_t i;
+
+    prun_fmt_duration(res->elapsed_ms, d, sizeof(d));
+    if (res->signal != 0) {
+        cmd_warn("stopped by SIG%s after %s: %llu succeeded, %llu stopped, "
+                 "%llu not started (run %s)",
+            sigabbrev_np(res->signal), d, st->succeeded, bad, st->skipped,
+            run_id);
+        return;
+    }
+    if (!failed) {
+        if (!quiet && isatty(2))
+            cmd_warn("%llu succeeded in %s (run %s)", st->succeeded, d, run_id);
+        return;
+    }
+    if (bad > 0)
+        cmd_warn("%llu of %llu instance%s failed (run %s):", bad,
+            st->succeeded + bad, st->succeeded + bad == 1 ? "" : "s", run_id);
+    for (i = 0; i < res->nfail; i++) {
+        const struct prun_failure *f = &res->fail[i];
+
+        fprintf(stderr, "  %s[%llu]", job->tasks[f->task].name, f->index);
+        if (f->item[0] != '\0')
+            fprintf(stderr, " '%s'", f->item);
+        if (f->attempt > 1)
+            fprintf(stderr, " (attempt %u)", f->attempt);
+        fprintf(stderr, ": %s\n", f->reason);
+        print_tail(f->tail);
+    }
+    if (res->fail_more > 0)
+        fprintf(stderr, "  ... and %llu more\n", res->fail_more);
+    for (i = 0; i < res->ntasks; i++) {
+        unsigned long long sk = task_skipped(&res->tasks[i]);
+        if (sk > 0 && !res->halted)
+            cmd_warn("%s: %llu instance%s not started: a task it needs "
+                     "failed",
+                job->tasks[i].name, sk, sk == 1 ? "" : "s");
+    }
+    if (res->halted)
+        cmd_warn("halted after %llu failure%s (halt: %s); %llu instance%s "
+                 "not started",
+            st->failed, st->failed == 1 ? "" : "s",
+            job->halt == PRUN_HALT_NOW ? "now" : "soon", st->skipped,
+            st->skipped == 1 ? "" : "s");
+}
+
+static void print_json(const struct prun_job *job, const char *run_id,
+    const struct prun_run_result *res, int exit_code)
+{
+    const struct prun_sched_stats *st = &res->stats;
+    struct prun_buf b = {0};
+    size_t i;
+
+    prun_buf_adds(&b, "{\"run_id\":");
+    prun_buf_add_json(&b, run_id, strlen(run_id));
+    prun_buf_adds(&b, ",\"name\":");
+    prun_buf_add_json(&b, job->name, strlen(job->name));
+    prun_buf_printf(&b,
+        ",\"status\":\"%s\",\"exit_code\":%d,\"started_ms\":%lld,"
+        "\"elapsed_ms\":%lld,\"instances\":{\"total\":%lld,\"succeeded\":%llu,"
+        "\"failed\":%llu,\"cancelled\":%llu,\"skipped\":%llu,"
+        "\"retried\":%llu},\"tasks\":[",
+        res->signal ? "stopped"
+        : exit_code ? "failed"
+                    : "succeeded",
+        exit_code, (long long)res->start_wall_ms, (long long)res->elapsed_ms,
+        st->total, st->succeeded, st->failed, st->cancelled, st->skipped,
+        st->retried);
+    for (i = 0; i < res->ntasks; i++) {
+        const struct prun_task_result *t = &res->tasks[i];
+
+        prun_buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+        prun_buf_add_json(&b, job->tasks[i].name, strlen(job->tasks[i].name));
+        prun_buf_printf(&b,
+            ",\"count\":%lld,\"succeeded\":%llu,\"failed\":%llu,"
+            "\"cancelled\":%llu,\"skipped\":%llu}",
+            t->count, t->succeeded, t->failed, t->cancelled, task_skipped(t));
+    }
+    prun_buf_adds(&b, "],\"failures\":[");
+    for (i = 0; i < res->nfail; i++) {
+        const struct prun_failure *f = &res->fail[i];
+        static const char *const kinds[] = {
+            "exit", "signal", "timeout", "exec", "cancelled"};
+
+        prun_buf_adds(&b, i ? ",{\"task\":" : "{\"task\":");
+        prun_buf_add_json(
+            &b, job->tasks[f->task].name, strlen(job->tasks[f->task].name));
+        prun_buf_printf(&b, ",\"index\":%llu,\"attempt\":%u,\"kind\":\"%s\"",
+            f->index, f->attempt, kinds[f->kind]);
+        if (f->kind == PRUN_FAIL_EXIT)
+            prun_buf_printf(&b, ",\"exit\":%d", f->status);
+        if (f->kind == PRUN_FAIL_SIGNAL)
+            prun_buf_printf(&b, ",\"signal\":%d", f->status);
+        prun_buf_adds(&b, ",\"item\":");
+        prun_buf_add_json(&b, f->item, strlen(f->item));
+        prun_buf_adds(&b, ",\"reason\":");
+        prun_buf_add_json(&b, f->reason, strlen(f->reason));
+        prun_buf_adds(&b, ",\"stderr_tail\":");
+        prun_buf_add_json(&b, f->tail, strlen(f->tail));
+        prun_buf_addc(&b, '}');
+    }
+    prun_buf_printf(&b, "],\"failures_not_listed\":%llu}\n", res->fail_more);
+    if (b.data)
+        fwrite(b.data, 1, b.len, stdout);
+    fflush(stdout);
+    prun_buf_free(&b);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct run_args a;
+    struct prun_config cfg;
+    struct prun_job *job = NULL;
+    struct prun_run_opts ro;
+    struct prun_run_result res;
+    struct prun_err e;
+    char run_id[64];
+    int rc, failed;
+    long ncpu;
+
+    memset(&res, 0, sizeof(res));
+    prun_config_defaults(&cfg);
+    rc = parse_args(argc, argv, &a, 1);
+    if (rc != 0) {
+        rc = rc < 0 ? EXIT_OK : rc;
+        goto out;
+    }
+    if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    prun_run_id_new(run_id, sizeof(run_id));
+    if (a.dry_run) {
+        rc = dry_run(job, run_id);
+        goto out;
+    }
+
+    memset(&ro, 0, sizeof(ro));
+    ro.job = job;
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    ro.jobs = a.jobs      ? a.jobs
+              : job->jobs ? job->jobs
+              : cfg.jobs  ? cfg.jobs
+                          : (unsigned)(ncpu > 0 ? ncpu : 1);
+    ro.kill_grace_ms = cfg.kill_grace_ms;
+    ro.run_id = run_id;
+    ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();
+    ro.out.mode = a.json  ? PRUN_OUT_NONE
+                  : a.tag ? PRUN_OUT_TAG
+                          : PRUN_OUT_GROUP;
+    ro.out.quiet = a.quiet;
+    ro.out.results_dir = a.results ? a.results : cfg.results;
+    ro.out.joblog = a.joblog;
+    ro.out.run_id = run_id;
+    ro.out.progress = !a.quiet && !a.json && isatty(2);
+
+    rc = prun_run(&ro, &res, &e);
+    failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
+    for (size_t i = 0; i < res.ntasks && !failed; i++)
+        failed = task_skipped(&res.tasks[i]) > 0;
+    if (rc < 0) {
+        print_summary(job, run_id, &res, 0, 1);
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    rc = res.signal ? 128 + res.signal : failed ? EXIT_FAILED : EXIT_OK;
+    if (res.warning[0] != '\0') {
+        cmd_warn("%s", res.warning);
+        if (rc == EXIT_OK)
+            rc = EXIT_SYSTEM;
+    }
+    if (a.json)
+        print_json(job, run_id, &res, rc);
+    if (!a.json || rc != EXIT_OK)
+        print_summary(job, run_id, &res, a.quiet, rc != EXIT_OK);
+out:
+    prun_run_result_free(&res);
+    prun_job_free(job);
+    prun_config_free(&cfg);
+    free(a.sets);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_OUTPUT_H
+#define PRUN_OUTPUT_H
+
+/*
+ * What the user sees and keeps of the children's output (DESIGN §7):
+ * capture of each child's stdout/stderr (in memory, spilling to an unlinked
+ * temp file past a threshold so a child printing gigabytes costs no runner
+ * memory), grouped printing, --tag line streaming, --results files, the
+ * GNU parallel joblog, and the progress line on a terminal.
+ */
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util.h"
+
+enum prun_out_mode {
+    PRUN_OUT_GROUP, /* print each instance's output whole when it ends */
+    PRUN_OUT_TAG,   /* stream lines as they come, prefixed "task[index]\t" */
+    PRUN_OUT_NONE,  /* print nothing (--json: the summary is the output) */
+};
+
+struct prun_output_opts {
+    enum prun_out_mode mode;
+    int quiet;               /* print output only for failed instances */
+    const char *results_dir; /* DIR/RUN_ID/TASK/INDEX.{out,err}, or NULL */
+    const char *joblog;      /* path, or NULL */
+    const char *run_id;
+    int progress; /* draw a progress line on stderr */
+};
+
+struct prun_output;
+
+int prun_output_new(const struct prun_output_opts *o, struct prun_output **out,
+    struct prun_err *err);
+void prun_output_free(struct prun_output *o);
+
+/* Captured output of one running instance: its stdout and stderr. */
+struct prun_capture;
+
+/*
+ * Begins capturing for an attempt of task[index]. Opens the --results files
+ * (truncating those of an earlier attempt). Returns NULL with err set.
+ */
+struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
+    unsigned long long index, struct prun_err *err);
+
+/*
+ * Feeds bytes read from the child's stream (1 = stdout, 2 = stderr).
+ * Returns 0, or PRUN_ESYS when a results file or spill file cannot be
+ * written (disk full); the capture keeps going without it.
+ */
+int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
+    size_t n, struct prun_err *err);
+
+/* The last lines of stderr (at most ~1 KiB), NUL-terminated. */
+const char *prun_capture_err_tail(struct prun_capture *c);
+uint64_t prun_capture_bytes(const struct prun_capture *c, int stream);
+
+/*
+ * The attempt ended. With print (a final attempt, or quiet mode with a
+ * failure), grouped output is written to stdout/stderr now; tag mode
+ * flushes a trailing partial line. Frees c.
+ */
+int prun_capture_finish(
+    struct prun_capture *c, int print, struct prun_err *err);
+
+/* One joblog row (GNU parallel format). */
+struct prun_joblog_row {
+    unsigned long long seq;
+    int64_t start_wall_ms;
+    int64_t runtime_ms;
+    int exitval;
+    int signal;
+    const char *command;
+};
+int prun_output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
+    struct prun_err *err);
+
+/* Progress counts for the terminal line. */
+struct prun_progress {
+    unsigned long long done, failed, running;
+    long long total; /* -1 unknown */
+    int64_t elapsed_ms;
+};
+void prun_output_progress(struct prun_output *o, const struct prun_progress *p);
+/* Erases the progress line (before other text goes to the terminal). */
+void prun_output_progress_clear(struct prun_output *o);
+
+/* Writes all of buf to fd, retrying on EINTR/short writes. */
+int prun_write_all(int fd, const void *buf, size_t n);
+
+#endif

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_RUNNER_H
+#define PRUN_RUNNER_H
+
+/*
+ * The runner: one epoll loop that starts what the scheduler says, reaps
+ * children (signalfd), reads their output (pipes), enforces timeouts, rates
+ * and retry delays (timerfd) and stops everything on SIGINT/SIGTERM/SIGHUP.
+ * It reports what happened in a prun_run_result; printing the summary is
+ * the caller's.
+ */
+
+#include <stdint.h>
+
+#include "config.h"
+#include "job.h"
+#include "output.h"
+#include "sched.h"
+
+struct prun_run_opts {
+    const struct prun_job *job;
+    unsigned jobs;         /* resolved global cap, >= 1 */
+    int64_t kill_grace_ms; /* default for tasks that set none */
+    const char *run_id;
+    struct prun_output_opts out;
+    uint64_t seed; /* retry jitter */
+};
+
+enum prun_fail_kind {
+    PRUN_FAIL_EXIT,    /* non-zero exit status */
+    PRUN_FAIL_SIGNAL,  /* killed by a signal it did not expect */
+    PRUN_FAIL_TIMEOUT, /* exceeded its timeout */
+    PRUN_FAIL_EXEC,    /* could not be started */
+    PRUN_FAIL_CANCEL,  /* stopped by the runner (signal, halt) */
+};
+
+struct prun_failure {
+    size_t task;
+    unsigned long long index;
+    unsigned attempt;
+    enum prun_fail_kind kind;
+    int status;       /* exit status, or signal number */
+    char item[96];    /* the item, shortened */
+    char reason[256]; /* "exit 3", "killed by SIGKILL", "timed out after 30s" */
+    char tail[1025];  /* the last lines of stderr */
+};
+
+struct prun_task_result {
+    long long count; /* -1 unknown */
+    unsigned long long succeeded, failed, cancelled, skipped;
+};
+
+struct prun_run_result {
+    int signal; /* the runner was stopped by this signal */
+    int halted; /* halt: triggered */
+    struct prun_sched_stats stats;
+    size_t ntasks;
+    struct prun_task_result *tasks;
+    size_t nfail; /* recorded failures (bounded) */
+    struct prun_failure *fail;
+    unsigned long long fail_more; /* failures not recorded */
+    int64_t start_wall_ms;
+    int64_t elapsed_ms;
+    char warning[256]; /* e.g. results disk full; "" if none */
+};
+
+/* The most failures kept with details for the summary. */
+#define PRUN_MAX_FAILURES 1000
+
+/*
+ * Runs the job to the end. Returns 0 when the run went through (whatever
+ * its instances did: see res), or a negative PRUN_E* when it could not
+ * (err says why; running children were stopped first). res is filled in
+ * both cases and must be released with prun_run_result_free().
+ */
+int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
+    struct prun_err *err);
+void prun_run_result_free(struct prun_run_result *res);
+
+/* A new run id, "YYYYMMDD-HHMMSS-xxxx" (local time, random suffix). */
+void prun_run_id_new(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_SPAWN_H
+#define PRUN_SPAWN_H
+
+/*
+ * Starting and reaping children. A child gets its own process group (so a
+ * signal reaches its grandchildren), dies with the runner (PDEATHSIG), has
+ * exactly fds 0-2 plus those listed in keep_fds, and reports exec failure
+ * through a close-on-exec pipe instead of a misleading exit status.
+ */
+
+#include <sys/types.h>
+
+#include "util.h"
+
+struct prun_spawn_opts {
+    const char *path; /* executable: contains '/', or searched in PATH */
+    char *const *argv;
+    char *const *envp;   /* PATH for the search is taken from here */
+    const char *cwd;     /* NULL: inherit */
+    int stdin_fd;        /* -1: /dev/null */
+    int stdout_fd;       /* required */
+    int stderr_fd;       /* required */
+    const int *keep_fds; /* inherited at the same number (segments) */
+    size_t nkeep;
+};
+
+/* Where in the child a failure happened, for the message. */
+enum prun_spawn_stage {
+    PRUN_STAGE_NONE,
+    PRUN_STAGE_CHDIR,
+    PRUN_STAGE_DUP,
+    PRUN_STAGE_EXEC,
+};
+
+/*
+ * Starts a child. Returns 0 with *pid set, or: PRUN_ESYS when the runner
+ * could not fork (err says why); PRUN_ENOTFOUND when the child started but
+ * could not become the program (chdir or exec failed): then *pid is the
+ * already-exited child, which the caller reaps as usual, and err says
+ * "cannot run 'foo': No such file or directory".
+ */
+int prun_spawn(
+    const struct prun_spawn_opts *o, pid_t *pid, struct prun_err *err);
+
+/*
+ * Marks every fd >= 3 close-on-exec, so descriptors the runner inherited
+ * never leak into children. Called once at start.
+ */
+void prun_spawn_init(void);
+
+/*
+ * Lists the runner's direct children (orphaned grandchildren land here too,
+ * since the runner is a subreaper). Returns the count stored in pids (at
+ * most n), or -1.
+ */
+int prun_children(pid_t *pids, int n);
+
+/*
+ * Stops every remaining descendant: SIGKILL to each child and its process
+ * group, reaping them, until none is left or timeout_ms passed. Used when
+ * the run ends, so nothing it started outlives it.
+ */
+void prun_kill_descendants(int timeout_ms);
+
+#endif
