@@ -110,8 +110,10 @@ demo: deps
 
 unit: $(UNIT_BINS)
 
-test: all $(UNIT_BINS)
+test: deps
+	@$(MAKE) --no-print-directory all unit
 	@BUILD=$(BUILD) tests/run.sh
+
 
 check:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT='-O1 -g' test
