@@ -117,8 +117,9 @@ struct prun_segdef {
     const char *name;
     struct prun_pos pos;
     const char *file; /* read-only segment loaded from this file, or NULL */
-    uint64_t size;    /* size: segments (0 for file:) */
+    uint64_t size;    /* size: segments (0 for file: and published:) */
     int writable;
+    int published;     /* published: true: created at run time by a child */
     const char *dtype; /* numpy notation, or NULL */
     size_t ndim;
     uint64_t *shape;

@@ -1433,7 +1433,7 @@ static int load_defaults(
 /* ---- segments ---- */
 
 static const char *const seg_keys[] = {
-    "file", "size", "writable", "dtype", "shape", "hugepages"};
+    "file", "size", "writable", "dtype", "shape", "hugepages", "published"};
 
 static int load_shape(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
@@ -1468,7 +1468,7 @@ static int load_shape(struct ld *ld, struct prun_segdef *sd,
 static int load_segment(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
 {
-    const struct ynode *fk = NULL, *sk = NULL, *wk = NULL;
+    const struct ynode *fk = NULL, *sk = NULL, *wk = NULL, *pk = NULL;
     char where[96], b[64];
     const char *s = NULL;
     size_t i;
@@ -1483,7 +1483,7 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
     if ((rc = want_map(ld, k, v, where)) < 0)
         return rc;
     snprintf(where, sizeof(where), " in segment '%s'", sd->name);
-    if ((rc = check_keys(ld, v, seg_keys, 6, where)) < 0)
+    if ((rc = check_keys(ld, v, seg_keys, 7, where)) < 0)
         return rc;
     for (i = 0; i < v->n && rc == 0; i += 2) {
         const struct ynode *ek = v->kids[i], *ev = v->kids[i + 1];
@@ -1517,6 +1517,10 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
                 rc = nomem(ld);
         } else if (strcmp(ek->str, "shape") == 0) {
             rc = load_shape(ld, sd, ek, ev);
+        } else if (strcmp(ek->str, "published") == 0) {
+            rc = get_bool(ld, ek, ev, &sd->published);
+            if (sd->published)
+                pk = ek;
         } else {
             if ((rc = get_scalar(ld, ek, ev, "auto or never", &s)) < 0)
                 break;
@@ -1531,14 +1535,25 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
     }
     if (rc < 0)
         return rc;
+    /* Exactly one of file:, size: and published: true. */
     if (fk != NULL && sk != NULL)
         return fail(ld, fk->line > sk->line ? fk : sk,
             "segment '%s' has both 'file' and 'size'; use one", sd->name);
-    if (fk == NULL && sk == NULL)
-        return fail(ld, k, "segment '%s' needs 'file' or 'size'", sd->name);
+    if (pk != NULL && (fk != NULL || sk != NULL))
+        return fail(ld, pk,
+            "segment '%s' has both '%s' and 'published'; a published "
+            "segment is created by a child, use one",
+            sd->name, fk != NULL ? "file" : "size");
+    if (fk == NULL && sk == NULL && pk == NULL)
+        return fail(ld, k,
+            "segment '%s' needs 'file', 'size' or 'published: true'", sd->name);
     if (fk != NULL && sd->writable)
         return fail(ld, wk,
             "file segments are read-only; use size: with writable: true");
+    if (pk != NULL && sd->writable)
+        return fail(ld, wk,
+            "published segments are read-only; use size: with writable: "
+            "true");
     return 0;
 }
 

@@ -7,30 +7,11 @@
 #include <stdint.h>
 
 /*
- * Error codes returned (negated) by every lib/ function. cmd/ maps them to
- * the exit statuses documented in DESIGN §2.
+ * The error codes (PRUN_E*) and struct prun_err are part of the public API
+ * (include/parallelrun.h): every lib/ function returns a negative PRUN_E*
+ * with err filled, and cmd/ maps them to the exit statuses of DESIGN §2.
  */
-enum {
-    PRUN_OK = 0,
-    PRUN_EINVAL = -1,  /* bad input: job file, config, usage (exit 2) */
-    PRUN_ESYS = -2,    /* a system call failed (exit 3) */
-    PRUN_ENOMEM = -3,  /* out of memory (exit 3) */
-    PRUN_EREDIS = -4,  /* Redis unreachable or misbehaving (exit 3) */
-    PRUN_ELOCKED = -5, /* a job lock is held elsewhere (exit 75) */
-    PRUN_ETIMEDOUT = -6,
-    PRUN_ENOTFOUND = -7,
-};
-
-/*
- * What went wrong, for a human. code is one of the PRUN_E* values, sys_errno
- * the errno behind it when a system call failed (else 0), and msg a complete
- * sentence fragment that already names the file, line and reason.
- */
-struct prun_err {
-    int code;
-    int sys_errno;
-    char msg[256];
-};
+#include <parallelrun.h>
 
 /* Fills err (which may be NULL) and returns code, for `return prun_err_set()`.
  */

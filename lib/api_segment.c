@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * api_segment: shared segments, child side (the "Shared segments" section
+ * of parallelrun.h). A child attaches a segment the runner gave it
+ * (PARALLELRUN_SEGMENT_<NAME>, a /dev/fd/N path to an inherited memfd) or
+ * one another task published in the run directory ($PARALLELRUN_SHM_DIR),
+ * and publishes its own there. Attaching is an open, an fstat and an mmap:
+ * no copy, whatever the size. The runner side (loading, sealing, cleanup)
+ * is segment.c; this file does not talk to Redis.
+ */
+#include "segment.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HUGE_ALIGN ((size_t)2 << 20)
+
+static const char *seg_getenv(const char *up, const char *suffix)
+{
+    char key[128];
+
+    snprintf(key, sizeof(key), "PARALLELRUN_SEGMENT_%s%s", up, suffix);
+    return getenv(key);
+}
+
+/*
+ * Maps fd. With huge pages wanted the mapping starts on a 2 MiB boundary,
+ * which is what lets the kernel map the segment's huge pages as such.
+ */
+static void *map_seg(int fd, size_t size, int writable, int huge)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    char *p, *a;
+    size_t head;
+
+    if (!huge || size < HUGE_ALIGN)
+        return mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+    p = mmap(NULL, size + HUGE_ALIGN, PROT_NONE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return MAP_FAILED;
+    a = (char *)(((uintptr_t)p + HUGE_ALIGN - 1) &
+                 ~(uintptr_t)(HUGE_ALIGN - 1));
+    if (mmap(a, size, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        munmap(p, size + HUGE_ALIGN);
+        return MAP_FAILED;
+    }
+    head = (size_t)(a - p);
+    if (head > 0)
+        munmap(p, head);
+    /* The tail after the (page-rounded) mapping. */
+    {
+        size_t mapped = (size + 4095) & ~(size_t)4095;
+        size_t tail = size + HUGE_ALIGN - head - mapped;
+        if (tail > 0)
+            munmap(a + mapped, tail);
+    }
+    madvise(a, size, MADV_HUGEPAGE);
+    return a;
+}
+
+int prun_segment_attach(
+    const char *name, struct prun_segment *seg, struct prun_err *err)
+{
+    struct prun_segment s;
+    struct prun__segmeta m;
+    char up[80], path[PATH_MAX], dtype[PRUN__DTYPE_MAX] = "";
+    const char *envpath, *v, *dir;
+    struct stat st;
+    int fd = -1, huge = 0, rc;
+    size_t i;
+
+    memset(&s, 0, sizeof(s));
+    s.fd = -1;
+    if (!prun__segment_name_ok(name))
+        return prun_err_set(
+            err, PRUN_EINVAL, "invalid segment name '%.64s'", name ? name : "");
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    for (i = 0; name[i] != '\0' && i + 1 < sizeof(up); i++)
+        up[i] = (char)toupper((unsigned char)name[i]);
+    up[i] = '\0';
+
+    envpath = seg_getenv(up, "");
+    if (envpath != NULL && envpath[0] != '\0') {
+        v = seg_getenv(up, "_WRITABLE");
+        s.writable = v != NULL && strcmp(v, "1") == 0;
+        v = seg_getenv(up, "_HUGEPAGES");
+        huge = v != NULL && strcmp(v, "1") == 0;
+        fd = open(envpath, (s.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        if (fd < 0)
+            return prun_err_sys(
+                err, "cannot attach segment '%s' (%s)", name, envpath);
+        /* A sealed segment stays read-only whatever the environment says. */
+        if (s.writable) {
+            int seals = fcntl(fd, F_GET_SEALS);
+            if (seals >= 0 && (seals & F_SEAL_WRITE))
+                s.writable = 0;
+        }
+        if ((v = seg_getenv(up, "_DTYPE")) != NULL)
+            snprintf(dtype, sizeof(dtype), "%s", v);
+        if ((v = seg_getenv(up, "_SHAPE")) != NULL &&
+            prun__shape_parse(v, s.shape, &s.ndim) < 0)
+            s.ndim = 0;
+    } else {
+        dir = getenv("PARALLELRUN_SHM_DIR");
+        if (dir == NULL || dir[0] == '\0')
+            return prun_err_set(err, PRUN_ENOTFOUND,
+                "segment '%s' is not attached to this task "
+                "(PARALLELRUN_SEGMENT_%s is not set) and this is not a "
+                "parallelrun run",
+                name, up);
+        if ((rc = prun__segmeta_read(dir, name, &m, err)) < 0) {
+            if (rc == PRUN_ENOTFOUND)
+                prun_err_set(err, PRUN_ENOTFOUND,
+                    "segment '%s' is not attached to this task and was not "
+                    "published in this run",
+                    name);
+            return rc;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            return prun_err_sys(err, "cannot attach segment '%s'", name);
+        memcpy(dtype, m.dtype, sizeof(dtype));
+        s.ndim = m.ndim;
+        memcpy(s.shape, m.shape, sizeof(s.shape));
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = prun_err_sys(err, "cannot attach segment '%s'", name);
+        goto fail;
+    }
+    s.size = (size_t)st.st_size;
+    if (s.size > 0) {
+        s.data = map_seg(fd, s.size, s.writable, huge);
+        if (s.data == MAP_FAILED) {
+            s.data = NULL;
+            rc = prun_err_sys(err, "cannot map segment '%s'", name);
+            goto fail;
+        }
+    }
+    if (dtype[0] == '\0' && s.ndim == 0 && s.data != NULL) {
+        uint64_t shape[PRUN_SEGMENT_MAX_DIMS];
+        size_t ndim, hdr;
+        if (prun__npy_parse(s.data, s.size, dtype, sizeof(dtype), shape, &ndim,
+                &hdr) == 0) {
+            memcpy(s.shape, shape, sizeof(shape));
+            s.ndim = ndim;
+        }
+    }
+    /* A structured dtype does not fit the public struct: "" (unknown). */
+    if (strlen(dtype) < sizeof(s.dtype))
+        memcpy(s.dtype, dtype, strlen(dtype) + 1);
+    s.fd = fd;
+    *seg = s;
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+int prun_segment_detach(struct prun_segment *seg)
+{
+    if (seg == NULL)
+        return 0;
+    if (seg->data != NULL)
+        munmap(seg->data, seg->size);
+    if (seg->fd >= 0)
+        close(seg->fd);
+    seg->data = NULL;
+    seg->size = 0;
+    seg->fd = -1;
+    return 0;
+}
+
+int prun_segment_publish(const char *name, const void *data, size_t size,
+    const char *dtype, const uint64_t *shape, size_t ndim, struct prun_err *err)
+{
+    if (data == NULL && size > 0)
+        return prun_err_set(err, PRUN_EINVAL,
+            "cannot publish segment '%s': no data", name ? name : "");
+    return prun__segment_publish_src(
+        name, data != NULL ? data : "", -1, size, dtype, shape, ndim, err);
+}

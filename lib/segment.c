@@ -1,0 +1,1247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * segment: shared segments, runner side (DESIGN §5).
+ *
+ * A `file:` segment is copied once into a memfd and sealed against writes
+ * and resizes, so every child maps the same pages read-only and none can
+ * change them. A `size:` segment is a zero-filled memfd every child maps
+ * shared and writable. memfds live on the kernel's internal shmem mount:
+ * a small /dev/shm does not limit them and they vanish with the last
+ * process holding them, so they cannot leak. A child receives only the
+ * fds of the segments its task lists, at the same numbers, and finds them
+ * as /dev/fd/N in PARALLELRUN_SEGMENT_<NAME>.
+ *
+ * Published segments are files a child creates in the run's directory
+ * BASE/parallelrun-RUNID; the runner removes the directory when the run
+ * ends, and prun_segment_gc() removes those of runners that died (the
+ * `owner` file says who the runner was). The publishing itself, and
+ * attaching from a child, are in api_segment.c.
+ *
+ * This module does not spawn anything and does not talk to Redis.
+ */
+#include "segment.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ENV_PREFIX  "PARALLELRUN_SEGMENT_"
+#define COPY_CHUNK  ((size_t)128 << 10)
+#define NPY_PEEK    65536
+#define OWNER_GRACE 60 /* seconds a directory may lack its owner file */
+
+struct seg {
+    const struct prun_segdef *def;
+    int fd;       /* memfd; -1 for published or not loaded yet */
+    int deferred; /* file missing at start: loaded by the first user */
+    int used;     /* some task lists it */
+    int huge;
+    uint64_t size;
+    char dtype[PRUN__DTYPE_MAX];
+    char shape[PRUN_SEGMENT_MAX_DIMS * 21];
+};
+
+/* What every child of one task gets from its memfd segments. */
+struct taskpre {
+    int ready;
+    size_t nfds;
+    int *fds;
+    size_t nenv;
+    const char **env;
+    struct prun_buf strings;
+    size_t npub; /* published segments it lists, opened per child */
+};
+
+/* The per-child part when a task lists published segments. */
+struct childpriv {
+    size_t nfds, npub, nenv;
+    int *fds; /* memfds, then published fds (ours to close) */
+    const char **env;
+    struct prun_buf strings;
+};
+
+struct prun_segset {
+    const struct prun_job *job;
+    size_t nsegs;
+    struct seg *segs;
+    struct taskpre *tasks;
+    char *dir; /* NULL: no run directory */
+    char *env_dir;
+    const char *env_all[1];
+    size_t nenv_all;
+};
+
+const char *prun__shm_base(void)
+{
+    const char *b = getenv("PARALLELRUN_SHM_BASE");
+
+    return b != NULL && b[0] != '\0' ? b : "/dev/shm";
+}
+
+int prun__segment_name_ok(const char *name)
+{
+    size_t i;
+
+    if (name == NULL || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
+        return 0;
+    for (i = 1; name[i] != '\0'; i++)
+        if (i >= 64 || !(isalnum((unsigned char)name[i]) || name[i] == '_'))
+            return 0;
+    return 1;
+}
+
+void prun__shape_fmt(const uint64_t *shape, size_t ndim, char *buf, size_t n)
+{
+    size_t i, used = 0;
+
+    if (n == 0)
+        return;
+    buf[0] = '\0';
+    for (i = 0; i < ndim && used < n; i++) {
+        int w = snprintf(
+            buf + used, n - used, "%s%" PRIu64, i ? "," : "", shape[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+int prun__shape_parse(const char *s, uint64_t *shape, size_t *ndim)
+{
+    size_t n = 0;
+    char *end;
+
+    while (isspace((unsigned char)*s) || *s == '(' || *s == '[')
+        s++;
+    for (;;) {
+        unsigned long long v;
+
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s == '\0' || *s == ')' || *s == ']')
+            break;
+        if (!isdigit((unsigned char)*s) || n == PRUN_SEGMENT_MAX_DIMS)
+            return -1;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0)
+            return -1;
+        shape[n++] = v;
+        s = end;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s == ',')
+            s++;
+        else if (*s != '\0' && *s != ')' && *s != ']')
+            return -1;
+    }
+    while (*s == ')' || *s == ']' || isspace((unsigned char)*s))
+        s++;
+    if (*s != '\0')
+        return -1;
+    *ndim = n;
+    return 0;
+}
+
+/* The value after 'key': in a .npy header dict, or NULL. */
+static const char *npy_value(const char *h, const char *key)
+{
+    char pat[32];
+    const char *p;
+
+    snprintf(pat, sizeof(pat), "'%s'", key);
+    if ((p = strstr(h, pat)) == NULL)
+        return NULL;
+    p += strlen(pat);
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p++ != ':')
+        return NULL;
+    while (isspace((unsigned char)*p))
+        p++;
+    return p;
+}
+
+int prun__npy_parse(const void *buf, size_t len, char *dtype, size_t dtn,
+    uint64_t *shape, size_t *ndim, size_t *hdrlen)
+{
+    const unsigned char *b = buf;
+    char h[NPY_PEEK + 1], *e;
+    const char *v;
+    size_t hl, start, n;
+
+    if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
+        return -1;
+    if (b[6] == 1) {
+        hl = (size_t)b[8] | (size_t)b[9] << 8;
+        start = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && len >= 12) {
+        hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
+             (size_t)b[11] << 24;
+        start = 12;
+    } else {
+        return -1;
+    }
+    if (hl > NPY_PEEK || start + hl > len)
+        return -1;
+    memcpy(h, b + start, hl);
+    h[hl] = '\0';
+
+    if ((v = npy_value(h, "descr")) == NULL)
+        return -1;
+    if (*v == '\'' || *v == '"') {
+        const char *q = strchr(v + 1, *v);
+        if (q == NULL)
+            return -1;
+        n = (size_t)(q - v - 1);
+    } else if (*v == '[') {
+        /* A structured dtype: keep numpy's own spelling of the list. */
+        const char *q = v;
+        int depth = 0;
+        do {
+            if (*q == '[' || *q == '(')
+                depth++;
+            else if (*q == ']' || *q == ')')
+                depth--;
+            q++;
+        } while (*q != '\0' && depth > 0);
+        if (depth != 0)
+            return -1;
+        n = (size_t)(q - v);
+        v--; /* copied from v + 1 below */
+    } else {
+        return -1;
+    }
+    if (n + 1 > dtn)
+        n = 0; /* does not fit: unknown rather than truncated */
+    memcpy(dtype, v + 1, n);
+    dtype[n] = '\0';
+
+    if ((v = npy_value(h, "shape")) == NULL || *v != '(')
+        return -1;
+    if ((e = strchr(v, ')')) == NULL)
+        return -1;
+    e[1] = '\0';
+    if (prun__shape_parse(v, shape, ndim) < 0)
+        return -1;
+    *hdrlen = start + hl;
+    return 0;
+}
+
+int prun__segmeta_read(const char *dir, const char *name,
+    struct prun__segmeta *m, struct prun_err *err)
+{
+    char path[PATH_MAX], text[1024], *line, *save = NULL;
+    struct prun__segmeta t;
+    ssize_t n;
+    int fd, have_size = 0;
+
+    memset(&t, 0, sizeof(t));
+    snprintf(path, sizeof(path), "%s/%s.meta", dir, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return prun_err_set(err, PRUN_ENOTFOUND,
+                "segment '%s' was not published in this run", name);
+        return prun_err_sys(err, "cannot open %s", path);
+    }
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n < 0)
+        return prun_err_sys(err, "cannot read %s", path);
+    text[n] = '\0';
+    for (line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *val = strchr(line, ' ');
+        if (val == NULL)
+            continue;
+        *val++ = '\0';
+        if (strcmp(line, "size") == 0) {
+            char *end;
+            errno = 0;
+            t.size = strtoull(val, &end, 10);
+            have_size = errno == 0 && *end == '\0' && end != val;
+        } else if (strcmp(line, "dtype") == 0) {
+            snprintf(t.dtype, sizeof(t.dtype), "%s", val);
+        } else if (strcmp(line, "shape") == 0) {
+            if (prun__shape_parse(val, t.shape, &t.ndim) < 0)
+                have_size = -1;
+        }
+    }
+    if (have_size != 1)
+        return prun_err_set(err, PRUN_EINVAL, "%s is malformed", path);
+    *m = t;
+    return 0;
+}
+
+/* ---- copying ---- */
+
+/*
+ * Copies size bytes from in (at its offset *off) to out (at its current
+ * offset). Measured on Linux 6.18 for a 1 GiB file in the page cache into
+ * a memfd: copy_file_range fails at once with EXDEV (a different
+ * filesystem), sendfile takes 0.41-0.43 s, a read/write loop with 128 KiB
+ * (cp's size) 0.41-0.46 s and with 1 MiB 0.56-1.1 s, read() straight into
+ * a mapping of the memfd 0.8-1.6 s (page faults). So: copy_file_range when
+ * it works (same filesystem, in-kernel), else sendfile (no user copy),
+ * else the read/write loop for what sendfile refuses.
+ */
+static int copy_fd(int in, off_t *off, int out, uint64_t size)
+{
+    uint64_t done = 0;
+    int mode = 0; /* 0 copy_file_range, 1 sendfile, 2 read/write */
+    char *buf = NULL;
+
+    while (done < size) {
+        size_t want = size - done > 0x40000000 ? 0x40000000 : size - done;
+        ssize_t n;
+
+        if (mode == 0)
+            n = copy_file_range(in, off, out, NULL, want, 0);
+        else if (mode == 1)
+            n = sendfile(out, in, off, want);
+        else {
+            ssize_t w = 0, r;
+            if (buf == NULL && (buf = malloc(COPY_CHUNK)) == NULL)
+                return -1;
+            n = pread(in, buf, want < COPY_CHUNK ? want : COPY_CHUNK, *off);
+            for (r = 0; n > 0 && r < n; r += w)
+                if ((w = write(out, buf + r, (size_t)(n - r))) < 0)
+                    break;
+            if (n > 0 && w < 0) {
+                n = -1;
+            } else if (n > 0) {
+                *off += n;
+            }
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && done == 0 && mode < 2 &&
+            (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                errno == EOPNOTSUPP || errno == EBADF)) {
+            mode++;
+            continue;
+        }
+        if (n < 0) {
+            free(buf);
+            return -1;
+        }
+        if (n == 0) {
+            free(buf);
+            errno = ENODATA; /* the file shrank while we copied it */
+            return -1;
+        }
+        done += (uint64_t)n;
+    }
+    free(buf);
+    return 0;
+}
+
+/* ---- loading ---- */
+
+static int thp_shmem_allowed(void)
+{
+    char buf[128], *l, *r;
+    ssize_t n;
+    int fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+        O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    if ((l = strchr(buf, '[')) == NULL || (r = strchr(l, ']')) == NULL)
+        return 0;
+    *r = '\0';
+    return strcmp(l + 1, "never") != 0 && strcmp(l + 1, "deny") != 0;
+}
+
+/* A memfd numbered >= 3, so it cannot collide with a child's stdio. */
+static int new_memfd(const char *name)
+{
+    char label[80];
+    int fd, hi;
+
+    snprintf(label, sizeof(label), "parallelrun:%s", name);
+    fd = memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd >= 0 && fd < 3) {
+        hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        close(fd);
+        fd = hi;
+    }
+    return fd;
+}
+
+/*
+ * With transparent huge pages wanted, the data goes in through a mapping
+ * advised MADV_HUGEPAGE: with shmem_enabled=advise that is what makes the
+ * kernel allocate huge pages for the file at all.
+ */
+static int fill_huge(int in, int out, uint64_t size)
+{
+    uint64_t done = 0;
+    char *p;
+
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, out, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    madvise(p, size, MADV_HUGEPAGE);
+    while (done < size) {
+        size_t want = size - done > (64u << 20) ? 64u << 20 : size - done;
+        ssize_t n = pread(in, p + done, want, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = ENODATA;
+            munmap(p, size);
+            return -1;
+        }
+        done += (uint64_t)n;
+    }
+    return munmap(p, size);
+}
+
+static int load_file(
+    const struct prun_job *job, struct seg *g, struct prun_err *err)
+{
+    const struct prun_segdef *d = g->def;
+    unsigned char peek[NPY_PEEK];
+    char dtype[PRUN__DTYPE_MAX];
+    uint64_t shape[PRUN_SEGMENT_MAX_DIMS];
+    size_t ndim = 0, hdr;
+    struct stat st;
+    off_t off = 0;
+    ssize_t np;
+    int in = -1, fd = -1, rc = 0;
+
+    in = open(d->file, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        rc = prun_err_set(err, PRUN_EINVAL,
+            "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
+            d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
+        goto fail;
+    }
+    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+        rc = prun_err_set(err, PRUN_EINVAL,
+            "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
+            d->pos.line, d->pos.col, d->name, d->file,
+            S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
+        goto fail;
+    }
+    g->size = (uint64_t)st.st_size;
+    if ((fd = new_memfd(d->name)) < 0) {
+        rc = prun_err_sys(err, "segment '%s': memfd_create", d->name);
+        goto fail;
+    }
+    if (ftruncate(fd, st.st_size) < 0) {
+        rc = prun_err_sys(err,
+            "segment '%s': cannot hold %" PRIu64 " bytes in memory", d->name,
+            g->size);
+        goto fail;
+    }
+    if (g->size > 0 && (g->huge ? fill_huge(in, fd, g->size)
+                                : copy_fd(in, &off, fd, g->size)) < 0) {
+        rc = prun_err_sys(err, "%s:%u:%u: segment '%s': cannot load '%s'",
+            job->path, d->pos.line, d->pos.col, d->name, d->file);
+        goto fail;
+    }
+    if (fcntl(fd, F_ADD_SEALS,
+            F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        rc = prun_err_sys(err, "segment '%s': cannot seal it", d->name);
+        goto fail;
+    }
+    if (d->dtype != NULL)
+        snprintf(g->dtype, sizeof(g->dtype), "%s", d->dtype);
+    if (d->ndim > 0)
+        prun__shape_fmt(d->shape, d->ndim, g->shape, sizeof(g->shape));
+    /* A .npy file says what the job file did not. */
+    if ((d->dtype == NULL || d->ndim == 0) &&
+        (np = pread(in, peek, sizeof(peek), 0)) > 0 &&
+        prun__npy_parse(
+            peek, (size_t)np, dtype, sizeof(dtype), shape, &ndim, &hdr) == 0) {
+        if (d->dtype == NULL)
+            memcpy(g->dtype, dtype, sizeof(g->dtype));
+        if (d->ndim == 0)
+            prun__shape_fmt(shape, ndim, g->shape, sizeof(g->shape));
+    }
+    close(in);
+    g->fd = fd;
+    g->deferred = 0;
+    return 0;
+fail:
+    if (in >= 0)
+        close(in);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static int load_writable(struct seg *g, struct prun_err *err)
+{
+    const struct prun_segdef *d = g->def;
+    int fd = new_memfd(d->name);
+
+    if (fd < 0)
+        return prun_err_sys(err, "segment '%s': memfd_create", d->name);
+    g->size = d->size;
+    /* Sealed against resizing: a child that shrank it would SIGBUS others. */
+    if (ftruncate(fd, (off_t)d->size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        int rc = prun_err_sys(err,
+            "segment '%s': cannot create %" PRIu64 " bytes of shared memory",
+            d->name, d->size);
+        close(fd);
+        return rc;
+    }
+    if (d->dtype != NULL)
+        snprintf(g->dtype, sizeof(g->dtype), "%s", d->dtype);
+    if (d->ndim > 0)
+        prun__shape_fmt(d->shape, d->ndim, g->shape, sizeof(g->shape));
+    g->fd = fd;
+    return 0;
+}
+
+/* ---- the run directory ---- */
+
+/* Field 22 of /proc/PID/stat: start time in clock ticks after boot. */
+static int proc_starttime(pid_t pid, unsigned long long *out)
+{
+    char path[64], buf[1024], *p;
+    ssize_t n;
+    int fd, field;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* The command name may contain spaces and ')': skip to the last ')'. */
+    if ((p = strrchr(buf, ')')) == NULL)
+        return -1;
+    for (field = 2; field < 22 && p != NULL; field++)
+        p = strchr(p + 1, ' ');
+    if (p == NULL)
+        return -1;
+    *out = strtoull(p + 1, NULL, 10);
+    return 0;
+}
+
+static int write_owner(const char *dir, struct prun_err *err)
+{
+    char path[PATH_MAX], tmp[PATH_MAX], host[256], line[400];
+    unsigned long long st = 0;
+    int fd, n, rc = 0;
+
+    if (gethostname(host, sizeof(host)) < 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    proc_starttime(getpid(), &st);
+    n = snprintf(line, sizeof(line), "%d %llu %s\n", (int)getpid(), st, host);
+    snprintf(tmp, sizeof(tmp), "%s/owner.tmp", dir);
+    snprintf(path, sizeof(path), "%s/owner", dir);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return prun_err_sys(err, "cannot create %s", tmp);
+    if (write(fd, line, (size_t)n) != n || close(fd) < 0 ||
+        rename(tmp, path) < 0) {
+        rc = prun_err_sys(err, "cannot write %s", path);
+        unlink(tmp);
+    }
+    return rc;
+}
+
+/* Removes the flat directory name under dirfd, and its files. */
+static int remove_tree(int dirfd, const char *name)
+{
+    int fd =
+        openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct dirent *e;
+    DIR *d;
+
+    if (fd < 0)
+        return -1;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(fd, e->d_name, 0) < 0 && errno == EISDIR)
+            remove_tree(fd, e->d_name);
+    }
+    closedir(d);
+    return unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+static void remove_dir(const char *path)
+{
+    char *copy = strdup(path), *slash;
+
+    if (copy == NULL)
+        return;
+    if ((slash = strrchr(copy, '/')) != NULL) {
+        *slash = '\0';
+        int base =
+            open(copy[0] ? copy : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (base >= 0) {
+            remove_tree(base, slash + 1);
+            close(base);
+        }
+    }
+    free(copy);
+}
+
+/* ---- the set ---- */
+
+static void upper_name(const char *name, char *out, size_t n)
+{
+    size_t i;
+
+    for (i = 0; name[i] != '\0' && i + 1 < n; i++)
+        out[i] = (char)toupper((unsigned char)name[i]);
+    out[i] = '\0';
+}
+
+/*
+ * Appends the env strings of one segment attached at fd to b, recording
+ * their offsets in offs (at most 7). Returns how many, or -1.
+ */
+static int seg_env(struct prun_buf *b, size_t *offs, const char *name, int fd,
+    uint64_t size, const char *dtype, const char *shape, int writable, int huge)
+{
+    char up[80];
+    int n = 0, ok = 1;
+
+    upper_name(name, up, sizeof(up));
+    offs[n++] = b->len;
+    ok &= prun_buf_printf(b, ENV_PREFIX "%s=/dev/fd/%d", up, fd) == 0;
+    ok &= prun_buf_addc(b, '\0') == 0;
+    offs[n++] = b->len;
+    ok &= prun_buf_printf(b, ENV_PREFIX "%s_SIZE=%" PRIu64, up, size) == 0;
+    ok &= prun_buf_addc(b, '\0') == 0;
+    if (dtype[0] != '\0') {
+        offs[n++] = b->len;
+        ok &= prun_buf_printf(b, ENV_PREFIX "%s_DTYPE=%s", up, dtype) == 0;
+        ok &= prun_buf_addc(b, '\0') == 0;
+    }
+    if (shape[0] != '\0') {
+        offs[n++] = b->len;
+        ok &= prun_buf_printf(b, ENV_PREFIX "%s_SHAPE=%s", up, shape) == 0;
+        ok &= prun_buf_addc(b, '\0') == 0;
+    }
+    if (writable) {
+        offs[n++] = b->len;
+        ok &= prun_buf_printf(b, ENV_PREFIX "%s_WRITABLE=1", up) == 0;
+        ok &= prun_buf_addc(b, '\0') == 0;
+    }
+    if (huge) {
+        offs[n++] = b->len;
+        ok &= prun_buf_printf(b, ENV_PREFIX "%s_HUGEPAGES=1", up) == 0;
+        ok &= prun_buf_addc(b, '\0') == 0;
+    }
+    return ok ? n : -1;
+}
+
+/* Builds what every child of task t gets from its memfd segments. */
+static int prepare_task(struct prun_segset *s, size_t t, struct prun_err *err)
+{
+    const struct prun_task *task = &s->job->tasks[t];
+    struct taskpre *tp = &s->tasks[t];
+    size_t i, k, *offs = NULL;
+    int rc = 0, n;
+
+    for (i = 0; i < task->nsegs; i++) {
+        struct seg *g = &s->segs[task->segs[i]];
+        if (g->deferred && (rc = load_file(s->job, g, err)) < 0)
+            return rc;
+    }
+    tp->fds = calloc(task->nsegs + 1, sizeof(int));
+    tp->env = calloc(task->nsegs * 7 + 1, sizeof(char *));
+    offs = calloc(task->nsegs * 7 + 1, sizeof(size_t));
+    if (tp->fds == NULL || tp->env == NULL || offs == NULL) {
+        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < task->nsegs; i++) {
+        const struct seg *g = &s->segs[task->segs[i]];
+        if (g->def->published) {
+            tp->npub++;
+            continue;
+        }
+        tp->fds[tp->nfds++] = g->fd;
+        n = seg_env(&tp->strings, offs + tp->nenv, g->def->name, g->fd, g->size,
+            g->dtype, g->shape, g->def->writable, g->huge);
+        if (n < 0) {
+            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            goto out;
+        }
+        tp->nenv += (size_t)n;
+    }
+    for (k = 0; k < tp->nenv; k++)
+        tp->env[k] = tp->strings.data + offs[k];
+    tp->ready = 1;
+out:
+    free(offs);
+    return rc;
+}
+
+static int task_lists_seg(const struct prun_task *t, size_t seg)
+{
+    size_t i;
+
+    for (i = 0; i < t->nsegs; i++)
+        if (t->segs[i] == seg)
+            return 1;
+    return 0;
+}
+
+/*
+ * A missing file may be made by an earlier task: allowed when every task
+ * listing the segment waits for another (needs), never for a task that
+ * could start at once.
+ */
+static int may_defer(const struct prun_job *job, size_t seg)
+{
+    size_t t, users = 0;
+
+    for (t = 0; t < job->ntasks; t++) {
+        if (!task_lists_seg(&job->tasks[t], seg))
+            continue;
+        if (job->tasks[t].nneeds == 0)
+            return 0;
+        users++;
+    }
+    return users > 0;
+}
+
+static int make_run_dir(struct prun_segset *s, const char *run_id, int required,
+    struct prun_err *err)
+{
+    struct prun_buf b = {0};
+    int rc = 0;
+
+    if (run_id[0] == '\0' || strchr(run_id, '/') != NULL ||
+        strcmp(run_id, "..") == 0)
+        return prun_err_set(err, PRUN_EINVAL, "invalid run id '%.64s'", run_id);
+    if (prun_buf_printf(&b, "%s/parallelrun-%s", prun__shm_base(), run_id) < 0)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    if (mkdir(b.data, 0700) < 0) {
+        /* Published segments are the only use; a job without any runs. */
+        if (required)
+            rc = prun_err_sys(err, "cannot create %s", b.data);
+        prun_buf_free(&b);
+        return rc;
+    }
+    s->dir = b.data;
+    if ((rc = write_owner(s->dir, err)) < 0)
+        return rc;
+    memset(&b, 0, sizeof(b)); /* s->dir owns the old data */
+    if (prun_buf_printf(&b, "PARALLELRUN_SHM_DIR=%s", s->dir) < 0)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    s->env_dir = b.data;
+    s->env_all[0] = s->env_dir;
+    s->nenv_all = 1;
+    return 0;
+}
+
+int prun_segset_new(const struct prun_job *job, const char *run_id,
+    enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err)
+{
+    struct prun_segset *s;
+    size_t i, t;
+    int rc = 0, thp = -1, need_dir = 0;
+
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    s->job = job;
+    s->segs = calloc(job->nsegs + 1, sizeof(*s->segs));
+    s->tasks = calloc(job->ntasks + 1, sizeof(*s->tasks));
+    if (s->segs == NULL || s->tasks == NULL) {
+        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    s->nsegs = job->nsegs;
+    for (i = 0; i < job->nsegs; i++) {
+        s->segs[i].def = &job->segs[i];
+        s->segs[i].fd = -1;
+        need_dir |= job->segs[i].published;
+    }
+    for (t = 0; t < job->ntasks; t++)
+        for (i = 0; i < job->tasks[t].nsegs; i++)
+            s->segs[job->tasks[t].segs[i]].used = 1;
+
+    for (i = 0; i < s->nsegs; i++) {
+        struct seg *g = &s->segs[i];
+        const struct prun_segdef *d = g->def;
+        enum prun_hugepages h =
+            d->hugepages != PRUN_HUGE_DEFAULT ? d->hugepages : deflt;
+
+        if (h == PRUN_HUGE_AUTO && !d->published) {
+            if (thp < 0)
+                thp = thp_shmem_allowed();
+            g->huge = thp;
+        }
+        if (d->published)
+            continue;
+        if (d->file == NULL) {
+            if ((rc = load_writable(g, err)) < 0)
+                goto fail;
+            continue;
+        }
+        if (access(d->file, F_OK) < 0 && errno == ENOENT && may_defer(job, i)) {
+            g->deferred = 1;
+            continue;
+        }
+        if (!g->used) {
+            /* Not listed by any task: checked, not loaded. */
+            int fd = open(d->file, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = prun_err_set(err, PRUN_EINVAL,
+                    "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
+                    d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
+                goto fail;
+            }
+            close(fd);
+            continue;
+        }
+        if ((rc = load_file(job, g, err)) < 0)
+            goto fail;
+    }
+    if ((rc = make_run_dir(s, run_id, need_dir, err)) < 0)
+        goto fail;
+    /* The spawn path then only copies pointers (deferred files excepted). */
+    for (t = 0; t < job->ntasks; t++) {
+        int deferred = 0;
+        for (i = 0; i < job->tasks[t].nsegs; i++)
+            deferred |= s->segs[job->tasks[t].segs[i]].deferred;
+        if (!deferred && (rc = prepare_task(s, t, err)) < 0)
+            goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    prun_segset_free(s);
+    return rc;
+}
+
+size_t prun_segset_env_all(const struct prun_segset *s, const char *const **env)
+{
+    *env = s->env_all;
+    return s->nenv_all;
+}
+
+/* Opens published segment g for a child; fills fd and its env strings. */
+static int open_published(const struct prun_segset *s, const struct seg *g,
+    int *fdp, struct prun_buf *b, size_t *offs, int *nenv, struct prun_err *err)
+{
+    struct prun__segmeta m;
+    char path[PATH_MAX], shape[PRUN_SEGMENT_MAX_DIMS * 21];
+    struct stat st;
+    int fd = -1, tries;
+
+    for (tries = 0; tries < 3; tries++) {
+        if (s->dir == NULL ||
+            prun__segmeta_read(s->dir, g->def->name, &m, NULL) < 0)
+            return prun_err_set(err, PRUN_ENOTFOUND,
+                "segment '%s' was not published (by a task this one "
+                "needs?)",
+                g->def->name);
+        snprintf(path, sizeof(path), "%s/%s", s->dir, g->def->name);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            return prun_err_set(err, PRUN_ENOTFOUND,
+                "segment '%s' was not published (by a task this one "
+                "needs?)",
+                g->def->name);
+        /* Republished between the two reads: read the pair again. */
+        if (fstat(fd, &st) == 0 && (uint64_t)st.st_size == m.size)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        return prun_err_set(err, PRUN_EINVAL,
+            "segment '%s' changed while it was being attached", g->def->name);
+    if (fd < 3) {
+        int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        close(fd);
+        if ((fd = hi) < 0)
+            return prun_err_sys(err, "fcntl");
+    }
+    /* The job file may say what the publisher did not. */
+    if (m.dtype[0] == '\0' && g->def->dtype != NULL)
+        snprintf(m.dtype, sizeof(m.dtype), "%s", g->def->dtype);
+    if (m.ndim == 0 && g->def->ndim > 0)
+        prun__shape_fmt(g->def->shape, g->def->ndim, shape, sizeof(shape));
+    else
+        prun__shape_fmt(m.shape, m.ndim, shape, sizeof(shape));
+    *nenv = seg_env(b, offs, g->def->name, fd, m.size, m.dtype, shape, 0, 0);
+    *fdp = fd;
+    if (*nenv < 0)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void childpriv_free(struct childpriv *cp)
+{
+    size_t i;
+
+    if (cp == NULL)
+        return;
+    for (i = cp->nfds - cp->npub; i < cp->nfds; i++)
+        close(cp->fds[i]);
+    free(cp->fds);
+    free(cp->env);
+    prun_buf_free(&cp->strings);
+    free(cp);
+}
+
+int prun_segset_child(struct prun_segset *s, size_t task,
+    struct prun_segchild *out, struct prun_err *err)
+{
+    const struct prun_task *t;
+    struct taskpre *tp;
+    struct childpriv *cp = NULL;
+    size_t i, k, *offs = NULL, npubenv = 0;
+    int rc = 0;
+
+    if (s == NULL || task >= s->job->ntasks) {
+        memset(out, 0, sizeof(*out));
+        return 0;
+    }
+    t = &s->job->tasks[task];
+    tp = &s->tasks[task];
+    if (!tp->ready && (rc = prepare_task(s, task, err)) < 0)
+        return rc;
+    if (tp->npub == 0) {
+        out->fds = tp->fds;
+        out->nfds = tp->nfds;
+        out->env = tp->env;
+        out->nenv = tp->nenv;
+        out->priv = NULL;
+        return 0;
+    }
+
+    cp = calloc(1, sizeof(*cp));
+    offs = calloc(tp->npub * 7 + 1, sizeof(size_t));
+    if (cp == NULL || offs == NULL ||
+        (cp->fds = calloc(tp->nfds + tp->npub, sizeof(int))) == NULL ||
+        (cp->env = calloc(tp->nenv + tp->npub * 7 + 1, sizeof(char *))) ==
+            NULL) {
+        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(cp->fds, tp->fds, tp->nfds * sizeof(int));
+    cp->nfds = tp->nfds;
+    for (i = 0; i < t->nsegs; i++) {
+        const struct seg *g = &s->segs[t->segs[i]];
+        int fd = -1, n = 0;
+
+        if (!g->def->published)
+            continue;
+        rc = open_published(s, g, &fd, &cp->strings, offs + npubenv, &n, err);
+        if (fd >= 0) {
+            cp->fds[cp->nfds++] = fd;
+            cp->npub++;
+        }
+        if (rc < 0)
+            goto fail;
+        npubenv += (size_t)n;
+    }
+    memcpy(cp->env, tp->env, tp->nenv * sizeof(char *));
+    for (k = 0; k < npubenv; k++)
+        cp->env[tp->nenv + k] = cp->strings.data + offs[k];
+    cp->nenv = tp->nenv + npubenv;
+    free(offs);
+    out->fds = cp->fds;
+    out->nfds = cp->nfds;
+    out->env = cp->env;
+    out->nenv = cp->nenv;
+    out->priv = cp;
+    return 0;
+fail:
+    free(offs);
+    childpriv_free(cp);
+    return rc;
+}
+
+void prun_segset_child_done(struct prun_segset *s, struct prun_segchild *c)
+{
+    (void)s;
+    if (c == NULL)
+        return;
+    childpriv_free(c->priv);
+    memset(c, 0, sizeof(*c));
+}
+
+void prun_segset_free(struct prun_segset *s)
+{
+    size_t i;
+
+    if (s == NULL)
+        return;
+    for (i = 0; s->segs != NULL && i < s->nsegs; i++)
+        if (s->segs[i].fd >= 0)
+            close(s->segs[i].fd);
+    for (i = 0; s->tasks != NULL && i < s->job->ntasks; i++) {
+        free(s->tasks[i].fds);
+        free(s->tasks[i].env);
+        prun_buf_free(&s->tasks[i].strings);
+    }
+    if (s->dir != NULL)
+        remove_dir(s->dir);
+    free(s->dir);
+    free(s->env_dir);
+    free(s->segs);
+    free(s->tasks);
+    free(s);
+}
+
+/* ---- gc ---- */
+
+/*
+ * Is the runner that owns directory name (under base) alive? 1 alive or
+ * not ours to judge, 0 dead.
+ */
+static int owner_alive(int base, const char *name, const struct stat *dst)
+{
+    char buf[512], host[256], ohost[256];
+    unsigned long long ost, st;
+    int fd, pid;
+    ssize_t n;
+
+    fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    {
+        int ofd = openat(fd, "owner", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        close(fd);
+        if (ofd < 0) {
+            /* Being created right now, or its runner died doing so. */
+            return time(NULL) - dst->st_mtime < OWNER_GRACE;
+        }
+        n = read(ofd, buf, sizeof(buf) - 1);
+        close(ofd);
+    }
+    if (n <= 0)
+        return time(NULL) - dst->st_mtime < OWNER_GRACE;
+    buf[n] = '\0';
+    if (sscanf(buf, "%d %llu %255s", &pid, &ost, ohost) != 3 || pid <= 0)
+        return 1;
+    if (gethostname(host, sizeof(host)) < 0)
+        return 1;
+    host[sizeof(host) - 1] = '\0';
+    if (strcmp(host, ohost) != 0)
+        return 1;
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return 0;
+    if (proc_starttime(pid, &st) < 0)
+        return kill(pid, 0) == 0 || errno == EPERM;
+    return st == ost;
+}
+
+int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
+    unsigned *removed, struct prun_err *err)
+{
+    const char *basepath = prun__shm_base();
+    unsigned count = 0;
+    struct dirent *e;
+    struct stat st;
+    int base;
+    DIR *d;
+
+    base = open(basepath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (base < 0) {
+        if (errno == ENOENT) {
+            if (removed)
+                *removed = 0;
+            return 0;
+        }
+        return prun_err_sys(err, "cannot open %s", basepath);
+    }
+    if ((d = fdopendir(base)) == NULL) {
+        close(base);
+        return prun_err_sys(err, "cannot read %s", basepath);
+    }
+    while ((e = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+
+        if (strncmp(e->d_name, "parallelrun-", 12) != 0)
+            continue;
+        if (fstatat(base, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISDIR(st.st_mode))
+            continue;
+        if (st.st_uid != geteuid() && geteuid() != 0)
+            continue;
+        if (owner_alive(base, e->d_name, &st))
+            continue;
+        if (remove_tree(base, e->d_name) < 0)
+            continue;
+        count++;
+        if (cb != NULL) {
+            snprintf(path, sizeof(path), "%s/%s", basepath, e->d_name);
+            cb(path, arg);
+        }
+    }
+    closedir(d);
+    if (removed)
+        *removed = count;
+    return 0;
+}
+
+int prun_segment_gc(unsigned *removed, struct prun_err *err)
+{
+    return prun__segment_gc_cb(NULL, NULL, removed, err);
+}
+
+/* ---- publishing (the child side's engine; see api_segment.c) ---- */
+
+static int dtype_ok(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return i < PRUN__DTYPE_MAX;
+}
+
+int prun__segment_publish_src(const char *name, const void *data, int srcfd,
+    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
+    struct prun_err *err)
+{
+    const char *dir = getenv("PARALLELRUN_SHM_DIR");
+    char tmp[PATH_MAX], mtmp[PATH_MAX], path[PATH_MAX], mpath[PATH_MAX];
+    char shp[PRUN_SEGMENT_MAX_DIMS * 21];
+    struct prun_buf meta = {0};
+    int fd = -1, mfd = -1, rc = 0;
+    size_t done = 0;
+
+    tmp[0] = mtmp[0] = '\0';
+    if (!prun__segment_name_ok(name))
+        return prun_err_set(err, PRUN_EINVAL,
+            "invalid segment name '%.64s' (use letters, digits and '_', not "
+            "starting with a digit, at most 64)",
+            name ? name : "");
+    if (strcmp(name, "owner") == 0)
+        return prun_err_set(
+            err, PRUN_EINVAL, "segment name 'owner' is reserved");
+    if (dtype != NULL && !dtype_ok(dtype))
+        return prun_err_set(err, PRUN_EINVAL, "invalid dtype for '%s'", name);
+    if (ndim > PRUN_SEGMENT_MAX_DIMS)
+        return prun_err_set(err, PRUN_EINVAL,
+            "segment '%s': at most %d dimensions", name, PRUN_SEGMENT_MAX_DIMS);
+    if (dir == NULL || dir[0] == '\0')
+        return prun_err_set(err, PRUN_EINVAL,
+            "cannot publish segment '%s': not inside a parallelrun run "
+            "(PARALLELRUN_SHM_DIR is not set)",
+            name);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(mpath, sizeof(mpath), "%s/%s.meta", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, name, (int)getpid());
+    snprintf(mtmp, sizeof(mtmp), "%s/%s.%d.meta.tmp", dir, name, (int)getpid());
+
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        tmp[0] = '\0';
+        goto fail;
+    }
+    /* Reserve every page first: a full tmpfs is an error here, not a
+     * SIGBUS in whoever touches the page later. */
+    if (size > 0 && fallocate(fd, 0, 0, (off_t)size) < 0) {
+        if (errno == EOPNOTSUPP)
+            errno = posix_fallocate(fd, 0, (off_t)size);
+        if (errno != 0) {
+            rc = prun_err_sys(err,
+                "cannot publish segment '%s' (%zu bytes) in %s", name, size,
+                dir);
+            goto fail;
+        }
+    }
+    if (data != NULL) {
+        while (done < size) {
+            ssize_t w =
+                pwrite(fd, (const char *)data + done, size - done, (off_t)done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = prun_err_sys(err,
+                    "cannot publish segment '%s' (%zu bytes) in %s", name, size,
+                    dir);
+                goto fail;
+            }
+            done += (size_t)w;
+        }
+    } else if (size > 0) {
+        off_t off = lseek(srcfd, 0, SEEK_CUR);
+        if (off < 0)
+            off = 0;
+        if (copy_fd(srcfd, &off, fd, size) < 0) {
+            rc = prun_err_sys(
+                err, "cannot publish segment '%s': cannot copy it", name);
+            goto fail;
+        }
+    }
+    /* Read-only from now on (for anyone but root). */
+    fchmod(fd, 0400);
+
+    prun__shape_fmt(shape, ndim, shp, sizeof(shp));
+    if (prun_buf_printf(&meta, "size %zu\ndtype %s\nshape %s\npid %d\n", size,
+            dtype ? dtype : "", shp, (int)getpid()) < 0) {
+        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    mfd = open(mtmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (mfd < 0) {
+        mtmp[0] = '\0';
+        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        goto fail;
+    }
+    if (write(mfd, meta.data, meta.len) != (ssize_t)meta.len ||
+        close(mfd) < 0) {
+        mfd = -1;
+        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        goto fail;
+    }
+    mfd = -1;
+    /* The data first, the meta last: readers start from NAME.meta. */
+    if (rename(tmp, path) < 0 || rename(mtmp, mpath) < 0) {
+        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        goto fail;
+    }
+    close(fd);
+    prun_buf_free(&meta);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (mfd >= 0)
+        close(mfd);
+    if (tmp[0] != '\0')
+        unlink(tmp);
+    if (mtmp[0] != '\0')
+        unlink(mtmp);
+    prun_buf_free(&meta);
+    return rc;
+}
