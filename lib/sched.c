@@ -45,6 +45,8 @@ struct prun_sched {
     int halted, halt_now, stopped;
     unsigned long long final_failures;
     struct prun_sched_stats st;
+    prun_sched_skip_fn skip;
+    void *skip_ctx;
 };
 
 /* xorshift64*: small, fast and reproducible from opts->seed. */
@@ -221,6 +223,12 @@ void prun_sched_free(struct prun_sched *s)
     free(s);
 }
 
+void prun_sched_set_skip(struct prun_sched *s, prun_sched_skip_fn fn, void *ctx)
+{
+    s->skip = fn;
+    s->skip_ctx = ctx;
+}
+
 void prun_inst_free(struct prun_inst *inst)
 {
     if (inst == NULL)
@@ -294,7 +302,20 @@ static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
     struct prun_inst *inst;
     int n;
 
-    n = prun_iter_next(t->it, &items, err);
+    for (;;) {
+        n = prun_iter_next(t->it, &items, err);
+        if (n <= 0 || s->skip == NULL ||
+            !s->skip(s->skip_ctx, ti, items, (size_t)n))
+            break;
+        /* Done in the run being resumed: it counts, it does not run. */
+        t->next_index++;
+        s->st.succeeded++;
+        s->st.resumed++;
+        if (t->count >= 0 && t->next_index >= (unsigned long long)t->count) {
+            t->exhausted = 1;
+            return 0;
+        }
+    }
     if (n < 0)
         return n;
     if (n == 0) {

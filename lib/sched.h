@@ -63,6 +63,8 @@ struct prun_sched_stats {
     unsigned long long skipped; /* instances never started: needs failed,
                                    halt, or stop */
     long long total;            /* all instances, -1 if unknown */
+    unsigned long long resumed; /* succeeded in the run being resumed: not
+                                   run, counted in succeeded too */
 };
 
 struct prun_sched;
@@ -107,6 +109,16 @@ void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st);
 long long prun_sched_task_count(const struct prun_sched *s, size_t task);
 /* Nonzero if task i was skipped because a task it needs failed. */
 int prun_sched_task_skipped(const struct prun_sched *s, size_t task);
+
+/*
+ * A filter for --resume: called for each new instance before it is
+ * created; nonzero means it already succeeded (in an earlier run) and is
+ * counted as succeeded without being started.
+ */
+typedef int (*prun_sched_skip_fn)(
+    void *ctx, size_t task, const struct prun_item *items, size_t n);
+void prun_sched_set_skip(
+    struct prun_sched *s, prun_sched_skip_fn fn, void *ctx);
 
 void prun_inst_free(struct prun_inst *inst);
 
