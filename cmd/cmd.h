@@ -25,5 +25,19 @@ int cmd_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
+/* status.c: runs, status, cancel */
+int cmd_status(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+/* child.c: primitives for children */
+int cmd_barrier(int argc, char **argv);
+int cmd_lock(int argc, char **argv);
+int cmd_counter(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
+int cmd_progress(int argc, char **argv);
+int cmd_next(int argc, char **argv);
+/* segment.c: segment publish/path, gc */
+int cmd_segment(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 #endif

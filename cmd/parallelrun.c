@@ -12,6 +12,10 @@
 static const char usage_text[] =
     "usage: parallelrun run JOBFILE [options]\n"
     "       parallelrun validate JOBFILE [--set VAR=VALUE]...\n"
+    "       parallelrun status [RUN_ID] [--watch] [--json] [--redis URL]\n"
+    "       parallelrun runs [--json] [--redis URL]\n"
+    "       parallelrun cancel RUN_ID [--redis URL]\n"
+    "       parallelrun gc\n"
     "       parallelrun --help | --version\n"
     "\n"
     "Runs the tasks of a YAML job file as parallel child processes.\n"
@@ -27,14 +31,30 @@ static const char usage_text[] =
     "  -q, --quiet          print nothing unless something failed (cron)\n"
     "  --json               print a JSON summary on stdout instead of the\n"
     "                       children's output (keep it with --results)\n"
+    "  --redis URL          redis://[user:pass@]host:port/db, unix:///path,\n"
+    "                       or 'off' (default: a private embedded server)\n"
+    "  --resume RUN_ID      run only the instances that did not succeed in\n"
+    "                       RUN_ID, matched by task and item value\n"
+    "\n"
+    "Inside a task (these use the PARALLELRUN_* environment):\n"
+    "  parallelrun barrier NAME [--count N] [--timeout DUR]\n"
+    "  parallelrun lock NAME [--timeout DUR] -- CMD [ARG]...\n"
+    "  parallelrun counter NAME [--add N]\n"
+    "  parallelrun queue push NAME VALUE... | pop NAME [--timeout DUR]\n"
+    "  parallelrun progress DONE [TOTAL]\n"
+    "  parallelrun next            pool mode: print the next item, exit 1 "
+    "when none\n"
+    "  parallelrun segment publish NAME FILE [--dtype T --shape A,B]\n"
+    "  parallelrun segment path NAME\n"
     "\n"
     "Output is grouped by default: each instance's stdout and stderr are\n"
     "printed whole when it ends. On a terminal a progress line is shown.\n"
     "\n"
-    "Exit status: 0 every instance succeeded; 1 at least one failed (the\n"
-    "summary names them); 2 usage error or invalid job file (nothing was\n"
-    "started); 3 a system call or service failed; 128+N stopped by signal N\n"
-    "after stopping every child.\n"
+    "Exit status of run: 0 every instance succeeded; 1 at least one failed\n"
+    "(the summary names them); 2 usage error or invalid job file (nothing\n"
+    "was started); 3 a system call or Redis failed; 75 the job's lock is\n"
+    "held by another run; 128+N stopped by signal N (130: Ctrl-C or\n"
+    "'parallelrun cancel') after stopping every child.\n"
     "\n"
     "Configuration: /etc/parallelrun.ini, then ~/.config/parallelrun/"
     "config.ini\n"
@@ -85,12 +105,31 @@ int cmd_usage(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} commands[] = {
+    {"run", cmd_run},
+    {"validate", cmd_validate},
+    {"status", cmd_status},
+    {"runs", cmd_runs},
+    {"cancel", cmd_cancel},
+    {"gc", cmd_gc},
+    {"barrier", cmd_barrier},
+    {"lock", cmd_lock},
+    {"counter", cmd_counter},
+    {"queue", cmd_queue},
+    {"progress", cmd_progress},
+    {"next", cmd_next},
+    {"segment", cmd_segment},
+};
+
 int main(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
 
     if (sub == NULL)
-        return cmd_usage("missing command (run, validate)");
+        return cmd_usage("missing command (run, validate, status, ...)");
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 ||
         strcmp(sub, "help") == 0) {
         fputs(usage_text, stdout);
@@ -100,9 +139,8 @@ int main(int argc, char **argv)
         printf("parallelrun %s\n", PRUN_VERSION);
         return EXIT_OK;
     }
-    if (strcmp(sub, "run") == 0)
-        return cmd_run(argc - 1, argv + 1);
-    if (strcmp(sub, "validate") == 0)
-        return cmd_validate(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(sub, commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
     return cmd_usage("unknown command '%s'", sub);
 }

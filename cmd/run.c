@@ -13,9 +13,11 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "coord.h"
 #include "job.h"
 #include "runner.h"
 #include "sched.h"
+#include "segment.h"
 
 struct run_args {
     const char *jobfile;
@@ -24,6 +26,7 @@ struct run_args {
     size_t nsets;
     int dry_run, tag, quiet, json;
     const char *results, *joblog;
+    const char *redis, *resume;
 };
 
 enum {
@@ -33,6 +36,8 @@ enum {
     OPT_RESULTS,
     OPT_JOBLOG,
     OPT_JSON,
+    OPT_REDIS,
+    OPT_RESUME,
 };
 
 static const struct option run_opts[] = {
@@ -44,6 +49,8 @@ static const struct option run_opts[] = {
     {"joblog", required_argument, NULL, OPT_JOBLOG},
     {"quiet", no_argument, NULL, 'q'},
     {"json", no_argument, NULL, OPT_JSON},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"resume", required_argument, NULL, OPT_RESUME},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -116,6 +123,12 @@ static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
             break;
         case OPT_JSON:
             a->json = 1;
+            break;
+        case OPT_REDIS:
+            a->redis = optarg;
+            break;
+        case OPT_RESUME:
+            a->resume = optarg;
             break;
         case 'h':
             printf("usage: parallelrun %s JOBFILE [options]; see "
@@ -358,6 +371,170 @@ static void print_json(const struct prun_job *job, const char *run_id,
     prun_buf_free(&b);
 }
 
+/* What a run needs of Redis, set up before anything starts. */
+struct redis_setup {
+    struct prun_embedded *embedded;
+    struct prun_conn *conn;
+    struct prun_state *state;
+    struct prun_strset **done; /* --resume: per task */
+    size_t ntasks;
+    char url[320];
+    char env_url[340], env_pw[300], env_ttl[64];
+    const char *env[3];
+    size_t nenv;
+    int locked;
+};
+
+static int skip_done(
+    void *ctx, size_t task, const struct prun_item *items, size_t n)
+{
+    struct redis_setup *rs = ctx;
+    struct prun_buf v = {0};
+    size_t i;
+    int hit;
+
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            prun_buf_addc(&v, '\n');
+        prun_buf_adds(&v, items[i].text);
+    }
+    hit = prun_strset_has(rs->done[task], v.data ? v.data : "");
+    prun_buf_free(&v);
+    return hit;
+}
+
+static int redis_off(const char *url)
+{
+    return url != NULL && (strcmp(url, "off") == 0 || strcmp(url, "none") == 0);
+}
+
+/*
+ * Connects (starting the embedded server when no URL is configured), takes
+ * the job lock, loads what --resume needs and opens the state writer.
+ * Returns 0, or a PRUN_E* with err set; nothing has started either way.
+ */
+static int redis_setup(struct redis_setup *rs, const struct run_args *a,
+    const struct prun_config *cfg, const struct prun_job *job,
+    const char *run_id, struct prun_err *err)
+{
+    const char *url = a->redis ? a->redis : cfg->redis_url;
+    struct prun_state_opts so;
+    struct prun_redis_addr addr;
+    const char **names = NULL;
+    size_t t;
+    int rc;
+
+    memset(rs, 0, sizeof(*rs));
+    if (redis_off(url)) {
+        if (job->lock || a->resume)
+            return prun_err_set(err, PRUN_EINVAL,
+                "%s needs Redis, which is off (--redis off)",
+                job->lock ? "lock: true" : "--resume");
+        return 0;
+    }
+    if (url == NULL) {
+        rc =
+            prun_embedded_acquire(&rs->embedded, rs->url, sizeof(rs->url), err);
+        if (rc < 0)
+            return rc;
+        url = rs->url;
+    } else {
+        snprintf(rs->url, sizeof(rs->url), "%s", url);
+    }
+    rc = prun_conn_open(url, cfg->redis_password, 5000, &rs->conn, err);
+    if (rc < 0)
+        return rc;
+    if (job->lock) {
+        rc = prun_joblock_take(rs->conn, job->name, run_id, err);
+        if (rc < 0)
+            return rc;
+        rs->locked = 1;
+    }
+    if (a->resume) {
+        names = calloc(job->ntasks, sizeof(char *));
+        if (names == NULL)
+            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        for (t = 0; t < job->ntasks; t++)
+            names[t] = job->tasks[t].name;
+        rc = prun_resume_load(
+            rs->conn, a->resume, job->name, names, job->ntasks, &rs->done, err);
+        free(names);
+        if (rc < 0)
+            return rc;
+        rs->ntasks = job->ntasks;
+    }
+    memset(&so, 0, sizeof(so));
+    so.url = url;
+    so.password = cfg->redis_password;
+    so.run_id = run_id;
+    so.key_ttl_ms = cfg->key_ttl_ms;
+    so.job_name = job->lock ? job->name : NULL;
+    rc = prun_state_open(&so, &rs->state, err);
+    if (rc < 0)
+        return rc;
+
+    /* Children reach the same server; the password never goes in a URL. */
+    prun_redis_url_parse(url, &addr, NULL);
+    prun_redis_url_format(&addr, rs->env_url + 18, sizeof(rs->env_url) - 18);
+    memcpy(rs->env_url, "PARALLELRUN_REDIS=", 18);
+    rs->env[rs->nenv++] = rs->env_url;
+    if (cfg->redis_password || addr.password[0]) {
+        snprintf(rs->env_pw, sizeof(rs->env_pw),
+            "PARALLELRUN_REDIS_PASSWORD=%s",
+            cfg->redis_password ? cfg->redis_password : addr.password);
+        rs->env[rs->nenv++] = rs->env_pw;
+    }
+    memset(&addr, 0, sizeof(addr));
+    snprintf(rs->env_ttl, sizeof(rs->env_ttl), "PARALLELRUN_KEY_TTL=%lld",
+        (long long)cfg->key_ttl_ms);
+    rs->env[rs->nenv++] = rs->env_ttl;
+    return 0;
+}
+
+static void redis_teardown(
+    struct redis_setup *rs, const struct prun_job *job, const char *run_id)
+{
+    size_t t;
+
+    if (rs->locked && rs->conn)
+        prun_joblock_release(rs->conn, job->name, run_id);
+    prun_state_close(rs->state);
+    prun_conn_close(rs->conn);
+    prun_embedded_release(rs->embedded);
+    for (t = 0; rs->done && t < rs->ntasks; t++)
+        prun_strset_free(rs->done[t]);
+    free(rs->done);
+    memset(rs->env_pw, 0, sizeof(rs->env_pw));
+}
+
+/* Final counts and state, then wait (bounded) for Redis to take them. */
+static void redis_finish(struct redis_setup *rs,
+    const struct prun_run_result *res, int exit_code, int quiet)
+{
+    const struct prun_sched_stats *st = &res->stats;
+    struct prun_state_counts c;
+    struct prun_err e;
+    const char *state = res->signal ? "stopped"
+                        : exit_code ? "failed"
+                                    : "succeeded";
+
+    if (rs->state == NULL)
+        return;
+    c.total = st->total;
+    c.succeeded = st->succeeded;
+    c.failed = st->failed;
+    c.cancelled = st->cancelled;
+    c.skipped = st->skipped;
+    c.retried = st->retried;
+    c.running = 0;
+    prun_state_counts(rs->state, &c, NULL, 0);
+    prun_state_run_end(rs->state, state, exit_code, res->signal);
+    if (prun_state_flush(rs->state, 10000, &e) < 0 && !quiet)
+        cmd_warn("%s", e.msg);
+    else if (prun_state_flush(rs->state, 0, &e) < 0)
+        cmd_warn("%s", e.msg);
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct run_args a;
@@ -365,12 +542,18 @@ int cmd_run(int argc, char **argv)
     struct prun_job *job = NULL;
     struct prun_run_opts ro;
     struct prun_run_result res;
+    struct redis_setup rs;
+    struct prun_segset *segs = NULL;
+    const char *env[8];
+    const char *const *segenv = NULL;
+    size_t nsegenv = 0, nenv = 0, i;
     struct prun_err e;
     char run_id[64];
     int rc, failed;
     long ncpu;
 
     memset(&res, 0, sizeof(res));
+    memset(&rs, 0, sizeof(rs));
     prun_config_defaults(&cfg);
     rc = parse_args(argc, argv, &a, 1);
     if (rc != 0) {
@@ -386,6 +569,18 @@ int cmd_run(int argc, char **argv)
         rc = dry_run(job, run_id);
         goto out;
     }
+    /* Leftovers of runs that died go before this one adds its own. */
+    prun_segment_gc(NULL, NULL);
+    if (prun_segset_new(job, run_id, cfg.hugepages, &segs, &e) < 0 ||
+        redis_setup(&rs, &a, &cfg, job, run_id, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    for (i = 0; i < rs.nenv; i++)
+        env[nenv++] = rs.env[i];
+    nsegenv = prun_segset_env_all(segs, &segenv);
+    for (i = 0; i < nsegenv && nenv < sizeof(env) / sizeof(env[0]); i++)
+        env[nenv++] = segenv[i];
 
     memset(&ro, 0, sizeof(ro));
     ro.job = job;
@@ -405,13 +600,35 @@ int cmd_run(int argc, char **argv)
     ro.out.joblog = a.joblog;
     ro.out.run_id = run_id;
     ro.out.progress = !a.quiet && !a.json && isatty(2);
+    ro.state = rs.state;
+    ro.extra_env = env;
+    ro.nextra_env = nenv;
+    ro.segs = segs;
+    if (rs.done != NULL) {
+        ro.skip = skip_done;
+        ro.skip_ctx = &rs;
+    }
+    if (rs.state != NULL) {
+        struct prun_state_run sr;
+        const char **names = calloc(job->ntasks, sizeof(char *));
+
+        for (i = 0; names && i < job->ntasks; i++)
+            names[i] = job->tasks[i].name;
+        sr.name = job->name;
+        sr.job = job->path;
+        sr.jobs = ro.jobs;
+        sr.resumed_from = a.resume;
+        prun_state_run_start(rs.state, &sr, names, names ? job->ntasks : 0);
+        free(names);
+    }
 
     rc = prun_run(&ro, &res, &e);
     failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
-    for (size_t i = 0; i < res.ntasks && !failed; i++)
+    for (i = 0; i < res.ntasks && !failed; i++)
         failed = task_skipped(&res.tasks[i]) > 0;
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
+        redis_finish(&rs, &res, cmd_exit_code(rc), 0);
         rc = cmd_fail(&e);
         goto out;
     }
@@ -425,7 +642,12 @@ int cmd_run(int argc, char **argv)
         print_json(job, run_id, &res, rc);
     if (!a.json || rc != EXIT_OK)
         print_summary(job, run_id, &res, a.quiet, rc != EXIT_OK);
+    redis_finish(&rs, &res, rc, a.quiet);
 out:
+    /* Every path ends here: the run's segments never outlive it. */
+    prun_segset_free(segs);
+    if (job != NULL)
+        redis_teardown(&rs, job, run_id);
     prun_run_result_free(&res);
     prun_job_free(job);
     prun_config_free(&cfg);

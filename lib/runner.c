@@ -38,6 +38,8 @@ extern char **environ;
 
 #define TAG_SIGNAL  UINT64_MAX
 #define TAG_TIMER   (UINT64_MAX - 1)
+#define TAG_REDIS   (UINT64_MAX - 2)
+#define TICK_MS     500
 #define PROGRESS_MS 200
 #define READ_CHUNK  65536
 
@@ -72,6 +74,13 @@ struct task_env {
     char **base;
 };
 
+/* Pool mode: the task's real items, fed to Redis for its workers. */
+struct pool_feed {
+    struct prun_iter *it;
+    int started, finished;
+    unsigned long long next_index;
+};
+
 struct runner {
     const struct prun_run_opts *o;
     const struct prun_job *job;
@@ -84,13 +93,19 @@ struct runner {
     size_t nfree;
     size_t running;
     struct task_env *envs;
+    struct pool_feed *feeds; /* per task; NULL without pool tasks */
+    struct prun_job shadow;  /* what sched sees: pool tasks as workers */
+    struct prun_task *shadow_tasks;
     struct straggler *strag;
     size_t nstrag, capstrag;
     int epfd, sigfd, timerfd, nullfd;
     int64_t armed; /* timer's current expiry, 0 disarmed */
     int64_t wake;  /* scheduler's next wake time */
     int64_t next_progress;
-    int stopping; /* stop signal or halt now: no new starts */
+    int redis_fd; /* registered in epoll, -1 none */
+    uint32_t redis_events;
+    int64_t next_tick; /* Redis heartbeat/reconnect */
+    int stopping;      /* stop signal or halt now: no new starts */
     int stop_signal;
     uint64_t seq;
     sigset_t oldmask;
@@ -151,6 +166,13 @@ static int build_task_envs(struct runner *r, struct prun_err *err)
                 skip |= env_name_is(environ[i], own_vars[k]);
             for (k = 0; k < task->nenv; k++)
                 skip |= env_name_is(environ[i], task->env_keys[k]);
+            /* An outer run's segments: their fds do not reach our children. */
+            skip |= strncmp(environ[i], "PARALLELRUN_SEGMENT_", 20) == 0;
+            for (k = 0; k < r->o->nextra_env; k++) {
+                const char *x = r->o->extra_env[k];
+                size_t nl = strcspn(x, "=");
+                skip |= strncmp(environ[i], x, nl + 1) == 0;
+            }
             if (!skip)
                 te->base[te->n++] = environ[i];
         }
@@ -163,10 +185,12 @@ static int build_task_envs(struct runner *r, struct prun_err *err)
  * environment, the PARALLELRUN_* variables, then the task's env entries.
  */
 static char **build_envp(struct runner *r, const struct prun_task *task,
-    const struct task_env *te, const struct prun_ctx *ctx)
+    const struct task_env *te, const struct prun_ctx *ctx,
+    const struct prun_segchild *sc)
 {
     struct prun_buf b = {0};
-    size_t nown = 6 + task->nenv, i, *offs = NULL;
+    size_t nown = 6 + task->nenv + r->o->nextra_env + sc->nenv, i;
+    size_t *offs = NULL;
     char **envp = NULL, *strings;
     int ok = 1;
 
@@ -203,6 +227,16 @@ static char **build_envp(struct runner *r, const struct prun_task *task,
         offs[6 + i] = b.len;
         ok &= prun_buf_printf(&b, "%s=", task->env_keys[i]) == 0;
         ok &= prun_tpl_expand(&task->env_vals[i], ctx, 0, &b) == 0;
+        ok &= prun_buf_addc(&b, '\0') == 0;
+    }
+    for (i = 0; i < r->o->nextra_env; i++) {
+        offs[6 + task->nenv + i] = b.len;
+        ok &= prun_buf_adds(&b, r->o->extra_env[i]) == 0;
+        ok &= prun_buf_addc(&b, '\0') == 0;
+    }
+    for (i = 0; i < sc->nenv; i++) {
+        offs[6 + task->nenv + r->o->nextra_env + i] = b.len;
+        ok &= prun_buf_adds(&b, sc->env[i]) == 0;
         ok &= prun_buf_addc(&b, '\0') == 0;
     }
     if (!ok)
@@ -288,6 +322,165 @@ static void fill_ctx(
 
 static void finish(struct runner *r, struct proc *p, int status);
 
+/* The instance's item value as PARALLELRUN_ITEM has it (--resume key). */
+static void item_value(const struct prun_inst *inst, struct prun_buf *b)
+{
+    size_t i;
+
+    for (i = 0; i < inst->nitems; i++) {
+        if (i > 0)
+            prun_buf_addc(b, '\n');
+        prun_buf_adds(b, inst->items[i].text);
+    }
+    if (b->data == NULL)
+        prun_buf_adds(b, "");
+}
+
+/* Keeps the Redis socket's epoll registration in step with the writer. */
+static void redis_sync_fd(struct runner *r)
+{
+    struct epoll_event ev;
+    uint32_t want;
+    int fd;
+
+    if (r->o->state == NULL)
+        return;
+    fd = prun_state_fd(r->o->state);
+    want = EPOLLIN | (prun_state_want_write(r->o->state) ? EPOLLOUT : 0);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = want;
+    ev.data.u64 = TAG_REDIS;
+    if (fd != r->redis_fd) {
+        /* A closed socket left the epoll set by itself. */
+        r->redis_fd = fd;
+        r->redis_events = 0;
+        if (fd >= 0 && epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+            r->redis_events = want;
+        return;
+    }
+    if (fd >= 0 && want != r->redis_events &&
+        epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+        r->redis_events = want;
+}
+
+static void redis_counts(struct runner *r)
+{
+    struct prun_sched_stats st;
+    struct prun_state_counts c;
+    const char **tj;
+    size_t t;
+
+    prun_sched_stats(r->sched, &st);
+    c.total = st.total;
+    c.succeeded = st.succeeded;
+    c.failed = st.failed;
+    c.cancelled = st.cancelled;
+    c.skipped = st.skipped;
+    c.retried = st.retried;
+    c.running = st.running;
+    tj = calloc(r->job->ntasks * 2, sizeof(char *));
+    if (tj == NULL)
+        return;
+    for (t = 0; t < r->job->ntasks; t++) {
+        const struct prun_task_result *tr = &r->res->tasks[t];
+        char *j = malloc(160);
+
+        if (j != NULL)
+            snprintf(j, 160,
+                "{\"count\":%lld,\"succeeded\":%llu,\"failed\":%llu,"
+                "\"cancelled\":%llu}",
+                prun_sched_task_count(r->sched, t), tr->succeeded, tr->failed,
+                tr->cancelled);
+        tj[2 * t] = r->job->tasks[t].name;
+        tj[2 * t + 1] = j ? j : "{}";
+    }
+    prun_state_counts(r->o->state, &c, tj, r->job->ntasks);
+    for (t = 0; t < r->job->ntasks; t++)
+        if (strcmp(tj[2 * t + 1], "{}") != 0)
+            free((char *)tj[2 * t + 1]);
+    free(tj);
+}
+
+static void stop_all(struct runner *r, int hard);
+
+static void redis_tick(struct runner *r, int64_t now)
+{
+    if (r->o->state == NULL || now < r->next_tick)
+        return;
+    prun_state_tick(r->o->state, now);
+    redis_counts(r);
+    r->next_tick = now + TICK_MS;
+    if (prun_state_cancel_requested(r->o->state) && r->stop_signal == 0) {
+        /* `parallelrun cancel`: stop as on Ctrl-C. */
+        r->stop_signal = SIGINT;
+        r->res->cancelled = 1;
+        r->stopping = 1;
+        prun_sched_stop(r->sched);
+        stop_all(r, 0);
+    }
+}
+
+/*
+ * Feeds pool tasks' items to Redis a batch at a time, so a huge source
+ * neither stalls the loop nor sits in memory. Returns nonzero while some
+ * feed has more to give.
+ */
+static int feed_pools(struct runner *r)
+{
+    struct prun_err e;
+    size_t t;
+    int more = 0;
+
+    for (t = 0; r->feeds && t < r->job->ntasks; t++) {
+        struct pool_feed *f = &r->feeds[t];
+        const struct prun_item *items;
+        int batch, n = 0;
+
+        if (!f->started || f->finished)
+            continue;
+        for (batch = 0; batch < 2000; batch++) {
+            struct prun_buf v = {0};
+            int i;
+
+            n = prun_iter_next(f->it, &items, &e);
+            if (n <= 0)
+                break;
+            for (i = 0; i < n; i++) {
+                if (i > 0)
+                    prun_buf_addc(&v, '\n');
+                prun_buf_adds(&v, items[i].text);
+            }
+            prun_state_pool_push(r->o->state, r->job->tasks[t].name,
+                f->next_index++, v.data ? v.data : "");
+            prun_buf_free(&v);
+        }
+        if (n <= 0) {
+            if (n < 0)
+                note_warning(r, &e);
+            prun_state_pool_fed(r->o->state, r->job->tasks[t].name);
+            f->finished = 1;
+        } else {
+            more = 1;
+        }
+    }
+    return more;
+}
+
+static void start_feed(struct runner *r, size_t t)
+{
+    struct pool_feed *f = &r->feeds[t];
+    struct prun_err e;
+
+    if (f->started)
+        return;
+    f->started = 1;
+    if (prun_iter_open(r->job, &r->job->tasks[t].foreach, &f->it, &e) < 0) {
+        note_warning(r, &e);
+        f->finished = 1;
+        prun_state_pool_fed(r->o->state, r->job->tasks[t].name);
+    }
+}
+
 /* Starts inst in a free slot; a start that fails finishes it at once. */
 static void start_inst(struct runner *r, struct prun_inst *inst)
 {
@@ -298,7 +491,8 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     struct proc *p;
     struct prun_buf cwd = {0};
     char **argv = NULL, **envp = NULL;
-    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, rc;
+    struct prun_segchild sc;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, rc, have_sc = 0;
     size_t slot = r->free_slots[--r->nfree];
 
     p = &r->procs[slot];
@@ -310,6 +504,8 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     r->running++;
     if (inst->seq == 0)
         inst->seq = ++r->seq;
+    if (task->pool && r->feeds != NULL)
+        start_feed(r, inst->task);
     fill_ctx(r, inst, &ctx);
     p->start_mono = prun_now_ms();
     p->start_wall = prun_wall_ms();
@@ -319,8 +515,16 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         snprintf(p->exec_err, sizeof(p->exec_err), "%s", e.msg);
         goto fail;
     }
+    memset(&sc, 0, sizeof(sc));
+    if (r->o->segs != NULL) {
+        if (prun_segset_child(r->o->segs, inst->task, &sc, &e) < 0) {
+            snprintf(p->exec_err, sizeof(p->exec_err), "%s", e.msg);
+            goto fail;
+        }
+        have_sc = 1;
+    }
     argv = prun_task_argv(task, &ctx);
-    envp = build_envp(r, task, &r->envs[inst->task], &ctx);
+    envp = build_envp(r, task, &r->envs[inst->task], &ctx, &sc);
     if (argv == NULL || envp == NULL ||
         (task->cwd && prun_tpl_expand(task->cwd, &ctx, 0, &cwd) < 0)) {
         snprintf(p->exec_err, sizeof(p->exec_err), "out of memory");
@@ -341,6 +545,8 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     so.stdin_fd = r->nullfd;
     so.stdout_fd = outp[1];
     so.stderr_fd = errp[1];
+    so.keep_fds = sc.fds;
+    so.nkeep = sc.nfds;
     rc = prun_spawn(&so, &p->pid, &e);
     close(outp[1]);
     close(errp[1]);
@@ -362,6 +568,14 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     }
     if (task->timeout_ms > 0)
         p->deadline = p->start_mono + task->timeout_ms;
+    if (r->o->state != NULL && p->pid > 0) {
+        struct prun_buf item = {0};
+
+        item_value(inst, &item);
+        prun_state_inst_start(r->o->state, task->name, inst->index,
+            inst->attempt, (long)p->pid, item.data ? item.data : "");
+        prun_buf_free(&item);
+    }
     goto out;
 fail:
     close_pipe(p, 0);
@@ -376,6 +590,8 @@ out:
         close(errp[0]);
     if (errp[1] >= 0)
         close(errp[1]);
+    if (have_sc)
+        prun_segset_child_done(r->o->segs, &sc);
     prun_buf_free(&cwd);
     free(argv);
     free(envp);
@@ -440,6 +656,40 @@ static void record_failure(
         snprintf(f->tail, sizeof(f->tail), "%s", prun_capture_err_tail(p->cap));
 }
 
+static void record_state(struct runner *r, struct proc *p, enum prun_verdict v,
+    enum prun_fail_kind kind, int status)
+{
+    static const char *const kinds[] = {
+        "exit", "signal", "timeout", "exec", "cancelled"};
+    const struct prun_inst *inst = p->inst;
+    struct prun_state_end e;
+    struct prun_buf item = {0};
+    const struct prun_failure *f = NULL;
+
+    item_value(inst, &item);
+    memset(&e, 0, sizeof(e));
+    e.task = r->job->tasks[inst->task].name;
+    e.index = inst->index;
+    e.attempt = inst->attempt;
+    e.final = v != PRUN_V_RETRY;
+    e.succeeded = v == PRUN_V_SUCCEEDED;
+    e.item = item.data ? item.data : "";
+    e.kind = kinds[kind];
+    e.status = status;
+    e.reason = "";
+    e.stderr_tail = p->cap ? prun_capture_err_tail(p->cap) : "";
+    if ((v == PRUN_V_FAILED || v == PRUN_V_CANCELLED) && r->res->nfail > 0 &&
+        r->res->fail_more == 0)
+        f = &r->res->fail[r->res->nfail - 1];
+    if (f != NULL)
+        e.reason = f->reason;
+    prun_state_inst_end(r->o->state, &e);
+    if (r->job->tasks[inst->task].pool)
+        prun_state_pool_worker_end(
+            r->o->state, e.task, inst->index, v == PRUN_V_SUCCEEDED);
+    prun_buf_free(&item);
+}
+
 /*
  * An attempt ended: status is the wait status, or -1 when no process ever
  * ran. Decides the outcome, prints or discards the output, logs, frees.
@@ -485,6 +735,8 @@ static void finish(struct runner *r, struct proc *p, int status)
     v = prun_sched_finish(r->sched, inst, outcome, now);
     if (v == PRUN_V_FAILED || v == PRUN_V_CANCELLED)
         record_failure(r, p, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
+    if (r->o->state != NULL)
+        record_state(r, p, v, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
     if (v == PRUN_V_SUCCEEDED)
         tr->succeeded++;
     else if (v == PRUN_V_FAILED)
@@ -678,6 +930,8 @@ static int64_t next_deadline(const struct runner *r)
         t = r->wake;
     if (r->o->out.progress && r->next_progress < t)
         t = r->next_progress;
+    if (r->o->state != NULL && r->next_tick < t)
+        t = r->next_tick;
     for (i = 0; i < r->nprocs; i++) {
         const struct proc *p = &r->procs[i];
 
@@ -794,6 +1048,12 @@ static void teardown(struct runner *r)
             free(r->envs[t].base);
         free(r->envs);
     }
+    if (r->feeds) {
+        for (t = 0; t < r->job->ntasks; t++)
+            prun_iter_free(r->feeds[t].it);
+        free(r->feeds);
+    }
+    free(r->shadow_tasks);
     free(r->procs);
     free(r->free_slots);
     free(r->strag);
@@ -818,6 +1078,11 @@ static void dispatch(struct runner *r, struct epoll_event *evs, int n)
 
         if (tag == TAG_SIGNAL) {
             on_signal(r);
+        } else if (tag == TAG_REDIS) {
+            if (r->o->state != NULL)
+                prun_state_io(r->o->state,
+                    (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0,
+                    (evs[i].events & EPOLLOUT) != 0);
         } else if (tag == TAG_TIMER) {
             uint64_t ticks;
             if (read(r->timerfd, &ticks, sizeof(ticks)) < 0)
@@ -829,6 +1094,75 @@ static void dispatch(struct runner *r, struct epoll_event *evs, int n)
                 read_stream(r, p, (int)(tag & 1));
         }
     }
+}
+
+/*
+ * --resume: an instance whose item succeeded in the resumed run counts as
+ * succeeded here, and is recorded as done in this run too, so that a
+ * resume of this run skips it as well.
+ */
+static int resume_skip(
+    void *ctx, size_t task, const struct prun_item *items, size_t n)
+{
+    struct runner *r = ctx;
+    struct prun_buf v = {0};
+    size_t i;
+
+    if (!r->o->skip(r->o->skip_ctx, task, items, n))
+        return 0;
+    r->res->tasks[task].succeeded++;
+    if (r->o->state != NULL) {
+        for (i = 0; i < n; i++) {
+            if (i > 0)
+                prun_buf_addc(&v, '\n');
+            prun_buf_adds(&v, items[i].text);
+        }
+        prun_state_done(
+            r->o->state, r->job->tasks[task].name, v.data ? v.data : "");
+        prun_buf_free(&v);
+    }
+    return 1;
+}
+
+/*
+ * The scheduler sees pool tasks as what they start: `jobs` workers (a
+ * range of worker indices), while their real items go to Redis. Other
+ * tasks are shared as they are.
+ */
+static int make_shadow(struct runner *r, struct prun_err *err)
+{
+    const struct prun_job *job = r->o->job;
+    size_t t;
+    int any = 0;
+
+    r->shadow = *job;
+    for (t = 0; t < job->ntasks; t++)
+        any |= job->tasks[t].pool;
+    if (!any)
+        return 0;
+    if (r->o->state == NULL)
+        return prun_err_set(err, PRUN_EINVAL,
+            "%s: pool tasks need Redis, which is off (--redis off)", job->path);
+    r->shadow_tasks = calloc(job->ntasks, sizeof(*r->shadow_tasks));
+    r->feeds = calloc(job->ntasks, sizeof(*r->feeds));
+    if (r->shadow_tasks == NULL || r->feeds == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    for (t = 0; t < job->ntasks; t++) {
+        struct prun_task *st = &r->shadow_tasks[t];
+
+        *st = job->tasks[t];
+        if (!st->pool)
+            continue;
+        memset(&st->foreach, 0, sizeof(st->foreach));
+        st->foreach.kind = PRUN_SRC_RANGE;
+        st->foreach.pos = job->tasks[t].foreach.pos;
+        st->foreach.from = 0;
+        st->foreach.to = st->jobs ? st->jobs : r->o->jobs;
+        st->foreach.step = 1;
+        st->foreach.chunk = 1;
+    }
+    r->shadow.tasks = r->shadow_tasks;
+    return 0;
 }
 
 int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
@@ -850,9 +1184,15 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
 
     so.jobs = o->jobs;
     so.seed = o->seed;
-    rc = prun_sched_new(o->job, &so, &r.sched, err);
+    r.redis_fd = -1;
+    rc = make_shadow(&r, err);
     if (rc < 0)
         goto out;
+    rc = prun_sched_new(&r.shadow, &so, &r.sched, err);
+    if (rc < 0)
+        goto out;
+    if (o->skip != NULL)
+        prun_sched_set_skip(r.sched, resume_skip, &r);
     rc = setup(&r, err);
     if (rc < 0)
         goto out;
@@ -862,10 +1202,11 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
 
     for (;;) {
         int64_t wake = INT64_MAX;
-        int done = 0, n;
+        int done = 0, n, feeding;
 
         now = prun_now_ms();
         check_deadlines(&r, now);
+        redis_tick(&r, now);
         while (!r.stopping && r.nfree > 0) {
             struct prun_inst *inst = NULL;
             int next = prun_sched_next(r.sched, now, &inst, &wake, err);
@@ -896,8 +1237,10 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
             break;
         if (r.o->out.progress && now >= r.next_progress)
             show_progress(&r, now);
+        feeding = !r.stopping && feed_pools(&r);
+        redis_sync_fd(&r);
         arm_timer(&r, next_deadline(&r));
-        n = epoll_wait(r.epfd, evs, 64, -1);
+        n = epoll_wait(r.epfd, evs, 64, feeding ? 0 : -1);
         if (n < 0 && errno != EINTR) {
             rc = prun_err_sys(err, "epoll_wait");
             stop_all(&r, 1);
@@ -905,9 +1248,12 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         }
         if (n > 0)
             dispatch(&r, evs, n);
+        redis_sync_fd(&r);
     }
 
 out:
+    if (r.sched && o->state != NULL && res->tasks != NULL)
+        redis_counts(&r);
     if (r.sched) {
         size_t t;
 

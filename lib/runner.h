@@ -13,9 +13,11 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "coord.h"
 #include "job.h"
 #include "output.h"
 #include "sched.h"
+#include "segment.h"
 
 struct prun_run_opts {
     const struct prun_job *job;
@@ -23,7 +25,13 @@ struct prun_run_opts {
     int64_t kill_grace_ms; /* default for tasks that set none */
     const char *run_id;
     struct prun_output_opts out;
-    uint64_t seed; /* retry jitter */
+    uint64_t seed;                /* retry jitter */
+    struct prun_state *state;     /* Redis recording, or NULL (--redis off) */
+    const char *const *extra_env; /* added to every child's environment */
+    size_t nextra_env;
+    struct prun_segset *segs; /* shared segments, or NULL */
+    prun_sched_skip_fn skip;  /* --resume: instances done earlier */
+    void *skip_ctx;
 };
 
 enum prun_fail_kind {
@@ -51,8 +59,9 @@ struct prun_task_result {
 };
 
 struct prun_run_result {
-    int signal; /* the runner was stopped by this signal */
-    int halted; /* halt: triggered */
+    int signal;    /* the runner was stopped by this signal */
+    int cancelled; /* ... by `parallelrun cancel` (signal is SIGINT) */
+    int halted;    /* halt: triggered */
     struct prun_sched_stats stats;
     size_t ntasks;
     struct prun_task_result *tasks;
