@@ -65,6 +65,89 @@ if os.path.exists(rss_path):
     add("Target: parallelrun under 5 MiB and flat as the count grows.")
     add("")
 
+
+
+def segments_section():
+    """bench/segments.sh: seg-sum.json, seg-pss-*.txt, seg-attach.txt,
+    seg-load.json, seg-mc.txt."""
+    summ = means("seg-sum.json")
+    if not summ:
+        return
+    add("## Shared segments (bench/segments.sh)")
+    add("")
+    c, pr = summ["C, own memfd"][0], summ["parallelrun"][0]
+    add("8 children summing a 1 GiB read-only segment, 8 at a time:")
+    add("")
+    add("| | wall | ± |")
+    add("|---|---:|---:|")
+    for name, (mean, sd) in summ.items():
+        add("| %s | %.3f s | %.3f |" % (name, mean, sd))
+    add("")
+    add("- parallelrun / C program summing a memfd it mapped itself: **%.2fx**"
+        " (target <= 1.2x)" % (pr / c))
+
+    def two(name):
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            return None
+        wall, kib = open(path).read().split()
+        return float(wall), int(kib)
+
+    pss_pr, pss_c = two("seg-pss-pr.txt"), two("seg-pss-c.txt")
+    if pss_pr:
+        add("- total PSS of the 8 children (peak of the sum of Pss): "
+            "**%.2f GiB** with parallelrun (target < 1.2 GiB), %.2f GiB for "
+            "the C program" % (pss_pr[1] / 2**20, pss_c[1] / 2**20 if pss_c else 0))
+    att = {}
+    path = os.path.join(out, "seg-attach.txt")
+    if os.path.exists(path):
+        for line in open(path):
+            size, us = line.split()
+            att.setdefault(int(size), []).append(float(us))
+    for size in sorted(att):
+        v = sorted(att[size])
+        add("- attach (`prun_segment_attach`, open + fstat + mmap) of %s: median "
+            "**%.0f us**, max %.0f us (target < 1 ms)"
+            % ("%d MiB" % (size >> 20), v[len(v) // 2], v[-1]))
+    load = means("seg-load.json")
+    if load:
+        a, b = load["parallelrun load"][0], load["cp to /dev/shm"][0]
+        add("- loading the 1 GiB segment (a whole `parallelrun run` of one "
+            "`true` task): %.3f s vs `cp FILE /dev/shm/` %.3f s: **%.2fx** "
+            "(target <= 1.2x)" % (a, b, a / b))
+    path = os.path.join(out, "seg-mc.txt")
+    if os.path.exists(path):
+        rows, mib = {}, "?"
+        for line in open(path):
+            parts = line.split()
+            if parts[0] == "mib":
+                mib = parts[1]
+            else:
+                rows.setdefault(parts[0], []).append((float(parts[1]), int(parts[2])))
+        if "pool" in rows and "parallelrun" in rows:
+            pw = min(w for w, _ in rows["pool"])
+            pm = min(m for _, m in rows["pool"])
+            rw = min(w for w, _ in rows["parallelrun"])
+            rm = min(m for _, m in rows["parallelrun"])
+            add("")
+            add("Monte Carlo over a %s MiB array, 8 tasks on 2 CPUs (best of "
+                "%d; memory = peak of the summed PSS of every process):"
+                % (mib, len(rows["pool"])))
+            add("")
+            add("| | wall | peak PSS |")
+            add("|---|---:|---:|")
+            add("| multiprocessing.Pool, array pickled to each task | %.2f s | "
+                "%.0f MiB |" % (pw, pm / 1024))
+            add("| parallelrun, `file:` segment + writable results | %.2f s | "
+                "%.0f MiB |" % (rw, rm / 1024))
+            add("")
+            add("- **%.1fx faster** (target >= 3x), **%.1fx less memory** "
+                "(target >= 4x)" % (pw / rw, pm / rm))
+    add("")
+
+
+segments_section()
+
 text = "\n".join(lines) + "\n"
 with open(results, "w") as f:
     f.write(text)

@@ -49,3 +49,4 @@ for n in 1000 10000; do
 done
 
 python3 bench/report.py "$OUT" bench/RESULTS.md
+bench/segments.sh
