@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -535,6 +536,22 @@ static void redis_finish(struct redis_setup *rs,
         cmd_warn("%s", e.msg);
 }
 
+/* "PARALLELRUN_BIN=/path/to/this/parallelrun". */
+static int self_path(char *buf, size_t n)
+{
+    static const char pre[] = "PARALLELRUN_BIN=";
+    ssize_t got;
+
+    if (n <= sizeof(pre))
+        return -1;
+    memcpy(buf, pre, sizeof(pre) - 1);
+    got = readlink("/proc/self/exe", buf + sizeof(pre) - 1, n - sizeof(pre));
+    if (got <= 0)
+        return -1;
+    buf[sizeof(pre) - 1 + (size_t)got] = '\0';
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct run_args a;
@@ -545,6 +562,7 @@ int cmd_run(int argc, char **argv)
     struct redis_setup rs;
     struct prun_segset *segs = NULL;
     const char *env[8];
+    char selfenv[PATH_MAX + 32];
     const char *const *segenv = NULL;
     size_t nsegenv = 0, nenv = 0, i;
     struct prun_err e;
@@ -578,6 +596,9 @@ int cmd_run(int argc, char **argv)
     }
     for (i = 0; i < rs.nenv; i++)
         env[nenv++] = rs.env[i];
+    /* Children call back into us (barrier, next...) even off PATH. */
+    if (self_path(selfenv, sizeof(selfenv)) == 0)
+        env[nenv++] = selfenv;
     nsegenv = prun_segset_env_all(segs, &segenv);
     for (i = 0; i < nsegenv && nenv < sizeof(env) / sizeof(env[0]); i++)
         env[nenv++] = segenv[i];
