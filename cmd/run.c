@@ -654,6 +654,8 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     rc = res.signal ? 128 + res.signal : failed ? EXIT_FAILED : EXIT_OK;
+    if (res.note[0] != '\0' && !a.quiet)
+        cmd_warn("note: %s", res.note);
     if (res.warning[0] != '\0') {
         cmd_warn("%s", res.warning);
         if (rc == EXIT_OK)

@@ -43,6 +43,7 @@ struct stream {
     int spill_fd;        /* grouped: -1, or the temp file holding all */
     uint64_t bytes;
     int results_fd;          /* -1, or DIR/RUN/TASK/INDEX.{out,err} */
+    char *results_path;      /* its name, for messages */
     struct prun_buf partial; /* tag: an incomplete last line */
 };
 
@@ -155,6 +156,7 @@ static int open_results(struct prun_capture *c, const char *task,
             open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (c->s[i].results_fd < 0)
             return prun_err_sys(err, "cannot create '%s'", path);
+        c->s[i].results_path = strdup(path);
     }
     return 0;
 }
@@ -178,9 +180,11 @@ struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
         c->s[i].results_fd = -1;
     }
     if (o->opts.results_dir != NULL && open_results(c, task, index, err) < 0) {
-        for (i = 0; i < 2; i++)
+        for (i = 0; i < 2; i++) {
             if (c->s[i].results_fd >= 0)
                 close(c->s[i].results_fd);
+            free(c->s[i].results_path);
+        }
         free(c);
         return NULL;
     }
@@ -279,7 +283,8 @@ int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
     if (stream == 2)
         tail_add(c, data, n);
     if (s->results_fd >= 0 && prun_write_all(s->results_fd, data, n) < 0) {
-        rc = prun_err_sys(err, "cannot write results file");
+        rc = prun_err_sys(err, "cannot write '%s'",
+            s->results_path ? s->results_path : "results file");
         close(s->results_fd);
         s->results_fd = -1;
     }
@@ -398,7 +403,9 @@ int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
         struct stream *s = &c->s[i];
 
         if (s->results_fd >= 0 && close(s->results_fd) < 0 && rc == 0)
-            rc = prun_err_sys(err, "cannot write results file");
+            rc = prun_err_sys(err, "cannot write '%s'",
+                s->results_path ? s->results_path : "results file");
+        free(s->results_path);
         if (s->spill_fd >= 0)
             close(s->spill_fd);
         prun_buf_free(&s->mem);

@@ -86,6 +86,7 @@ struct runner {
     const struct prun_job *job;
     struct prun_sched *sched;
     struct prun_output *out;
+    struct prun_guardian *guardian;
     struct prun_run_result *res;
     struct proc *procs;
     size_t nprocs; /* slots, = jobs */
@@ -568,6 +569,8 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     }
     if (task->timeout_ms > 0)
         p->deadline = p->start_mono + task->timeout_ms;
+    if (p->pid > 0)
+        prun_guardian_add(r->guardian, p->pid);
     if (r->o->state != NULL && p->pid > 0) {
         struct prun_buf item = {0};
 
@@ -827,6 +830,8 @@ static void reap(struct runner *r)
             status = 0;
         if (kill(-p->pid, 0) == 0)
             add_straggler(r, p->pid, prun_now_ms() + p->grace);
+        else
+            prun_guardian_del(r->guardian, p->pid);
         read_stream(r, p, 0);
         read_stream(r, p, 1);
         finish(r, p, status);
@@ -914,6 +919,7 @@ static void check_deadlines(struct runner *r, int64_t now)
         if (now >= r->strag[i].kill_at) {
             if (group_is_ours(r->strag[i].pgid))
                 kill(-r->strag[i].pgid, SIGKILL);
+            prun_guardian_del(r->guardian, r->strag[i].pgid);
             continue;
         }
         r->strag[j++] = r->strag[i];
@@ -991,6 +997,8 @@ static int setup(struct runner *r, struct prun_err *err)
 
     r->epfd = r->sigfd = r->timerfd = r->nullfd = -1;
     prun_spawn_init();
+    if (prun_guardian_start(&r->guardian, err) < 0)
+        return err ? err->code : PRUN_ESYS;
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
@@ -1014,6 +1022,7 @@ static int setup(struct runner *r, struct prun_err *err)
      * Three descriptors per running child (two pipes and a spare for exec
      * errors): make sure the limit allows the whole -j before starting.
      */
+    r->nprocs = r->o->jobs;
     {
         struct rlimit rl;
         rlim_t need = (rlim_t)r->o->jobs * 4 + 64;
@@ -1021,10 +1030,23 @@ static int setup(struct runner *r, struct prun_err *err)
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
             rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
             setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+            /*
+             * Still short (a low hard limit): run fewer at once rather
+             * than fail halfway through for want of a descriptor.
+             */
+            if (rl.rlim_cur < need) {
+                size_t fit = rl.rlim_cur > 72 ? (rl.rlim_cur - 64) / 4 : 2;
+
+                r->nprocs = fit < r->nprocs ? fit : r->nprocs;
+                snprintf(r->res->note, sizeof(r->res->note),
+                    "open file limit %llu allows %zu children at once, not "
+                    "%u (raise it with ulimit -n)",
+                    (unsigned long long)rl.rlim_cur, r->nprocs, r->o->jobs);
+            }
         }
     }
 
-    r->nprocs = r->o->jobs;
     r->procs = calloc(r->nprocs, sizeof(*r->procs));
     r->free_slots = calloc(r->nprocs, sizeof(size_t));
     r->res->tasks = calloc(r->job->ntasks, sizeof(*r->res->tasks));
@@ -1264,6 +1286,8 @@ out:
     }
     res->signal = r.stop_signal;
     res->elapsed_ms = prun_wall_ms() - res->start_wall_ms;
+    prun_guardian_stop(r.guardian);
+    r.guardian = NULL;
     /* Whatever is still alive below us (stragglers) goes now. */
     if (r.nstrag > 0 || rc < 0)
         prun_kill_descendants(2000);

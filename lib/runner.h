@@ -71,6 +71,7 @@ struct prun_run_result {
     int64_t start_wall_ms;
     int64_t elapsed_ms;
     char warning[256]; /* e.g. results disk full; "" if none */
+    char note[256];    /* worth saying, not a failure; "" if none */
 };
 
 /* The most failures kept with details for the summary. */

@@ -51,6 +51,20 @@ struct child_report {
 
 static char *child_stack;
 
+static int write_all_fd(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 /*
  * The child between clone and exec. It runs on its own stack in our
  * address space, so it must not allocate, and sanitizers, which keep
@@ -346,4 +360,158 @@ void prun_kill_descendants(int timeout_ms)
         }
         nanosleep(&pause, NULL);
     }
+}
+
+/* ---- The guardian -------------------------------------------------------- */
+
+struct prun_guardian {
+    pid_t pid;
+    int fd; /* write end; -1 once the guardian is gone */
+};
+
+/* What the guardian process runs: a set of groups, then the cleanup. */
+static void guardian_main(int rfd)
+{
+    size_t n = 0, cap = 64, i;
+    pid_t *groups = malloc(cap * sizeof(pid_t));
+    char buf[4096], line[32];
+    size_t ll = 0;
+    sigset_t none;
+    struct timespec grace = {0, 500 * 1000 * 1000};
+    int closed_cleanly = 0;
+
+    /*
+     * Keyboard signals reach the whole foreground group, the guardian too:
+     * it must survive them to do its job after the runner's own cleanup.
+     */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (;;) {
+        ssize_t got = read(rfd, buf, sizeof(buf));
+        ssize_t k;
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        for (k = 0; k < got; k++) {
+            if (buf[k] != '\n') {
+                if (ll + 1 < sizeof(line))
+                    line[ll++] = buf[k];
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            if (line[0] == 'q') {
+                closed_cleanly = 1;
+            } else if (line[0] == '+' && groups != NULL) {
+                if (n == cap) {
+                    pid_t *g = realloc(groups, cap * 2 * sizeof(pid_t));
+                    if (g == NULL)
+                        continue;
+                    groups = g;
+                    cap *= 2;
+                }
+                groups[n++] = (pid_t)atol(line + 1);
+            } else if (line[0] == '-') {
+                pid_t pg = (pid_t)atol(line + 1);
+                for (i = 0; i < n; i++)
+                    if (groups[i] == pg) {
+                        groups[i] = groups[--n];
+                        break;
+                    }
+            }
+        }
+    }
+    if (!closed_cleanly && n > 0) {
+        for (i = 0; i < n; i++)
+            kill(-groups[i], SIGTERM);
+        nanosleep(&grace, NULL);
+        for (i = 0; i < n; i++)
+            kill(-groups[i], SIGKILL);
+    }
+    _exit(0);
+}
+
+int prun_guardian_start(struct prun_guardian **out, struct prun_err *err)
+{
+    struct prun_guardian *g;
+    int p[2];
+    pid_t pid;
+
+    g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        free(g);
+        return prun_err_sys(err, "cannot create the guardian's pipe");
+    }
+    pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        free(g);
+        return prun_err_sys(err, "cannot start the guardian");
+    }
+    if (pid == 0) {
+        /*
+         * Keep nothing of the runner's but the pipe: a held copy of a lock
+         * file, socket or memfd would outlive the runner with us.
+         */
+        if (dup2(p[0], 3) < 0)
+            _exit(1);
+        syscall(SYS_close_range, 4U, ~0U, 0U);
+        guardian_main(3);
+    }
+    close(p[0]);
+    g->pid = pid;
+    g->fd = p[1];
+    *out = g;
+    return 0;
+}
+
+static void guardian_say(struct prun_guardian *g, char op, pid_t pgid)
+{
+    char line[32];
+    int n;
+
+    if (g == NULL || g->fd < 0)
+        return;
+    n = snprintf(line, sizeof(line), "%c%ld\n", op, (long)pgid);
+    /* A guardian that died (EPIPE) is simply no longer told. */
+    if (write_all_fd(g->fd, line, (size_t)n) < 0) {
+        close(g->fd);
+        g->fd = -1;
+    }
+}
+
+void prun_guardian_add(struct prun_guardian *g, pid_t pgid)
+{
+    guardian_say(g, '+', pgid);
+}
+
+void prun_guardian_del(struct prun_guardian *g, pid_t pgid)
+{
+    guardian_say(g, '-', pgid);
+}
+
+pid_t prun_guardian_pid(const struct prun_guardian *g)
+{
+    return g ? g->pid : -1;
+}
+
+void prun_guardian_stop(struct prun_guardian *g)
+{
+    if (g == NULL)
+        return;
+    guardian_say(g, 'q', 0);
+    if (g->fd >= 0)
+        close(g->fd);
+    while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    free(g);
 }

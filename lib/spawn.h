@@ -63,4 +63,22 @@ int prun_children(pid_t *pids, int n);
  */
 void prun_kill_descendants(int timeout_ms);
 
+/*
+ * The guardian: a small process forked at the start of a run that outlives
+ * the runner only to clean up after it. The runner tells it about each
+ * child process group as it starts and ends; if the runner dies, even by
+ * SIGKILL, the guardian sees EOF on its pipe, sends SIGTERM to every group
+ * it knows, SIGKILL 500 ms later, and exits. Grandchildren that left the
+ * group with setsid() are beyond its reach (the runner's own end-of-run
+ * sweep does catch them while it lives).
+ */
+struct prun_guardian;
+
+int prun_guardian_start(struct prun_guardian **out, struct prun_err *err);
+void prun_guardian_add(struct prun_guardian *g, pid_t pgid);
+void prun_guardian_del(struct prun_guardian *g, pid_t pgid);
+/* Normal end: the guardian exits without killing anything; reaps it. */
+void prun_guardian_stop(struct prun_guardian *g);
+pid_t prun_guardian_pid(const struct prun_guardian *g);
+
 #endif
