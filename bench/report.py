@@ -146,7 +146,57 @@ def segments_section():
     add("")
 
 
+def redis_section():
+    """bench/redis.sh: redis-overhead.json, redis-barrier.txt,
+    redis-pool.json, redis-status*.json."""
+    over = means("redis-overhead.json")
+    if not over:
+        return
+    add("## Redis coordination (bench/redis.sh)")
+    add("")
+    off, emb = over["redis off"][0], over["embedded redis"][0]
+    n = os.environ.get("BENCH_N", "2000")
+    add("| %s x `/bin/true`, -j 2 | mean | ± |" % n)
+    add("|---|---:|---:|")
+    for name, (mean, sd) in over.items():
+        add("| %s | %.3f s | %.3f |" % (name, mean, sd))
+    add("")
+    add("- embedded Redis (start, record every instance, save, stop) vs "
+        "status off: **%+.1f%%** (target <= +10%%)" % ((emb / off - 1) * 100))
+    path = os.path.join(out, "redis-barrier.txt")
+    if os.path.exists(path):
+        gens = {}
+        for line in open(path):
+            parts = line.split()
+            if len(parts) == 3 and parts[0].isdigit():
+                g = gens.setdefault(int(parts[0]), [[], []])
+                g[0].append(int(parts[1]))
+                g[1].append(int(parts[2]))
+        lat = sorted((max(r) - max(a)) / 1e6 for a, r in gens.values()
+                     if len(a) == 32)
+        if lat:
+            add("- 32-child barrier (C API), time from the last arrival to the "
+                "last release, over %d generations: median **%.2f ms**, "
+                "max %.2f ms (target < 5 ms)"
+                % (len(lat), lat[len(lat) // 2], lat[-1]))
+    pool = means("redis-pool.json")
+    if pool:
+        per, pm = pool["one process per item"][0], pool["pool mode"][0]
+        add("- %s items with a Python child: one process per item %.1f s, "
+            "pool mode %.2f s: **%.0fx faster** (target >= 10x)"
+            % (os.environ.get("BENCH_POOL_N", "20000"), per, pm, per / pm))
+    for name, label in (("redis-status.json", "server stopped"),
+                        ("redis-status-warm.json", "server running")):
+        st = means(name)
+        if st:
+            mean = list(st.values())[0][0]
+            add("- `status --json` of a finished 100,000-instance run (%s): "
+                "**%.0f ms** (target < 200 ms)" % (label, mean * 1000))
+    add("")
+
+
 segments_section()
+redis_section()
 
 text = "\n".join(lines) + "\n"
 with open(results, "w") as f:

@@ -48,5 +48,6 @@ for n in 1000 10000; do
     echo "parallel $n $(rss $n parallel --will-cite -j 2 -a "$OUT/seq-$n.txt" /bin/true)" >> "$OUT/rss.txt"
 done
 
-python3 bench/report.py "$OUT" bench/RESULTS.md
 bench/segments.sh
+bench/redis.sh
+python3 bench/report.py "$OUT" bench/RESULTS.md

@@ -1,0 +1,11 @@
+"""The pool-mode Python child of the pool benchmark: many items, one process."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "examples", "python"))
+import prun  # noqa: E402
+
+for index, item in prun.items():
+    n = int(item)
+    assert n * n >= 0
