@@ -171,7 +171,9 @@ struct parse {
     int err_code;
     char msg[200];
     int long_line; /* line that did not fit inih's buffer, 0 if none */
-    int password;  /* the file sets a password */
+    int ctrl_line; /* line holding a control character, 0 if none */
+    unsigned char ctrl_byte;
+    int password; /* the file sets a password */
 };
 
 /*
@@ -182,13 +184,34 @@ struct parse {
 static char *reader(char *str, int num, void *stream)
 {
     struct parse *p = stream;
-    size_t len;
+    const char *end;
+    size_t len, i;
 
-    if (p->long_line)
+    if (p->long_line || p->ctrl_line)
         return NULL;
+    /*
+     * With no NUL left in the buffer, the last NUL after fgets is the one
+     * it wrote: any NUL before it came from the file.
+     */
+    memset(str, 'x', (size_t)num);
     if (fgets(str, num, p->fp) == NULL)
         return NULL;
     p->line++;
+    end = memrchr(str, '\0', (size_t)num);
+    for (i = 0; str + i < end; i++) {
+        unsigned char ch = (unsigned char)str[i];
+
+        /*
+         * inih would stop reading a line at a NUL and take the rest of a
+         * binary file for comments or text; refuse it where it starts.
+         */
+        if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') ||
+            ch == 0x7f) {
+            p->ctrl_line = p->line;
+            p->ctrl_byte = ch;
+            return NULL;
+        }
+    }
     len = strlen(str);
     if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(p->fp)) {
         /*
@@ -277,7 +300,7 @@ int prun_config_load_file(struct prun_config *c, const char *path,
 {
     struct parse p;
     struct stat st;
-    int rc = 0, line;
+    int rc = 0, line, stop;
 
     memset(&p, 0, sizeof(p));
     p.orig = c;
@@ -307,7 +330,8 @@ int prun_config_load_file(struct prun_config *c, const char *path,
         rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
-    if (line > 0 && (p.long_line == 0 || line <= p.long_line)) {
+    stop = p.long_line ? p.long_line : p.ctrl_line;
+    if (line > 0 && (stop == 0 || line <= stop)) {
         if (line == p.err_line)
             rc = prun_err_set(err, p.err_code, "%s:%d: %s", path, line, p.msg);
         else
@@ -315,6 +339,12 @@ int prun_config_load_file(struct prun_config *c, const char *path,
                 "%s:%d: syntax error (expected '[section]' or "
                 "'key = value')",
                 path, line);
+        goto fail;
+    }
+    if (p.ctrl_line) {
+        rc = prun_err_set(err, PRUN_EINVAL,
+            "%s:%d: control character 0x%02x (a config file is text)", path,
+            p.ctrl_line, p.ctrl_byte);
         goto fail;
     }
     if (p.long_line) {

@@ -1191,3 +1191,39 @@ int prun_next(char **item, unsigned long long *index, struct prun_err *err)
         *err = e;
     return rc;
 }
+
+/* ---- Published segments ----------------------------------------------- */
+
+int prun__segment_register(const char *name, const char *path, size_t size,
+    const char *dtype, const char *shape, struct prun_err *err)
+{
+    char k[KEY_MAX], ttl[32], sz[32], pid[32];
+    struct prun_conn *c;
+    redisReply *r;
+    int rc;
+
+    /* Without Redis the files in the run directory are all there is. */
+    if (getenv("PARALLELRUN_REDIS") == NULL)
+        return 0;
+    rc = key(k, err, "seg:%s", name);
+    if (rc == 0)
+        rc = conn_get(&c, err);
+    if (rc < 0)
+        return rc;
+    key_ttl(ttl, sizeof(ttl));
+    snprintf(sz, sizeof(sz), "%zu", size);
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    {
+        const char *hset[] = {"HSET", k, "path", path, "size", sz, "dtype",
+            dtype ? dtype : "", "shape", shape ? shape : "", "publisher_pid",
+            pid};
+        const char *exp[] = {"PEXPIRE", k, ttl};
+        const struct cmdv cmds[] = {{12, hset, NULL}, {3, exp, NULL}};
+
+        r = multi_exec(c, 2, cmds, err);
+    }
+    if (r == NULL)
+        return err ? err->code : PRUN_EREDIS;
+    freeReplyObject(r);
+    return 0;
+}

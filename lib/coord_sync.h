@@ -43,4 +43,11 @@ int64_t prun__lock_lease_ms(const struct prun_lock *l);
  */
 void prun__sync_disconnect(void);
 
+/*
+ * Registers a published segment in the run's Redis keys (schema:
+ * seg:NAME), when the process has a Redis to talk to; a no-op otherwise.
+ */
+int prun__segment_register(const char *name, const char *path, size_t size,
+    const char *dtype, const char *shape, struct prun_err *err);
+
 #endif

@@ -410,6 +410,15 @@ static int yaml_fail(struct ld *ld, const yaml_parser_t *p, const char *buf)
         return nomem(ld);
     if (p->error == YAML_READER_ERROR) {
         offset_pos(buf, p->problem_offset, &line, &col);
+    } else if (p->context != NULL && p->problem != NULL &&
+               strcmp(p->problem, "found unexpected end of stream") == 0) {
+        /*
+         * An unterminated quote is only noticed at the end of the file;
+         * the place to fix is where the quoted scalar starts.
+         */
+        return fail_at(ld, (unsigned)p->context_mark.line + 1,
+            (unsigned)p->context_mark.column + 1, "%s %s that starts here",
+            p->problem, p->context);
     } else {
         line = (unsigned)p->problem_mark.line + 1;
         col = (unsigned)p->problem_mark.column + 1;
@@ -1038,10 +1047,13 @@ static int load_range(struct ld *ld, struct prun_foreach *f,
                 got(e, b, sizeof(b)));
         errno = 0;
         x[i] = strtoll(e->str, &end, 10);
-        if (end == e->str || *end != '\0' ||
-            isspace((unsigned char)e->str[0]) || errno == ERANGE)
+        if (end == e->str || *end != '\0' || isspace((unsigned char)e->str[0]))
             return fail(ld, e, "'range' values must be integers, got %s",
                 got(e, b, sizeof(b)));
+        if (errno == ERANGE)
+            return fail(ld, e,
+                "'range' values must be between %lld and %lld, got %s",
+                LLONG_MIN, LLONG_MAX, got(e, b, sizeof(b)));
     }
     if (x[2] == 0)
         return fail(ld, v->kids[2], "'range' step must not be 0");

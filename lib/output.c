@@ -471,6 +471,12 @@ void prun_output_progress(struct prun_output *o, const struct prun_progress *p)
     }
     if (n < 0)
         return;
+    if (p->child_total > 0 && (size_t)n < sizeof(line))
+        snprintf(line + n, sizeof(line) - (size_t)n, "  [running: %lld/%lld]",
+            p->child_done, p->child_total);
+    else if (p->child_done > 0 && (size_t)n < sizeof(line))
+        snprintf(line + n, sizeof(line) - (size_t)n, "  [running: %lld done]",
+            p->child_done);
     snprintf(o->progress_line, sizeof(o->progress_line), "\r\033[K%s", line);
     prun_write_all(2, o->progress_line, strlen(o->progress_line));
     o->progress_shown = 1;

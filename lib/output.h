@@ -83,6 +83,7 @@ struct prun_progress {
     unsigned long long done, failed, running;
     long long total; /* -1 unknown */
     int64_t elapsed_ms;
+    long long child_done, child_total; /* what running children report */
 };
 void prun_output_progress(struct prun_output *o, const struct prun_progress *p);
 /* Erases the progress line (before other text goes to the terminal). */

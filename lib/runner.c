@@ -986,6 +986,9 @@ static void show_progress(struct runner *r, int64_t now)
     pg.running = st.running;
     pg.total = st.total;
     pg.elapsed_ms = prun_wall_ms() - r->res->start_wall_ms;
+    pg.child_done = pg.child_total = 0;
+    if (r->o->state != NULL)
+        prun_state_progress(r->o->state, &pg.child_done, &pg.child_total);
     prun_output_progress(r->out, &pg);
     r->next_progress = now + PROGRESS_MS;
 }

@@ -21,6 +21,8 @@
  */
 #include "segment.h"
 
+#include "coord_sync.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1232,6 +1234,11 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
     }
     close(fd);
     prun_buf_free(&meta);
+    /*
+     * status and other hosts' tools see it in Redis too; the files are
+     * what attaching relies on, so a Redis hiccup does not fail publish.
+     */
+    prun__segment_register(name, path, size, dtype, shp, NULL);
     return 0;
 fail:
     if (fd >= 0)

@@ -309,3 +309,56 @@ EOF
     grep -q "t\[2\] '2': exit 1" "$T/out"
     grep -q "could not be written to Redis at $url" "$T/out"
 }
+
+@test "a published segment is registered in Redis with size, dtype, shape" {
+    start_redis seg
+    url=unix://$T/seg.sock
+    printf 'abcdefgh' > "$T/data.bin"
+    job pub <<EOF2
+tasks:
+  t:
+    run: [sh, -c, '"\$PARALLELRUN_BIN" segment publish arr $T/data.bin --dtype "<i4" --shape 2 && echo "\$PARALLELRUN_RUN_ID" > $T/rid']
+EOF2
+    run "$PR" run "$T/pub.yaml" --redis "$url"
+    [ "$status" -eq 0 ]
+    rid=$(cat "$T/rid")
+    run redis-cli -s "$T/seg.sock" hgetall "parallelrun:{$rid}:seg:arr"
+    [[ "$output" == *"size"*"8"* ]]
+    [[ "$output" == *"dtype"*"<i4"* ]]
+    [[ "$output" == *"shape"*"2"* ]]
+    ttl=$(redis-cli -s "$T/seg.sock" pttl "parallelrun:{$rid}:seg:arr")
+    [ "$ttl" -gt 0 ]
+}
+
+@test "on a terminal: a progress line with the children's own progress" {
+    job prog <<EOF2
+tasks:
+  t:
+    foreach: {range: [0, 4]}
+    run: [sh, -c, 'for i in 1 2 3 4 5 6; do "\$PARALLELRUN_BIN" progress \$i 6; sleep 0.3; done']
+EOF2
+    script -qfec "$PR run $T/prog.yaml -j 2" "$T/tty" > /dev/null
+    grep -q $'\r\e\\[K\\[' "$T/tty"
+    grep -qE 'running: [0-9]+/12\]' "$T/tty"
+    grep -q 'succeeded in' "$T/tty"
+    # Not on a terminal: no progress line at all.
+    run "$PR" run "$T/prog.yaml" -j 2
+    [[ "$output" != *$'\e['* ]]
+}
+
+@test "status --watch refreshes in place and stops when the run ends" {
+    job w <<EOF2
+tasks:
+  t:
+    foreach: {range: [0, 3]}
+    run: [sh, -c, 'touch $T/w\$PARALLELRUN_INDEX; sleep 1.5']
+EOF2
+    "$PR" run "$T/w.yaml" -j 3 >/dev/null 2>&1 &
+    runner=$!
+    wait_exists "$T/w2"
+    timeout 20 script -qfec "$PR status --watch" "$T/tty" > /dev/null
+    wait $runner
+    # Several screens, cleared in place, the last one final.
+    [ "$(grep -o $'\e\\[H\e\\[2J' "$T/tty" | wc -l)" -ge 2 ]
+    tail -c 2000 "$T/tty" | grep -q "w  succeeded"
+}
