@@ -56,7 +56,7 @@ STATICLIB := $(BUILD)/libparallelrun.a
 SHAREDLIB := $(BUILD)/libparallelrun.so
 
 .PHONY: all deps demo test unit check bench install uninstall clean format \
-        format-check examples
+        format-check examples valgrind
 
 all: $(BIN) $(STATICLIB) $(SHAREDLIB) $(BUILD)/parallelrun.pc examples
 
@@ -121,6 +121,21 @@ check:
 bench: all
 	@bench/run.sh
 
+# memcheck over a representative run (segments, embedded Redis, retries, a
+# timeout, pool mode): every process of the run must report no error and
+# no definitely lost bytes.
+valgrind: all
+	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind/home
+	@head -c 100000 /dev/urandom > tests/fixtures/valgrind/data.bin
+	@# The job fails on purpose (a timeout): its exit status is not the gate.
+	@HOME=$$PWD/$(BUILD)/valgrind/home PARALLELRUN_CONFIG=/dev/null \
+	  valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	  --log-file=$(BUILD)/valgrind/vg.%p.log \
+	  $(BIN) run tests/fixtures/valgrind/run.yaml >/dev/null 2>&1 || true
+	@rm -f tests/fixtures/valgrind/data.bin
+	@grep -h "ERROR SUMMARY\|definitely lost" $(BUILD)/valgrind/vg.*.log | sort | uniq -c
+	@! grep -l "ERROR SUMMARY: [1-9]\|definitely lost: [1-9]" $(BUILD)/valgrind/vg.*.log
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
@@ -153,3 +168,78 @@ clean:
 	rm -rf build build-asan
 
 -include $(LIB_OBJS:.o=.d) $(CMD_OBJS:.o=.d)
+
+# ---- Fuzzing -------------------------------------------------------------
+#
+#   make fuzz-build          build the libFuzzer harnesses of tests/fuzz/
+#   make fuzz FUZZ_SECONDS=N run each for N seconds (default 60)
+#
+# The library is compiled again with clang and the fuzzer's coverage
+# instrumentation into build-fuzz/. Each harness runs on a copy of its seed
+# corpus (build-fuzz/corpus/NAME, which keeps what it finds from one run to
+# the next) and its dictionary tests/fuzz/fuzz_NAME.dict if there is one;
+# tests/fuzz/corpus is never written. A crash, leak, timeout or
+# sanitizer report leaves its input in build-fuzz/crash/NAME/ and fails.
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_NAMES   := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,\
+                  $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g -pthread $(WARN) \
+                -Iinclude -iquote lib $(PKG_CFLAGS) \
+                -DPRUN_VERSION='"$(VERSION)"'
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_FLAGS   := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+.PHONY: fuzz fuzz-build fuzz-clean
+
+$(FUZZ_BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+	  -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< \
+	  $(FUZZ_OBJS) $(LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@fail=0; for n in $(FUZZ_NAMES); do \
+	  c=$(FUZZ_BUILD)/corpus/$$n; a=$(FUZZ_BUILD)/crash/$$n; \
+	  mkdir -p $$c $$a; cp tests/fuzz/corpus/$$n/* $$c/; \
+	  d=; [ -f tests/fuzz/fuzz_$$n.dict ] && d=-dict=tests/fuzz/fuzz_$$n.dict; \
+	  echo "fuzz_$$n: $(FUZZ_SECONDS)s"; \
+	  if ! $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_FLAGS) $$d \
+	      -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$$a/ $$c \
+	      >$(FUZZ_BUILD)/fuzz_$$n.log 2>&1 || [ -n "$$(ls -A $$a)" ]; then \
+	    tail -n 40 $(FUZZ_BUILD)/fuzz_$$n.log; \
+	    echo "fuzz_$$n: FAILED, inputs in $$a/"; fail=1; \
+	  else \
+	    grep -E '^stat::number_of_executed_units' \
+	      $(FUZZ_BUILD)/fuzz_$$n.log | sed "s/^/  /"; \
+	  fi; \
+	done; exit $$fail
+
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+
+-include $(FUZZ_OBJS:.o=.d)
+
+# ---- Static analysis -------------------------------------------------------
+#
+#   make lint    cppcheck over lib/ and cmd/; any finding fails. Suppressions
+#                live in .cppcheck-suppressions, each with its reason.
+
+CPPCHECK ?= cppcheck
+
+.PHONY: lint
+
+lint:
+	$(CPPCHECK) --enable=warning,portability,performance --error-exitcode=1 \
+	  --inline-suppr --suppressions-list=.cppcheck-suppressions \
+	  -I include -I lib --std=c11 -D_GNU_SOURCE -q lib cmd

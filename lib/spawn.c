@@ -434,6 +434,7 @@ static void guardian_main(int rfd)
         for (i = 0; i < n; i++)
             kill(-groups[i], SIGKILL);
     }
+    free(groups);
     _exit(0);
 }
 
