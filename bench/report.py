@@ -143,6 +143,14 @@ def segments_section():
             add("")
             add("- **%.1fx faster** (target >= 3x), **%.1fx less memory** "
                 "(target >= 4x)" % (pw / rw, pm / rm))
+    path = os.path.join(out, "seg-huge.txt")
+    if os.path.exists(path):
+        f = dict(line.split() for line in open(path) if len(line.split()) == 2)
+        if "never" in f and "auto" in f:
+            add("- page faults of a child reading a 256 MiB segment, kernel "
+                "shmem THP at `advise`: **%s** with `hugepages: never`, "
+                "**%s** with `hugepages: auto` (%.0fx fewer)"
+                % (f["never"], f["auto"], int(f["never"]) / max(1, int(f["auto"]))))
     add("")
 
 

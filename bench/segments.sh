@@ -108,3 +108,30 @@ echo "mib ${BENCH_MC_MIB:-256}" >> "$OUT/seg-mc.txt"
 [ -z "$(ls "$PARALLELRUN_SHM_BASE" | grep '^parallelrun-' || true)" ] ||
     echo "bench: WARNING: something left in $PARALLELRUN_SHM_BASE"
 python3 bench/report.py "$OUT" bench/RESULTS.md
+
+# --- hugepages: faults a child pays to read a 256 MiB segment ----------------
+# With the kernel's shmem THP at "advise" (as root, switched for the
+# measurement and restored), hugepages: auto vs never.
+THP=/sys/kernel/mm/transparent_hugepage/shmem_enabled
+: > "$OUT/seg-huge.txt"
+if [ -w "$THP" ]; then
+    orig=$(grep -o '\[[a-z_]*\]' "$THP" | tr -d '[]')
+    head -c 268435456 /dev/urandom > "$OUT/seg-huge.bin"
+    echo advise > "$THP"
+    for hp in never auto; do
+        cat > "$OUT/seg-huge-$hp.yaml" <<YAML
+version: 1
+name: bench-huge
+segments:
+  data: {file: $OUT/seg-huge.bin, hugepages: $hp}
+tasks:
+  sum:
+    segments: [data]
+    run: [/usr/bin/time, -f, "faults=%R", $SEGSUM, data]
+YAML
+        f=$("$PR" run "$OUT/seg-huge-$hp.yaml" --redis off 2>&1 | sed -n 's/.*faults=\([0-9]*\).*/\1/p')
+        echo "$hp $f" >> "$OUT/seg-huge.txt"
+    done
+    echo "$orig" > "$THP"
+    rm -f "$OUT/seg-huge.bin"
+fi
