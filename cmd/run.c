@@ -391,14 +391,9 @@ static int skip_done(
 {
     struct redis_setup *rs = ctx;
     struct prun_buf v = {0};
-    size_t i;
     int hit;
 
-    for (i = 0; i < n; i++) {
-        if (i > 0)
-            prun_buf_addc(&v, '\n');
-        prun_buf_adds(&v, items[i].text);
-    }
+    prun_items_value(items, n, &v);
     hit = prun_strset_has(rs->done[task], v.data ? v.data : "");
     prun_buf_free(&v);
     return hit;

@@ -150,6 +150,17 @@ static void enqueue_argv(
     push_cmd(s, buf, len, NULL, NULL);
 }
 
+/* HSET k f <v>, v being binary-safe (a JSON object here). */
+static void hset_buf(struct prun_state *s, const char *k, const char *f,
+    const struct prun_buf *v)
+{
+    const char *argv[] = {"HSET", k, f, v->data};
+    size_t lens[] = {4, strlen(k), strlen(f), v->len};
+
+    if (v->data != NULL)
+        enqueue_argv(s, 4, argv, lens);
+}
+
 static void connect_now(struct prun_state *s)
 {
     redisContext *c;
@@ -465,11 +476,7 @@ void prun_state_inst_start(struct prun_state *s, const char *task,
         index, attempt, pid, (long long)prun_wall_ms());
     prun_buf_add_json(&v, item, strlen(item) > 200 ? 200 : strlen(item));
     prun_buf_addc(&v, '}');
-    if (v.data) {
-        const char *argv[] = {"HSET", k, f, v.data};
-        size_t lens[] = {4, strlen(k), strlen(f), v.len};
-        enqueue_argv(s, 4, argv, lens);
-    }
+    hset_buf(s, k, f, &v);
     prun_buf_free(&v);
     pump(s);
 }
@@ -504,11 +511,7 @@ void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
         prun_buf_adds(&v, ",\"stderr_tail\":");
         prun_buf_add_json(&v, e->stderr_tail, strlen(e->stderr_tail));
         prun_buf_printf(&v, ",\"ended_ms\":%lld}", (long long)prun_wall_ms());
-        if (v.data) {
-            const char *argv[] = {"HSET", k, f, v.data};
-            size_t lens[] = {4, strlen(k), strlen(f), v.len};
-            enqueue_argv(s, 4, argv, lens);
-        }
+        hset_buf(s, k, f, &v);
         prun_buf_free(&v);
     }
     pump(s);

@@ -22,6 +22,20 @@
 /* Read size for lines files, both when counting and when iterating. */
 #define READ_SIZE (64 * 1024)
 
+int prun_items_value(
+    const struct prun_item *items, size_t n, struct prun_buf *out)
+{
+    size_t i;
+
+    if (prun_buf_reserve(out, 0) < 0)
+        return PRUN_ENOMEM;
+    for (i = 0; i < n; i++)
+        if ((i > 0 && prun_buf_addc(out, '\n') < 0) ||
+            prun_buf_adds(out, items[i].text) < 0)
+            return PRUN_ENOMEM;
+    return 0;
+}
+
 struct prun_item *prun_items_dup(const struct prun_item *items, size_t n)
 {
     size_t nptr = 0, nchar = 0, size, i, k;

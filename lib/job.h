@@ -35,6 +35,14 @@ struct prun_item {
 struct prun_item *prun_items_dup(const struct prun_item *items, size_t n);
 
 /*
+ * Appends the value of n items as PARALLELRUN_ITEM carries it: their texts
+ * joined by newlines. It is also what --resume matches on. out->data is
+ * non-NULL on success (an empty string for no text).
+ */
+int prun_items_value(
+    const struct prun_item *items, size_t n, struct prun_buf *out);
+
+/*
  * A compiled template: an argv element, an env value or a cwd, split into
  * literal runs and placeholders. {vars.NAME} is resolved at compile time and
  * becomes literal text; "{{" is a literal "{" and "}}" a literal "}".

@@ -215,11 +215,7 @@ static char **build_envp(struct runner *r, const struct prun_task *task,
     ok &= prun_buf_addc(&b, '\0') == 0;
     offs[4] = b.len;
     ok &= prun_buf_adds(&b, "PARALLELRUN_ITEM=") == 0;
-    for (i = 0; i < ctx->nitems; i++) {
-        if (i > 0)
-            ok &= prun_buf_addc(&b, '\n') == 0;
-        ok &= prun_buf_adds(&b, ctx->items[i].text) == 0;
-    }
+    ok &= prun_items_value(ctx->items, ctx->nitems, &b) == 0;
     ok &= prun_buf_addc(&b, '\0') == 0;
     offs[5] = b.len;
     ok &= prun_buf_printf(&b, "PARALLELRUN_ATTEMPT=%u", ctx->attempt) == 0;
@@ -322,20 +318,6 @@ static void fill_ctx(
 }
 
 static void finish(struct runner *r, struct proc *p, int status);
-
-/* The instance's item value as PARALLELRUN_ITEM has it (--resume key). */
-static void item_value(const struct prun_inst *inst, struct prun_buf *b)
-{
-    size_t i;
-
-    for (i = 0; i < inst->nitems; i++) {
-        if (i > 0)
-            prun_buf_addc(b, '\n');
-        prun_buf_adds(b, inst->items[i].text);
-    }
-    if (b->data == NULL)
-        prun_buf_adds(b, "");
-}
 
 /* Keeps the Redis socket's epoll registration in step with the writer. */
 static void redis_sync_fd(struct runner *r)
@@ -441,16 +423,11 @@ static int feed_pools(struct runner *r)
             continue;
         for (batch = 0; batch < 2000; batch++) {
             struct prun_buf v = {0};
-            int i;
 
             n = prun_iter_next(f->it, &items, &e);
             if (n <= 0)
                 break;
-            for (i = 0; i < n; i++) {
-                if (i > 0)
-                    prun_buf_addc(&v, '\n');
-                prun_buf_adds(&v, items[i].text);
-            }
+            prun_items_value(items, (size_t)n, &v);
             prun_state_pool_push(r->o->state, r->job->tasks[t].name,
                 f->next_index++, v.data ? v.data : "");
             prun_buf_free(&v);
@@ -574,7 +551,7 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     if (r->o->state != NULL && p->pid > 0) {
         struct prun_buf item = {0};
 
-        item_value(inst, &item);
+        prun_items_value(inst->items, inst->nitems, &item);
         prun_state_inst_start(r->o->state, task->name, inst->index,
             inst->attempt, (long)p->pid, item.data ? item.data : "");
         prun_buf_free(&item);
@@ -669,7 +646,7 @@ static void record_state(struct runner *r, struct proc *p, enum prun_verdict v,
     struct prun_buf item = {0};
     const struct prun_failure *f = NULL;
 
-    item_value(inst, &item);
+    prun_items_value(inst->items, inst->nitems, &item);
     memset(&e, 0, sizeof(e));
     e.task = r->job->tasks[inst->task].name;
     e.index = inst->index;
@@ -1131,17 +1108,12 @@ static int resume_skip(
 {
     struct runner *r = ctx;
     struct prun_buf v = {0};
-    size_t i;
 
     if (!r->o->skip(r->o->skip_ctx, task, items, n))
         return 0;
     r->res->tasks[task].succeeded++;
     if (r->o->state != NULL) {
-        for (i = 0; i < n; i++) {
-            if (i > 0)
-                prun_buf_addc(&v, '\n');
-            prun_buf_adds(&v, items[i].text);
-        }
+        prun_items_value(items, n, &v);
         prun_state_done(
             r->o->state, r->job->tasks[task].name, v.data ? v.data : "");
         prun_buf_free(&v);
