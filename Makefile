@@ -20,8 +20,9 @@ PKG_CONFIG ?= pkg-config
 PKGS      := yaml-0.1 hiredis inih
 
 DEB_PKGS  := build-essential pkg-config libyaml-dev libhiredis-dev \
-             libinih-dev redis-server bats python3-numpy parallel hyperfine \
-             time clang
+             libinih-dev redis-server redis-tools bats python3 python3-numpy \
+             python3-h5py parallel hyperfine time clang libclang-rt-14-dev \
+             valgrind cppcheck iproute2 procps
 
 OPT       ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -179,7 +180,8 @@ clean:
 # corpus (build-fuzz/corpus/NAME, which keeps what it finds from one run to
 # the next) and its dictionary tests/fuzz/fuzz_NAME.dict if there is one;
 # tests/fuzz/corpus is never written. A crash, leak, timeout or
-# sanitizer report leaves its input in build-fuzz/crash/NAME/ and fails.
+# sanitizer report leaves its input in build-fuzz/crash/NAME/ (emptied at
+# the start of each run) and fails.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -211,7 +213,7 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: fuzz-build
 	@fail=0; for n in $(FUZZ_NAMES); do \
 	  c=$(FUZZ_BUILD)/corpus/$$n; a=$(FUZZ_BUILD)/crash/$$n; \
-	  mkdir -p $$c $$a; cp tests/fuzz/corpus/$$n/* $$c/; \
+	  rm -rf $$a; mkdir -p $$c $$a; cp tests/fuzz/corpus/$$n/* $$c/; \
 	  d=; [ -f tests/fuzz/fuzz_$$n.dict ] && d=-dict=tests/fuzz/fuzz_$$n.dict; \
 	  echo "fuzz_$$n: $(FUZZ_SECONDS)s"; \
 	  if ! $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_FLAGS) $$d \

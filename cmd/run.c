@@ -171,13 +171,17 @@ int cmd_validate(int argc, char **argv)
     struct prun_job *job = NULL;
     struct prun_sched *s = NULL;
     struct prun_sched_opts so = {1, 0};
+    struct prun_config cfg;
     struct prun_err e;
     int rc;
 
+    /* Everything run checks before starting, the config included. */
+    prun_config_defaults(&cfg);
     rc = parse_args(argc, argv, &a, 0);
     if (rc != 0)
         goto out;
-    if (load_job(&a, &job, &e) < 0 || prun_sched_new(job, &so, &s, &e) < 0) {
+    if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
+        prun_sched_new(job, &so, &s, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
@@ -186,6 +190,7 @@ int cmd_validate(int argc, char **argv)
 out:
     prun_sched_free(s);
     prun_job_free(job);
+    prun_config_free(&cfg);
     free(a.sets);
     return rc < 0 ? EXIT_OK : rc;
 }
