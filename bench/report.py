@@ -17,8 +17,12 @@ def means(name):
     path = os.path.join(out, name)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        data = json.load(f)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except ValueError:
+        # A run that was interrupted leaves an empty or partial file.
+        return None
     return {r["command"]: (r["mean"], r["stddev"] or 0.0) for r in data["results"]}
 
 

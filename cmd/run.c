@@ -389,6 +389,7 @@ struct redis_setup {
     const char *env[3];
     size_t nenv;
     int locked;
+    char note[320]; /* why a run goes on without Redis */
 };
 
 static int skip_done(
@@ -402,6 +403,19 @@ static int skip_done(
     hit = prun_strset_has(rs->done[task], v.data ? v.data : "");
     prun_buf_free(&v);
     return hit;
+}
+
+/* Does the job use something that cannot work without Redis? */
+static int needs_redis(const struct prun_job *job, const struct run_args *a)
+{
+    size_t t;
+
+    if (job->lock || a->resume)
+        return 1;
+    for (t = 0; t < job->ntasks; t++)
+        if (job->tasks[t].pool)
+            return 1;
+    return 0;
 }
 
 static int redis_off(const char *url)
@@ -436,6 +450,16 @@ static int redis_setup(struct redis_setup *rs, const struct run_args *a,
     if (url == NULL) {
         rc =
             prun_embedded_acquire(&rs->embedded, rs->url, sizeof(rs->url), err);
+        if (rc < 0 && !needs_redis(job, a)) {
+            /*
+             * Nothing in this job depends on Redis: run it, and say that
+             * status will not know about it.
+             */
+            snprintf(rs->note, sizeof(rs->note),
+                "running without status or child synchronization: %s",
+                err ? err->msg : "no embedded Redis");
+            return 0;
+        }
         if (rc < 0)
             return rc;
         url = rs->url;
@@ -509,8 +533,8 @@ static void redis_teardown(
 }
 
 /* Final counts and state, then wait (bounded) for Redis to take them. */
-static void redis_finish(struct redis_setup *rs,
-    const struct prun_run_result *res, int exit_code, int quiet)
+static void redis_finish(
+    struct redis_setup *rs, const struct prun_run_result *res, int exit_code)
 {
     const struct prun_sched_stats *st = &res->stats;
     struct prun_state_counts c;
@@ -530,9 +554,8 @@ static void redis_finish(struct redis_setup *rs,
     c.running = 0;
     prun_state_counts(rs->state, &c, NULL, 0);
     prun_state_run_end(rs->state, state, exit_code, res->signal);
-    if (prun_state_flush(rs->state, 10000, &e) < 0 && !quiet)
-        cmd_warn("%s", e.msg);
-    else if (prun_state_flush(rs->state, 0, &e) < 0)
+    /* Lost state is worth saying even with --quiet: status will be wrong. */
+    if (prun_state_flush(rs->state, 10000, &e) < 0)
         cmd_warn("%s", e.msg);
 }
 
@@ -594,6 +617,8 @@ int cmd_run(int argc, char **argv)
         rc = cmd_fail(&e);
         goto out;
     }
+    if (rs.note[0] != '\0' && !a.quiet)
+        cmd_warn("note: %s", rs.note);
     for (i = 0; i < rs.nenv; i++)
         env[nenv++] = rs.env[i];
     /* Children call back into us (barrier, next...) even off PATH. */
@@ -649,7 +674,7 @@ int cmd_run(int argc, char **argv)
         failed = task_skipped(&res.tasks[i]) > 0;
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
-        redis_finish(&rs, &res, cmd_exit_code(rc), 0);
+        redis_finish(&rs, &res, cmd_exit_code(rc));
         rc = cmd_fail(&e);
         goto out;
     }
@@ -665,7 +690,7 @@ int cmd_run(int argc, char **argv)
         print_json(job, run_id, &res, rc);
     if (!a.json || rc != EXIT_OK)
         print_summary(job, run_id, &res, a.quiet, rc != EXIT_OK);
-    redis_finish(&rs, &res, rc, a.quiet);
+    redis_finish(&rs, &res, rc);
 out:
     /* Every path ends here: the run's segments never outlive it. */
     prun_segset_free(segs);

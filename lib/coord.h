@@ -103,6 +103,12 @@ void prun_state_close(struct prun_state *s);
  * writability too. */
 int prun_state_fd(const struct prun_state *s);
 int prun_state_want_write(const struct prun_state *s);
+/*
+ * Writes what was recorded since the last call, in as few writes as the
+ * socket takes. Recording only queues, so the runner calls this once per
+ * turn of its loop rather than once per record.
+ */
+void prun_state_pump(struct prun_state *s);
 /* The socket is readable/writable. */
 void prun_state_io(struct prun_state *s, int readable, int writable);
 /* Called at least every 500 ms: reconnects, heartbeat every 2 s. */

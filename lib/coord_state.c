@@ -242,6 +242,12 @@ void prun_state_close(struct prun_state *s)
     free(s);
 }
 
+void prun_state_pump(struct prun_state *s)
+{
+    if (s->c != NULL && s->unsent != NULL)
+        pump(s);
+}
+
 int prun_state_fd(const struct prun_state *s)
 {
     return s->c ? s->c->fd : -1;
@@ -478,7 +484,6 @@ void prun_state_inst_start(struct prun_state *s, const char *task,
     prun_buf_addc(&v, '}');
     hset_buf(s, k, f, &v);
     prun_buf_free(&v);
-    pump(s);
 }
 
 void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
@@ -514,7 +519,6 @@ void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
         hset_buf(s, k, f, &v);
         prun_buf_free(&v);
     }
-    pump(s);
 }
 
 void prun_state_done(struct prun_state *s, const char *task, const char *item)
@@ -524,7 +528,6 @@ void prun_state_done(struct prun_state *s, const char *task, const char *item)
     snprintf(sub, sizeof(sub), "done:%s", task);
     key(s, k, sizeof(k), sub);
     enqueue(s, NULL, NULL, "SADD %s %s", k, item);
-    pump(s);
 }
 
 void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
@@ -543,7 +546,6 @@ void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
     for (i = 0; i + 1 < ntasks * 2; i += 2)
         enqueue(
             s, NULL, NULL, "HSET %s %s %s", k, task_json[i], task_json[i + 1]);
-    pump(s);
 }
 
 void prun_state_run_end(
@@ -593,6 +595,7 @@ int prun_state_flush(
 {
     int64_t deadline = prun_now_ms() + timeout_ms;
 
+    prun_state_pump(s);
     while (s->head != NULL) {
         int64_t now = prun_now_ms(), wait;
         struct pollfd pfd;
@@ -673,7 +676,6 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
     if (slot != SIZE_MAX && s->pools[slot].backlog >= 0)
         s->pools[slot].backlog++;
     prun_buf_free(&v);
-    pump(s);
 }
 
 void prun_state_pool_fed(struct prun_state *s, const char *task)
@@ -683,7 +685,6 @@ void prun_state_pool_fed(struct prun_state *s, const char *task)
     snprintf(sub, sizeof(sub), "pool:%s:fed", task);
     key(s, k, sizeof(k), sub);
     enqueue(s, NULL, NULL, "SET %s 1 PX %lld", k, (long long)s->ttl_ms);
-    pump(s);
 }
 
 void prun_state_pool_worker_end(
@@ -715,7 +716,6 @@ void prun_state_pool_worker_end(
             "local e = redis.call('LPOP', KEYS[1]) if e then "
             "redis.call('LPUSH', KEYS[2], e) end return 1",
             wip, q);
-    pump(s);
 }
 
 long long prun_state_pool_backlog(const struct prun_state *s, const char *task)

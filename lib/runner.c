@@ -319,7 +319,10 @@ static void fill_ctx(
 
 static void finish(struct runner *r, struct proc *p, int status);
 
-/* Keeps the Redis socket's epoll registration in step with the writer. */
+/*
+ * Writes this turn's records, then keeps the Redis socket's epoll
+ * registration in step with the writer.
+ */
 static void redis_sync_fd(struct runner *r)
 {
     struct epoll_event ev;
@@ -328,6 +331,7 @@ static void redis_sync_fd(struct runner *r)
 
     if (r->o->state == NULL)
         return;
+    prun_state_pump(r->o->state);
     fd = prun_state_fd(r->o->state);
     want = EPOLLIN | (prun_state_want_write(r->o->state) ? EPOLLOUT : 0);
     memset(&ev, 0, sizeof(ev));

@@ -362,3 +362,28 @@ EOF2
     [ "$(grep -o $'\e\\[H\e\\[2J' "$T/tty" | wc -l)" -ge 2 ]
     tail -c 2000 "$T/tty" | grep -q "w  succeeded"
 }
+
+@test "no redis-server to embed: a plain job runs with a note, a locked one fails" {
+    job plain <<EOF2
+tasks:
+  t:
+    run: [touch, "$T/ran"]
+EOF2
+    PARALLELRUN_REDIS_SERVER=$T/no-such-redis-server run "$PR" run "$T/plain.yaml"
+    [ "$status" -eq 0 ]
+    [ -e "$T/ran" ]
+    [[ "$output" == *"note: running without status"*"redis-server not found"* ]]
+    PARALLELRUN_REDIS_SERVER=$T/no-such-redis-server run "$PR" run "$T/plain.yaml" --quiet
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
+    job locked <<EOF2
+lock: true
+tasks:
+  t:
+    run: [touch, "$T/locked-ran"]
+EOF2
+    PARALLELRUN_REDIS_SERVER=$T/no-such-redis-server run "$PR" run "$T/locked.yaml"
+    [ "$status" -eq 3 ]
+    [[ "$output" == *"redis-server not found"* ]]
+    [ ! -e "$T/locked-ran" ]
+}
