@@ -532,8 +532,9 @@ static int start_server(const char *dir, const char *sock, struct prun_err *err)
         prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (pid < 0)
         return prun_err_sys(err, "cannot start redis-server");
-    for (i = 0; i < 500; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
+    /* It is up in a few ms: poll finely, it is on every run's path. */
+    for (i = 0; i < 5000; i++) {
+        struct timespec ts = {0, 1000 * 1000};
 
         if (access(sock, F_OK) == 0 && ping(sock, 500))
             return 0;
@@ -656,8 +657,8 @@ void prun_embedded_release(struct prun_embedded *e)
         }
         if (c)
             redisFree(c);
-        for (i = 0; pid > 0 && i < 1000 && !proc_gone(pid); i++) {
-            struct timespec ts = {0, 2 * 1000 * 1000};
+        for (i = 0; pid > 0 && i < 2000 && !proc_gone(pid); i++) {
+            struct timespec ts = {0, 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         if (pid > 0 && !proc_gone(pid))

@@ -109,6 +109,8 @@ int prun_state_want_write(const struct prun_state *s);
  * turn of its loop rather than once per record.
  */
 void prun_state_pump(struct prun_state *s);
+/* Records queued but not yet written (counted up to 256). */
+size_t prun_state_pending(const struct prun_state *s);
 /* The socket is readable/writable. */
 void prun_state_io(struct prun_state *s, int readable, int writable);
 /* Called at least every 500 ms: reconnects, heartbeat every 2 s. */
@@ -136,6 +138,7 @@ struct prun_state_end {
     unsigned attempt;
     int final; /* not going to be retried */
     int succeeded;
+    int was_running;  /* it was listed by prun_state_inst_start */
     const char *item; /* the PARALLELRUN_ITEM value (done set) */
     /* for a final failure: */
     const char *kind; /* exit, signal, timeout, exec, cancelled */
@@ -166,13 +169,20 @@ void prun_state_run_end(
 int prun_state_flush(
     struct prun_state *s, int64_t timeout_ms, struct prun_err *err);
 
-/* Pool mode: queue items for task (entries "INDEX\tITEM"); fed = all queued. */
+/*
+ * Pool mode: queue items for task (entries "INDEX\tITEM"); fed: all are
+ * queued, count of them.
+ */
 void prun_state_pool_push(struct prun_state *s, const char *task,
     unsigned long long index, const char *item);
-void prun_state_pool_fed(struct prun_state *s, const char *task);
-/* Worker W of task ended: ok → its current item is done, else requeued. */
-void prun_state_pool_worker_end(
-    struct prun_state *s, const char *task, unsigned long long worker, int ok);
+void prun_state_pool_fed(
+    struct prun_state *s, const char *task, unsigned long long count);
+/*
+ * Worker W (attempt A) of task ended: ok → its current item is done, else
+ * it goes back to the front of the queue.
+ */
+void prun_state_pool_worker_end(struct prun_state *s, const char *task,
+    unsigned long long worker, unsigned attempt, int ok);
 /* Items queued but not yet taken, as of the last heartbeat (-1 unknown). */
 long long prun_state_pool_backlog(const struct prun_state *s, const char *task);
 

@@ -248,6 +248,17 @@ void prun_state_pump(struct prun_state *s)
         pump(s);
 }
 
+size_t prun_state_pending(const struct prun_state *s)
+{
+    const struct cmd *c;
+    size_t n = 0;
+
+    /* Counting stops at the batch size: callers only compare with it. */
+    for (c = s->c ? s->unsent : NULL; c != NULL && n < 256; c = c->next)
+        n++;
+    return n;
+}
+
 int prun_state_fd(const struct prun_state *s)
 {
     return s->c ? s->c->fd : -1;
@@ -372,6 +383,12 @@ static void on_backlog(struct prun_state *s, redisReply *r, void *arg)
         s->pools[i].backlog = r->integer;
 }
 
+/* Progress reports of the instances still running, as field/value pairs. */
+static const char progress_lua[] =
+    "local out = {} local p = redis.call('HGETALL', KEYS[1]) "
+    "for i = 1, #p, 2 do if redis.call('HEXISTS', KEYS[2], p[i]) == 1 then "
+    "out[#out + 1] = p[i] out[#out + 1] = p[i + 1] end end return out";
+
 static const char renew_lock_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
@@ -402,8 +419,7 @@ static void heartbeat(struct prun_state *s)
     enqueue(s, NULL, NULL, "SET %s %s PX %d", k, v, ALIVE_TTL_MS);
     key(s, k, sizeof(k), "cancel");
     enqueue(s, on_cancel, NULL, "EXISTS %s", k);
-    key(s, k, sizeof(k), "progress");
-    enqueue(s, on_progress, NULL, "HGETALL %s", k);
+
     for (i = 0; i < s->npools; i++) {
         char sub[200];
         snprintf(sub, sizeof(sub), "pool:%s", s->pools[i].task);
@@ -422,6 +438,14 @@ static void heartbeat(struct prun_state *s)
 
 void prun_state_tick(struct prun_state *s, int64_t now)
 {
+    if (s->started) {
+        /* What running children report, for the progress line. */
+        char k[256], rk[256];
+
+        key(s, k, sizeof(k), "progress");
+        key(s, rk, sizeof(rk), "running");
+        enqueue(s, on_progress, NULL, "EVAL %s 2 %s %s", progress_lua, k, rk);
+    }
     if (s->c == NULL && now >= s->next_retry)
         connect_now(s);
     if (s->started && now >= s->next_beat) {
@@ -491,10 +515,14 @@ void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
     char k[256], f[200], sub[200];
 
     inst_field(f, sizeof(f), e->task, e->index);
-    key(s, k, sizeof(k), "running");
-    enqueue(s, NULL, NULL, "HDEL %s %s", k, f);
-    key(s, k, sizeof(k), "progress");
-    enqueue(s, NULL, NULL, "HDEL %s %s", k, f);
+    /*
+     * Its progress field, if it reported any, stays until the run ends:
+     * readers only count progress of instances still in "running".
+     */
+    if (e->was_running) {
+        key(s, k, sizeof(k), "running");
+        enqueue(s, NULL, NULL, "HDEL %s %s", k, f);
+    }
     if (e->final && e->succeeded) {
         snprintf(sub, sizeof(sub), "done:%s", e->task);
         key(s, k, sizeof(k), sub);
@@ -561,6 +589,8 @@ void prun_state_run_end(
         "HSET %s state %s ended_ms %lld exit_code %d signal %d running 0", k,
         state, (long long)prun_wall_ms(), exit_code, signal);
     key(s, k, sizeof(k), "alive");
+    enqueue(s, NULL, NULL, "DEL %s", k);
+    key(s, k, sizeof(k), "progress");
     enqueue(s, NULL, NULL, "DEL %s", k);
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         key(s, k, sizeof(k), keys[i]);
@@ -678,21 +708,24 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
     prun_buf_free(&v);
 }
 
-void prun_state_pool_fed(struct prun_state *s, const char *task)
+void prun_state_pool_fed(
+    struct prun_state *s, const char *task, unsigned long long count)
 {
     char k[256], sub[200];
 
     snprintf(sub, sizeof(sub), "pool:%s:fed", task);
     key(s, k, sizeof(k), sub);
-    enqueue(s, NULL, NULL, "SET %s 1 PX %lld", k, (long long)s->ttl_ms);
+    /* The count, not a flag: workers stop when that many are done. */
+    enqueue(
+        s, NULL, NULL, "SET %s %llu PX %lld", k, count, (long long)s->ttl_ms);
 }
 
-void prun_state_pool_worker_end(
-    struct prun_state *s, const char *task, unsigned long long worker, int ok)
+void prun_state_pool_worker_end(struct prun_state *s, const char *task,
+    unsigned long long worker, unsigned attempt, int ok)
 {
     char wip[256], q[256], done[256], okk[256], sub[200];
 
-    snprintf(sub, sizeof(sub), "pool:%s:wip:%llu", task, worker);
+    snprintf(sub, sizeof(sub), "pool:%s:wip:%llu.%u", task, worker, attempt);
     key(s, wip, sizeof(wip), sub);
     snprintf(sub, sizeof(sub), "pool:%s", task);
     key(s, q, sizeof(q), sub);
@@ -1076,6 +1109,36 @@ static int load_hash(struct prun_conn *c, const char *rid, const char *what,
     return 0;
 }
 
+/* Progress of the instances still running (finished ones may linger). */
+static int load_progress(struct prun_conn *c, const char *rid,
+    struct prun_status *st, struct prun_err *err)
+{
+    char pk[256], rk[256];
+    const char *args[2] = {pk, rk};
+    redisReply *r;
+    size_t i, n;
+
+    snprintf(pk, sizeof(pk), "parallelrun:{%s}:progress", rid);
+    snprintf(rk, sizeof(rk), "parallelrun:{%s}:running", rid);
+    r = prun__eval(c, err, progress_lua, 2, 2, args);
+    if (r == NULL)
+        return err ? err->code : PRUN_EREDIS;
+    n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+    st->progress_keys = calloc(n ? n : 1, sizeof(char *));
+    st->progress_vals = calloc(n ? n : 1, sizeof(char *));
+    if (st->progress_keys == NULL || st->progress_vals == NULL) {
+        freeReplyObject(r);
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        st->progress_keys[i] = strdup(r->element[2 * i]->str);
+        st->progress_vals[i] = strdup(r->element[2 * i + 1]->str);
+    }
+    st->nprogress = n;
+    freeReplyObject(r);
+    return 0;
+}
+
 static void free_strv(char **v, size_t n)
 {
     size_t i;
@@ -1128,8 +1191,7 @@ int prun_status_load(struct prun_conn *c, const char *rid,
     if (rc == 0)
         free_strv(keys, st->nfailed);
     if (rc == 0)
-        rc = load_hash(c, rid, "progress", &st->progress_keys,
-            &st->progress_vals, &st->nprogress, err);
+        rc = load_progress(c, rid, st, err);
     if (rc == 0)
         rc = load_hash(
             c, rid, "tasks", &st->task_names, &st->task_json, &st->ntasks, err);

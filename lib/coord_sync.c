@@ -1037,8 +1037,10 @@ int prun_progress(
  * in wip is the one this worker has finished: it is marked done. With mark
  * = 0 an item in wip is one a BLMOVE moved there whose reply we never got
  * (a broken connection): it is handed out, never marked. Then the next
- * item moves into wip. Returns {1, entry}, {0} when none is left (fed is
- * set), or {2} when the caller should wait for the runner to feed more.
+ * item moves into wip. Returns {1, entry}, {0} when none is left (fed
+ * holds the number of items queued and that many are done), or {2} when
+ * the caller should wait: the runner may feed more, or put back the item
+ * of a worker that died.
  */
 static const char next_lua[] =
     "local cur = redis.call('LINDEX', KEYS[2], 0)\n"
@@ -1058,7 +1060,10 @@ static const char next_lua[] =
     "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
     "  return {1, v}\n"
     "end\n"
-    "if redis.call('EXISTS', KEYS[5]) == 1 then return {0} end\n"
+    "local total = tonumber(redis.call('GET', KEYS[5]))\n"
+    "if total and tonumber(redis.call('GET', KEYS[4]) or '0') >= total then\n"
+    "  return {0}\n"
+    "end\n"
     "return {2}\n";
 
 /* "INDEX<TAB>ITEM" into its parts; an entry without a tab is index 0. */
@@ -1091,17 +1096,23 @@ static int next_item(
     char pool[KEY_MAX], wip[KEY_MAX], done[KEY_MAX], ok[KEY_MAX], fed[KEY_MAX],
         ttl[24], secs[32];
     const char *args[7] = {pool, wip, done, ok, fed, "1", ttl};
-    const char *task = NULL, *w = NULL;
+    const char *task = NULL, *w = NULL, *attempt = NULL;
     struct prun_conn *c;
     redisReply *r;
     long long status;
     int rc, failures = 0;
     void *v;
 
+    /*
+     * The worker's slot is its index and attempt: a worker started again
+     * after its predecessor died must never see (and mark done) the item
+     * the predecessor left unfinished; the runner puts that one back.
+     */
     if ((rc = env_need("PARALLELRUN_TASK", &task, err)) < 0 ||
         (rc = env_need("PARALLELRUN_INDEX", &w, err)) < 0 ||
+        (rc = env_need("PARALLELRUN_ATTEMPT", &attempt, err)) < 0 ||
         (rc = key(pool, err, "pool:%s", task)) < 0 ||
-        (rc = key(wip, err, "pool:%s:wip:%s", task, w)) < 0 ||
+        (rc = key(wip, err, "pool:%s:wip:%s.%s", task, w, attempt)) < 0 ||
         (rc = key(done, err, "done:%s", task)) < 0 ||
         (rc = key(ok, err, "pool:%s:ok", task)) < 0 ||
         (rc = key(fed, err, "pool:%s:fed", task)) < 0)

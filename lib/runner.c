@@ -40,6 +40,7 @@ extern char **environ;
 #define TAG_TIMER   (UINT64_MAX - 1)
 #define TAG_REDIS   (UINT64_MAX - 2)
 #define TICK_MS     500
+#define FLUSH_MS    100
 #define PROGRESS_MS 200
 #define READ_CHUNK  65536
 
@@ -61,6 +62,7 @@ struct proc {
     int64_t grace;
     enum why why;
     char exec_err[256]; /* set when the program could not be started */
+    int recorded;       /* listed in Redis as running */
 };
 
 struct straggler {
@@ -78,7 +80,8 @@ struct task_env {
 struct pool_feed {
     struct prun_iter *it;
     int started, finished;
-    unsigned long long next_index;
+    unsigned long long next_index; /* items read */
+    unsigned long long queued;     /* items queued (not resumed) */
 };
 
 struct runner {
@@ -105,8 +108,9 @@ struct runner {
     int64_t next_progress;
     int redis_fd; /* registered in epoll, -1 none */
     uint32_t redis_events;
-    int64_t next_tick; /* Redis heartbeat/reconnect */
-    int stopping;      /* stop signal or halt now: no new starts */
+    int64_t next_tick;  /* Redis heartbeat/reconnect */
+    int64_t next_flush; /* write queued records by then; 0: none queued */
+    int stopping;       /* stop signal or halt now: no new starts */
     int stop_signal;
     uint64_t seq;
     sigset_t oldmask;
@@ -320,10 +324,13 @@ static void fill_ctx(
 static void finish(struct runner *r, struct proc *p, int status);
 
 /*
- * Writes this turn's records, then keeps the Redis socket's epoll
- * registration in step with the writer.
+ * Writes the records queued so far once enough have gathered or the
+ * oldest has waited FLUSH_MS, then keeps the Redis socket's epoll
+ * registration in step with the writer. Every write wakes redis-server
+ * on a core the children want: batching keeps recording off the spawn
+ * path's critical path, at the cost of status lagging by FLUSH_MS.
  */
-static void redis_sync_fd(struct runner *r)
+static void redis_sync_fd(struct runner *r, int64_t now)
 {
     struct epoll_event ev;
     uint32_t want;
@@ -331,7 +338,16 @@ static void redis_sync_fd(struct runner *r)
 
     if (r->o->state == NULL)
         return;
-    prun_state_pump(r->o->state);
+    if (prun_state_pending(r->o->state) == 0) {
+        r->next_flush = 0;
+    } else if (r->next_flush == 0) {
+        r->next_flush = now + FLUSH_MS;
+    }
+    if (r->next_flush != 0 &&
+        (now >= r->next_flush || prun_state_pending(r->o->state) >= 256)) {
+        prun_state_pump(r->o->state);
+        r->next_flush = 0;
+    }
     fd = prun_state_fd(r->o->state);
     want = EPOLLIN | (prun_state_want_write(r->o->state) ? EPOLLOUT : 0);
     memset(&ev, 0, sizeof(ev));
@@ -390,11 +406,37 @@ static void redis_counts(struct runner *r)
 
 static void stop_all(struct runner *r, int hard);
 
+/*
+ * Lists in Redis the attempts that have run for a tick. Shorter ones are
+ * not worth three round trips each: status shows what runs long enough to
+ * be looked at, and the done set still records every success.
+ */
+static void record_running(struct runner *r, int64_t now)
+{
+    size_t i;
+
+    for (i = 0; i < r->nprocs; i++) {
+        struct proc *p = &r->procs[i];
+        struct prun_buf item = {0};
+
+        if (p->inst == NULL || p->pid <= 0 || p->recorded ||
+            now - p->start_mono < TICK_MS / 2)
+            continue;
+        prun_items_value(p->inst->items, p->inst->nitems, &item);
+        prun_state_inst_start(r->o->state, r->job->tasks[p->inst->task].name,
+            p->inst->index, p->inst->attempt, (long)p->pid,
+            item.data ? item.data : "");
+        prun_buf_free(&item);
+        p->recorded = 1;
+    }
+}
+
 static void redis_tick(struct runner *r, int64_t now)
 {
     if (r->o->state == NULL || now < r->next_tick)
         return;
     prun_state_tick(r->o->state, now);
+    record_running(r, now);
     redis_counts(r);
     r->next_tick = now + TICK_MS;
     if (prun_state_cancel_requested(r->o->state) && r->stop_signal == 0) {
@@ -432,14 +474,23 @@ static int feed_pools(struct runner *r)
             if (n <= 0)
                 break;
             prun_items_value(items, (size_t)n, &v);
-            prun_state_pool_push(r->o->state, r->job->tasks[t].name,
-                f->next_index++, v.data ? v.data : "");
+            if (r->o->skip != NULL &&
+                r->o->skip(r->o->skip_ctx, t, items, (size_t)n)) {
+                /* --resume: done in the earlier run; done in this one. */
+                prun_state_done(
+                    r->o->state, r->job->tasks[t].name, v.data ? v.data : "");
+                f->next_index++;
+            } else {
+                prun_state_pool_push(r->o->state, r->job->tasks[t].name,
+                    f->next_index++, v.data ? v.data : "");
+                f->queued++;
+            }
             prun_buf_free(&v);
         }
         if (n <= 0) {
             if (n < 0)
                 note_warning(r, &e);
-            prun_state_pool_fed(r->o->state, r->job->tasks[t].name);
+            prun_state_pool_fed(r->o->state, r->job->tasks[t].name, f->queued);
             f->finished = 1;
         } else {
             more = 1;
@@ -459,7 +510,7 @@ static void start_feed(struct runner *r, size_t t)
     if (prun_iter_open(r->job, &r->job->tasks[t].foreach, &f->it, &e) < 0) {
         note_warning(r, &e);
         f->finished = 1;
-        prun_state_pool_fed(r->o->state, r->job->tasks[t].name);
+        prun_state_pool_fed(r->o->state, r->job->tasks[t].name, f->queued);
     }
 }
 
@@ -552,14 +603,6 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         p->deadline = p->start_mono + task->timeout_ms;
     if (p->pid > 0)
         prun_guardian_add(r->guardian, p->pid);
-    if (r->o->state != NULL && p->pid > 0) {
-        struct prun_buf item = {0};
-
-        prun_items_value(inst->items, inst->nitems, &item);
-        prun_state_inst_start(r->o->state, task->name, inst->index,
-            inst->attempt, (long)p->pid, item.data ? item.data : "");
-        prun_buf_free(&item);
-    }
     goto out;
 fail:
     close_pipe(p, 0);
@@ -640,8 +683,12 @@ static void record_failure(
         snprintf(f->tail, sizeof(f->tail), "%s", prun_capture_err_tail(p->cap));
 }
 
+/*
+ * attempt is the one that ended: for a retry the scheduler has already
+ * moved inst on to the next.
+ */
 static void record_state(struct runner *r, struct proc *p, enum prun_verdict v,
-    enum prun_fail_kind kind, int status)
+    unsigned attempt, enum prun_fail_kind kind, int status)
 {
     static const char *const kinds[] = {
         "exit", "signal", "timeout", "exec", "cancelled"};
@@ -654,9 +701,10 @@ static void record_state(struct runner *r, struct proc *p, enum prun_verdict v,
     memset(&e, 0, sizeof(e));
     e.task = r->job->tasks[inst->task].name;
     e.index = inst->index;
-    e.attempt = inst->attempt;
+    e.attempt = attempt;
     e.final = v != PRUN_V_RETRY;
     e.succeeded = v == PRUN_V_SUCCEEDED;
+    e.was_running = p->recorded;
     e.item = item.data ? item.data : "";
     e.kind = kinds[kind];
     e.status = status;
@@ -670,7 +718,7 @@ static void record_state(struct runner *r, struct proc *p, enum prun_verdict v,
     prun_state_inst_end(r->o->state, &e);
     if (r->job->tasks[inst->task].pool)
         prun_state_pool_worker_end(
-            r->o->state, e.task, inst->index, v == PRUN_V_SUCCEEDED);
+            r->o->state, e.task, inst->index, attempt, v == PRUN_V_SUCCEEDED);
     prun_buf_free(&item);
 }
 
@@ -687,6 +735,7 @@ static void finish(struct runner *r, struct proc *p, int status)
     enum prun_verdict v;
     struct prun_err e;
     int code = 0, sig = 0, print;
+    unsigned attempt;
     int64_t now = prun_now_ms();
 
     if (status == -1 || p->exec_err[0] != '\0') {
@@ -716,11 +765,13 @@ static void finish(struct runner *r, struct proc *p, int status)
     }
 
     /* The verdict tells whether this attempt was the last one. */
+    attempt = inst->attempt;
     v = prun_sched_finish(r->sched, inst, outcome, now);
     if (v == PRUN_V_FAILED || v == PRUN_V_CANCELLED)
         record_failure(r, p, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
     if (r->o->state != NULL)
-        record_state(r, p, v, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
+        record_state(
+            r, p, v, attempt, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
     if (v == PRUN_V_SUCCEEDED)
         tr->succeeded++;
     else if (v == PRUN_V_FAILED)
@@ -919,6 +970,8 @@ static int64_t next_deadline(const struct runner *r)
         t = r->next_progress;
     if (r->o->state != NULL && r->next_tick < t)
         t = r->next_tick;
+    if (r->next_flush != 0 && r->next_flush < t)
+        t = r->next_flush;
     for (i = 0; i < r->nprocs; i++) {
         const struct proc *p = &r->procs[i];
 
@@ -1239,7 +1292,7 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         if (r.o->out.progress && now >= r.next_progress)
             show_progress(&r, now);
         feeding = !r.stopping && feed_pools(&r);
-        redis_sync_fd(&r);
+        redis_sync_fd(&r, prun_now_ms());
         arm_timer(&r, next_deadline(&r));
         n = epoll_wait(r.epfd, evs, 64, feeding ? 0 : -1);
         if (n < 0 && errno != EINTR) {
@@ -1249,7 +1302,7 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         }
         if (n > 0)
             dispatch(&r, evs, n);
-        redis_sync_fd(&r);
+        redis_sync_fd(&r, prun_now_ms());
     }
 
 out:

@@ -75,7 +75,8 @@ EOF
     "$PR" run "$T/watch.yaml" -j 2 >/dev/null 2>&1 &
     runner=$!
     wait_exists "$T/r.1"
-    sleep 0.6
+    # Attempts are listed once they have run a heartbeat tick (500 ms).
+    sleep 1.2
     run "$PR" status
     [ "$status" -eq 0 ]
     [[ "$output" == *"watch  running"* ]]

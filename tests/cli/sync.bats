@@ -23,7 +23,7 @@ setup() {
     # The pid file is named *.pid: common_teardown kills the server.
     export PARALLELRUN_REDIS=unix://$SOCK
     export PARALLELRUN_RUN_ID=bats-$$-$BATS_TEST_NUMBER
-    export PARALLELRUN_TASK=t PARALLELRUN_INDEX=0 PARALLELRUN_COUNT=1
+    export PARALLELRUN_TASK=t PARALLELRUN_INDEX=0 PARALLELRUN_ATTEMPT=1 PARALLELRUN_COUNT=1
     unset PARALLELRUN_REDIS_PASSWORD PARALLELRUN_KEY_TTL
 }
 
@@ -208,7 +208,7 @@ run_job() {
 
 @test "next hands out pool items once and marks the previous one done" {
     rcli rpush "$(key pool:t)" $'0\tfirst item' $'1\tsecond' >/dev/null
-    rcli set "$(key pool:t:fed)" 1 >/dev/null
+    rcli set "$(key pool:t:fed)" 2 >/dev/null
     run "$PR" next
     [ "$status" -eq 0 ]
     [ "$output" = "first item" ]

@@ -120,6 +120,7 @@ static void new_run(const char *count)
     setenv("PARALLELRUN_RUN_ID", rid, 1);
     setenv("PARALLELRUN_TASK", "t", 1);
     setenv("PARALLELRUN_INDEX", "0", 1);
+    setenv("PARALLELRUN_ATTEMPT", "1", 1);
     setenv("PARALLELRUN_COUNT", count, 1);
     unsetenv("PARALLELRUN_KEY_TTL");
 }
@@ -771,7 +772,8 @@ static void test_next_hands_out_each_item_once(void)
         snprintf(entry, sizeof(entry), "%d\titem %d", i, i);
         r_do("RPUSH %s %s", "pool:t", entry);
     }
-    r_do("SET %s %s", "pool:t:fed", "1");
+    snprintf(k, sizeof(k), "%d", POOL_ITEMS);
+    r_do("SET %s %s", "pool:t:fed", k);
     for (i = 0; i < POOL_WORKERS; i++)
         pids[i] = spawn(pool_worker, i, p);
     ASSERT_EQ(reap(pids, POOL_WORKERS), 0);
@@ -786,7 +788,7 @@ static void test_next_hands_out_each_item_once(void)
     ASSERT(r_int("PTTL", "done:t") > 0);
     ASSERT(r_int("PTTL", "pool:t:ok") > 0);
     for (i = 0; i < POOL_WORKERS; i++) {
-        snprintf(k, sizeof(k), "pool:t:wip:%d", i);
+        snprintf(k, sizeof(k), "pool:t:wip:%d.1", i);
         ASSERT_EQ(r_int("EXISTS", k), 0);
     }
     munmap(p, sizeof(*p));
@@ -817,6 +819,69 @@ static int slow_worker(int i, void *arg)
     return 0;
 }
 
+/* Three calls: B, then (after a requeue) A, then none. */
+struct requeue {
+    int rc[3];
+    char item[2][32];
+    int64_t when[3];
+};
+
+static int requeue_worker(int i, void *arg)
+{
+    struct requeue *q = arg;
+    struct prun_err e;
+    unsigned long long ix;
+    char *item = NULL;
+    int k;
+
+    (void)i;
+    for (k = 0; k < 3; k++) {
+        q->rc[k] = prun_next(&item, &ix, &e);
+        q->when[k] = prun_now_ms();
+        if (q->rc[k] == 1 && k < 2)
+            snprintf(q->item[k], sizeof(q->item[k]), "%s", item);
+        free(item);
+        item = NULL;
+    }
+    return 0;
+}
+
+/*
+ * A worker that died left item A in its slot; the runner puts it back only
+ * after the queue ran dry. Another worker must still be waiting for it:
+ * "none left" means every fed item is done, not that the queue is empty.
+ */
+static void test_next_waits_for_a_requeued_item(void)
+{
+    struct requeue *q = shared(sizeof(*q));
+    int64_t requeued;
+    pid_t pid;
+
+    new_run("2");
+    r_do("RPUSH %s %s", "pool:t", "1\tB");
+    r_do("RPUSH %s %s", "pool:t:wip:1.1", "0\tA");
+    r_do("SET %s %s", "pool:t:fed", "2");
+    pid = spawn(requeue_worker, 0, q);
+    sleep_ms(400);
+    /* B is done, A is out with a dead worker: this one must wait. */
+    ASSERT_EQ(q->rc[0], 1);
+    ASSERT_STREQ(q->item[0], "B");
+    ASSERT_EQ(q->when[1], 0);
+    ASSERT_EQ(r_int("GET", "pool:t:ok"), 1);
+    requeued = prun_now_ms();
+    /* What the runner does for the dead worker's slot. */
+    r_do("DEL %s", "pool:t:wip:1.1", NULL);
+    r_do("LPUSH %s %s", "pool:t", "0\tA");
+    ASSERT_EQ(reap(&pid, 1), 0);
+    ASSERT_EQ(q->rc[1], 1);
+    ASSERT_STREQ(q->item[1], "A");
+    ASSERT(q->when[1] >= requeued);
+    ASSERT_EQ(q->rc[2], 0);
+    ASSERT_EQ(r_int("GET", "pool:t:ok"), 2);
+    ASSERT_EQ(r_int("SCARD", "done:t"), 2);
+    munmap(q, sizeof(*q));
+}
+
 static void test_next_waits_until_fed(void)
 {
     struct slow *s = shared(sizeof(*s));
@@ -833,7 +898,7 @@ static void test_next_waits_until_fed(void)
     ASSERT_EQ(s->got_none, 0);
     /* Its second call marked the first item done before waiting. */
     ASSERT_EQ(r_int("SCARD", "done:t"), 1);
-    ASSERT_EQ(r_int("LLEN", "pool:t:wip:0"), 0);
+    ASSERT_EQ(r_int("LLEN", "pool:t:wip:0.1"), 0);
     fed = prun_now_ms();
     r_do("SET %s %s", "pool:t:fed", "1");
     ASSERT_EQ(reap(&pid, 1), 0);
@@ -845,8 +910,8 @@ static void test_next_waits_until_fed(void)
     ASSERT(s->got_none >= fed && s->got_none - fed < 1500);
     ASSERT_EQ(r_int("SCARD", "done:t"), 1);
     ASSERT_EQ(r_int("GET", "pool:t:ok"), 1);
-    ASSERT_EQ(r_int("EXISTS", "pool:t:wip:0"), 0);
-    ASSERT(r_int("PTTL", "pool:t:wip:0") < 0);
+    ASSERT_EQ(r_int("EXISTS", "pool:t:wip:0.1"), 0);
+    ASSERT(r_int("PTTL", "pool:t:wip:0.1") < 0);
     munmap(s, sizeof(*s));
 }
 
@@ -874,5 +939,6 @@ int main(void)
     RUN(test_progress);
     RUN(test_next_hands_out_each_item_once);
     RUN(test_next_waits_until_fed);
+    RUN(test_next_waits_for_a_requeued_item);
     return unit_done();
 }
