@@ -579,7 +579,7 @@ void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
 void prun_state_run_end(
     struct prun_state *s, const char *state, int exit_code, int signal)
 {
-    char k[256], sub[64];
+    char k[256], sub[200];
     static const char *const keys[] = {
         "run", "running", "failed", "tasks", "progress", "cancel"};
     size_t i;
@@ -592,6 +592,19 @@ void prun_state_run_end(
     enqueue(s, NULL, NULL, "DEL %s", k);
     key(s, k, sizeof(k), "progress");
     enqueue(s, NULL, NULL, "DEL %s", k);
+    if (strcmp(state, "succeeded") == 0) {
+        /*
+         * Nothing of a run that fully succeeded is left to resume: its
+         * done sets, by far the bulk of the store (and of the embedded
+         * server's load and save at every start and stop), can go.
+         * --resume of such a run takes every item as done.
+         */
+        for (i = 0; i < s->ntasks; i++) {
+            snprintf(sub, sizeof(sub), "done:%s", s->tasks[i]);
+            key(s, k, sizeof(k), sub);
+            enqueue(s, NULL, NULL, "DEL %s", k);
+        }
+    }
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         key(s, k, sizeof(k), keys[i]);
         expire(s, k);
@@ -850,6 +863,7 @@ void prun_joblock_release(
 struct prun_strset {
     size_t n, cap;
     char **slots;
+    int all; /* holds every value: the resumed run fully succeeded */
 };
 
 static uint64_t hash_str(const char *s)
@@ -907,6 +921,8 @@ int prun_strset_has(const struct prun_strset *s, const char *v)
 {
     size_t i;
 
+    if (s != NULL && s->all)
+        return 1;
     if (s == NULL || s->cap == 0)
         return 0;
     for (i = hash_str(v) & (s->cap - 1); s->slots[i];
@@ -936,7 +952,7 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
     redisReply *r;
     char k[256];
     size_t t;
-    int rc = 0;
+    int rc = 0, all;
 
     snprintf(k, sizeof(k), "parallelrun:{%s}:run", rid);
     r = prun__cmd(c, err, "HGET %s name", k);
@@ -956,6 +972,11 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
         return rc;
     }
     freeReplyObject(r);
+    r = prun__cmd(c, err, "HGET %s state", k);
+    if (r == NULL)
+        return err ? err->code : PRUN_EREDIS;
+    all = r->type == REDIS_REPLY_STRING && strcmp(r->str, "succeeded") == 0;
+    freeReplyObject(r);
     sets = calloc(ntasks ? ntasks : 1, sizeof(*sets));
     if (sets == NULL)
         return prun_err_set(err, PRUN_ENOMEM, "out of memory");
@@ -967,6 +988,9 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
             rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
             goto fail;
         }
+        sets[t]->all = all;
+        if (all)
+            continue;
         snprintf(k, sizeof(k), "parallelrun:{%s}:done:%s", rid, tasks[t]);
         do {
             size_t i;

@@ -388,3 +388,23 @@ EOF2
     [[ "$output" == *"redis-server not found"* ]]
     [ ! -e "$T/locked-ran" ]
 }
+
+@test "a fully succeeded run keeps no done sets; resuming it runs nothing" {
+    start_redis ok
+    url=unix://$T/ok.sock
+    job ok <<EOF2
+tasks:
+  t:
+    foreach: {range: [0, 50]}
+    run: [sh, -c, 'echo \$PARALLELRUN_INDEX >> $T/ran']
+EOF2
+    run "$PR" run "$T/ok.yaml" --redis "$url" --json
+    [ "$status" -eq 0 ]
+    rid=$(echo "$output" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
+    [ "$(redis-cli -s "$T/ok.sock" exists "parallelrun:{$rid}:done:t")" = 0 ]
+    : > "$T/ran"
+    run "$PR" run "$T/ok.yaml" --redis "$url" --resume "$rid" --json
+    [ "$status" -eq 0 ]
+    [ ! -s "$T/ran" ]
+    [[ "$output" == *'"succeeded":50'* ]]
+}
