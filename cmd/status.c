@@ -119,7 +119,7 @@ static long long elapsed_ms(const struct prun_run_info *in)
 static void print_status_text(const struct prun_status *st)
 {
     const struct prun_run_info *in = &st->run;
-    char t1[32], d[32], buf[1100], b2[64], b3[64];
+    char t1[32], d[32], buf[1100], b2[64];
     size_t i, k;
 
     printf("run %s  %s  %s", in->run_id, in->name, in->state);
@@ -200,7 +200,6 @@ static void print_status_text(const struct prun_status *st)
                 break;
         }
     }
-    (void)b3;
     if (in->redis_note[0])
         printf("  note: %s\n", in->redis_note);
 }

@@ -183,8 +183,6 @@ void prun_state_pool_fed(
  */
 void prun_state_pool_worker_end(struct prun_state *s, const char *task,
     unsigned long long worker, unsigned attempt, int ok);
-/* Items queued but not yet taken, as of the last heartbeat (-1 unknown). */
-long long prun_state_pool_backlog(const struct prun_state *s, const char *task);
 
 /* ---- Run-level operations over a blocking connection (coord_state.c) ---- */
 

@@ -41,11 +41,6 @@ struct cmd {
     void *arg;
 };
 
-struct pool_info {
-    char task[128];
-    long long backlog;
-};
-
 struct prun_state {
     struct prun_redis_addr addr;
     char url[300];
@@ -63,8 +58,6 @@ struct prun_state {
     size_t queued;
     int cancel;
     long long prog_done, prog_total;
-    struct pool_info *pools;
-    size_t npools;
     char **tasks; /* task names, for the done:TASK sets' TTL */
     size_t ntasks;
     char last_error[200];
@@ -238,7 +231,6 @@ void prun_state_close(struct prun_state *s)
     for (i = 0; i < s->ntasks; i++)
         free(s->tasks[i]);
     free(s->tasks);
-    free(s->pools);
     free(s);
 }
 
@@ -375,14 +367,6 @@ static void on_progress(struct prun_state *s, redisReply *r, void *arg)
     s->prog_total = total;
 }
 
-static void on_backlog(struct prun_state *s, redisReply *r, void *arg)
-{
-    size_t i = (size_t)(uintptr_t)arg;
-
-    if (i < s->npools && r->type == REDIS_REPLY_INTEGER)
-        s->pools[i].backlog = r->integer;
-}
-
 /* Progress reports of the instances still running, as field/value pairs. */
 static const char progress_lua[] =
     "local out = {} local p = redis.call('HGETALL', KEYS[1]) "
@@ -420,12 +404,6 @@ static void heartbeat(struct prun_state *s)
     key(s, k, sizeof(k), "cancel");
     enqueue(s, on_cancel, NULL, "EXISTS %s", k);
 
-    for (i = 0; i < s->npools; i++) {
-        char sub[200];
-        snprintf(sub, sizeof(sub), "pool:%s", s->pools[i].task);
-        key(s, k, sizeof(k), sub);
-        enqueue(s, on_backlog, (void *)(uintptr_t)i, "LLEN %s", k);
-    }
     if (s->job_name[0]) {
         char holder[256];
         snprintf(k, sizeof(k), "parallelrun:lock:{%s}", s->job_name);
@@ -673,29 +651,11 @@ int prun_state_flush(
 /* ---- Pool mode ------------------------------------------------------------
  */
 
-static size_t pool_slot(struct prun_state *s, const char *task)
-{
-    size_t i;
-    struct pool_info *n;
-
-    for (i = 0; i < s->npools; i++)
-        if (strcmp(s->pools[i].task, task) == 0)
-            return i;
-    n = realloc(s->pools, (s->npools + 1) * sizeof(*n));
-    if (n == NULL)
-        return SIZE_MAX;
-    s->pools = n;
-    snprintf(n[s->npools].task, sizeof(n[s->npools].task), "%s", task);
-    n[s->npools].backlog = -1;
-    return s->npools++;
-}
-
 void prun_state_pool_push(struct prun_state *s, const char *task,
     unsigned long long index, const char *item)
 {
     struct prun_buf v = {0};
     char k[256], sub[200];
-    size_t slot = pool_slot(s, task);
 
     snprintf(sub, sizeof(sub), "pool:%s", task);
     key(s, k, sizeof(k), sub);
@@ -716,8 +676,6 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
             "redis.call('PEXPIRE', KEYS[2], ARGV[3]) end return 1",
             k, qk, idx, v.data, v.len, (long long)s->ttl_ms);
     }
-    if (slot != SIZE_MAX && s->pools[slot].backlog >= 0)
-        s->pools[slot].backlog++;
     prun_buf_free(&v);
 }
 
@@ -762,16 +720,6 @@ void prun_state_pool_worker_end(struct prun_state *s, const char *task,
             "local e = redis.call('LPOP', KEYS[1]) if e then "
             "redis.call('LPUSH', KEYS[2], e) end return 1",
             wip, q);
-}
-
-long long prun_state_pool_backlog(const struct prun_state *s, const char *task)
-{
-    size_t i;
-
-    for (i = 0; i < s->npools; i++)
-        if (strcmp(s->pools[i].task, task) == 0)
-            return s->pools[i].backlog;
-    return -1;
 }
 
 /* ---- Blocking operations: job lock, resume, status ----------------------
@@ -1195,7 +1143,6 @@ int prun_status_load(struct prun_conn *c, const char *rid,
     struct prun_status *st, struct prun_err *err)
 {
     char newest[64], **keys = NULL;
-    size_t n = 0;
     int rc;
 
     memset(st, 0, sizeof(*st));
@@ -1219,7 +1166,6 @@ int prun_status_load(struct prun_conn *c, const char *rid,
     if (rc == 0)
         rc = load_hash(
             c, rid, "tasks", &st->task_names, &st->task_json, &st->ntasks, err);
-    (void)n;
     if (rc < 0)
         prun_status_free(st);
     return rc;

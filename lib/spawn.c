@@ -242,7 +242,7 @@ int prun_spawn(
     ssize_t n;
     pid_t child;
 
-    e = resolve(o->argv[0] ? o->path : "", o->envp, path, sizeof(path));
+    e = resolve(o->path, o->envp, path, sizeof(path));
     if (e != 0) {
         errno = e;
         *pid = -1;
