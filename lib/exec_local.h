@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_EXEC_LOCAL_H
+#define PRUN_EXEC_LOCAL_H
+/*
+ * The local executor: runs attempts as child processes of this host,
+ * one process group each, with their output on pipes the loop watches.
+ */
+#include "executor.h"
+#include "segment.h"
+#include "util.h"
+
+struct prun__local_opts {
+    const struct prun_job *job;
+    unsigned slots;        /* children at once, >= 1 */
+    int64_t kill_grace_ms; /* for tasks that set none */
+    const char *run_id;
+    const char *const *extra_env; /* added to every child's environment */
+    size_t nextra_env;
+    struct prun_segset *segs; /* shared segments, or NULL */
+};
+
+/*
+ * Creates the executor: starts the guardian, raises the open-file limit
+ * for the slots (or takes fewer slots, and says so in note, which may be
+ * NULL). Returns 0 or a negative PRUN_E* with err set.
+ */
+int prun__local_new(const struct prun__local_opts *o,
+    const struct prun__exec_hooks *hooks, struct prun__executor **out,
+    char *note, size_t note_len, struct prun_err *err);
+
+#endif
