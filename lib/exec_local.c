@@ -148,17 +148,76 @@ static int64_t task_grace(const struct local *x, const struct prun_task *t)
     return t->kill_grace_ms >= 0 ? t->kill_grace_ms : x->o.kill_grace_ms;
 }
 
+/* Creates the child's two pipes, read ends non-blocking. */
+static int make_pipes(int outp[2], int errp[2])
+{
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+        fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 ||
+        fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+ * Spawns p's attempt with its argv, environment and cwd. Returns 0 when a
+ * child exists (p->pid > 0, its pipes in p->fd, possibly with exec_err
+ * set: then it has already exited), -1 when none could be created
+ * (exec_err says why).
+ */
+static int spawn_attempt(struct local *x, struct proc *p,
+    const struct prun_segchild *sc, char **argv, char **envp, const char *cwd)
+{
+    struct prun__attempt *a = p->a;
+    struct prun_spawn_opts so;
+    struct prun_err e;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, rc;
+
+    if (make_pipes(outp, errp) < 0) {
+        snprintf(a->exec_err, sizeof(a->exec_err), "cannot create a pipe: %s",
+            strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            if (outp[i] >= 0)
+                close(outp[i]);
+            if (errp[i] >= 0)
+                close(errp[i]);
+        }
+        return -1;
+    }
+    memset(&so, 0, sizeof(so));
+    so.path = argv[0];
+    so.argv = argv;
+    so.envp = envp;
+    so.cwd = cwd;
+    so.stdin_fd = x->nullfd;
+    so.stdout_fd = outp[1];
+    so.stderr_fd = errp[1];
+    so.keep_fds = sc->fds;
+    so.nkeep = sc->nfds;
+    rc = prun_spawn(&so, &p->pid, &e);
+    close(outp[1]);
+    close(errp[1]);
+    p->fd[0] = outp[0];
+    p->fd[1] = errp[0];
+    if (rc < 0) {
+        snprintf(a->exec_err, sizeof(a->exec_err), "%s", e.msg);
+        /* A child that exists has exited; SIGCHLD will finish it. */
+        if (p->pid <= 0)
+            return -1;
+    }
+    return 0;
+}
+
 static void local_start(struct prun__executor *base, struct prun__attempt *a)
 {
     struct local *x = (struct local *)base;
     const struct prun_task *task = a->task;
-    struct prun_spawn_opts so;
+    const struct prun__exec_hooks *h = &x->base.hooks;
     struct prun_err e;
     struct proc *p;
     struct prun_buf cwd = {0};
     char **argv = NULL, **envp = NULL;
     struct prun_segchild sc;
-    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, rc, have_sc = 0;
+    int have_sc = 0;
     size_t slot = x->free_slots[--x->nfree];
 
     p = &x->procs[slot];
@@ -184,61 +243,22 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
         snprintf(a->exec_err, sizeof(a->exec_err), "out of memory");
         goto fail;
     }
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-        fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 ||
-        fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
-        snprintf(a->exec_err, sizeof(a->exec_err), "cannot create a pipe: %s",
-            strerror(errno));
+    if (spawn_attempt(x, p, &sc, argv, envp, task->cwd ? cwd.data : NULL) < 0)
         goto fail;
-    }
-    memset(&so, 0, sizeof(so));
-    so.path = argv[0];
-    so.argv = argv;
-    so.envp = envp;
-    so.cwd = task->cwd ? cwd.data : NULL;
-    so.stdin_fd = x->nullfd;
-    so.stdout_fd = outp[1];
-    so.stderr_fd = errp[1];
-    so.keep_fds = sc.fds;
-    so.nkeep = sc.nfds;
-    rc = prun_spawn(&so, &p->pid, &e);
-    close(outp[1]);
-    close(errp[1]);
-    outp[1] = errp[1] = -1;
-    p->fd[0] = outp[0];
-    p->fd[1] = errp[0];
-    outp[0] = errp[0] = -1;
-    if (rc < 0) {
-        snprintf(a->exec_err, sizeof(a->exec_err), "%s", e.msg);
-        if (p->pid <= 0)
-            goto fail;
-        /* The child exists and has exited; SIGCHLD will finish it. */
-    }
     a->pid = p->pid;
-    if (x->base.hooks.watch(x->base.hooks.ctx, p->fd[0], EPOLLIN, &p->w[0].w) <
-            0 ||
-        x->base.hooks.watch(x->base.hooks.ctx, p->fd[1], EPOLLIN, &p->w[1].w) <
-            0) {
+    if (h->watch(h->ctx, p->fd[0], EPOLLIN, &p->w[0].w) < 0 ||
+        h->watch(h->ctx, p->fd[1], EPOLLIN, &p->w[1].w) < 0) {
         /* Without the pipes watched, output is read when the child ends. */
         close_pipe(p, 0);
         close_pipe(p, 1);
     }
     if (task->timeout_ms > 0)
         p->deadline = a->start_mono + task->timeout_ms;
-    if (p->pid > 0)
-        prun_guardian_add(x->guardian, p->pid);
+    prun_guardian_add(x->guardian, p->pid);
     goto out;
 fail:
     release(p, -1);
 out:
-    if (outp[0] >= 0)
-        close(outp[0]);
-    if (outp[1] >= 0)
-        close(outp[1]);
-    if (errp[0] >= 0)
-        close(errp[0]);
-    if (errp[1] >= 0)
-        close(errp[1]);
     if (have_sc)
         prun_segset_child_done(x->o.segs, &sc);
     prun_buf_free(&cwd);
