@@ -112,6 +112,8 @@ struct runner {
     int64_t next_flush; /* write queued records by then; 0: none queued */
     int stopping;       /* stop signal or halt now: no new starts */
     int stop_signal;
+    int fail_rc;              /* lock lost, guardian gone: PRUN_E* */
+    struct prun_err fail_err; /* ... and why */
     uint64_t seq;
     sigset_t oldmask;
     char readbuf[READ_CHUNK];
@@ -436,6 +438,7 @@ static void redis_tick(struct runner *r, int64_t now)
     if (r->o->state == NULL || now < r->next_tick)
         return;
     prun_state_tick(r->o->state, now);
+    prun_state_joblock_renew(r->o->state, prun_boot_ms());
     record_running(r, now);
     redis_counts(r);
     r->next_tick = now + TICK_MS;
@@ -835,6 +838,89 @@ static void add_straggler(struct runner *r, pid_t pgid, int64_t kill_at)
     r->nstrag++;
 }
 
+/*
+ * Something stops the run for good (lost lock, no guardian): no new starts,
+ * and every child gets SIGTERM, then SIGKILL after its kill_grace. The run
+ * then ends with e as its error.
+ */
+static void fail_run(struct runner *r, const struct prun_err *e)
+{
+    if (r->fail_rc == 0) {
+        r->fail_rc = e->code < 0 ? e->code : PRUN_ESYS;
+        r->fail_err = *e;
+    }
+    r->stopping = 1;
+    prun_sched_stop(r->sched);
+    stop_all(r, 0);
+}
+
+/*
+ * The job lock, if the run holds one: is its lease still valid and the
+ * value in Redis (its fencing token) still ours? Checked before every
+ * start and on every wake of the loop, including the one right after a
+ * SIGCONT: a runner that was stopped or suspended past its lease finds out
+ * before it starts anything more.
+ */
+static int lock_ok(struct runner *r)
+{
+    struct prun_err e;
+
+    if (r->o->state == NULL)
+        return 1;
+    if (r->fail_rc == PRUN_ELOCKED)
+        return 0;
+    if (prun_state_joblock_check(r->o->state, prun_boot_ms(), &e) == 0)
+        return 1;
+    fail_run(r, &e);
+    return 0;
+}
+
+static void say(struct runner *r, const char *msg)
+{
+    if (r->o->warn != NULL)
+        r->o->warn(r->o->warn_ctx, msg);
+}
+
+/*
+ * The guardian died (someone killed it by pid: nothing aimed at our group
+ * or session reaches it). Without it a kill -9 of the runner would leave
+ * grandchildren and published segments behind, so a new one is started
+ * and told every group still running; if that fails, the run stops.
+ */
+static void guardian_died(struct runner *r, int status)
+{
+    pid_t old = prun_guardian_pid(r->guardian);
+    char how[64], sig[32], msg[300];
+    struct prun_err e;
+    size_t i;
+
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof(how), "killed by %s",
+            signame(WTERMSIG(status), sig, sizeof(sig)));
+    else
+        snprintf(how, sizeof(how), "exit %d", WEXITSTATUS(status));
+    if (prun_guardian_restart(r->guardian, &e) < 0) {
+        struct prun_err f;
+
+        prun_err_set(&f, PRUN_ESYS,
+            "the guardian process (pid %ld) died (%s) and no new one could "
+            "be started: %s; stopping the run",
+            (long)old, how, e.msg);
+        say(r, f.msg);
+        fail_run(r, &f);
+        return;
+    }
+    for (i = 0; i < r->nprocs; i++)
+        if (r->procs[i].inst != NULL && r->procs[i].pid > 0)
+            prun_guardian_add(r->guardian, r->procs[i].pid);
+    for (i = 0; i < r->nstrag; i++)
+        prun_guardian_add(r->guardian, r->strag[i].pgid);
+    snprintf(msg, sizeof(msg),
+        "the guardian process (pid %ld) died (%s); started a new one (pid %ld)",
+        (long)old, how, (long)prun_guardian_pid(r->guardian));
+    say(r, msg);
+}
+
 static void reap(struct runner *r)
 {
     siginfo_t si;
@@ -847,6 +933,12 @@ static void reap(struct runner *r)
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
             si.si_pid == 0)
             return;
+        if (si.si_pid == prun_guardian_pid(r->guardian)) {
+            if (waitpid(si.si_pid, &status, 0) < 0)
+                status = 0;
+            guardian_died(r, status);
+            continue;
+        }
         p = find_proc(r, si.si_pid);
         if (p == NULL) {
             /* An orphaned grandchild reparented to us. */
@@ -914,6 +1006,12 @@ static void on_signal(struct runner *r)
             chld = 1;
             continue;
         }
+        /*
+         * We were stopped and go on: the loop's next turn checks the job
+         * lock's lease before anything else happens.
+         */
+        if (si.ssi_signo == SIGCONT)
+            continue;
         if (r->stop_signal != 0) {
             /* A second stop signal: no more patience. */
             stop_all(r, 1);
@@ -1036,6 +1134,16 @@ static int setup(struct runner *r, struct prun_err *err)
     prun_spawn_init();
     if (prun_guardian_start(&r->guardian, err) < 0)
         return err ? err->code : PRUN_ESYS;
+    if (r->o->segs != NULL) {
+        /* Published segments: the guardian removes them if we die. */
+        const char *const *env;
+        size_t n = prun_segset_env_all(r->o->segs, &env), k;
+
+        for (k = 0; k < n; k++)
+            if (strncmp(env[k], "PARALLELRUN_SHM_DIR=", 20) == 0 &&
+                prun_guardian_set_dir(r->guardian, env[k] + 20, err) < 0)
+                return err ? err->code : PRUN_ESYS;
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
@@ -1043,6 +1151,7 @@ static int setup(struct runner *r, struct prun_err *err)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCONT);
     if (sigprocmask(SIG_BLOCK, &mask, &r->oldmask) < 0)
         return prun_err_sys(err, "sigprocmask");
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1259,9 +1368,10 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         int done = 0, n, feeding;
 
         now = prun_now_ms();
+        lock_ok(&r);
         check_deadlines(&r, now);
         redis_tick(&r, now);
-        while (!r.stopping && r.nfree > 0) {
+        while (!r.stopping && r.nfree > 0 && lock_ok(&r)) {
             struct prun_inst *inst = NULL;
             int next = prun_sched_next(r.sched, now, &inst, &wake, err);
 
@@ -1303,6 +1413,12 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         if (n > 0)
             dispatch(&r, evs, n);
         redis_sync_fd(&r, prun_now_ms());
+    }
+
+    if (rc == 0 && r.fail_rc != 0) {
+        rc = r.fail_rc;
+        if (err != NULL)
+            *err = r.fail_err;
     }
 
 out:
