@@ -389,6 +389,7 @@ struct redis_setup {
     const char *env[3];
     size_t nenv;
     int locked;
+    struct prun_joblock lock;
     char note[320]; /* why a run goes on without Redis */
 };
 
@@ -470,7 +471,8 @@ static int redis_setup(struct redis_setup *rs, const struct run_args *a,
     if (rc < 0)
         return rc;
     if (job->lock) {
-        rc = prun_joblock_take(rs->conn, job->name, run_id, err);
+        rc = prun_joblock_acquire(
+            rs->conn, job->name, run_id, cfg->lock_lease_ms, &rs->lock, err);
         if (rc < 0)
             return rc;
         rs->locked = 1;
@@ -493,10 +495,13 @@ static int redis_setup(struct redis_setup *rs, const struct run_args *a,
     so.password = cfg->redis_password;
     so.run_id = run_id;
     so.key_ttl_ms = cfg->key_ttl_ms;
-    so.job_name = job->lock ? job->name : NULL;
+    /* The lease is kept by prun_state_joblock_*, not by the heartbeat. */
+    so.job_name = NULL;
     rc = prun_state_open(&so, &rs->state, err);
     if (rc < 0)
         return rc;
+    if (rs->locked)
+        prun_state_joblock_hold(rs->state, &rs->lock);
 
     /* Children reach the same server; the password never goes in a URL. */
     prun_redis_url_parse(url, &addr, NULL);
@@ -516,13 +521,12 @@ static int redis_setup(struct redis_setup *rs, const struct run_args *a,
     return 0;
 }
 
-static void redis_teardown(
-    struct redis_setup *rs, const struct prun_job *job, const char *run_id)
+static void redis_teardown(struct redis_setup *rs)
 {
     size_t t;
 
     if (rs->locked && rs->conn)
-        prun_joblock_release(rs->conn, job->name, run_id);
+        prun_joblock_drop(rs->conn, &rs->lock);
     prun_state_close(rs->state);
     prun_conn_close(rs->conn);
     prun_embedded_release(rs->embedded);
@@ -557,6 +561,28 @@ static void redis_finish(
     /* Lost state is worth saying even with --quiet: status will be wrong. */
     if (prun_state_flush(rs->state, 10000, &e) < 0)
         cmd_warn("%s", e.msg);
+}
+
+/* What the runner has to say while it runs (a restarted guardian). */
+static void run_warn(void *ctx, const char *msg)
+{
+    (void)ctx;
+    cmd_warn("%s", msg);
+}
+
+/*
+ * The run lost its job lock: its children were stopped. Say who holds the
+ * lock now, and why this run lost it.
+ */
+static void lock_lost_message(struct redis_setup *rs, struct prun_err *e)
+{
+    char who[300], why[sizeof(e->msg)];
+
+    prun_joblock_describe(rs->conn, &rs->lock, who, sizeof(who));
+    snprintf(why, sizeof(why), "%s", e->msg);
+    prun_err_set(e, PRUN_ELOCKED,
+        "lock '%s' lost (%s): %s; its children were stopped", rs->lock.name,
+        who, why);
 }
 
 /* "PARALLELRUN_BIN=/path/to/this/parallelrun". */
@@ -650,6 +676,7 @@ int cmd_run(int argc, char **argv)
     ro.extra_env = env;
     ro.nextra_env = nenv;
     ro.segs = segs;
+    ro.warn = run_warn;
     if (rs.done != NULL) {
         ro.skip = skip_done;
         ro.skip_ctx = &rs;
@@ -675,6 +702,8 @@ int cmd_run(int argc, char **argv)
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
         redis_finish(&rs, &res, cmd_exit_code(rc));
+        if (rc == PRUN_ELOCKED && rs.locked)
+            lock_lost_message(&rs, &e);
         rc = cmd_fail(&e);
         goto out;
     }
@@ -695,7 +724,7 @@ out:
     /* Every path ends here: the run's segments never outlive it. */
     prun_segset_free(segs);
     if (job != NULL)
-        redis_teardown(&rs, job, run_id);
+        redis_teardown(&rs);
     prun_run_result_free(&res);
     prun_job_free(job);
     prun_config_free(&cfg);

@@ -25,6 +25,7 @@ void prun_config_defaults(struct prun_config *c)
     c->key_ttl_ms = 7LL * 24 * 3600 * 1000;
     c->jobs = 0;
     c->kill_grace_ms = 10 * 1000;
+    c->lock_lease_ms = 30 * 1000;
     c->hugepages = PRUN_HUGE_AUTO;
 }
 
@@ -88,6 +89,7 @@ enum key {
     K_KILL_GRACE,
     K_RESULTS,
     K_HUGEPAGES,
+    K_LOCK_LEASE,
 };
 
 static const struct {
@@ -101,6 +103,7 @@ static const struct {
     {"run", "kill_grace", "PARALLELRUN_KILL_GRACE", K_KILL_GRACE},
     {"run", "results", "PARALLELRUN_RESULTS", K_RESULTS},
     {"segments", "hugepages", "PARALLELRUN_HUGEPAGES", K_HUGEPAGES},
+    {"run", "lock_lease", "PARALLELRUN_LOCK_LEASE", K_LOCK_LEASE},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -140,6 +143,15 @@ static int set_value(struct prun_config *next, const struct prun_config *orig,
         rc = prun_parse_duration(val, &ms, err);
         if (rc == 0)
             next->kill_grace_ms = ms;
+        return rc;
+    case K_LOCK_LEASE:
+        rc = prun_parse_duration(val, &ms, err);
+        /* Renewals come every lease/3 from a loop that ticks every 500 ms. */
+        if (rc == 0 && ms < 2000)
+            rc = prun_err_set(err, PRUN_EINVAL,
+                "lock_lease must be at least 2s, not '%s'", val);
+        if (rc == 0)
+            next->lock_lease_ms = ms;
         return rc;
     case K_JOBS:
         rc = prun_parse_int(val, 1, INT_MAX, &n, err);

@@ -23,6 +23,7 @@ struct prun_config {
     int64_t kill_grace_ms; /* [run] kill_grace, PARALLELRUN_KILL_GRACE; 10s */
     char *results;         /* [run] results, PARALLELRUN_RESULTS; NULL */
     enum prun_hugepages hugepages; /* [segments] hugepages; auto */
+    int64_t lock_lease_ms; /* [run] lock_lease, PARALLELRUN_LOCK_LEASE; 30s */
 };
 
 /* Fills c with the built-in defaults (no allocation). */

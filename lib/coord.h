@@ -195,6 +195,56 @@ int prun_joblock_take(struct prun_conn *c, const char *job_name,
 void prun_joblock_release(
     struct prun_conn *c, const char *job_name, const char *run_id);
 
+/*
+ * The job lock with a lease and a fencing token (coord_joblock.c). The
+ * value stored is "RID HOST PID TOKEN SINCE_MS"; TOKEN comes from a
+ * counter incremented on every take, so no two holders share a value.
+ */
+struct prun_joblock {
+    char name[128];
+    char key[256];
+    char value[256];
+    unsigned long long token;
+    int64_t lease_ms;
+    int64_t taken_ms; /* prun_boot_ms() just before the take */
+};
+
+/* CLOCK_BOOTTIME in ms: it keeps counting while the machine is suspended. */
+int64_t prun_boot_ms(void);
+
+/*
+ * Takes job_name's lock for run_id with a lease of lease_ms. Returns 0
+ * with *out filled, or PRUN_ELOCKED with err naming the holder's run id,
+ * host and pid. A holder on this host whose pid is gone is taken over.
+ */
+int prun_joblock_acquire(struct prun_conn *c, const char *job_name,
+    const char *run_id, int64_t lease_ms, struct prun_joblock *out,
+    struct prun_err *err);
+/* Releases l if it is still ours. */
+void prun_joblock_drop(struct prun_conn *c, const struct prun_joblock *l);
+/*
+ * Says who holds l's lock now, for a message: "held by run RID since
+ * 2026-01-02 03:04:05", "now held by no run", or "Redis unreachable: ...".
+ */
+void prun_joblock_describe(
+    struct prun_conn *c, const struct prun_joblock *l, char *buf, size_t n);
+
+/*
+ * The state writer keeps the lock's lease: prun_state_joblock_hold() hands
+ * it l; prun_state_joblock_renew() (from the loop, at least every 500 ms)
+ * extends the lease every lease/3, one renewal in flight at a time, and
+ * learns from the reply whether the value is still ours. The lease is
+ * valid until the send time of the last acknowledged renewal plus the
+ * lease, on CLOCK_BOOTTIME, which is never later than Redis's own expiry.
+ * prun_state_joblock_check() returns 0 while it is valid, else
+ * PRUN_ELOCKED with err saying why (for good: a lost lock stays lost).
+ */
+void prun_state_joblock_hold(
+    struct prun_state *s, const struct prun_joblock *l);
+void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now);
+int prun_state_joblock_check(
+    struct prun_state *s, int64_t boot_now, struct prun_err *err);
+
 /* A set of item values, for --resume. */
 struct prun_strset;
 /* The done items of each task of run rid (tasks in job order). */

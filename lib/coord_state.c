@@ -62,6 +62,13 @@ struct prun_state {
     size_t ntasks;
     char last_error[200];
     int started;
+    /* The job lock's lease (prun_state_joblock_hold), if any. */
+    struct prun_joblock lock;
+    int64_t lock_until;      /* boottime ms; 0: no lock held */
+    int64_t lock_next_renew; /* boottime ms */
+    int lock_inflight;       /* a renewal awaits its reply */
+    int lock_lost; /* 1 taken over, 2 gone from Redis, 3 lease ran out */
+    char lock_holder[256]; /* the value found instead of ours */
 };
 
 static void disconnect(struct prun_state *s, const char *why)
@@ -1247,4 +1254,87 @@ int prun_run_cancel(struct prun_conn *c, const char *rid, long *pid, char *host,
     *pid = (long)in.pid;
     snprintf(host, hostlen, "%s", in.host);
     return 0;
+}
+
+/* ---- The job lock's lease ------------------------------------------------
+ */
+
+static const char joblock_renew_lua[] =
+    "local h = redis.call('GET', KEYS[1]) "
+    "if h == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "if h then return h end return 0";
+
+void prun_state_joblock_hold(struct prun_state *s, const struct prun_joblock *l)
+{
+    s->lock = *l;
+    s->lock_until = l->taken_ms + l->lease_ms;
+    s->lock_next_renew = l->taken_ms + l->lease_ms / 3;
+    s->lock_inflight = 0;
+    s->lock_lost = 0;
+}
+
+/* arg: when the renewal was queued, in ms after the lock was taken. */
+static void on_joblock_renew(struct prun_state *s, redisReply *r, void *arg)
+{
+    int64_t sent = s->lock.taken_ms + (int64_t)(uintptr_t)arg;
+
+    s->lock_inflight = 0;
+    if (s->lock_until == 0 || s->lock_lost)
+        return;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        if (sent + s->lock.lease_ms > s->lock_until)
+            s->lock_until = sent + s->lock.lease_ms;
+    } else if (r->type == REDIS_REPLY_STRING) {
+        s->lock_lost = 1;
+        snprintf(s->lock_holder, sizeof(s->lock_holder), "%s", r->str);
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        s->lock_lost = 2;
+    }
+    /* An error reply (script trouble) renews nothing: the lease runs out. */
+}
+
+void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now)
+{
+    if (s == NULL || s->lock_until == 0 || s->lock_lost || s->lock_inflight ||
+        boot_now < s->lock_next_renew)
+        return;
+    enqueue(s, on_joblock_renew,
+        (void *)(uintptr_t)(boot_now - s->lock.taken_ms),
+        "EVAL %s 1 %s %s %lld", joblock_renew_lua, s->lock.key, s->lock.value,
+        (long long)s->lock.lease_ms);
+    s->lock_inflight = 1;
+    s->lock_next_renew = boot_now + s->lock.lease_ms / 3;
+    pump(s);
+}
+
+int prun_state_joblock_check(
+    struct prun_state *s, int64_t boot_now, struct prun_err *err)
+{
+    if (s == NULL || s->lock_until == 0)
+        return 0;
+    if (s->lock_lost == 1) {
+        char rid[64] = "?";
+
+        sscanf(s->lock_holder, "%63s", rid);
+        return prun_err_set(err, PRUN_ELOCKED,
+            "run %s took the lock over after this run's lease of %gs ran "
+            "out",
+            rid, (double)s->lock.lease_ms / 1000.0);
+    }
+    if (s->lock_lost == 2)
+        return prun_err_set(err, PRUN_ELOCKED,
+            "the lock expired in Redis (lease %gs)",
+            (double)s->lock.lease_ms / 1000.0);
+    if (boot_now < s->lock_until)
+        return 0;
+    s->lock_lost = 3;
+    if (s->c == NULL)
+        return prun_err_set(err, PRUN_ELOCKED,
+            "its lease of %gs ran out while Redis was unreachable (%s)",
+            (double)s->lock.lease_ms / 1000.0, s->last_error);
+    return prun_err_set(err, PRUN_ELOCKED,
+        "its lease of %gs ran out %.1fs ago without being renewed (was "
+        "the runner stopped or suspended?)",
+        (double)s->lock.lease_ms / 1000.0,
+        (double)(boot_now - s->lock_until) / 1000.0);
 }

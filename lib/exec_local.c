@@ -291,6 +291,58 @@ static void add_straggler(struct local *x, pid_t pgid, int64_t kill_at)
     x->nstrag++;
 }
 
+static const char *signame(int sig, char *buf, size_t n)
+{
+    const char *abbrev = sigabbrev_np(sig);
+
+    if (abbrev)
+        snprintf(buf, n, "SIG%s", abbrev);
+    else
+        snprintf(buf, n, "signal %d", sig);
+    return buf;
+}
+
+/*
+ * The guardian died (someone killed it by pid: nothing aimed at our group
+ * or session reaches it). Without it a kill -9 of the runner would leave
+ * grandchildren and published segments behind, so a new one is started
+ * and told every group still running; if that fails, the run stops.
+ */
+static void guardian_died(struct local *x, int status)
+{
+    const struct prun__exec_hooks *h = &x->base.hooks;
+    pid_t old = prun_guardian_pid(x->guardian);
+    char how[64], sig[32], msg[300];
+    struct prun_err e;
+    size_t i;
+
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof(how), "killed by %s",
+            signame(WTERMSIG(status), sig, sizeof(sig)));
+    else
+        snprintf(how, sizeof(how), "exit %d", WEXITSTATUS(status));
+    if (prun_guardian_restart(x->guardian, &e) < 0) {
+        struct prun_err f;
+
+        prun_err_set(&f, PRUN_ESYS,
+            "the guardian process (pid %ld) died (%s) and no new one could "
+            "be started: %s; stopping the run",
+            (long)old, how, e.msg);
+        h->say(h->ctx, f.msg);
+        h->fatal(h->ctx, &f);
+        return;
+    }
+    for (i = 0; i < x->nprocs; i++)
+        if (x->procs[i].a != NULL && x->procs[i].pid > 0)
+            prun_guardian_add(x->guardian, x->procs[i].pid);
+    for (i = 0; i < x->nstrag; i++)
+        prun_guardian_add(x->guardian, x->strag[i].pgid);
+    snprintf(msg, sizeof(msg),
+        "the guardian process (pid %ld) died (%s); started a new one (pid %ld)",
+        (long)old, how, (long)prun_guardian_pid(x->guardian));
+    h->say(h->ctx, msg);
+}
+
 static void reap(struct local *x)
 {
     siginfo_t si;
@@ -303,6 +355,12 @@ static void reap(struct local *x)
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
             si.si_pid == 0)
             return;
+        if (si.si_pid == prun_guardian_pid(x->guardian)) {
+            if (waitpid(si.si_pid, &status, 0) < 0)
+                status = 0;
+            guardian_died(x, status);
+            continue;
+        }
         p = find_proc(x, si.si_pid);
         if (p == NULL) {
             /* An orphaned grandchild reparented to us (or the guardian). */
@@ -507,6 +565,16 @@ int prun__local_new(const struct prun__local_opts *o,
     rc = prun_guardian_start(&x->guardian, err);
     if (rc < 0)
         goto fail;
+    if (o->segs != NULL) {
+        /* Published segments: the guardian removes them if we die. */
+        const char *const *env;
+        size_t n = prun_segset_env_all(o->segs, &env), k;
+
+        for (k = 0; k < n; k++)
+            if (strncmp(env[k], "PARALLELRUN_SHM_DIR=", 20) == 0 &&
+                (rc = prun_guardian_set_dir(x->guardian, env[k] + 20, err)) < 0)
+                goto fail;
+    }
     x->nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (x->nullfd < 0) {
         rc = prun_err_sys(err, "/dev/null");

@@ -59,8 +59,13 @@ struct prun__exec_hooks {
     /* Registers or removes an fd on the loop (events: EPOLLIN, ...). */
     int (*watch)(void *ctx, int fd, uint32_t events, struct prun__watch *w);
     void (*unwatch)(void *ctx, int fd);
-    /* Something worth saying that is not an attempt's failure. */
+    /* Something that went wrong but is not an attempt's failure (a
+     * results file that cannot be written): the run ends with status 3. */
     void (*warn)(void *ctx, const char *msg);
+    /* Something the user should hear at once, and no failure. */
+    void (*say)(void *ctx, const char *msg);
+    /* The run cannot go on (no guardian): stop everything, fail with e. */
+    void (*fatal)(void *ctx, const struct prun_err *e);
 };
 
 struct prun__executor;

@@ -161,6 +161,7 @@ int prun__recorder_tick(
     if (rc->state == NULL || now < rc->next_tick)
         return 0;
     prun_state_tick(rc->state, now);
+    prun_state_joblock_renew(rc->state, prun_boot_ms());
     record_running(rc, now, v->running);
     prun__recorder_counts(rc, v);
     rc->next_tick = now + TICK_MS;

@@ -57,6 +57,8 @@ struct runner {
     int64_t next_progress;
     int stopping; /* stop signal or halt now: no new starts */
     int stop_signal;
+    int fail_rc;              /* lock lost, guardian gone: PRUN_E* */
+    struct prun_err fail_err; /* ... and why */
     uint64_t seq;
     sigset_t oldmask;
 };
@@ -117,6 +119,53 @@ static void hook_warn(void *ctx, const char *msg)
 static void note_warning(struct runner *r, const struct prun_err *e)
 {
     hook_warn(r, e->msg);
+}
+
+static void hook_say(void *ctx, const char *msg)
+{
+    struct runner *r = ctx;
+
+    if (r->o->warn != NULL)
+        r->o->warn(r->o->warn_ctx, msg);
+}
+
+/*
+ * Something stops the run for good (lost lock, no guardian): no new starts,
+ * and every child gets SIGTERM, then SIGKILL after its kill_grace. The run
+ * then ends with e as its error.
+ */
+static void hook_fatal(void *ctx, const struct prun_err *e)
+{
+    struct runner *r = ctx;
+
+    if (r->fail_rc == 0) {
+        r->fail_rc = e->code < 0 ? e->code : PRUN_ESYS;
+        r->fail_err = *e;
+    }
+    r->stopping = 1;
+    prun_sched_stop(r->sched);
+    r->exec->ops->stop_all(r->exec, 0);
+}
+
+/*
+ * The job lock, if the run holds one: is its lease still valid and the
+ * value in Redis (its fencing token) still ours? Checked before every
+ * start and on every wake of the loop, including the one right after a
+ * SIGCONT: a runner that was stopped or suspended past its lease finds out
+ * before it starts anything more.
+ */
+static int lock_ok(struct runner *r)
+{
+    struct prun_err e;
+
+    if (r->o->state == NULL)
+        return 1;
+    if (r->fail_rc == PRUN_ELOCKED)
+        return 0;
+    if (prun_state_joblock_check(r->o->state, prun_boot_ms(), &e) == 0)
+        return 1;
+    hook_fatal(r, &e);
+    return 0;
 }
 
 static void fill_ctx(
@@ -381,6 +430,12 @@ static void on_signal(struct prun__watch *w, uint32_t events)
             chld = 1;
             continue;
         }
+        /*
+         * We were stopped and go on: the loop's next turn checks the job
+         * lock's lease before anything else happens.
+         */
+        if (si.ssi_signo == SIGCONT)
+            continue;
         if (r->stop_signal != 0) {
             /* A second stop signal: no more patience. */
             r->exec->ops->stop_all(r->exec, 1);
@@ -469,6 +524,7 @@ static int setup(struct runner *r, struct prun_err *err)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCONT);
     if (sigprocmask(SIG_BLOCK, &mask, &r->oldmask) < 0)
         return prun_err_sys(err, "sigprocmask");
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -524,7 +580,7 @@ static int start_ready(
     int64_t wake = INT64_MAX;
     int done = 0;
 
-    while (!r->stopping && r->exec->ops->capacity(r->exec) > 0) {
+    while (!r->stopping && r->exec->ops->capacity(r->exec) > 0 && lock_ok(r)) {
         struct prun_inst *inst = NULL;
         int next = prun_sched_next(r->sched, now, &inst, &wake, err);
 
@@ -558,6 +614,7 @@ static int loop(struct runner *r, struct prun_err *err)
         int64_t now = prun_now_ms();
         int done, n, feeding;
 
+        lock_ok(r);
         r->exec->ops->tick(r->exec, now);
         record_view(r, &view);
         if (prun__recorder_tick(&r->rec, now, &view) && r->stop_signal == 0) {
@@ -590,6 +647,11 @@ static int loop(struct runner *r, struct prun_err *err)
         }
         prun__recorder_sync(&r->rec, prun_now_ms());
     }
+    if (rc == 0 && r->fail_rc != 0) {
+        rc = r->fail_rc;
+        if (err != NULL)
+            *err = r->fail_err;
+    }
     return rc;
 }
 
@@ -614,6 +676,8 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
     r.hooks.watch = hook_watch;
     r.hooks.unwatch = hook_unwatch;
     r.hooks.warn = hook_warn;
+    r.hooks.say = hook_say;
+    r.hooks.fatal = hook_fatal;
     prun__recorder_init(&r.rec, o->state, o->job, &r.hooks);
 
     rc = prun__pool_new(o->job, o->jobs, o->state, o->skip, o->skip_ctx,

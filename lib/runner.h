@@ -6,6 +6,10 @@
  * The runner: one epoll loop that starts what the scheduler says, reaps
  * children (signalfd), reads their output (pipes), enforces timeouts, rates
  * and retry delays (timerfd) and stops everything on SIGINT/SIGTERM/SIGHUP.
+ * With a job lock (o->state holding one) it renews the lease from the loop
+ * and checks it before every start, on every wake and at once on SIGCONT;
+ * once the lease is lost it stops every child (SIGTERM, SIGKILL after
+ * kill_grace) and returns PRUN_ELOCKED.
  * It reports what happened in a prun_run_result; printing the summary is
  * the caller's.
  */
@@ -32,6 +36,9 @@ struct prun_run_opts {
     struct prun_segset *segs; /* shared segments, or NULL */
     prun_sched_skip_fn skip;  /* --resume: instances done earlier */
     void *skip_ctx;
+    /* Told what is worth saying at once (a restarted guardian); or NULL. */
+    void (*warn)(void *ctx, const char *msg);
+    void *warn_ctx;
 };
 
 enum prun_fail_kind {
@@ -80,7 +87,8 @@ struct prun_run_result {
 /*
  * Runs the job to the end. Returns 0 when the run went through (whatever
  * its instances did: see res), or a negative PRUN_E* when it could not
- * (err says why; running children were stopped first). res is filled in
+ * (err says why; running children were stopped first): PRUN_ELOCKED when
+ * the run lost its job lock. res is filled in
  * both cases and must be released with prun_run_result_free().
  */
 int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,

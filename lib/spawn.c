@@ -366,28 +366,65 @@ void prun_kill_descendants(int timeout_ms)
 
 struct prun_guardian {
     pid_t pid;
-    int fd; /* write end; -1 once the guardian is gone */
+    int fd;    /* write end; -1 once the guardian is gone */
+    char *dir; /* the run's directory to remove, or NULL */
 };
 
-/* What the guardian process runs: a set of groups, then the cleanup. */
+/*
+ * Removes a directory and everything in it, without following symlinks.
+ * Called in the guardian after the runner died, so it must not rely on
+ * anything of the runner's.
+ */
+static void guardian_rmtree(int dirfd, const char *name)
+{
+    int fd =
+        openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct dirent *e;
+    DIR *d;
+
+    if (fd < 0)
+        return;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(fd, e->d_name, 0) < 0 && errno == EISDIR)
+            guardian_rmtree(fd, e->d_name);
+    }
+    closedir(d);
+    unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+/*
+ * What the guardian process runs: a set of groups and a directory, then
+ * the cleanup. Lines on the pipe: "+PGID", "-PGID", "dPATH", "q".
+ */
 static void guardian_main(int rfd)
 {
     size_t n = 0, cap = 64, i;
     pid_t *groups = malloc(cap * sizeof(pid_t));
-    char buf[4096], line[32];
+    char buf[4096], line[PATH_MAX + 8], dir[PATH_MAX + 8] = "";
     size_t ll = 0;
     sigset_t none;
     struct timespec grace = {0, 500 * 1000 * 1000};
     int closed_cleanly = 0;
 
     /*
-     * Keyboard signals reach the whole foreground group, the guardian too:
-     * it must survive them to do its job after the runner's own cleanup.
+     * The guardian runs in a session of its own (guardian_fork): whatever
+     * kills or stops the runner's process group or session (kill -9
+     * -PGID, a shell's kill %1, SIGHUP when the terminal closes, Ctrl-C,
+     * Ctrl-Z) does not reach it, and it must outlive the runner to clean
+     * up after it. Signals sent to it by pid are ignored where they can be.
      */
+    prctl(PR_SET_NAME, "prun-guardian");
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (;;) {
@@ -408,6 +445,8 @@ static void guardian_main(int rfd)
             ll = 0;
             if (line[0] == 'q') {
                 closed_cleanly = 1;
+            } else if (line[0] == 'd') {
+                snprintf(dir, sizeof(dir), "%s", line + 1);
             } else if (line[0] == '+' && groups != NULL) {
                 if (n == cap) {
                     pid_t *g = realloc(groups, cap * 2 * sizeof(pid_t));
@@ -434,34 +473,45 @@ static void guardian_main(int rfd)
         for (i = 0; i < n; i++)
             kill(-groups[i], SIGKILL);
     }
+    /* The run's published segments go with it, not at the next gc. */
+    if (!closed_cleanly && dir[0] != '\0')
+        guardian_rmtree(AT_FDCWD, dir);
     free(groups);
     _exit(0);
 }
 
-int prun_guardian_start(struct prun_guardian **out, struct prun_err *err)
+/*
+ * Forks the guardian process into g. Returns only once it has left the
+ * runner's session, so no signal aimed at the runner's group can reach it
+ * from then on.
+ */
+static int guardian_fork(struct prun_guardian *g, struct prun_err *err)
 {
-    struct prun_guardian *g;
-    int p[2];
+    int p[2], ready[2];
     pid_t pid;
+    char c;
 
-    g = calloc(1, sizeof(*g));
-    if (g == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    if (pipe2(p, O_CLOEXEC) < 0) {
-        free(g);
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return prun_err_sys(err, "cannot create the guardian's pipe");
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        close(p[0]);
+        close(p[1]);
         return prun_err_sys(err, "cannot create the guardian's pipe");
     }
     pid = fork();
     if (pid < 0) {
         close(p[0]);
         close(p[1]);
-        free(g);
+        close(ready[0]);
+        close(ready[1]);
         return prun_err_sys(err, "cannot start the guardian");
     }
     if (pid == 0) {
+        setsid();
         /*
          * Keep nothing of the runner's but the pipe: a held copy of a lock
-         * file, socket or memfd would outlive the runner with us.
+         * file, socket or memfd would outlive the runner with us. Closing
+         * the ready pipe tells the runner we are in our own session.
          */
         if (dup2(p[0], 3) < 0)
             _exit(1);
@@ -469,10 +519,42 @@ int prun_guardian_start(struct prun_guardian **out, struct prun_err *err)
         guardian_main(3);
     }
     close(p[0]);
+    close(ready[1]);
+    while (read(ready[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    close(ready[0]);
     g->pid = pid;
     g->fd = p[1];
+    return 0;
+}
+
+int prun_guardian_start(struct prun_guardian **out, struct prun_err *err)
+{
+    struct prun_guardian *g;
+    int rc;
+
+    g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    g->fd = -1;
+    rc = guardian_fork(g, err);
+    if (rc < 0) {
+        free(g);
+        return rc;
+    }
     *out = g;
     return 0;
+}
+
+static void guardian_write(struct prun_guardian *g, const char *line, size_t n)
+{
+    if (g == NULL || g->fd < 0)
+        return;
+    /* A guardian that died (EPIPE) is simply no longer told. */
+    if (write_all_fd(g->fd, line, n) < 0) {
+        close(g->fd);
+        g->fd = -1;
+    }
 }
 
 static void guardian_say(struct prun_guardian *g, char op, pid_t pgid)
@@ -480,14 +562,53 @@ static void guardian_say(struct prun_guardian *g, char op, pid_t pgid)
     char line[32];
     int n;
 
-    if (g == NULL || g->fd < 0)
-        return;
     n = snprintf(line, sizeof(line), "%c%ld\n", op, (long)pgid);
-    /* A guardian that died (EPIPE) is simply no longer told. */
-    if (write_all_fd(g->fd, line, (size_t)n) < 0) {
+    guardian_write(g, line, (size_t)n);
+}
+
+static void guardian_say_dir(struct prun_guardian *g)
+{
+    char line[PATH_MAX + 8];
+    int n;
+
+    if (g->dir == NULL)
+        return;
+    n = snprintf(line, sizeof(line), "d%s\n", g->dir);
+    if (n > 0 && (size_t)n < sizeof(line))
+        guardian_write(g, line, (size_t)n);
+}
+
+int prun_guardian_set_dir(
+    struct prun_guardian *g, const char *path, struct prun_err *err)
+{
+    char *copy;
+
+    if (g == NULL)
+        return 0;
+    if (strlen(path) >= PATH_MAX || strchr(path, '\n') != NULL)
+        return prun_err_set(
+            err, PRUN_EINVAL, "guardian: unusable directory '%.64s'", path);
+    if ((copy = strdup(path)) == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    free(g->dir);
+    g->dir = copy;
+    guardian_say_dir(g);
+    return 0;
+}
+
+int prun_guardian_restart(struct prun_guardian *g, struct prun_err *err)
+{
+    int rc;
+
+    if (g->fd >= 0)
         close(g->fd);
-        g->fd = -1;
-    }
+    g->fd = -1;
+    g->pid = -1;
+    rc = guardian_fork(g, err);
+    if (rc < 0)
+        return rc;
+    guardian_say_dir(g);
+    return 0;
 }
 
 void prun_guardian_add(struct prun_guardian *g, pid_t pgid)
@@ -512,7 +633,8 @@ void prun_guardian_stop(struct prun_guardian *g)
     guardian_say(g, 'q', 0);
     if (g->fd >= 0)
         close(g->fd);
-    while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+    while (g->pid > 0 && waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
         ;
+    free(g->dir);
     free(g);
 }

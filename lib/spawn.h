@@ -65,18 +65,33 @@ void prun_kill_descendants(int timeout_ms);
 
 /*
  * The guardian: a small process forked at the start of a run that outlives
- * the runner only to clean up after it. The runner tells it about each
- * child process group as it starts and ends; if the runner dies, even by
- * SIGKILL, the guardian sees EOF on its pipe, sends SIGTERM to every group
- * it knows, SIGKILL 500 ms later, and exits. Grandchildren that left the
- * group with setsid() are beyond its reach (the runner's own end-of-run
- * sweep does catch them while it lives).
+ * the runner only to clean up after it. It lives in a session of its own,
+ * so nothing aimed at the runner's process group or session (kill -9
+ * -PGID, a shell's kill %1, SIGHUP from a closing terminal) reaches it.
+ * The runner tells it about each child process group as it starts and
+ * ends, and the run's directory of published segments; if the runner dies,
+ * even by SIGKILL, the guardian sees EOF on its pipe, sends SIGTERM to
+ * every group it knows, SIGKILL 500 ms later, removes the directory and
+ * exits. Grandchildren that left their group with setsid() are beyond its
+ * reach (the runner's own end-of-run sweep does catch them while it lives).
+ *
+ * The guardian is the runner's child: the runner learns of its death by
+ * SIGCHLD, reaps it, and calls prun_guardian_restart(), then tells the new
+ * guardian every group that is still running.
  */
 struct prun_guardian;
 
 int prun_guardian_start(struct prun_guardian **out, struct prun_err *err);
 void prun_guardian_add(struct prun_guardian *g, pid_t pgid);
 void prun_guardian_del(struct prun_guardian *g, pid_t pgid);
+/* The directory to remove if the runner dies (kept across restarts). */
+int prun_guardian_set_dir(
+    struct prun_guardian *g, const char *path, struct prun_err *err);
+/*
+ * Starts a new guardian in place of one that died (the caller reaped it)
+ * and tells it the directory; the caller re-adds the live groups.
+ */
+int prun_guardian_restart(struct prun_guardian *g, struct prun_err *err);
 /* Normal end: the guardian exits without killing anything; reaps it. */
 void prun_guardian_stop(struct prun_guardian *g);
 pid_t prun_guardian_pid(const struct prun_guardian *g);

@@ -33,11 +33,14 @@ EOF
         ! alive "$(cat "$T/gc$i.pid")"
         ! alive "$(cat "$T/c$i.pid")"
     done
-    # The published segments stay until gc: the runner could not remove them.
-    [ -d "/dev/shm/parallelrun-$rid" ]
+    # The guardian removes the published segments the runner could not.
+    for ((i = 0; i < 50; i++)); do
+        [ -d "/dev/shm/parallelrun-$rid" ] || break
+        sleep 0.1
+    done
+    [ ! -e "/dev/shm/parallelrun-$rid" ]
     run "$PR" gc
     [ "$status" -eq 0 ]
-    [ ! -e "/dev/shm/parallelrun-$rid" ]
     # Its heartbeat expires: the run shows as lost.
     for ((i = 0; i < 40; i++)); do
         st=$("$PR" status "$rid" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["run"]["state"])')

@@ -306,7 +306,7 @@ EOF
     [ "$(memfds)" -eq 0 ]
 }
 
-@test "kill -9 of the runner: parallelrun gc removes what it left" {
+@test "kill -9 of the runner and its guardian: parallelrun gc removes what they left" {
     job k9 <<EOF
 segments:
   $SEG: {file: $T/data.bin}
@@ -325,7 +325,14 @@ EOF
     [ "$status" -eq 0 ]
     [ -z "$output" ]
     [ -e "$PARALLELRUN_SHM_BASE"/parallelrun-*/out ]
-    kill -9 "$runner"
+    # The guardian would remove the directory after the runner's death;
+    # killed right after the runner, it cannot, and gc must.
+    guardian=
+    for c in $(cat "/proc/$runner/task/$runner/children"); do
+        [ "$(cat "/proc/$c/comm")" = prun-guardian ] && guardian=$c
+    done
+    [ -n "$guardian" ]
+    kill -9 "$runner" "$guardian"
     wait "$runner" || true
     # The child dies with the runner (PDEATHSIG), and its memfd with it.
     for i in $(seq 50); do alive "$(cat "$T/child.pid")" || break; sleep 0.1; done
