@@ -886,6 +886,18 @@ static int compile(struct ld *ld, struct prun_tpl *t, const struct ynode *v,
     return prun_tpl_compile(ld->job, t, v->str, pos, keys, nkeys, ld->err);
 }
 
+/* The same for the string form of run, which /bin/sh reads. */
+static int compile_shell(struct ld *ld, struct prun_tpl *t,
+    const struct ynode *v, const char *const *keys, size_t nkeys)
+{
+    struct prun_pos pos;
+
+    pos.line = v->line;
+    pos.col = v->col + !v->plain;
+    return prun_tpl_compile_shell(
+        ld->job, t, v->str, pos, keys, nkeys, ld->err);
+}
+
 static struct prun_pos pos_of(const struct ynode *n)
 {
     struct prun_pos p;
@@ -1265,7 +1277,13 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
         t->argv = prun_arena_alloc(ld->job->arena, sizeof(*t->argv));
         if (t->argv == NULL)
             return nomem(ld);
-        return compile(ld, &t->argv[0], v, keys, nkeys);
+        if ((rc = compile_shell(ld, &t->argv[0], v, keys, nkeys)) < 0)
+            return rc;
+        if (t->argv[0].blank)
+            return fail(ld, v,
+                "'run' is empty once {vars.} are substituted; it must name "
+                "a command");
+        return 0;
     }
     if (v->type != Y_SEQ)
         return fail(ld, v,
@@ -1285,6 +1303,12 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
                 got(e, b, sizeof(b)));
         if ((rc = compile(ld, &t->argv[i], e, keys, nkeys)) < 0)
             return rc;
+        if (i == 0 && t->argv[0].empty)
+            return fail(ld, e,
+                "the command (first element of 'run') is empty%s",
+                strchr(e->str, '{') != NULL
+                    ? " once {vars.} are substituted"
+                    : "");
     }
     return 0;
 }
@@ -1377,6 +1401,11 @@ static int load_task(struct ld *ld, struct prun_task *t, struct tdef *td,
             return nomem(ld);
         if ((rc = compile(ld, t->cwd, cv, keys, nkeys)) < 0)
             return rc;
+        if (t->cwd->empty)
+            return fail(ld, cv, "'cwd' must not be empty%s",
+                strchr(cv->str, '{') != NULL
+                    ? " (it is, once {vars.} are substituted)"
+                    : "");
     }
     if (slot[4] != NULL &&
         (rc = get_uint(ld, kslot[4], slot[4], 1, 100000, &t->jobs)) < 0)
@@ -1598,8 +1627,13 @@ static int load_vars(struct ld *ld, const struct ynode *k,
         if (job->var_keys[n++] == NULL || job->var_vals[n - 1] == NULL)
             return nomem(ld);
     }
-    /* --set wins over the file and may add variables the file lacks. */
+    /*
+     * --set wins over the file, but only for variables the file declares:
+     * a misspelt name must not be silently ignored, as for unknown keys.
+     */
     for (i = 0; i < nsets; i++) {
+        const char *sugg;
+
         if (sets[i].name == NULL || !name_ok(sets[i].name, NAME_KEY))
             return prun_err_set(ld->err, PRUN_EINVAL,
                 "--set: invalid variable name '%.64s' (use letters, digits, "
@@ -1608,9 +1642,19 @@ static int load_vars(struct ld *ld, const struct ynode *k,
         for (j = 0; j < n; j++)
             if (strcmp(job->var_keys[j], sets[i].name) == 0)
                 break;
-        if (j == n &&
-            (job->var_keys[n++] = prun_arena_strdup(a, sets[i].name)) == NULL)
-            return nomem(ld);
+        if (j == n) {
+            sugg = prun_closest(
+                sets[i].name, (const char *const *)job->var_keys, n);
+            if (sugg != NULL)
+                return prun_err_set(ld->err, PRUN_EINVAL,
+                    "--set %.64s: %s declares no such variable (did you "
+                    "mean '%s'?)",
+                    sets[i].name, ld->path, sugg);
+            return prun_err_set(ld->err, PRUN_EINVAL,
+                "--set %.64s: %s declares no such variable (%s)",
+                sets[i].name, ld->path,
+                n == 0 ? "it has no 'vars:'" : "declare it under 'vars:'");
+        }
         job->var_vals[j] =
             prun_arena_strdup(a, sets[i].value ? sets[i].value : "");
         if (job->var_vals[j] == NULL)
@@ -1896,6 +1940,15 @@ fail:
     return rc;
 }
 
+/* "cannot read 'path': reason" as PRUN_EINVAL, from errno. */
+static int bad_input_sys(struct prun_err *err, const char *path)
+{
+    prun_err_sys(err, "cannot read '%s'", path);
+    if (err != NULL)
+        err->code = PRUN_EINVAL;
+    return PRUN_EINVAL;
+}
+
 int prun_jobfile_load(const char *path, const struct prun_set *sets,
     size_t nsets, struct prun_job **out, struct prun_err *err)
 {
@@ -1909,9 +1962,13 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
         return prun_err_set(err, PRUN_EINVAL,
             "the job file cannot be read from stdin ('-'): stdin may be a "
             "foreach source");
+    /*
+     * A job file that is missing or unreadable is bad input like a
+     * malformed one (exit 2), not a failure of the system.
+     */
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        rc = prun_err_sys(err, "cannot read '%s'", path);
+        rc = bad_input_sys(err, path);
         goto fail;
     }
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -1926,7 +1983,7 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            rc = prun_err_sys(err, "cannot read '%s'", path);
+            rc = bad_input_sys(err, path);
             goto fail;
         }
         if (r == 0)
