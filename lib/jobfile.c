@@ -438,6 +438,26 @@ static int copy_anchor(struct ld *ld, const yaml_char_t *a, const char **out)
     return *out == NULL ? nomem(ld) : 0;
 }
 
+/*
+ * Explicit YAML tags ("!!binary", "!!python/object", "!foo") ask for types
+ * a job file has no use for; a strict loader refuses them. Only "!!str" on
+ * a scalar is allowed: it makes a string of what would resolve otherwise.
+ */
+static int check_tag(
+    struct ld *ld, const struct ynode *n, const yaml_char_t *tag, int scalar)
+{
+    const char *t = (const char *)tag;
+
+    if (t == NULL || (scalar && strcmp(t, "tag:yaml.org,2002:str") == 0))
+        return 0;
+    if (strncmp(t, "tag:yaml.org,2002:", 18) == 0)
+        return fail(ld, n,
+            "YAML tag '!!%.48s' is not allowed (only !!str, on a scalar)",
+            t + 18);
+    return fail(ld, n,
+        "YAML tag '%.48s' is not allowed (only !!str, on a scalar)", t);
+}
+
 static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
 {
     struct ynode *n;
@@ -460,7 +480,11 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
         /* "\0" in a double-quoted string can still produce a NUL. */
         if (memchr(v, '\0', len) != NULL)
             return fail(ld, n, "strings must not contain NUL characters");
-        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        if ((rc = check_tag(ld, n, ev->data.scalar.tag, 1)) < 0)
+            return rc;
+        /* "!!str 42" is the string "42", as if it were quoted. */
+        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                   ev->data.scalar.tag == NULL;
         if ((n->str = prun_arena_strndup(ld->tmp, v, len)) == NULL)
             return nomem(ld);
         if ((rc = copy_anchor(ld, ev->data.scalar.anchor, &anchor)) < 0)
@@ -479,6 +503,13 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
             ev->start_mark);
         if (n == NULL)
             return nomem(ld);
+        rc = check_tag(ld, n,
+            ev->type == YAML_SEQUENCE_START_EVENT
+                ? ev->data.sequence_start.tag
+                : ev->data.mapping_start.tag,
+            0);
+        if (rc < 0)
+            return rc;
         rc = copy_anchor(ld,
             ev->type == YAML_SEQUENCE_START_EVENT
                 ? ev->data.sequence_start.anchor
@@ -566,6 +597,69 @@ static int is_null(const struct ynode *n)
            (n->str[0] == '\0' || strcmp(n->str, "~") == 0 ||
                strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
                strcmp(n->str, "NULL") == 0);
+}
+
+/*
+ * What a scalar resolves to under the YAML 1.2 core schema: a quoted (or
+ * !!str) scalar is a string; a plain one is null, a boolean, an integer or
+ * a float when it reads as one, else a string.
+ */
+enum stype { S_STR, S_NULL, S_BOOL, S_INT, S_FLOAT };
+
+static int match_all(const char *s, const char *set)
+{
+    return *s != '\0' && strspn(s, set) == strlen(s);
+}
+
+static enum stype scalar_type(const struct ynode *n)
+{
+    static const char *const bools[] = {
+        "true", "True", "TRUE", "false", "False", "FALSE"};
+    static const char *const specials[] = {".inf", ".Inf", ".INF", "+.inf",
+        "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN"};
+    const char *s = n->str, *p;
+    size_t i;
+
+    if (!n->plain)
+        return S_STR;
+    if (is_null(n))
+        return S_NULL;
+    for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+        if (strcmp(s, bools[i]) == 0)
+            return S_BOOL;
+    for (i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
+        if (strcmp(s, specials[i]) == 0)
+            return S_FLOAT;
+    if ((strncmp(s, "0x", 2) == 0 && match_all(s + 2, "0123456789abcdefABCDEF")) ||
+        (strncmp(s, "0o", 2) == 0 && match_all(s + 2, "01234567")))
+        return S_INT;
+    p = s + (*s == '-' || *s == '+');
+    if (match_all(p, "0123456789"))
+        return S_INT;
+    /* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+    i = strspn(p, "0123456789");
+    if (p[i] == '.') {
+        size_t f = strspn(p + i + 1, "0123456789");
+        if (i == 0 && f == 0)
+            return S_STR;
+        i += 1 + f;
+    } else if (i == 0) {
+        return S_STR;
+    }
+    if (p[i] == 'e' || p[i] == 'E') {
+        size_t e = i + 1 + (p[i + 1] == '-' || p[i + 1] == '+');
+        if (!match_all(p + e, "0123456789"))
+            return S_STR;
+        return S_FLOAT;
+    }
+    return p[i] == '\0' ? S_FLOAT : S_STR;
+}
+
+static const char *stype_name(enum stype t)
+{
+    static const char *const names[] = {
+        "a string", "null", "a boolean", "an integer", "a number"};
+    return names[t];
 }
 
 /* What a node is, for "got ...": the scalar quoted, or its kind. */
@@ -691,7 +785,7 @@ static int want_map(struct ld *ld, const struct ynode *k, const struct ynode *v,
 }
 
 /* v must be a non-null scalar; what describes it ("a string"). */
-static int get_scalar(struct ld *ld, const struct ynode *k,
+static int get_any_scalar(struct ld *ld, const struct ynode *k,
     const struct ynode *v, const char *what, const char **out)
 {
     if (is_null(v))
@@ -701,6 +795,44 @@ static int get_scalar(struct ld *ld, const struct ynode *k,
             v->type == Y_SEQ ? "a sequence" : "a mapping");
     *out = v->str;
     return 0;
+}
+
+/*
+ * The one type check for values that are text: a string, or a number
+ * written plainly (its text is taken as written). A boolean is refused: a
+ * strict loader reads it as true/false, never as the text.
+ */
+static int text_ok(struct ld *ld, const struct ynode *v, const char *key,
+    const char *what)
+{
+    enum stype t = scalar_type(v);
+
+    if (t == S_STR || t == S_INT || t == S_FLOAT)
+        return 0;
+    return fail(ld, v, "%s%.64s%s must be %s, got %s '%.48s' (quote it: \"%.48s\")",
+        key ? "'" : "", key ? key : what, key ? "'" : "", "a string",
+        stype_name(t), v->str, v->str);
+}
+
+static int get_scalar(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const char *what, const char **out)
+{
+    int rc;
+
+    if ((rc = get_any_scalar(ld, k, v, what, out)) < 0)
+        return rc;
+    return text_ok(ld, v, k->str, NULL);
+}
+
+/* A command must be a string, not a number or a boolean that looks like one. */
+static int want_command(struct ld *ld, const struct ynode *v, const char *what)
+{
+    enum stype t = scalar_type(v);
+
+    if (t == S_STR)
+        return 0;
+    return fail(ld, v, "%s must be a string naming a command, got %s '%.48s'",
+        what, stype_name(t), v->str);
 }
 
 static int get_int(struct ld *ld, const struct ynode *k, const struct ynode *v,
@@ -713,8 +845,11 @@ static int get_int(struct ld *ld, const struct ynode *k, const struct ynode *v,
     int rc;
 
     snprintf(what, sizeof(what), "an integer >= %lld", min);
-    if ((rc = get_scalar(ld, k, v, what, &s)) < 0)
+    if ((rc = get_any_scalar(ld, k, v, what, &s)) < 0)
         return rc;
+    if (!v->plain)
+        return fail(ld, v, "'%.64s' must be %s, got the string %s", k->str,
+            what, got(v, b, sizeof(b)));
     errno = 0;
     x = strtoll(s, &end, 10);
     if (end == s || *end != '\0' || isspace((unsigned char)*s))
@@ -751,11 +886,11 @@ static int get_bool(
     const char *s = NULL;
     int rc;
 
-    if ((rc = get_scalar(ld, k, v, "true or false", &s)) < 0)
+    if ((rc = get_any_scalar(ld, k, v, "true or false", &s)) < 0)
         return rc;
-    if (prun_parse_bool(s, out, NULL) < 0)
-        return fail(ld, v, "'%.64s' must be true or false, got %s", k->str,
-            got(v, b, sizeof(b)));
+    if (scalar_type(v) != S_BOOL || prun_parse_bool(s, out, NULL) < 0)
+        return fail(ld, v, "'%.64s' must be true or false, got %s%s", k->str,
+            v->plain ? "" : "the string ", got(v, b, sizeof(b)));
     return 0;
 }
 
@@ -946,6 +1081,8 @@ static int load_map_item(struct ld *ld, const struct ynode *first,
                 got(val, b, sizeof(b)));
             goto fail;
         }
+        if ((rc = text_ok(ld, val, keys[j], NULL)) < 0)
+            goto fail;
         vals[j] = prun_arena_strdup(a, val->str);
         if (vals[j] == NULL || (j > 0 && prun_buf_addc(&text, ' ') < 0) ||
             prun_buf_adds(&text, val->str) < 0) {
@@ -1015,6 +1152,8 @@ static int load_list(struct ld *ld, struct prun_task *t, const struct ynode *k,
                 return fail(ld, it,
                     "'list' items must all be strings like the first, got %s",
                     got(it, b, sizeof(b)));
+            if ((rc = text_ok(ld, it, NULL, "a 'list' item")) < 0)
+                return rc;
             if ((item->text = prun_arena_strdup(a, it->str)) == NULL)
                 return nomem(ld);
             continue;
@@ -1054,8 +1193,9 @@ static int load_range(struct ld *ld, struct prun_foreach *f,
             got(v, b, sizeof(b)));
     for (i = 0; i < v->n; i++) {
         const struct ynode *e = v->kids[i];
-        if (e->type != Y_SCALAR)
-            return fail(ld, e, "'range' values must be integers, got %s",
+        if (e->type != Y_SCALAR || !e->plain)
+            return fail(ld, e, "'range' values must be integers, got %s%s",
+                e->type == Y_SCALAR ? "the string " : "",
                 got(e, b, sizeof(b)));
         errno = 0;
         x[i] = strtoll(e->str, &end, 10);
@@ -1118,6 +1258,8 @@ static int load_matrix(struct ld *ld, struct prun_foreach *f,
                 return fail(ld, e,
                     "matrix axis '%.64s' values must be strings, got %s",
                     ak->str, got(e, b, sizeof(b)));
+            if ((rc = text_ok(ld, e, NULL, "a matrix value")) < 0)
+                return rc;
             if ((ax->vals[j] = prun_arena_strdup(a, e->str)) == NULL)
                 return nomem(ld);
         }
@@ -1270,6 +1412,8 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
     if (is_null(v))
         return fail(ld, k, "missing value for 'run'");
     if (v->type == Y_SCALAR) {
+        if ((rc = want_command(ld, v, "'run'")) < 0)
+            return rc;
         if (v->str[0] == '\0')
             return fail(ld, v, "'run' must not be empty");
         t->shell = 1;
@@ -1301,6 +1445,9 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
         if (e->type != Y_SCALAR)
             return fail(ld, e, "'run' elements must be strings, got %s",
                 got(e, b, sizeof(b)));
+        if ((rc = i == 0 ? want_command(ld, e, "the command ('run' element 1)")
+                         : text_ok(ld, e, NULL, "a 'run' element")) < 0)
+            return rc;
         if ((rc = compile(ld, &t->argv[i], e, keys, nkeys)) < 0)
             return rc;
         if (i == 0 && t->argv[0].empty)
@@ -1319,11 +1466,12 @@ static int check_names_ref(
 {
     char b[64];
     size_t i;
+    int rc;
 
     if (is_null(v))
         return fail(ld, k, "missing value for '%s'", k->str);
     if (v->type == Y_SCALAR)
-        return 0;
+        return text_ok(ld, v, k->str, NULL);
     if (v->type != Y_SEQ)
         return fail(ld, v, "'%s' must be a name or a sequence of names, got %s",
             k->str, got(v, b, sizeof(b)));
@@ -1333,6 +1481,8 @@ static int check_names_ref(
         if (v->kids[i]->type != Y_SCALAR)
             return fail(ld, v->kids[i], "'%s' must list names, got %s", k->str,
                 got(v->kids[i], b, sizeof(b)));
+        if ((rc = text_ok(ld, v->kids[i], k->str, NULL)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -1819,9 +1969,10 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
         return fail_at(ld, 1, 1, "missing required key 'tasks'");
 
     if (slot[0] != NULL) {
-        if ((rc = get_scalar(ld, kslot[0], slot[0], "an integer", &s)) < 0)
+        if ((rc = get_any_scalar(ld, kslot[0], slot[0], "an integer", &s)) <
+            0)
             return rc;
-        if (strcmp(s, "1") != 0)
+        if (strcmp(s, "1") != 0 || scalar_type(slot[0]) != S_INT)
             return fail(ld, slot[0], "'version' must be 1, got %s",
                 got(slot[0], b, sizeof(b)));
     }

@@ -167,7 +167,7 @@ static void test_defaults_when_unset(void)
 {
     struct prun_err err;
     struct prun_job *job = load_str(
-        "dir/my job.v2.yaml", "tasks:\n  a: {run: [true]}\n", NULL, 0, &err);
+        "dir/my job.v2.yaml", "tasks:\n  a: {run: [\"true\"]}\n", NULL, 0, &err);
     const struct prun_task *t;
 
     ASSERT(job != NULL);
@@ -752,7 +752,7 @@ static void test_error_positions(void)
             "segments:\n  Bad-Name: {size: 1}\ntasks: {a: {run: x}}\n", &err),
         "t.yaml:2:3: invalid segment name 'Bad-Name' (use letters, digits and "
         "'_', not starting with a digit, at most 64)");
-    ASSERT_STREQ(load_msg("segments:\n  s: {file: f, writable: yes}\n"
+    ASSERT_STREQ(load_msg("segments:\n  s: {file: f, writable: true}\n"
                           "tasks: {a: {run: x}}\n",
                      &err),
         "t.yaml:2:16: file segments are read-only; use size: with writable: "
