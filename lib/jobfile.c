@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1748,6 +1749,49 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
     return 0;
 }
 
+/*
+ * A segment reaches a child as PARALLELRUN_SEGMENT_<NAME in upper case>
+ * plus _SIZE, _DTYPE, ... variables, and a published one as a file beside
+ * the run's 'owner' file. So names are compared without case, 'owner' is
+ * reserved, and no name may be another's plus one of those suffixes.
+ */
+static int check_seg_name(
+    struct ld *ld, const struct prun_job *job, size_t i, const struct ynode *k)
+{
+    static const char *const suffixes[] = {
+        "_SIZE", "_DTYPE", "_SHAPE", "_WRITABLE", "_HUGEPAGES"};
+    const char *name = job->segs[i].name;
+    size_t j, x, n = strlen(name);
+
+    if (strcasecmp(name, "owner") == 0)
+        return fail(ld, k,
+            "segment name '%s' is reserved (the run directory's owner file)",
+            name);
+    for (j = 0; j < i; j++) {
+        const char *o = job->segs[j].name;
+        size_t m = strlen(o);
+
+        if (strcasecmp(o, name) == 0)
+            return fail(ld, k,
+                "segment '%s' and segment '%s' (line %u) differ only in case; "
+                "both would be PARALLELRUN_SEGMENT_%s",
+                name, o, job->segs[j].pos.line, o);
+        for (x = 0; x < sizeof(suffixes) / sizeof(suffixes[0]); x++) {
+            size_t sl = strlen(suffixes[x]);
+            const char *longer = n > m ? name : o, *shorter = n > m ? o : name;
+            size_t ll = n > m ? n : m, sl2 = n > m ? m : n;
+
+            if (ll == sl2 + sl && strncasecmp(longer, shorter, sl2) == 0 &&
+                strcasecmp(longer + sl2, suffixes[x]) == 0)
+                return fail(ld, k,
+                    "segment '%s' clashes with segment '%s' (line %u): "
+                    "PARALLELRUN_SEGMENT_%s%s would name both",
+                    name, o, job->segs[j].pos.line, shorter, suffixes[x]);
+        }
+    }
+    return 0;
+}
+
 /* ---- top level ---- */
 
 static int load_vars(struct ld *ld, const struct ynode *k,
@@ -2024,7 +2068,8 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
             return nomem(ld);
         for (i = 0; i < job->nsegs; i++)
             if ((rc = load_segment(ld, &job->segs[i], v->kids[2 * i],
-                     v->kids[2 * i + 1])) < 0)
+                     v->kids[2 * i + 1])) < 0 ||
+                (rc = check_seg_name(ld, job, i, v->kids[2 * i])) < 0)
                 return rc;
     }
     if (slot[8] != NULL && (rc = load_defaults(ld, kslot[8], slot[8], &d)) < 0)

@@ -563,6 +563,13 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         snprintf(p->exec_err, sizeof(p->exec_err), "out of memory");
         goto fail;
     }
+    /* An empty item must not become exec("") or chdir(""). */
+    if (argv[0][0] == '\0' || (task->cwd && cwd.data[0] == '\0')) {
+        snprintf(p->exec_err, sizeof(p->exec_err),
+            "%s is empty once the placeholders are substituted",
+            argv[0][0] == '\0' ? "the command" : "cwd");
+        goto fail;
+    }
     if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
         fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 ||
         fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
