@@ -683,6 +683,21 @@ int cmd_run(int argc, char **argv)
               : job->jobs ? job->jobs
               : cfg.jobs  ? cfg.jobs
                           : (unsigned)(ncpu > 0 ? ncpu : 1);
+    /*
+     * A task's own jobs: cap cannot exceed the run's concurrency; say so at
+     * start (even with --quiet: the run will not do what the file says).
+     */
+    for (i = 0; i < job->ntasks; i++) {
+        const struct prun_task *t = &job->tasks[i];
+        if (t->jobs > ro.jobs)
+            cmd_warn("warning: task '%s' has %s %u but the run starts at most "
+                     "%u children at once (-j, jobs:)%s",
+                t->name, t->pool ? "a pool of jobs:" : "jobs:", t->jobs,
+                ro.jobs,
+                t->pool ? "; the workers beyond that wait for others to "
+                          "end, and a barrier across them never fills"
+                        : "");
+    }
     ro.kill_grace_ms = cfg.kill_grace_ms;
     ro.run_id = run_id;
     ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();

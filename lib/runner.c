@@ -140,7 +140,8 @@ void prun_run_id_new(char *buf, size_t n)
 
 static const char *const own_vars[] = {"PARALLELRUN_RUN_ID", "PARALLELRUN_TASK",
     "PARALLELRUN_INDEX", "PARALLELRUN_COUNT", "PARALLELRUN_ITEM",
-    "PARALLELRUN_ATTEMPT"};
+    "PARALLELRUN_ATTEMPT", "PARALLELRUN_CONCURRENCY"};
+#define NOWN_VARS (sizeof(own_vars) / sizeof(own_vars[0]))
 
 static int env_name_is(const char *entry, const char *name)
 {
@@ -194,7 +195,9 @@ static char **build_envp(struct runner *r, const struct prun_task *task,
     const struct prun_segchild *sc)
 {
     struct prun_buf b = {0};
-    size_t nown = 6 + task->nenv + r->o->nextra_env + sc->nenv, i;
+    size_t nown = NOWN_VARS + task->nenv + r->o->nextra_env + sc->nenv, i;
+    unsigned conc = task->jobs && task->jobs < r->o->jobs ? task->jobs
+                                                          : r->o->jobs;
     size_t *offs = NULL;
     char **envp = NULL, *strings;
     int ok = 1;
@@ -224,19 +227,23 @@ static char **build_envp(struct runner *r, const struct prun_task *task,
     offs[5] = b.len;
     ok &= prun_buf_printf(&b, "PARALLELRUN_ATTEMPT=%u", ctx->attempt) == 0;
     ok &= prun_buf_addc(&b, '\0') == 0;
+    /* How many of this task run at once: a barrier larger never fills. */
+    offs[6] = b.len;
+    ok &= prun_buf_printf(&b, "PARALLELRUN_CONCURRENCY=%u", conc) == 0;
+    ok &= prun_buf_addc(&b, '\0') == 0;
     for (i = 0; i < task->nenv; i++) {
-        offs[6 + i] = b.len;
+        offs[NOWN_VARS + i] = b.len;
         ok &= prun_buf_printf(&b, "%s=", task->env_keys[i]) == 0;
         ok &= prun_tpl_expand(&task->env_vals[i], ctx, 0, &b) == 0;
         ok &= prun_buf_addc(&b, '\0') == 0;
     }
     for (i = 0; i < r->o->nextra_env; i++) {
-        offs[6 + task->nenv + i] = b.len;
+        offs[NOWN_VARS + task->nenv + i] = b.len;
         ok &= prun_buf_adds(&b, r->o->extra_env[i]) == 0;
         ok &= prun_buf_addc(&b, '\0') == 0;
     }
     for (i = 0; i < sc->nenv; i++) {
-        offs[6 + task->nenv + r->o->nextra_env + i] = b.len;
+        offs[NOWN_VARS + task->nenv + r->o->nextra_env + i] = b.len;
         ok &= prun_buf_adds(&b, sc->env[i]) == 0;
         ok &= prun_buf_addc(&b, '\0') == 0;
     }
