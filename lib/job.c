@@ -309,8 +309,8 @@ static int sh_inert(const char *s)
  * or an error at byte off of src. inert: the value is known to hold only
  * characters no context gives a meaning to (or is a number).
  */
-static int sh_context(struct tplc *c, size_t off, size_t n, int inert,
-    enum prun_quote *q)
+static int sh_context(
+    struct tplc *c, size_t off, size_t n, int inert, enum prun_quote *q)
 {
     const struct shstate *st = &c->sh;
     enum sh_frame f = (enum sh_frame)st->frame[st->depth - 1];
@@ -388,8 +388,7 @@ static int tpl_runtime(struct tplc *c, size_t off, size_t n, enum prun_ph kind,
     enum prun_quote q;
     int rc;
 
-    if ((rc = sh_context(c, off, n, inert, &q)) < 0 ||
-        (rc = tpl_flush(c)) < 0)
+    if ((rc = sh_context(c, off, n, inert, &q)) < 0 || (rc = tpl_flush(c)) < 0)
         return rc;
     c->dynamic = 1;
     c->sh.bs = c->sh.dollar = c->sh.lt = 0;
@@ -463,16 +462,16 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
         }
         for (i = 0; i < nkeys; i++) {
             if (strcmp(item_keys[i], key) == 0) {
-                rc = tpl_runtime(c, off, n, PRUN_PH_ITEM_KEY,
-                    item_keys[i], strlen(item_keys[i]), 0);
+                rc = tpl_runtime(c, off, n, PRUN_PH_ITEM_KEY, item_keys[i],
+                    strlen(item_keys[i]), 0);
                 goto out;
             }
         }
         sugg = prun_closest(key, item_keys, nkeys);
         if (sugg != NULL)
             rc = tpl_fail(c, off,
-                "unknown placeholder '{%.*s%s}' (did you mean '{item.%s}'?)",
-                w, word, n > 64 ? "..." : "", sugg);
+                "unknown placeholder '{%.*s%s}' (did you mean '{item.%s}'?)", w,
+                word, n > 64 ? "..." : "", sugg);
         else
             rc = tpl_fail(c, off,
                 "unknown placeholder '{%.*s%s}' (the items have no key "
@@ -600,7 +599,7 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
         return rc;
     for (i = 0; i < t->nparts && rc == 0; i++) {
         const struct prun_tpl_part *p = &t->parts[i];
-        enum prun_quote q = !shell_quote        ? PRUN_Q_NONE
+        enum prun_quote q = !shell_quote              ? PRUN_Q_NONE
                             : p->quote != PRUN_Q_NONE ? p->quote
                                                       : PRUN_Q_BARE;
 

@@ -65,9 +65,9 @@ enum prun_ph {
  */
 enum prun_quote {
     PRUN_Q_NONE,
-    PRUN_Q_BARE,   /* unquoted: the value becomes one '...' word */
-    PRUN_Q_SINGLE, /* inside '...': each ' becomes '\'' */
-    PRUN_Q_DOUBLE, /* inside "...": $ ` " \ get a backslash */
+    PRUN_Q_BARE,    /* unquoted: the value becomes one '...' word */
+    PRUN_Q_SINGLE,  /* inside '...': each ' becomes '\'' */
+    PRUN_Q_DOUBLE,  /* inside "...": $ ` " \ get a backslash */
     PRUN_Q_COMMENT, /* after '#': newlines become spaces */
 };
 

@@ -28,14 +28,13 @@ static uint64_t dtype_itemsize(const char *dt)
         const char *name;
         unsigned size;
     } names[] = {{"bool", 1}, {"int8", 1}, {"uint8", 1}, {"byte", 1},
-        {"ubyte", 1}, {"int16", 2}, {"uint16", 2}, {"short", 2},
-        {"ushort", 2}, {"float16", 2}, {"half", 2}, {"int32", 4},
-        {"uint32", 4}, {"intc", 4}, {"uintc", 4}, {"float32", 4},
-        {"single", 4}, {"int64", 8}, {"uint64", 8}, {"int", 8},
-        {"uint", 8}, {"longlong", 8}, {"ulonglong", 8}, {"float64", 8},
-        {"float", 8}, {"double", 8}, {"complex64", 8}, {"float128", 16},
-        {"longdouble", 16}, {"complex128", 16}, {"complex", 16},
-        {"complex256", 32}};
+        {"ubyte", 1}, {"int16", 2}, {"uint16", 2}, {"short", 2}, {"ushort", 2},
+        {"float16", 2}, {"half", 2}, {"int32", 4}, {"uint32", 4}, {"intc", 4},
+        {"uintc", 4}, {"float32", 4}, {"single", 4}, {"int64", 8},
+        {"uint64", 8}, {"int", 8}, {"uint", 8}, {"longlong", 8},
+        {"ulonglong", 8}, {"float64", 8}, {"float", 8}, {"double", 8},
+        {"complex64", 8}, {"float128", 16}, {"longdouble", 16},
+        {"complex128", 16}, {"complex", 16}, {"complex256", 32}};
     unsigned long n;
     size_t i;
     char *end;
@@ -46,8 +45,8 @@ static uint64_t dtype_itemsize(const char *dt)
         if (strcmp(dt, names[i].name) == 0)
             return names[i].size;
     /* Type code and byte count: "f8", "i4", "u1", "b1", "c16", "S10", "U3". */
-    if (dt[0] == '\0' || strchr("biufcSaUV", dt[0]) == NULL ||
-        dt[1] < '0' || dt[1] > '9')
+    if (dt[0] == '\0' || strchr("biufcSaUV", dt[0]) == NULL || dt[1] < '0' ||
+        dt[1] > '9')
         return 0;
     errno = 0;
     n = strtoul(dt + 1, &end, 10);
@@ -142,8 +141,9 @@ static int check_file_segment(
     }
     bytes = (uint64_t)st.st_size;
     n = pread(fd, peek, sizeof(peek), 0);
-    if (n > 0 && prun__npy_parse(peek, (size_t)n, dtype, sizeof(dtype), shape,
-                     &ndim, &hdr) == 0 &&
+    if (n > 0 &&
+        prun__npy_parse(
+            peek, (size_t)n, dtype, sizeof(dtype), shape, &ndim, &hdr) == 0 &&
         hdr <= bytes)
         bytes -= hdr;
     close(fd);

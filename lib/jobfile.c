@@ -455,8 +455,8 @@ static int check_tag(
         return fail(ld, n,
             "YAML tag '!!%.48s' is not allowed (only !!str, on a scalar)",
             t + 18);
-    return fail(ld, n,
-        "YAML tag '%.48s' is not allowed (only !!str, on a scalar)", t);
+    return fail(
+        ld, n, "YAML tag '%.48s' is not allowed (only !!str, on a scalar)", t);
 }
 
 static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
@@ -505,9 +505,8 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
         if (n == NULL)
             return nomem(ld);
         rc = check_tag(ld, n,
-            ev->type == YAML_SEQUENCE_START_EVENT
-                ? ev->data.sequence_start.tag
-                : ev->data.mapping_start.tag,
+            ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag
+                                                  : ev->data.mapping_start.tag,
             0);
         if (rc < 0)
             return rc;
@@ -631,7 +630,8 @@ static enum stype scalar_type(const struct ynode *n)
     for (i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
         if (strcmp(s, specials[i]) == 0)
             return S_FLOAT;
-    if ((strncmp(s, "0x", 2) == 0 && match_all(s + 2, "0123456789abcdefABCDEF")) ||
+    if ((strncmp(s, "0x", 2) == 0 &&
+            match_all(s + 2, "0123456789abcdefABCDEF")) ||
         (strncmp(s, "0o", 2) == 0 && match_all(s + 2, "01234567")))
         return S_INT;
     p = s + (*s == '-' || *s == '+');
@@ -803,14 +803,15 @@ static int get_any_scalar(struct ld *ld, const struct ynode *k,
  * written plainly (its text is taken as written). A boolean is refused: a
  * strict loader reads it as true/false, never as the text.
  */
-static int text_ok(struct ld *ld, const struct ynode *v, const char *key,
-    const char *what)
+static int text_ok(
+    struct ld *ld, const struct ynode *v, const char *key, const char *what)
 {
     enum stype t = scalar_type(v);
 
     if (t == S_STR || t == S_INT || t == S_FLOAT)
         return 0;
-    return fail(ld, v, "%s%.64s%s must be %s, got %s '%.48s' (quote it: \"%.48s\")",
+    return fail(ld, v,
+        "%s%.64s%s must be %s, got %s '%.48s' (quote it: \"%.48s\")",
         key ? "'" : "", key ? key : what, key ? "'" : "", "a string",
         stype_name(t), v->str, v->str);
 }
@@ -1196,8 +1197,7 @@ static int load_range(struct ld *ld, struct prun_foreach *f,
         const struct ynode *e = v->kids[i];
         if (e->type != Y_SCALAR || !e->plain)
             return fail(ld, e, "'range' values must be integers, got %s%s",
-                e->type == Y_SCALAR ? "the string " : "",
-                got(e, b, sizeof(b)));
+                e->type == Y_SCALAR ? "the string " : "", got(e, b, sizeof(b)));
         errno = 0;
         x[i] = strtoll(e->str, &end, 10);
         if (end == e->str || *end != '\0' || isspace((unsigned char)e->str[0]))
@@ -1454,9 +1454,8 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
         if (i == 0 && t->argv[0].empty)
             return fail(ld, e,
                 "the command (first element of 'run') is empty%s",
-                strchr(e->str, '{') != NULL
-                    ? " once {vars.} are substituted"
-                    : "");
+                strchr(e->str, '{') != NULL ? " once {vars.} are substituted"
+                                            : "");
     }
     return 0;
 }
@@ -1845,8 +1844,8 @@ static int load_vars(struct ld *ld, const struct ynode *k,
                     "mean '%s'?)",
                     sets[i].name, ld->path, sugg);
             return prun_err_set(ld->err, PRUN_EINVAL,
-                "--set %.64s: %s declares no such variable (%s)",
-                sets[i].name, ld->path,
+                "--set %.64s: %s declares no such variable (%s)", sets[i].name,
+                ld->path,
                 n == 0 ? "it has no 'vars:'" : "declare it under 'vars:'");
         }
         job->var_vals[j] =
@@ -2013,8 +2012,7 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
         return fail_at(ld, 1, 1, "missing required key 'tasks'");
 
     if (slot[0] != NULL) {
-        if ((rc = get_any_scalar(ld, kslot[0], slot[0], "an integer", &s)) <
-            0)
+        if ((rc = get_any_scalar(ld, kslot[0], slot[0], "an integer", &s)) < 0)
             return rc;
         if (strcmp(s, "1") != 0 || scalar_type(slot[0]) != S_INT)
             return fail(ld, slot[0], "'version' must be 1, got %s",

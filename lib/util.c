@@ -363,10 +363,9 @@ int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
         const char *name;
         uint64_t mult;
     } units[] = {{"", 1}, {"B", 1}, {"K", 1ULL << 10}, {"KiB", 1ULL << 10},
-        {"KB", 1000}, {"M", 1ULL << 20}, {"MiB", 1ULL << 20},
-        {"MB", 1000000}, {"G", 1ULL << 30}, {"GiB", 1ULL << 30},
-        {"GB", 1000000000}, {"T", 1ULL << 40}, {"TiB", 1ULL << 40},
-        {"TB", 1000000000000ULL}};
+        {"KB", 1000}, {"M", 1ULL << 20}, {"MiB", 1ULL << 20}, {"MB", 1000000},
+        {"G", 1ULL << 30}, {"GiB", 1ULL << 30}, {"GB", 1000000000},
+        {"T", 1ULL << 40}, {"TiB", 1ULL << 40}, {"TB", 1000000000000ULL}};
     /* Sizes become off_t (ftruncate, fallocate): signed 64 bits. */
     const uint64_t max = (uint64_t)INT64_MAX;
     struct number n;
@@ -432,8 +431,8 @@ int prun_parse_rate(const char *s, double *per_sec, struct prun_err *err)
         goto bad;
     r = n.num / div;
     if (n.big || r > MAX_RATE)
-        return prun_err_set(err, PRUN_EINVAL,
-            "rate '%s' is too high (at most 1000000/s)", s);
+        return prun_err_set(
+            err, PRUN_EINVAL, "rate '%s' is too high (at most 1000000/s)", s);
     if (r < MIN_RATE * (1 - 1e-9))
         return prun_err_set(
             err, PRUN_EINVAL, "rate '%s' is too low (at least 1/d)", s);
