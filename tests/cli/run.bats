@@ -33,7 +33,7 @@ teardown() { common_teardown; }
     run "$PR" run jobs/demo.yaml -j 0
     [ "$status" -eq 2 ]
     run "$PR" run "$T/nope.yaml"
-    [ "$status" -eq 3 ]
+    [ "$status" -eq 2 ]
     [[ "$output" == *"nope.yaml"* ]]
 }
 
