@@ -16,6 +16,7 @@
 #include "config.h"
 #include "coord.h"
 #include "job.h"
+#include "jobcheck.h"
 #include "runner.h"
 #include "sched.h"
 #include "segment.h"
@@ -148,20 +149,62 @@ static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
 }
 
 /*
+ * Directories from the job file's up to the root: one that everyone may
+ * write without the sticky bit lets anyone replace the file. Only root is
+ * held to this; everyone else already runs as themselves.
+ */
+static int check_dirs(const char *path, struct prun_err *err)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    char *slash;
+
+    if (realpath(path, dir) == NULL)
+        return 0; /* the loader reports a missing file */
+    while ((slash = strrchr(dir, '/')) != NULL) {
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH) &&
+            !(st.st_mode & S_ISVTX))
+            return prun_err_set(err, PRUN_EINVAL,
+                "%s: refusing to run as root a job file in %s, which every "
+                "user can write (mode %04o, not sticky)",
+                path, dir, (unsigned)(st.st_mode & 07777));
+        if (slash == dir)
+            break;
+    }
+    return 0;
+}
+
+/*
  * Loads the job file, refusing one that others may write: whoever can edit
- * it chooses what this user runs.
+ * it chooses what this user runs. Root also refuses a file owned by anyone
+ * but root, or reachable through a directory anyone can write.
  */
 static int load_job(
     const struct run_args *a, struct prun_job **job, struct prun_err *err)
 {
+    uid_t euid = geteuid();
     struct stat st;
+    int rc;
 
-    if (stat(a->jobfile, &st) == 0 && (st.st_mode & S_IWOTH) &&
-        !S_ISCHR(st.st_mode))
-        return prun_err_set(err, PRUN_EINVAL,
-            "%s: refusing a job file that other users can write (mode %04o); "
-            "run: chmod o-w %s",
-            a->jobfile, (unsigned)(st.st_mode & 07777), a->jobfile);
+    if (stat(a->jobfile, &st) == 0 && !S_ISCHR(st.st_mode) &&
+        !S_ISFIFO(st.st_mode)) {
+        if (st.st_mode & S_IWOTH)
+            return prun_err_set(err, PRUN_EINVAL,
+                "%s: refusing a job file that other users can write (mode "
+                "%04o); run: chmod o-w %s",
+                a->jobfile, (unsigned)(st.st_mode & 07777), a->jobfile);
+        if (euid == 0 && st.st_uid != 0)
+            return prun_err_set(err, PRUN_EINVAL,
+                "%s: refusing to run as root a job file owned by uid %u; "
+                "run: chown root %s",
+                a->jobfile, (unsigned)st.st_uid, a->jobfile);
+        if (euid == 0 && (rc = check_dirs(a->jobfile, err)) < 0)
+            return rc;
+    }
     return prun_jobfile_load(a->jobfile, a->sets, a->nsets, job, err);
 }
 
@@ -169,8 +212,6 @@ int cmd_validate(int argc, char **argv)
 {
     struct run_args a;
     struct prun_job *job = NULL;
-    struct prun_sched *s = NULL;
-    struct prun_sched_opts so = {1, 0};
     struct prun_config cfg;
     struct prun_err e;
     int rc;
@@ -180,15 +221,18 @@ int cmd_validate(int argc, char **argv)
     rc = parse_args(argc, argv, &a, 0);
     if (rc != 0)
         goto out;
+    /*
+     * The file system checks are run's own, but no item source is opened:
+     * validate never waits on a FIFO or stdin.
+     */
     if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
-        prun_sched_new(job, &so, &s, &e) < 0) {
+        prun_job_check_files(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
     printf("%s: valid (%zu task%s)\n", a.jobfile, job->ntasks,
         job->ntasks == 1 ? "" : "s");
 out:
-    prun_sched_free(s);
     prun_job_free(job);
     prun_config_free(&cfg);
     free(a.sets);
@@ -631,6 +675,10 @@ int cmd_run(int argc, char **argv)
         rc = cmd_fail(&e);
         goto out;
     }
+    if (!a.dry_run && prun_job_check_files(job, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
     prun_run_id_new(run_id, sizeof(run_id));
     if (a.dry_run) {
         rc = dry_run(job, run_id);
@@ -661,6 +709,21 @@ int cmd_run(int argc, char **argv)
               : job->jobs ? job->jobs
               : cfg.jobs  ? cfg.jobs
                           : (unsigned)(ncpu > 0 ? ncpu : 1);
+    /*
+     * A task's own jobs: cap cannot exceed the run's concurrency; say so at
+     * start (even with --quiet: the run will not do what the file says).
+     */
+    for (i = 0; i < job->ntasks; i++) {
+        const struct prun_task *t = &job->tasks[i];
+        if (t->jobs > ro.jobs)
+            cmd_warn("warning: task '%s' has %s %u but the run starts at most "
+                     "%u children at once (-j, jobs:)%s",
+                t->name, t->pool ? "a pool of jobs:" : "jobs:", t->jobs,
+                ro.jobs,
+                t->pool ? "; the workers beyond that wait for others to "
+                          "end, and a barrier across them never fills"
+                        : "");
+    }
     ro.kill_grace_ms = cfg.kill_grace_ms;
     ro.run_id = run_id;
     ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();

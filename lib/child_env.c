@@ -24,6 +24,7 @@ struct task_env {
 struct prun__envset {
     const struct prun_job *job;
     const char *run_id;
+    unsigned jobs; /* the run's concurrency */
     const char *const *extra;
     size_t nextra;
     struct task_env *envs;
@@ -31,7 +32,7 @@ struct prun__envset {
 
 static const char *const own_vars[] = {"PARALLELRUN_RUN_ID", "PARALLELRUN_TASK",
     "PARALLELRUN_INDEX", "PARALLELRUN_COUNT", "PARALLELRUN_ITEM",
-    "PARALLELRUN_ATTEMPT"};
+    "PARALLELRUN_ATTEMPT", "PARALLELRUN_CONCURRENCY"};
 
 #define NOWN (sizeof(own_vars) / sizeof(own_vars[0]))
 
@@ -65,8 +66,8 @@ static int replaced(
 }
 
 int prun__envset_new(const struct prun_job *job, const char *run_id,
-    const char *const *extra, size_t nextra, struct prun__envset **out,
-    struct prun_err *err)
+    unsigned jobs, const char *const *extra, size_t nextra,
+    struct prun__envset **out, struct prun_err *err)
 {
     struct prun__envset *es;
     size_t t, i, nenv = 0;
@@ -78,6 +79,7 @@ int prun__envset_new(const struct prun_job *job, const char *run_id,
         return prun_err_set(err, PRUN_ENOMEM, "out of memory");
     es->job = job;
     es->run_id = run_id;
+    es->jobs = jobs;
     es->extra = extra;
     es->nextra = nextra;
     es->envs = calloc(job->ntasks, sizeof(*es->envs));
@@ -113,8 +115,8 @@ void prun__envset_free(struct prun__envset *es)
 }
 
 /* Appends "NAME=" + the expansion's bytes + NUL, noting where it starts. */
-static int add_own(
-    struct prun_buf *b, size_t *off, const struct prun_ctx *ctx, int which)
+static int add_own(struct prun_buf *b, size_t *off, const struct prun_ctx *ctx,
+    unsigned conc, int which)
 {
     *off = b->len;
     switch (which) {
@@ -130,8 +132,11 @@ static int add_own(
         if (prun_buf_adds(b, "PARALLELRUN_ITEM=") < 0)
             return -1;
         return prun_items_value(ctx->items, ctx->nitems, b);
-    default:
+    case 4:
         return prun_buf_printf(b, "PARALLELRUN_ATTEMPT=%u", ctx->attempt);
+    default:
+        /* How many of this task run at once: a barrier larger never fills. */
+        return prun_buf_printf(b, "PARALLELRUN_CONCURRENCY=%u", conc);
     }
 }
 
@@ -143,6 +148,7 @@ char **prun__envset_build(const struct prun__envset *es, size_t task,
     size_t nseg = sc ? sc->nenv : 0;
     size_t nown = NOWN + t->nenv + es->nextra + nseg, i, k = 0;
     struct prun_buf b = {0};
+    unsigned conc = t->jobs && t->jobs < es->jobs ? t->jobs : es->jobs;
     size_t *offs = NULL;
     char **envp = NULL, *strings;
     int ok = 1;
@@ -154,7 +160,7 @@ char **prun__envset_build(const struct prun__envset *es, size_t task,
     ok &= prun_buf_printf(&b, "PARALLELRUN_RUN_ID=%s", es->run_id) == 0;
     ok &= prun_buf_addc(&b, '\0') == 0;
     for (i = 0; i < NOWN - 1; i++) {
-        ok &= add_own(&b, &offs[k++], ctx, (int)i) == 0;
+        ok &= add_own(&b, &offs[k++], ctx, conc, (int)i) == 0;
         ok &= prun_buf_addc(&b, '\0') == 0;
     }
     for (i = 0; i < t->nenv; i++) {

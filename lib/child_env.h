@@ -12,13 +12,14 @@
 struct prun__envset;
 
 /*
- * Prepares one base environment per task of job (from environ, now).
+ * Prepares one base environment per task of job (from environ, now);
+ * jobs is the run's concurrency (PARALLELRUN_CONCURRENCY).
  * extra (nextra entries "NAME=VALUE") go to every child; they must
  * outlive the set. Returns 0 or PRUN_ENOMEM with err set.
  */
 int prun__envset_new(const struct prun_job *job, const char *run_id,
-    const char *const *extra, size_t nextra, struct prun__envset **out,
-    struct prun_err *err);
+    unsigned jobs, const char *const *extra, size_t nextra,
+    struct prun__envset **out, struct prun_err *err);
 void prun__envset_free(struct prun__envset *es);
 
 /*

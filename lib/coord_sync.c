@@ -368,6 +368,16 @@ static int barrier_wait(
                 cnt);
         count = (long)x;
     }
+    /*
+     * Instances waiting at a barrier keep their slots: one larger than
+     * what the task may run at once would wait forever.
+     */
+    if ((cnt = getenv("PARALLELRUN_CONCURRENCY")) != NULL &&
+        prun_parse_int(cnt, 1, 1000000000, &x, NULL) == 0 && count > x)
+        return prun_err_set(err, PRUN_EINVAL,
+            "barrier '%s' waits for %ld instances, but at most %lld of this "
+            "task run at once (jobs / -j); it can never fill",
+            name, count, x);
     rc = conn_get(&c, err);
     if (rc < 0)
         return rc;

@@ -243,6 +243,13 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
         snprintf(a->exec_err, sizeof(a->exec_err), "out of memory");
         goto fail;
     }
+    /* An empty item must not become exec("") or chdir(""). */
+    if (argv[0][0] == '\0' || (task->cwd && cwd.data[0] == '\0')) {
+        snprintf(a->exec_err, sizeof(a->exec_err),
+            "%s is empty once the placeholders are substituted",
+            argv[0][0] == '\0' ? "the command" : "cwd");
+        goto fail;
+    }
     if (spawn_attempt(x, p, &sc, argv, envp, task->cwd ? cwd.data : NULL) < 0)
         goto fail;
     a->pid = p->pid;
@@ -580,8 +587,8 @@ int prun__local_new(const struct prun__local_opts *o,
         rc = prun_err_sys(err, "/dev/null");
         goto fail;
     }
-    rc = prun__envset_new(
-        o->job, o->run_id, o->extra_env, o->nextra_env, &x->envs, err);
+    rc = prun__envset_new(o->job, o->run_id, o->slots, o->extra_env,
+        o->nextra_env, &x->envs, err);
     if (rc < 0)
         goto fail;
     x->nprocs = fit_nofile(o->slots, note, note_len);

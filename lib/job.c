@@ -9,6 +9,7 @@
  */
 #include "job.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +52,182 @@ static unsigned utf8_chars(const char *s, size_t n)
     return c;
 }
 
+/*
+ * The shell's quoting, followed through the literal text of a /bin/sh
+ * template one character at a time, so that each placeholder knows the
+ * context its value lands in. Frames nest: "$(...)" inside "..." starts an
+ * unquoted context of its own, as the shell parses it.
+ */
+enum sh_frame {
+    SH_TOP,     /* unquoted */
+    SH_SUB,     /* unquoted, inside $(...) */
+    SH_DQ,      /* "..." */
+    SH_SQ,      /* '...' */
+    SH_BQ,      /* `...` */
+    SH_PARAM,   /* ${...} */
+    SH_ARITH,   /* $((...)) */
+    SH_COMMENT, /* # to the end of the line */
+};
+
+#define SH_MAX_DEPTH 64
+
+struct shstate {
+    unsigned char frame[SH_MAX_DEPTH];
+    unsigned nest[SH_MAX_DEPTH]; /* parens or braces open in that frame */
+    size_t depth;                /* frame[depth - 1] is the current one */
+    int bs;                      /* after an unquoted or "..." backslash */
+    int dollar;                  /* after an active '$' */
+    int just_sub;                /* right after "$(" */
+    int eat_paren;               /* "$((...)" ended: the next ')' is ours */
+    int lt;                      /* after an unquoted '<' */
+    int heredoc;                 /* an unquoted "<<" was seen */
+    int wordstart;               /* the next character starts a word */
+    int overflow;                /* nested too deep to follow */
+};
+
+static void sh_init(struct shstate *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->frame[0] = SH_TOP;
+    st->depth = 1;
+    st->wordstart = 1;
+}
+
+static void sh_push(struct shstate *st, enum sh_frame f)
+{
+    if (st->depth == SH_MAX_DEPTH) {
+        st->overflow = 1;
+        return;
+    }
+    st->frame[st->depth] = (unsigned char)f;
+    st->nest[st->depth] = 0;
+    st->depth++;
+}
+
+static void sh_pop(struct shstate *st)
+{
+    if (st->depth > 1)
+        st->depth--;
+}
+
+/* Advances st over one literal character c of the command line. */
+static void sh_feed(struct shstate *st, char c)
+{
+    enum sh_frame f = (enum sh_frame)st->frame[st->depth - 1];
+    int dollar = st->dollar, just_sub = st->just_sub, lt = st->lt;
+
+    st->dollar = st->just_sub = st->lt = 0;
+    if (f == SH_SQ) {
+        if (c == '\'')
+            sh_pop(st);
+        return;
+    }
+    if (f == SH_COMMENT) {
+        if (c == '\n') {
+            sh_pop(st);
+            st->wordstart = 1;
+        }
+        return;
+    }
+    if (st->bs) {
+        st->bs = 0;
+        st->wordstart = 0;
+        return;
+    }
+    if (c == '\\') {
+        st->bs = 1;
+        return;
+    }
+    if (f == SH_BQ) {
+        if (c == '`')
+            sh_pop(st);
+        return;
+    }
+    if (f == SH_PARAM) {
+        if (c == '{')
+            st->nest[st->depth - 1]++;
+        else if (c == '}' && st->nest[st->depth - 1]-- == 0)
+            sh_pop(st);
+        return;
+    }
+    if (f == SH_ARITH) {
+        if (c == '(')
+            st->nest[st->depth - 1]++;
+        else if (c == ')' && --st->nest[st->depth - 1] == 0) {
+            sh_pop(st);
+            st->eat_paren = 1;
+        }
+        return;
+    }
+    if (just_sub && c == '(' && f == SH_SUB) {
+        /* "$((": arithmetic, not a command substitution. */
+        st->frame[st->depth - 1] = SH_ARITH;
+        st->nest[st->depth - 1] = 1;
+        return;
+    }
+    if (dollar && c == '(') {
+        sh_push(st, SH_SUB);
+        st->just_sub = 1;
+        st->wordstart = 1;
+        return;
+    }
+    if (dollar && c == '{') {
+        sh_push(st, SH_PARAM);
+        return;
+    }
+    if (c == '$') {
+        st->dollar = 1;
+        st->wordstart = 0;
+        return;
+    }
+    if (c == '`') {
+        sh_push(st, SH_BQ);
+        st->wordstart = 0;
+        return;
+    }
+    if (f == SH_DQ) {
+        if (c == '"')
+            sh_pop(st);
+        return;
+    }
+    /* Unquoted, at the top or inside $(...). */
+    if (c == '\'' || c == '"') {
+        sh_push(st, c == '\'' ? SH_SQ : SH_DQ);
+        st->wordstart = 0;
+        return;
+    }
+    if (c == '#' && st->wordstart) {
+        sh_push(st, SH_COMMENT);
+        return;
+    }
+    if (c == '<') {
+        if (lt)
+            st->heredoc = 1;
+        st->lt = 1;
+    }
+    if (c == ')' && st->eat_paren) {
+        st->eat_paren = 0;
+    } else if (f == SH_SUB && c == '(') {
+        st->nest[st->depth - 1]++;
+    } else if (f == SH_SUB && c == ')') {
+        if (st->nest[st->depth - 1] == 0)
+            sh_pop(st);
+        else
+            st->nest[st->depth - 1]--;
+    }
+    st->wordstart = strchr(" \t\n;&|()<>", c) != NULL;
+}
+
 struct tplc {
     struct prun_job *job;
     struct prun_pos pos;
     const char *src;
     struct prun_err *err;
+    int shell;
+    struct shstate sh;
     struct prun_buf lit;
+    size_t raw_len, raw_blank; /* text with vars as they are, not quoted */
+    int dynamic;               /* a placeholder that varies per instance */
     struct prun_tpl_part *parts;
     size_t nparts, cap;
 };
@@ -66,7 +237,7 @@ static int tpl_fail(struct tplc *c, size_t off, const char *fmt, ...)
 
 static int tpl_fail(struct tplc *c, size_t off, const char *fmt, ...)
 {
-    char msg[200];
+    char msg[256];
     va_list ap;
 
     va_start(ap, fmt);
@@ -77,8 +248,8 @@ static int tpl_fail(struct tplc *c, size_t off, const char *fmt, ...)
         c->pos.col + utf8_chars(c->src, off), msg);
 }
 
-static int tpl_push(
-    struct tplc *c, enum prun_ph kind, const char *text, size_t len)
+static int tpl_push(struct tplc *c, enum prun_ph kind, const char *text,
+    size_t len, enum prun_quote quote)
 {
     if (c->nparts == c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 4;
@@ -91,6 +262,7 @@ static int tpl_push(
     c->parts[c->nparts].kind = kind;
     c->parts[c->nparts].text = text;
     c->parts[c->nparts].len = len;
+    c->parts[c->nparts].quote = quote;
     c->nparts++;
     return 0;
 }
@@ -99,14 +271,129 @@ static int tpl_push(
 static int tpl_flush(struct tplc *c)
 {
     char *s;
+    size_t n;
 
     if (c->lit.len == 0)
         return 0;
-    s = prun_arena_strndup(c->job->arena, c->lit.data, c->lit.len);
+    n = c->lit.len;
+
+    s = prun_arena_strndup(c->job->arena, c->lit.data, n);
     if (s == NULL)
         return PRUN_ENOMEM;
     prun_buf_reset(&c->lit);
-    return tpl_push(c, PRUN_PH_LIT, s, strlen(s));
+    return tpl_push(c, PRUN_PH_LIT, s, n, PRUN_Q_NONE);
+}
+
+/* Literal text as written: it moves the shell's quote state along. */
+static int tpl_lit(struct tplc *c, char ch)
+{
+    if (c->shell)
+        sh_feed(&c->sh, ch);
+    c->raw_len++;
+    if (!isspace((unsigned char)ch))
+        c->raw_blank = 0;
+    return prun_buf_addc(&c->lit, ch);
+}
+
+/* Bytes that mean nothing to the shell in any context. */
+static int sh_inert(const char *s)
+{
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && strchr("@%_+=:,./-", *s) == NULL)
+            return 0;
+    return 1;
+}
+
+/*
+ * The quote context for a value at the current place of a shell template,
+ * or an error at byte off of src. inert: the value is known to hold only
+ * characters no context gives a meaning to (or is a number).
+ */
+static int sh_context(
+    struct tplc *c, size_t off, size_t n, int inert, enum prun_quote *q)
+{
+    const struct shstate *st = &c->sh;
+    enum sh_frame f = (enum sh_frame)st->frame[st->depth - 1];
+    const char *why = NULL;
+    int w = n > 40 ? 40 : (int)n;
+    const char *ell = n > 40 ? "..." : "";
+
+    if (!c->shell) {
+        *q = PRUN_Q_NONE;
+        return 0;
+    }
+    *q = f == SH_DQ        ? PRUN_Q_DOUBLE
+         : f == SH_SQ      ? PRUN_Q_SINGLE
+         : f == SH_COMMENT ? PRUN_Q_COMMENT
+                           : PRUN_Q_BARE;
+    if (inert || f == SH_COMMENT)
+        return 0;
+    if (st->overflow)
+        why = "where quotes are nested too deeply to follow";
+    else if (st->bs)
+        why = "right after a backslash";
+    else if (st->dollar)
+        why = "right after '$'";
+    else if (f == SH_BQ)
+        why = "inside `...` (use $(...))";
+    else if (f == SH_PARAM)
+        why = "inside ${...}";
+    else if (f == SH_ARITH)
+        why = "inside $((...))";
+    else if (st->heredoc)
+        why = "after a here-document '<<'";
+    if (why == NULL)
+        return 0;
+    return tpl_fail(c, off,
+        "'{%.*s%s}' cannot be shell-quoted %s; pass it as an argument: "
+        "run: [sh, -c, '... \"$1\"', sh, \"{%.*s%s}\"]",
+        w, c->src + off + 1, ell, why, w, c->src + off + 1, ell);
+}
+
+/* Appends value v quoted for context q (none: as it is). */
+static int add_quoted(struct prun_buf *out, const char *v, enum prun_quote q)
+{
+    int rc = 0;
+
+    switch (q) {
+    case PRUN_Q_NONE:
+        return prun_buf_adds(out, v);
+    case PRUN_Q_BARE:
+        return prun_buf_add_shquoted(out, v);
+    case PRUN_Q_SINGLE:
+        for (; *v && rc == 0; v++)
+            rc = *v == '\'' ? prun_buf_adds(out, "'\\''")
+                            : prun_buf_addc(out, *v);
+        return rc;
+    case PRUN_Q_COMMENT:
+        /* Only a newline ends a comment; the rest is never read. */
+        for (; *v && rc == 0; v++)
+            rc = prun_buf_addc(out, *v == '\n' ? ' ' : *v);
+        return rc;
+    case PRUN_Q_DOUBLE:
+        for (; *v && rc == 0; v++) {
+            if (strchr("$`\"\\", *v) != NULL)
+                rc = prun_buf_addc(out, '\\');
+            if (rc == 0)
+                rc = prun_buf_addc(out, *v);
+        }
+        return rc;
+    }
+    return 0;
+}
+
+static int tpl_runtime(struct tplc *c, size_t off, size_t n, enum prun_ph kind,
+    const char *text, size_t len, int inert)
+{
+    enum prun_quote q;
+    int rc;
+
+    if ((rc = sh_context(c, off, n, inert, &q)) < 0 || (rc = tpl_flush(c)) < 0)
+        return rc;
+    c->dynamic = 1;
+    c->sh.bs = c->sh.dollar = c->sh.lt = 0;
+    c->sh.wordstart = 0;
+    return tpl_push(c, kind, text, len, q);
 }
 
 /* One "{...}" whose name is name[0..n), starting at byte off of src. */
@@ -114,90 +401,128 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
     size_t n, const char *const *item_keys, size_t nkeys)
 {
     const char *cands[NSIMPLE];
-    char word[72];
     const char *sugg;
+    char *word = NULL;
+    enum prun_quote q;
     size_t i;
-    int rc;
+    int rc = 0, w;
 
     for (i = 0; i < NSIMPLE; i++) {
         if (strlen(simple_ph[i].name) == n &&
             memcmp(simple_ph[i].name, name, n) == 0) {
-            if ((rc = tpl_flush(c)) < 0)
-                return rc;
-            return tpl_push(c, simple_ph[i].kind, NULL, 0);
+            /* Numbers, task names and run ids hold no shell syntax. */
+            return tpl_runtime(c, off, n, simple_ph[i].kind, NULL, 0,
+                simple_ph[i].kind != PRUN_PH_ITEM);
         }
     }
-    snprintf(word, sizeof(word), "%.*s", n > 64 ? 64 : (int)n, name);
+    /* Names have no length limit here: the whole name is looked up. */
+    if ((word = strndup(name, n)) == NULL)
+        return PRUN_ENOMEM;
+    w = n > 64 ? 64 : (int)n;
     if (n > 5 && memcmp(name, "vars.", 5) == 0) {
         const char *var = word + 5;
-        for (i = 0; i < c->job->nvars; i++)
-            if (strcmp(c->job->var_keys[i], var) == 0)
-                return prun_buf_adds(&c->lit, c->job->var_vals[i]);
+        for (i = 0; i < c->job->nvars; i++) {
+            const char *v = c->job->var_vals[i];
+            if (strcmp(c->job->var_keys[i], var) != 0)
+                continue;
+            rc = sh_context(c, off, n, v[0] == '\0' || sh_inert(v), &q);
+            if (rc == 0)
+                rc = add_quoted(&c->lit, v, q);
+            if (rc == 0 && c->shell) {
+                c->sh.bs = c->sh.dollar = c->sh.lt = 0;
+                c->sh.wordstart = 0;
+            }
+            c->raw_len += strlen(v);
+            for (; *v; v++)
+                if (!isspace((unsigned char)*v))
+                    c->raw_blank = 0;
+            goto out;
+        }
         sugg = prun_closest(
             var, (const char *const *)c->job->var_keys, c->job->nvars);
         if (sugg != NULL)
-            return tpl_fail(c, off,
-                "undefined variable '{%s}' (did you mean '{vars.%s}'?)", word,
-                sugg);
-        return tpl_fail(c, off,
-            "undefined variable '{%s}' (define it under 'vars:' or with "
-            "--set)",
-            word);
+            rc = tpl_fail(c, off,
+                "undefined variable '{%.*s%s}' (did you mean '{vars.%s}'?)", w,
+                word, n > 64 ? "..." : "", sugg);
+        else
+            rc = tpl_fail(c, off,
+                "undefined variable '{%.*s%s}' (define it under 'vars:' or "
+                "with --set)",
+                w, word, n > 64 ? "..." : "");
+        goto out;
     }
     if (n > 5 && memcmp(name, "item.", 5) == 0) {
         const char *key = word + 5;
-        if (nkeys == 0)
-            return tpl_fail(c, off,
-                "unknown placeholder '{%s}' (the items of this task have no "
-                "keys; use '{item}')",
-                word);
+        if (nkeys == 0) {
+            rc = tpl_fail(c, off,
+                "unknown placeholder '{%.*s%s}' (the items of this task have "
+                "no keys; use '{item}')",
+                w, word, n > 64 ? "..." : "");
+            goto out;
+        }
         for (i = 0; i < nkeys; i++) {
             if (strcmp(item_keys[i], key) == 0) {
-                if ((rc = tpl_flush(c)) < 0)
-                    return rc;
-                return tpl_push(
-                    c, PRUN_PH_ITEM_KEY, item_keys[i], strlen(item_keys[i]));
+                rc = tpl_runtime(c, off, n, PRUN_PH_ITEM_KEY, item_keys[i],
+                    strlen(item_keys[i]), 0);
+                goto out;
             }
         }
         sugg = prun_closest(key, item_keys, nkeys);
         if (sugg != NULL)
-            return tpl_fail(c, off,
-                "unknown placeholder '{%s}' (did you mean '{item.%s}'?)", word,
-                sugg);
-        return tpl_fail(c, off,
-            "unknown placeholder '{%s}' (the items have no key '%s')", word,
-            key);
+            rc = tpl_fail(c, off,
+                "unknown placeholder '{%.*s%s}' (did you mean '{item.%s}'?)", w,
+                word, n > 64 ? "..." : "", sugg);
+        else
+            rc = tpl_fail(c, off,
+                "unknown placeholder '{%.*s%s}' (the items have no key "
+                "'%.64s')",
+                w, word, n > 64 ? "..." : "", key);
+        goto out;
     }
     for (i = 0; i < NSIMPLE; i++)
         cands[i] = simple_ph[i].name;
     /* "{}" is GNU parallel's spelling of the item; say so. */
     sugg = n == 0 ? "item" : prun_closest(word, cands, NSIMPLE);
     if (sugg != NULL)
-        return tpl_fail(c, off,
-            "unknown placeholder '{%s}' (did you mean '{%s}'?)", word, sugg);
-    return tpl_fail(c, off,
-        "unknown placeholder '{%s}' (write '{{' for a literal brace)", word);
+        rc = tpl_fail(c, off,
+            "unknown placeholder '{%.*s%s}' (did you mean '{%s}'?)", w, word,
+            n > 64 ? "..." : "", sugg);
+    else
+        rc = tpl_fail(c, off,
+            "unknown placeholder '{%.*s%s}' (write '{{' for a literal brace)",
+            w, word, n > 64 ? "..." : "");
+out:
+    free(word);
+    return rc;
 }
 
-int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
-    struct prun_pos pos, const char *const *item_keys, size_t nkeys,
-    struct prun_err *err)
+static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
+    const char *src, struct prun_pos pos, const char *const *item_keys,
+    size_t nkeys, int shell, struct prun_err *err)
 {
-    struct tplc c = {job, pos, src, err, {0}, NULL, 0, 0};
+    struct tplc c;
     struct prun_tpl_part *parts = NULL;
     const char *copy;
     size_t i = 0;
     int rc = 0;
 
+    memset(&c, 0, sizeof(c));
+    c.job = job;
+    c.pos = pos;
+    c.src = src;
+    c.err = err;
+    c.shell = shell;
+    c.raw_blank = 1;
+    sh_init(&c.sh);
     while (src[i] != '\0') {
         const char *end;
 
         if ((src[i] == '{' && src[i + 1] == '{') ||
             (src[i] == '}' && src[i + 1] == '}')) {
-            rc = prun_buf_addc(&c.lit, src[i]);
+            rc = tpl_lit(&c, src[i]);
             i += 2;
         } else if (src[i] != '{') {
-            rc = prun_buf_addc(&c.lit, src[i]);
+            rc = tpl_lit(&c, src[i]);
             i++;
         } else if ((end = strchr(src + i + 1, '}')) == NULL) {
             size_t rest = strlen(src + i);
@@ -228,6 +553,8 @@ int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
     t->src = copy;
     t->nparts = c.nparts;
     t->parts = parts;
+    t->empty = !c.dynamic && c.raw_len == 0;
+    t->blank = !c.dynamic && c.raw_blank;
 fail:
     /* The buffer helpers return PRUN_ENOMEM without filling err. */
     if (rc == PRUN_ENOMEM)
@@ -237,9 +564,18 @@ fail:
     return rc;
 }
 
-static int add_val(struct prun_buf *out, const char *s, int q)
+int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
+    struct prun_pos pos, const char *const *item_keys, size_t nkeys,
+    struct prun_err *err)
 {
-    return q ? prun_buf_add_shquoted(out, s) : prun_buf_adds(out, s);
+    return tpl_compile(job, t, src, pos, item_keys, nkeys, 0, err);
+}
+
+int prun_tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
+    const char *src, struct prun_pos pos, const char *const *item_keys,
+    size_t nkeys, struct prun_err *err)
+{
+    return tpl_compile(job, t, src, pos, item_keys, nkeys, 1, err);
 }
 
 static const char *item_get(const struct prun_item *it, const char *key)
@@ -263,30 +599,26 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
         return rc;
     for (i = 0; i < t->nparts && rc == 0; i++) {
         const struct prun_tpl_part *p = &t->parts[i];
+        enum prun_quote q = !shell_quote              ? PRUN_Q_NONE
+                            : p->quote != PRUN_Q_NONE ? p->quote
+                                                      : PRUN_Q_BARE;
 
         switch (p->kind) {
         case PRUN_PH_LIT:
             rc = prun_buf_add(out, p->text, p->len);
             break;
         case PRUN_PH_ITEM:
-            if (ctx->nitems == 0)
-                rc = add_val(out, "", shell_quote);
-            for (j = 0; j < ctx->nitems && rc == 0; j++) {
-                if (j > 0)
-                    rc = prun_buf_addc(out, ' ');
-                if (rc == 0)
-                    rc = add_val(out, ctx->items[j].text, shell_quote);
-            }
-            break;
         case PRUN_PH_ITEM_KEY:
             if (ctx->nitems == 0)
-                rc = add_val(out, "", shell_quote);
+                rc = add_quoted(out, "", q);
             for (j = 0; j < ctx->nitems && rc == 0; j++) {
+                const char *v = p->kind == PRUN_PH_ITEM
+                                    ? ctx->items[j].text
+                                    : item_get(&ctx->items[j], p->text);
                 if (j > 0)
                     rc = prun_buf_addc(out, ' ');
                 if (rc == 0)
-                    rc = add_val(
-                        out, item_get(&ctx->items[j], p->text), shell_quote);
+                    rc = add_quoted(out, v, q);
             }
             break;
         case PRUN_PH_INDEX:
@@ -297,10 +629,10 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
                 rc = prun_buf_printf(out, "%lld", ctx->count);
             break;
         case PRUN_PH_TASK:
-            rc = add_val(out, ctx->task ? ctx->task : "", shell_quote);
+            rc = add_quoted(out, ctx->task ? ctx->task : "", q);
             break;
         case PRUN_PH_RUN_ID:
-            rc = add_val(out, ctx->run_id ? ctx->run_id : "", shell_quote);
+            rc = add_quoted(out, ctx->run_id ? ctx->run_id : "", q);
             break;
         case PRUN_PH_ATTEMPT:
             rc = prun_buf_printf(out, "%u", ctx->attempt);

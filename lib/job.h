@@ -58,10 +58,24 @@ enum prun_ph {
     PRUN_PH_ATTEMPT,  /* {attempt} */
 };
 
+/*
+ * How a substituted value is quoted in a shell template: the quote context
+ * the shell is in where the placeholder stands. Outside shell templates
+ * (argv elements, env values, cwd) values are never quoted: PRUN_Q_NONE.
+ */
+enum prun_quote {
+    PRUN_Q_NONE,
+    PRUN_Q_BARE,    /* unquoted: the value becomes one '...' word */
+    PRUN_Q_SINGLE,  /* inside '...': each ' becomes '\'' */
+    PRUN_Q_DOUBLE,  /* inside "...": $ ` " \ get a backslash */
+    PRUN_Q_COMMENT, /* after '#': newlines become spaces */
+};
+
 struct prun_tpl_part {
     enum prun_ph kind;
     const char *text;
     size_t len;
+    enum prun_quote quote;
 };
 
 struct prun_tpl {
@@ -69,6 +83,11 @@ struct prun_tpl {
     const char *src; /* as written in the file */
     size_t nparts;
     struct prun_tpl_part *parts;
+    /*
+     * No placeholder that varies per instance, and the text with {vars.}
+     * substituted is empty (empty) or only white space (blank).
+     */
+    int empty, blank;
 };
 
 /* Values the placeholders of one task instance expand to. */
@@ -194,16 +213,31 @@ int prun_job_check(const struct prun_job *job, struct prun_err *err);
  * Compiles src into t for the given job (vars resolved). item_keys lists the
  * keys {item.KEY} may name (NULL/0: items are scalars, any {item.KEY} is an
  * error). On error err->msg is "FILE:LINE:COL: message", the column pointing
- * at the offending placeholder when the scalar was plain.
+ * at the offending placeholder when the scalar was plain. Placeholders of
+ * any length are accepted; the only names are those of the job and items.
  */
 int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
     struct prun_pos pos, const char *const *item_keys, size_t nkeys,
     struct prun_err *err);
 
 /*
+ * The same for a /bin/sh -c command line: it follows the shell's quoting
+ * through the text (unquoted, '...', "...", backslashes, $(...), comments)
+ * and records at each placeholder how its value must be quoted there, so
+ * that no value can become shell syntax. {vars.NAME} values are quoted the
+ * same way. A placeholder whose value cannot be quoted where it stands
+ * (inside backquotes, ${...}, $((...)), after a here-document
+ * operator, right after '\' or '$') is an error with its position.
+ */
+int prun_tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
+    const char *src, struct prun_pos pos, const char *const *item_keys,
+    size_t nkeys, struct prun_err *err);
+
+/*
  * Appends t expanded for ctx to out. With shell_quote each substituted value
- * is quoted for /bin/sh (literal text is not). With several items (chunk),
- * {item} is the items joined by one space.
+ * is quoted for /bin/sh as its part's quote context says (unquoted when the
+ * template was not compiled for the shell); literal text is not. With
+ * several items (chunk), {item} is the items joined by one space.
  */
 int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
     int shell_quote, struct prun_buf *out);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -438,6 +439,26 @@ static int copy_anchor(struct ld *ld, const yaml_char_t *a, const char **out)
     return *out == NULL ? nomem(ld) : 0;
 }
 
+/*
+ * Explicit YAML tags ("!!binary", "!!python/object", "!foo") ask for types
+ * a job file has no use for; a strict loader refuses them. Only "!!str" on
+ * a scalar is allowed: it makes a string of what would resolve otherwise.
+ */
+static int check_tag(
+    struct ld *ld, const struct ynode *n, const yaml_char_t *tag, int scalar)
+{
+    const char *t = (const char *)tag;
+
+    if (t == NULL || (scalar && strcmp(t, "tag:yaml.org,2002:str") == 0))
+        return 0;
+    if (strncmp(t, "tag:yaml.org,2002:", 18) == 0)
+        return fail(ld, n,
+            "YAML tag '!!%.48s' is not allowed (only !!str, on a scalar)",
+            t + 18);
+    return fail(
+        ld, n, "YAML tag '%.48s' is not allowed (only !!str, on a scalar)", t);
+}
+
 static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
 {
     struct ynode *n;
@@ -460,7 +481,11 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
         /* "\0" in a double-quoted string can still produce a NUL. */
         if (memchr(v, '\0', len) != NULL)
             return fail(ld, n, "strings must not contain NUL characters");
-        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        if ((rc = check_tag(ld, n, ev->data.scalar.tag, 1)) < 0)
+            return rc;
+        /* "!!str 42" is the string "42", as if it were quoted. */
+        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                   ev->data.scalar.tag == NULL;
         if ((n->str = prun_arena_strndup(ld->tmp, v, len)) == NULL)
             return nomem(ld);
         if ((rc = copy_anchor(ld, ev->data.scalar.anchor, &anchor)) < 0)
@@ -479,6 +504,12 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
             ev->start_mark);
         if (n == NULL)
             return nomem(ld);
+        rc = check_tag(ld, n,
+            ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag
+                                                  : ev->data.mapping_start.tag,
+            0);
+        if (rc < 0)
+            return rc;
         rc = copy_anchor(ld,
             ev->type == YAML_SEQUENCE_START_EVENT
                 ? ev->data.sequence_start.anchor
@@ -566,6 +597,70 @@ static int is_null(const struct ynode *n)
            (n->str[0] == '\0' || strcmp(n->str, "~") == 0 ||
                strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
                strcmp(n->str, "NULL") == 0);
+}
+
+/*
+ * What a scalar resolves to under the YAML 1.2 core schema: a quoted (or
+ * !!str) scalar is a string; a plain one is null, a boolean, an integer or
+ * a float when it reads as one, else a string.
+ */
+enum stype { S_STR, S_NULL, S_BOOL, S_INT, S_FLOAT };
+
+static int match_all(const char *s, const char *set)
+{
+    return *s != '\0' && strspn(s, set) == strlen(s);
+}
+
+static enum stype scalar_type(const struct ynode *n)
+{
+    static const char *const bools[] = {
+        "true", "True", "TRUE", "false", "False", "FALSE"};
+    static const char *const specials[] = {".inf", ".Inf", ".INF", "+.inf",
+        "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN"};
+    const char *s = n->str, *p;
+    size_t i;
+
+    if (!n->plain)
+        return S_STR;
+    if (is_null(n))
+        return S_NULL;
+    for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+        if (strcmp(s, bools[i]) == 0)
+            return S_BOOL;
+    for (i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
+        if (strcmp(s, specials[i]) == 0)
+            return S_FLOAT;
+    if ((strncmp(s, "0x", 2) == 0 &&
+            match_all(s + 2, "0123456789abcdefABCDEF")) ||
+        (strncmp(s, "0o", 2) == 0 && match_all(s + 2, "01234567")))
+        return S_INT;
+    p = s + (*s == '-' || *s == '+');
+    if (match_all(p, "0123456789"))
+        return S_INT;
+    /* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+    i = strspn(p, "0123456789");
+    if (p[i] == '.') {
+        size_t f = strspn(p + i + 1, "0123456789");
+        if (i == 0 && f == 0)
+            return S_STR;
+        i += 1 + f;
+    } else if (i == 0) {
+        return S_STR;
+    }
+    if (p[i] == 'e' || p[i] == 'E') {
+        size_t e = i + 1 + (p[i + 1] == '-' || p[i + 1] == '+');
+        if (!match_all(p + e, "0123456789"))
+            return S_STR;
+        return S_FLOAT;
+    }
+    return p[i] == '\0' ? S_FLOAT : S_STR;
+}
+
+static const char *stype_name(enum stype t)
+{
+    static const char *const names[] = {
+        "a string", "null", "a boolean", "an integer", "a number"};
+    return names[t];
 }
 
 /* What a node is, for "got ...": the scalar quoted, or its kind. */
@@ -691,7 +786,7 @@ static int want_map(struct ld *ld, const struct ynode *k, const struct ynode *v,
 }
 
 /* v must be a non-null scalar; what describes it ("a string"). */
-static int get_scalar(struct ld *ld, const struct ynode *k,
+static int get_any_scalar(struct ld *ld, const struct ynode *k,
     const struct ynode *v, const char *what, const char **out)
 {
     if (is_null(v))
@@ -701,6 +796,45 @@ static int get_scalar(struct ld *ld, const struct ynode *k,
             v->type == Y_SEQ ? "a sequence" : "a mapping");
     *out = v->str;
     return 0;
+}
+
+/*
+ * The one type check for values that are text: a string, or a number
+ * written plainly (its text is taken as written). A boolean is refused: a
+ * strict loader reads it as true/false, never as the text.
+ */
+static int text_ok(
+    struct ld *ld, const struct ynode *v, const char *key, const char *what)
+{
+    enum stype t = scalar_type(v);
+
+    if (t == S_STR || t == S_INT || t == S_FLOAT)
+        return 0;
+    return fail(ld, v,
+        "%s%.64s%s must be %s, got %s '%.48s' (quote it: \"%.48s\")",
+        key ? "'" : "", key ? key : what, key ? "'" : "", "a string",
+        stype_name(t), v->str, v->str);
+}
+
+static int get_scalar(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const char *what, const char **out)
+{
+    int rc;
+
+    if ((rc = get_any_scalar(ld, k, v, what, out)) < 0)
+        return rc;
+    return text_ok(ld, v, k->str, NULL);
+}
+
+/* A command must be a string, not a number or a boolean that looks like one. */
+static int want_command(struct ld *ld, const struct ynode *v, const char *what)
+{
+    enum stype t = scalar_type(v);
+
+    if (t == S_STR)
+        return 0;
+    return fail(ld, v, "%s must be a string naming a command, got %s '%.48s'",
+        what, stype_name(t), v->str);
 }
 
 static int get_int(struct ld *ld, const struct ynode *k, const struct ynode *v,
@@ -713,8 +847,11 @@ static int get_int(struct ld *ld, const struct ynode *k, const struct ynode *v,
     int rc;
 
     snprintf(what, sizeof(what), "an integer >= %lld", min);
-    if ((rc = get_scalar(ld, k, v, what, &s)) < 0)
+    if ((rc = get_any_scalar(ld, k, v, what, &s)) < 0)
         return rc;
+    if (!v->plain)
+        return fail(ld, v, "'%.64s' must be %s, got the string %s", k->str,
+            what, got(v, b, sizeof(b)));
     errno = 0;
     x = strtoll(s, &end, 10);
     if (end == s || *end != '\0' || isspace((unsigned char)*s))
@@ -751,11 +888,11 @@ static int get_bool(
     const char *s = NULL;
     int rc;
 
-    if ((rc = get_scalar(ld, k, v, "true or false", &s)) < 0)
+    if ((rc = get_any_scalar(ld, k, v, "true or false", &s)) < 0)
         return rc;
-    if (prun_parse_bool(s, out, NULL) < 0)
-        return fail(ld, v, "'%.64s' must be true or false, got %s", k->str,
-            got(v, b, sizeof(b)));
+    if (scalar_type(v) != S_BOOL || prun_parse_bool(s, out, NULL) < 0)
+        return fail(ld, v, "'%.64s' must be true or false, got %s%s", k->str,
+            v->plain ? "" : "the string ", got(v, b, sizeof(b)));
     return 0;
 }
 
@@ -886,6 +1023,18 @@ static int compile(struct ld *ld, struct prun_tpl *t, const struct ynode *v,
     return prun_tpl_compile(ld->job, t, v->str, pos, keys, nkeys, ld->err);
 }
 
+/* The same for the string form of run, which /bin/sh reads. */
+static int compile_shell(struct ld *ld, struct prun_tpl *t,
+    const struct ynode *v, const char *const *keys, size_t nkeys)
+{
+    struct prun_pos pos;
+
+    pos.line = v->line;
+    pos.col = v->col + !v->plain;
+    return prun_tpl_compile_shell(
+        ld->job, t, v->str, pos, keys, nkeys, ld->err);
+}
+
 static struct prun_pos pos_of(const struct ynode *n)
 {
     struct prun_pos p;
@@ -934,6 +1083,8 @@ static int load_map_item(struct ld *ld, const struct ynode *first,
                 got(val, b, sizeof(b)));
             goto fail;
         }
+        if ((rc = text_ok(ld, val, keys[j], NULL)) < 0)
+            goto fail;
         vals[j] = prun_arena_strdup(a, val->str);
         if (vals[j] == NULL || (j > 0 && prun_buf_addc(&text, ' ') < 0) ||
             prun_buf_adds(&text, val->str) < 0) {
@@ -1003,6 +1154,8 @@ static int load_list(struct ld *ld, struct prun_task *t, const struct ynode *k,
                 return fail(ld, it,
                     "'list' items must all be strings like the first, got %s",
                     got(it, b, sizeof(b)));
+            if ((rc = text_ok(ld, it, NULL, "a 'list' item")) < 0)
+                return rc;
             if ((item->text = prun_arena_strdup(a, it->str)) == NULL)
                 return nomem(ld);
             continue;
@@ -1042,9 +1195,9 @@ static int load_range(struct ld *ld, struct prun_foreach *f,
             got(v, b, sizeof(b)));
     for (i = 0; i < v->n; i++) {
         const struct ynode *e = v->kids[i];
-        if (e->type != Y_SCALAR)
-            return fail(ld, e, "'range' values must be integers, got %s",
-                got(e, b, sizeof(b)));
+        if (e->type != Y_SCALAR || !e->plain)
+            return fail(ld, e, "'range' values must be integers, got %s%s",
+                e->type == Y_SCALAR ? "the string " : "", got(e, b, sizeof(b)));
         errno = 0;
         x[i] = strtoll(e->str, &end, 10);
         if (end == e->str || *end != '\0' || isspace((unsigned char)e->str[0]))
@@ -1106,6 +1259,8 @@ static int load_matrix(struct ld *ld, struct prun_foreach *f,
                 return fail(ld, e,
                     "matrix axis '%.64s' values must be strings, got %s",
                     ak->str, got(e, b, sizeof(b)));
+            if ((rc = text_ok(ld, e, NULL, "a matrix value")) < 0)
+                return rc;
             if ((ax->vals[j] = prun_arena_strdup(a, e->str)) == NULL)
                 return nomem(ld);
         }
@@ -1258,6 +1413,8 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
     if (is_null(v))
         return fail(ld, k, "missing value for 'run'");
     if (v->type == Y_SCALAR) {
+        if ((rc = want_command(ld, v, "'run'")) < 0)
+            return rc;
         if (v->str[0] == '\0')
             return fail(ld, v, "'run' must not be empty");
         t->shell = 1;
@@ -1265,7 +1422,13 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
         t->argv = prun_arena_alloc(ld->job->arena, sizeof(*t->argv));
         if (t->argv == NULL)
             return nomem(ld);
-        return compile(ld, &t->argv[0], v, keys, nkeys);
+        if ((rc = compile_shell(ld, &t->argv[0], v, keys, nkeys)) < 0)
+            return rc;
+        if (t->argv[0].blank)
+            return fail(ld, v,
+                "'run' is empty once {vars.} are substituted; it must name "
+                "a command");
+        return 0;
     }
     if (v->type != Y_SEQ)
         return fail(ld, v,
@@ -1283,8 +1446,16 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
         if (e->type != Y_SCALAR)
             return fail(ld, e, "'run' elements must be strings, got %s",
                 got(e, b, sizeof(b)));
+        if ((rc = i == 0 ? want_command(ld, e, "the command ('run' element 1)")
+                         : text_ok(ld, e, NULL, "a 'run' element")) < 0)
+            return rc;
         if ((rc = compile(ld, &t->argv[i], e, keys, nkeys)) < 0)
             return rc;
+        if (i == 0 && t->argv[0].empty)
+            return fail(ld, e,
+                "the command (first element of 'run') is empty%s",
+                strchr(e->str, '{') != NULL ? " once {vars.} are substituted"
+                                            : "");
     }
     return 0;
 }
@@ -1295,11 +1466,12 @@ static int check_names_ref(
 {
     char b[64];
     size_t i;
+    int rc;
 
     if (is_null(v))
         return fail(ld, k, "missing value for '%s'", k->str);
     if (v->type == Y_SCALAR)
-        return 0;
+        return text_ok(ld, v, k->str, NULL);
     if (v->type != Y_SEQ)
         return fail(ld, v, "'%s' must be a name or a sequence of names, got %s",
             k->str, got(v, b, sizeof(b)));
@@ -1309,6 +1481,8 @@ static int check_names_ref(
         if (v->kids[i]->type != Y_SCALAR)
             return fail(ld, v->kids[i], "'%s' must list names, got %s", k->str,
                 got(v->kids[i], b, sizeof(b)));
+        if ((rc = text_ok(ld, v->kids[i], k->str, NULL)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -1377,6 +1551,11 @@ static int load_task(struct ld *ld, struct prun_task *t, struct tdef *td,
             return nomem(ld);
         if ((rc = compile(ld, t->cwd, cv, keys, nkeys)) < 0)
             return rc;
+        if (t->cwd->empty)
+            return fail(ld, cv, "'cwd' must not be empty%s",
+                strchr(cv->str, '{') != NULL
+                    ? " (it is, once {vars.} are substituted)"
+                    : "");
     }
     if (slot[4] != NULL &&
         (rc = get_uint(ld, kslot[4], slot[4], 1, 100000, &t->jobs)) < 0)
@@ -1569,6 +1748,49 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
     return 0;
 }
 
+/*
+ * A segment reaches a child as PARALLELRUN_SEGMENT_<NAME in upper case>
+ * plus _SIZE, _DTYPE, ... variables, and a published one as a file beside
+ * the run's 'owner' file. So names are compared without case, 'owner' is
+ * reserved, and no name may be another's plus one of those suffixes.
+ */
+static int check_seg_name(
+    struct ld *ld, const struct prun_job *job, size_t i, const struct ynode *k)
+{
+    static const char *const suffixes[] = {
+        "_SIZE", "_DTYPE", "_SHAPE", "_WRITABLE", "_HUGEPAGES"};
+    const char *name = job->segs[i].name;
+    size_t j, x, n = strlen(name);
+
+    if (strcasecmp(name, "owner") == 0)
+        return fail(ld, k,
+            "segment name '%s' is reserved (the run directory's owner file)",
+            name);
+    for (j = 0; j < i; j++) {
+        const char *o = job->segs[j].name;
+        size_t m = strlen(o);
+
+        if (strcasecmp(o, name) == 0)
+            return fail(ld, k,
+                "segment '%s' and segment '%s' (line %u) differ only in case; "
+                "both would be PARALLELRUN_SEGMENT_%s",
+                name, o, job->segs[j].pos.line, o);
+        for (x = 0; x < sizeof(suffixes) / sizeof(suffixes[0]); x++) {
+            size_t sl = strlen(suffixes[x]);
+            const char *longer = n > m ? name : o, *shorter = n > m ? o : name;
+            size_t ll = n > m ? n : m, sl2 = n > m ? m : n;
+
+            if (ll == sl2 + sl && strncasecmp(longer, shorter, sl2) == 0 &&
+                strcasecmp(longer + sl2, suffixes[x]) == 0)
+                return fail(ld, k,
+                    "segment '%s' clashes with segment '%s' (line %u): "
+                    "PARALLELRUN_SEGMENT_%s%s would name both",
+                    name, o, job->segs[j].pos.line, shorter, suffixes[x]);
+        }
+    }
+    return 0;
+}
+
 /* ---- top level ---- */
 
 static int load_vars(struct ld *ld, const struct ynode *k,
@@ -1598,8 +1820,13 @@ static int load_vars(struct ld *ld, const struct ynode *k,
         if (job->var_keys[n++] == NULL || job->var_vals[n - 1] == NULL)
             return nomem(ld);
     }
-    /* --set wins over the file and may add variables the file lacks. */
+    /*
+     * --set wins over the file, but only for variables the file declares:
+     * a misspelt name must not be silently ignored, as for unknown keys.
+     */
     for (i = 0; i < nsets; i++) {
+        const char *sugg;
+
         if (sets[i].name == NULL || !name_ok(sets[i].name, NAME_KEY))
             return prun_err_set(ld->err, PRUN_EINVAL,
                 "--set: invalid variable name '%.64s' (use letters, digits, "
@@ -1608,9 +1835,19 @@ static int load_vars(struct ld *ld, const struct ynode *k,
         for (j = 0; j < n; j++)
             if (strcmp(job->var_keys[j], sets[i].name) == 0)
                 break;
-        if (j == n &&
-            (job->var_keys[n++] = prun_arena_strdup(a, sets[i].name)) == NULL)
-            return nomem(ld);
+        if (j == n) {
+            sugg = prun_closest(
+                sets[i].name, (const char *const *)job->var_keys, n);
+            if (sugg != NULL)
+                return prun_err_set(ld->err, PRUN_EINVAL,
+                    "--set %.64s: %s declares no such variable (did you "
+                    "mean '%s'?)",
+                    sets[i].name, ld->path, sugg);
+            return prun_err_set(ld->err, PRUN_EINVAL,
+                "--set %.64s: %s declares no such variable (%s)", sets[i].name,
+                ld->path,
+                n == 0 ? "it has no 'vars:'" : "declare it under 'vars:'");
+        }
         job->var_vals[j] =
             prun_arena_strdup(a, sets[i].value ? sets[i].value : "");
         if (job->var_vals[j] == NULL)
@@ -1775,9 +2012,9 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
         return fail_at(ld, 1, 1, "missing required key 'tasks'");
 
     if (slot[0] != NULL) {
-        if ((rc = get_scalar(ld, kslot[0], slot[0], "an integer", &s)) < 0)
+        if ((rc = get_any_scalar(ld, kslot[0], slot[0], "an integer", &s)) < 0)
             return rc;
-        if (strcmp(s, "1") != 0)
+        if (strcmp(s, "1") != 0 || scalar_type(slot[0]) != S_INT)
             return fail(ld, slot[0], "'version' must be 1, got %s",
                 got(slot[0], b, sizeof(b)));
     }
@@ -1829,7 +2066,8 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
             return nomem(ld);
         for (i = 0; i < job->nsegs; i++)
             if ((rc = load_segment(ld, &job->segs[i], v->kids[2 * i],
-                     v->kids[2 * i + 1])) < 0)
+                     v->kids[2 * i + 1])) < 0 ||
+                (rc = check_seg_name(ld, job, i, v->kids[2 * i])) < 0)
                 return rc;
     }
     if (slot[8] != NULL && (rc = load_defaults(ld, kslot[8], slot[8], &d)) < 0)
@@ -1896,6 +2134,15 @@ fail:
     return rc;
 }
 
+/* "cannot read 'path': reason" as PRUN_EINVAL, from errno. */
+static int bad_input_sys(struct prun_err *err, const char *path)
+{
+    prun_err_sys(err, "cannot read '%s'", path);
+    if (err != NULL)
+        err->code = PRUN_EINVAL;
+    return PRUN_EINVAL;
+}
+
 int prun_jobfile_load(const char *path, const struct prun_set *sets,
     size_t nsets, struct prun_job **out, struct prun_err *err)
 {
@@ -1909,9 +2156,13 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
         return prun_err_set(err, PRUN_EINVAL,
             "the job file cannot be read from stdin ('-'): stdin may be a "
             "foreach source");
+    /*
+     * A job file that is missing or unreadable is bad input like a
+     * malformed one (exit 2), not a failure of the system.
+     */
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        rc = prun_err_sys(err, "cannot read '%s'", path);
+        rc = bad_input_sys(err, path);
         goto fail;
     }
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -1926,7 +2177,7 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            rc = prun_err_sys(err, "cannot read '%s'", path);
+            rc = bad_input_sys(err, path);
             goto fail;
         }
         if (r == 0)

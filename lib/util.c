@@ -64,6 +64,11 @@ int prun_buf_reserve(struct prun_buf *b, size_t extra)
     p = realloc(b->data, cap);
     if (p == NULL)
         return PRUN_ENOMEM;
+    /*
+     * The buffer is a string as soon as it has storage, even before
+     * anything is added: an empty result must still read as "".
+     */
+    p[b->len] = '\0';
     b->data = p;
     b->cap = cap;
     return 0;
@@ -258,24 +263,59 @@ void prun_arena_free(struct prun_arena *a)
     free(a);
 }
 
-/* Splits "12.5ms" into a non-negative number and a unit suffix. */
-static int split_number(const char *s, double *num, const char **unit)
+/*
+ * A number as the unit parsers accept it: plain decimal digits with an
+ * optional fraction ("12", "12.5", ".5"), and nothing strtod would also
+ * take: no sign, exponent, hex, "inf" or "nan". Spaces may surround it.
+ * ip is the integer part (exact; *big set when it does not fit), num the
+ * whole value, unit what follows.
+ */
+struct number {
+    uint64_t ip;
+    int big;
+    int frac; /* a fraction was written (even ".0") */
+    double num;
+    const char *unit;
+};
+
+static int split_number(const char *s, struct number *n)
 {
+    const char *p = s, *digits;
     char *end;
 
-    while (isspace((unsigned char)*s))
-        s++;
-    if (!isdigit((unsigned char)*s) && *s != '.')
+    memset(n, 0, sizeof(*n));
+    while (isspace((unsigned char)*p))
+        p++;
+    digits = p;
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (n->ip > (UINT64_MAX - d) / 10)
+            n->big = 1;
+        else
+            n->ip = n->ip * 10 + d;
+    }
+    if (*p == '.') {
+        n->frac = 1;
+        p++;
+        if (!isdigit((unsigned char)*p) && p - 1 == digits)
+            return -1;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (p == digits)
         return -1;
     errno = 0;
-    *num = strtod(s, &end);
-    if (errno != 0 || end == s || !isfinite(*num) || *num < 0)
+    n->num = strtod(digits, &end);
+    if (end != p || !isfinite(n->num))
         return -1;
-    while (isspace((unsigned char)*end))
-        end++;
-    *unit = end;
+    while (isspace((unsigned char)*p))
+        p++;
+    n->unit = p;
     return 0;
 }
+
+/* Durations past this are typing mistakes, and would overflow deadlines. */
+#define MAX_DURATION_MS (3650LL * 86400 * 1000)
 
 int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
 {
@@ -284,19 +324,31 @@ int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
         double ms;
     } units[] = {{"ms", 1}, {"s", 1e3}, {"", 1e3}, {"m", 60e3}, {"min", 60e3},
         {"h", 3600e3}, {"d", 86400e3}};
-    const char *unit;
-    double num, ms;
+    struct number n;
+    double ms;
     size_t i;
 
-    if (split_number(s, &num, &unit) < 0)
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '-')
+        return prun_err_set(
+            err, PRUN_EINVAL, "duration '%s' must not be negative", s);
+    if (split_number(s, &n) < 0)
         goto bad;
     for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(unit, units[i].name) != 0)
+        if (strcmp(n.unit, units[i].name) != 0)
             continue;
-        ms = num * units[i].ms;
-        if (ms > (double)INT64_MAX / 2)
-            return prun_err_set(
-                err, PRUN_EINVAL, "duration '%s' is too large", s);
+        ms = n.num * units[i].ms;
+        if (n.big || ms > (double)MAX_DURATION_MS)
+            return prun_err_set(err, PRUN_EINVAL,
+                "duration '%s' is too large (at most 3650d)", s);
+        /*
+         * Rounding 0.4ms down to 0 would turn a timeout into none at all;
+         * only an exact zero means zero.
+         */
+        if (ms > 0 && ms < 1)
+            return prun_err_set(err, PRUN_EINVAL,
+                "duration '%s' is shorter than 1ms (the smallest step)", s);
         *out_ms = (int64_t)llround(ms);
         return 0;
     }
@@ -309,23 +361,38 @@ int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
 {
     static const struct {
         const char *name;
-        double mult;
-    } units[] = {{"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3},
-        {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6}, {"G", 1073741824.0},
-        {"GiB", 1073741824.0}, {"GB", 1e9}, {"T", 1099511627776.0},
-        {"TiB", 1099511627776.0}, {"TB", 1e12}};
-    const char *unit;
-    double num, v;
+        uint64_t mult;
+    } units[] = {{"", 1}, {"B", 1}, {"K", 1ULL << 10}, {"KiB", 1ULL << 10},
+        {"KB", 1000}, {"M", 1ULL << 20}, {"MiB", 1ULL << 20}, {"MB", 1000000},
+        {"G", 1ULL << 30}, {"GiB", 1ULL << 30}, {"GB", 1000000000},
+        {"T", 1ULL << 40}, {"TiB", 1ULL << 40}, {"TB", 1000000000000ULL}};
+    /* Sizes become off_t (ftruncate, fallocate): signed 64 bits. */
+    const uint64_t max = (uint64_t)INT64_MAX;
+    struct number n;
+    double v;
     size_t i;
 
-    if (split_number(s, &num, &unit) < 0)
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '-')
+        return prun_err_set(
+            err, PRUN_EINVAL, "size '%s' must not be negative", s);
+    if (split_number(s, &n) < 0)
         goto bad;
     for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(unit, units[i].name) != 0)
+        if (strcmp(n.unit, units[i].name) != 0)
             continue;
-        v = num * units[i].mult;
-        if (v >= 18446744073709551615.0)
+        if (n.big || n.ip > max / units[i].mult)
             return prun_err_set(err, PRUN_EINVAL, "size '%s' is too large", s);
+        if (!n.frac) {
+            *out = n.ip * units[i].mult;
+            return 0;
+        }
+        /* Fractions are exact enough below 2^53, and whole or refused. */
+        v = n.num * (double)units[i].mult;
+        if (v >= 9007199254740992.0)
+            return prun_err_set(err, PRUN_EINVAL,
+                "size '%s' is too large to have a fraction", s);
         if (v != floor(v))
             return prun_err_set(err, PRUN_EINVAL,
                 "size '%s' is not a whole number of bytes", s);
@@ -337,24 +404,39 @@ bad:
         "invalid size '%s' (expected e.g. 64KiB, 256MiB, 2GiB)", s);
 }
 
+/*
+ * Rates outside these bounds are mistakes: below one start a day the
+ * schedule's arithmetic overflows, above a million a second it means
+ * nothing.
+ */
+#define MIN_RATE (1.0 / 86400)
+#define MAX_RATE 1e6
+
 int prun_parse_rate(const char *s, double *per_sec, struct prun_err *err)
 {
-    const char *unit;
-    double num, div = 0;
+    struct number n;
+    double div = 0, r;
 
-    if (split_number(s, &num, &unit) < 0)
+    if (split_number(s, &n) < 0)
         goto bad;
-    if (*unit == '\0' || strcmp(unit, "/s") == 0)
+    if (*n.unit == '\0' || strcmp(n.unit, "/s") == 0)
         div = 1;
-    else if (strcmp(unit, "/m") == 0 || strcmp(unit, "/min") == 0)
+    else if (strcmp(n.unit, "/m") == 0 || strcmp(n.unit, "/min") == 0)
         div = 60;
-    else if (strcmp(unit, "/h") == 0)
+    else if (strcmp(n.unit, "/h") == 0)
         div = 3600;
-    else if (strcmp(unit, "/d") == 0)
+    else if (strcmp(n.unit, "/d") == 0)
         div = 86400;
-    if (div == 0 || num <= 0)
+    if (div == 0 || n.num <= 0)
         goto bad;
-    *per_sec = num / div;
+    r = n.num / div;
+    if (n.big || r > MAX_RATE)
+        return prun_err_set(
+            err, PRUN_EINVAL, "rate '%s' is too high (at most 1000000/s)", s);
+    if (r < MIN_RATE * (1 - 1e-9))
+        return prun_err_set(
+            err, PRUN_EINVAL, "rate '%s' is too low (at least 1/d)", s);
+    *per_sec = r;
     return 0;
 bad:
     return prun_err_set(err, PRUN_EINVAL,

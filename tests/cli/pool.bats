@@ -111,7 +111,7 @@ tasks:
   work:
     pool: true
     foreach: {range: [0, 3]}
-    run: [true]
+    run: ["true"]
 EOF
     run "$PR" run "$T/off.yaml" --redis off
     [ "$status" -eq 2 ]

@@ -207,7 +207,7 @@ name: nightly2
 lock: true
 tasks:
   t:
-    run: [true]
+    run: ["true"]
 EOF
     run "$PR" run "$T/quick.yaml" --redis "$url"
     [ "$status" -eq 0 ]

@@ -33,7 +33,7 @@ teardown() { common_teardown; }
     run "$PR" run jobs/demo.yaml -j 0
     [ "$status" -eq 2 ]
     run "$PR" run "$T/nope.yaml"
-    [ "$status" -eq 3 ]
+    [ "$status" -eq 2 ]
     [[ "$output" == *"nope.yaml"* ]]
 }
 
@@ -293,7 +293,7 @@ EOF
     job dagfail <<EOF
 tasks:
   a:
-    run: [false]
+    run: ["false"]
   b:
     needs: [a]
     run: [touch, "$T/b-ran"]
@@ -330,7 +330,7 @@ tasks:
   t:
     rate: 20/s
     foreach: {range: [0, 6]}
-    run: [true]
+    run: ["true"]
 EOF
     run "$PR" run "$T/rate.yaml" -j 6 --joblog "$T/log"
     [ "$status" -eq 0 ]
@@ -442,7 +442,7 @@ EOF
     job ww <<EOF
 tasks:
   t:
-    run: [true]
+    run: ["true"]
 EOF
     chmod 666 "$T/ww.yaml"
     run "$PR" run "$T/ww.yaml"

@@ -27,8 +27,12 @@ teardown() { common_teardown; }
 }
 
 @test "every good fixture validates" {
-    # full.yaml streams lines from a file relative to the current directory.
+    # full.yaml streams lines from a file relative to the current directory,
+    # and validate checks its segment files as run does.
     touch "$T/urls-2026-11-21.txt"
+    mkdir -p "$T/data/2026-11-21"
+    touch "$T/data/2026-11-21/genome.npy"
+    truncate -s 64000000 "$T/data/t.bin"
     for f in "$ROOT"/tests/fixtures/good/*.yaml; do
         run bash -c "cd '$T' && '$PR' validate '$f'"
         [ "$status" -eq 0 ] || { echo "$f: $output"; return 1; }

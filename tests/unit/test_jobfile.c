@@ -167,7 +167,7 @@ static void test_defaults_when_unset(void)
 {
     struct prun_err err;
     struct prun_job *job = load_str(
-        "dir/my job.v2.yaml", "tasks:\n  a: {run: [true]}\n", NULL, 0, &err);
+        "dir/my job.v2.yaml", "tasks:\n  a: {run: [\"true\"]}\n", NULL, 0, &err);
     const struct prun_task *t;
 
     ASSERT(job != NULL);
@@ -201,7 +201,7 @@ static void test_sets_override_and_add(void)
     struct prun_buf b = {0};
     struct prun_ctx ctx = {0};
     struct prun_job *job = load_str("t.yaml",
-        "vars: {day: monday, keep: k}\n"
+        "vars: {day: monday, keep: k, extra: x}\n"
         "segments: {s: {file: \"{vars.day}.bin\"}}\n"
         "tasks:\n  a:\n    run: [echo, "
         "\"{vars.day}-{vars.extra}-{vars.keep}\"]\n"
@@ -222,12 +222,11 @@ static void test_sets_override_and_add(void)
     prun_buf_free(&b);
     prun_job_free(job);
 
-    /* A --set of a variable the file does not use makes it usable. */
-    job = load_str("t.yaml", "tasks: {a: {run: \"echo {vars.new}\"}}\n",
-        &(struct prun_set){"new", "v"}, 1, &err);
-    ASSERT(job != NULL);
-    ASSERT_STREQ(job->tasks[0].argv[0].parts[0].text, "echo v");
-    prun_job_free(job);
+    /* --set of a variable the file does not declare is refused. */
+    ASSERT(load_str("t.yaml", "tasks: {a: {run: \"echo {vars.new}\"}}\n",
+               &(struct prun_set){"new", "v"}, 1, &err) == NULL);
+    ASSERT_EQ(err.code, PRUN_EINVAL);
+    ASSERT_CONTAINS(err.msg, "--set new: t.yaml declares no such variable");
 
     ASSERT(load_str("t.yaml", "tasks: {a: {run: x}}\n",
                &(struct prun_set){"bad name", "v"}, 1, &err) == NULL);
@@ -753,7 +752,7 @@ static void test_error_positions(void)
             "segments:\n  Bad-Name: {size: 1}\ntasks: {a: {run: x}}\n", &err),
         "t.yaml:2:3: invalid segment name 'Bad-Name' (use letters, digits and "
         "'_', not starting with a digit, at most 64)");
-    ASSERT_STREQ(load_msg("segments:\n  s: {file: f, writable: yes}\n"
+    ASSERT_STREQ(load_msg("segments:\n  s: {file: f, writable: true}\n"
                           "tasks: {a: {run: x}}\n",
                      &err),
         "t.yaml:2:16: file segments are read-only; use size: with writable: "
@@ -879,7 +878,7 @@ static void test_nul_and_size_limits(void)
 
     ASSERT_EQ(
         prun_jobfile_load("tests/fixtures/no-such.yaml", NULL, 0, &job, &err),
-        PRUN_ESYS);
+        PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "cannot read 'tests/fixtures/no-such.yaml': No such "
                           "file or directory");
     ASSERT(job == NULL);
