@@ -121,7 +121,7 @@ assert d["redis_errors"] == int(sys.argv[2]), d
 assert d["redis_error"].startswith("OOM "), d' "$T/out" "$n"
 }
 
-@test "OOM in the text summary, and a later --resume does not silently redo" {
+@test "OOM: the text summary counts the refused writes, even with --quiet" {
     start_redis oom2
     fill "$T/oom2.sock"
     redis-cli -s "$T/oom2.sock" config set maxmemory 1mb >/dev/null
@@ -177,14 +177,19 @@ assert d["redis_error"].startswith("OOM "), d' "$T/out" "$n"
 
 @test "a child's primitive reports Redis's own error message" {
     start_redis cacl
-    redis-cli -s "$T/cacl.sock" acl setuser kid on '>pw' '~*' '&*' +@all \
-        -incrby >/dev/null
-    run env PARALLELRUN_REDIS="unix://kid@$T/cacl.sock" \
-        PARALLELRUN_REDIS_PASSWORD=pw PARALLELRUN_RUN_ID=r1 \
+    redis-cli -s "$T/cacl.sock" acl setuser default -incrby -rpush \
+        >/dev/null
+    # Refused while queued in MULTI: Redis's reason, not EXECABORT.
+    run env PARALLELRUN_REDIS="unix://$T/cacl.sock" PARALLELRUN_RUN_ID=r1 \
         "$PR" counter c --add 1
     echo "$output"
     [ "$status" -ne 0 ]
     [[ "$output" == *"NOPERM"*"incrby"* ]]
+    run env PARALLELRUN_REDIS="unix://$T/cacl.sock" PARALLELRUN_RUN_ID=r1 \
+        "$PR" queue push q a b
+    echo "$output"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"NOPERM"*"rpush"* ]]
 }
 
 @test "a Redis Cluster endpoint is refused at start with a clear message" {
