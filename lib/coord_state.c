@@ -10,7 +10,11 @@
  * queue is sent again on the next connection. That is safe because every
  * command written here is idempotent: counts are absolute values, members
  * are set members, fields are overwritten. Children keep running and new
- * ones keep starting while Redis is away.
+ * ones keep starting while Redis is away. Every reply is checked, inside
+ * MULTI/EXEC and script replies too: an error reply acknowledges its
+ * command (it would be refused again) but is reported to the caller, the
+ * first of each kind at once, and counted. Keys are created together with
+ * their TTL, so no key outlives a runner killed at any moment.
  *
  * This module does not decide anything about the run; it records it.
  */
@@ -353,13 +357,35 @@ static const redisReply *find_error(const redisReply *r, int depth)
     return NULL;
 }
 
+enum { ERR_CONNECT, ERR_REFUSED, ERR_RETRY };
+
+/*
+ * Errors that say "not now" rather than "never": the server is loading its
+ * data, busy with a script, or a replica waiting for its master. The
+ * connection is dropped and everything unacknowledged is sent again later.
+ */
+static int transient(const char *msg)
+{
+    static const char *const kinds[] = {
+        "LOADING ", "BUSY ", "TRYAGAIN ", "MASTERDOWN "};
+    size_t i;
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strncmp(msg, kinds[i], strlen(kinds[i])) == 0)
+            return 1;
+    return 0;
+}
+
 /*
  * Redis answered with an error. The first error of each kind goes to the
- * caller at once, in Redis's own words; refused records are counted per
- * kind (counted says whether this one counts as a refused record).
+ * caller at once, in Redis's own words; refused records (how ==
+ * ERR_REFUSED) are counted per kind.
  */
-static void note_error(struct prun_state *s, const char *msg, int counted)
+static void note_error(struct prun_state *s, const char *msg, int how)
 {
+    static const char *const what[] = {"refused the connection",
+        "refused a state write", "is not taking writes yet (retrying)"};
+    const int counted = how == ERR_REFUSED;
     struct prun_state_error_kind *k = NULL;
     char kind[sizeof(k->kind)];
     size_t i, n = strcspn(msg, " ");
@@ -376,8 +402,8 @@ static void note_error(struct prun_state *s, const char *msg, int counted)
             snprintf(k->kind, sizeof(k->kind), "%s", kind);
             snprintf(k->first, sizeof(k->first), "%s", msg);
         }
-        snprintf(line, sizeof(line), "Redis at %s refused %s: %s", s->url,
-            counted ? "a state write" : "the connection", msg);
+        snprintf(
+            line, sizeof(line), "Redis at %s %s: %s", s->url, what[how], msg);
         if (s->on_error != NULL)
             s->on_error(s->on_error_ctx, line);
     }
@@ -413,7 +439,7 @@ static void read_replies(struct prun_state *s)
             if (bad != NULL) {
                 char why[200];
                 snprintf(why, sizeof(why), "%s", bad->str);
-                note_error(s, why, 0);
+                note_error(s, why, ERR_CONNECT);
                 freeReplyObject(r);
                 disconnect(s, why);
                 return;
@@ -427,9 +453,17 @@ static void read_replies(struct prun_state *s)
              * is reported and counted. In MULTI..EXEC the first error
              * (usually at queueing, followed by EXECABORT) is the one.
              */
+            if (bad != NULL && transient(bad->str)) {
+                char why[200];
+                snprintf(why, sizeof(why), "%s", bad->str);
+                note_error(s, why, ERR_RETRY);
+                freeReplyObject(r);
+                disconnect(s, why);
+                return;
+            }
             if (bad != NULL && !c->refused) {
                 c->refused = 1;
-                note_error(s, bad->str, 1);
+                note_error(s, bad->str, ERR_REFUSED);
             }
             if (++c->got >= c->nreplies) {
                 s->head = c->next;

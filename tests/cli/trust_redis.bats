@@ -392,3 +392,28 @@ EOF
     [ "$(redis-cli -s "$T/pool.sock" exists "parallelrun:{$rid}:run")" = 1 ]
     no_key_without_ttl "$T/pool.sock"
 }
+
+@test "BUSY (a long script) is transient: reported, retried, nothing lost" {
+    start_redis busy --lua-time-limit 100
+    s=$T/busy.sock
+    # Instance 0 keeps the server in a script for 2 s; the others end while
+    # the server answers BUSY, so their records meet it.
+    job busy <<EOF2
+tasks:
+  t:
+    foreach: {range: [0, 6]}
+    run: [sh, -c, 'if [ \$PARALLELRUN_INDEX = 0 ]; then touch $T/busy; redis-cli -s $s eval "local t = redis.call(\"TIME\") while redis.call(\"TIME\")[1] - t[1] < 2 do end return 1" 0 >/dev/null; else i=0; while [ ! -e $T/busy ] && [ \$i -lt $((200 * TF)) ]; do i=\$((i+1)); sleep 0.05; done; while ! redis-cli -s $s ping | grep -q BUSY && [ \$i -lt $((400 * TF)) ]; do i=\$((i+1)); sleep 0.02; done; echo \$PARALLELRUN_RUN_ID > $T/rid; fi']
+EOF2
+    rc=0
+    timeout $((60 * TF)) "$PR" run "$T/busy.yaml" -j 6 --redis "unix://$s" \
+        >"$T/out" 2>"$T/err" || rc=$?
+    cat "$T/err" | head -c 4000
+    [ $rc -eq 0 ]
+    grep -q "not taking writes yet (retrying): BUSY" "$T/err"
+    rid=$(cat "$T/rid")
+    run "$PR" status "$rid" --redis "unix://$s" --json
+    echo "$output" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)["run"]
+assert d["state"] == "succeeded" and d["succeeded"] == 6, d'
+}
