@@ -414,7 +414,11 @@ static void print_json(const struct prun_job *job, const char *run_id,
         prun_buf_add_json(&b, f->tail, strlen(f->tail));
         prun_buf_addc(&b, '}');
     }
-    prun_buf_printf(&b, "],\"failures_not_listed\":%llu}\n", res->fail_more);
+    prun_buf_printf(&b, "],\"failures_not_listed\":%llu", res->fail_more);
+    prun_buf_printf(
+        &b, ",\"redis_errors\":%llu,\"redis_error\":", res->redis_errors);
+    prun_buf_add_json(&b, res->redis_error, strlen(res->redis_error));
+    prun_buf_adds(&b, "}\n");
     if (b.data)
         fwrite(b.data, 1, b.len, stdout);
     fflush(stdout);
@@ -436,6 +440,13 @@ struct redis_setup {
     struct prun_joblock lock;
     char note[320]; /* why a run goes on without Redis */
 };
+
+/* The first error reply of each kind, at once (even with --quiet). */
+static void state_error(void *ctx, const char *msg)
+{
+    (void)ctx;
+    cmd_warn("%s", msg);
+}
 
 static int skip_done(
     void *ctx, size_t task, const struct prun_item *items, size_t n)
@@ -541,6 +552,7 @@ static int redis_setup(struct redis_setup *rs, const struct run_args *a,
     so.key_ttl_ms = cfg->key_ttl_ms;
     /* The lease is kept by prun_state_joblock_*, not by the heartbeat. */
     so.job_name = NULL;
+    so.on_error = state_error;
     rc = prun_state_open(&so, &rs->state, err);
     if (rc < 0)
         return rc;
@@ -580,10 +592,17 @@ static void redis_teardown(struct redis_setup *rs)
     memset(rs->env_pw, 0, sizeof(rs->env_pw));
 }
 
-/* Final counts and state, then wait (bounded) for Redis to take them. */
-static void redis_finish(
-    struct redis_setup *rs, const struct prun_run_result *res, int exit_code)
+/*
+ * Final counts and state, then wait (bounded) for Redis to take them.
+ * Returns the number of records Redis refused or never got (0: the run's
+ * state is complete), *first the first reason.
+ */
+static unsigned long long redis_finish(struct redis_setup *rs,
+    const struct prun_run_result *res, int exit_code, char *first, size_t n)
 {
+    const struct prun_state_error_kind *kinds;
+    unsigned long long lost;
+    size_t nkinds, i;
     const struct prun_sched_stats *st = &res->stats;
     struct prun_state_counts c;
     struct prun_err e;
@@ -591,8 +610,14 @@ static void redis_finish(
                         : exit_code ? "failed"
                                     : "succeeded";
 
+    if (n > 0)
+        first[0] = '\0';
     if (rs->state == NULL)
-        return;
+        return 0;
+    /* Recorded as it will end: a run whose state is incomplete exits 3. */
+    if (prun_state_refused(rs->state, NULL, NULL) > 0 &&
+        (exit_code == EXIT_OK || exit_code == EXIT_FAILED))
+        exit_code = EXIT_SYSTEM;
     c.total = st->total;
     c.succeeded = st->succeeded;
     c.failed = st->failed;
@@ -603,8 +628,22 @@ static void redis_finish(
     prun_state_counts(rs->state, &c, NULL, 0);
     prun_state_run_end(rs->state, state, exit_code, res->signal);
     /* Lost state is worth saying even with --quiet: status will be wrong. */
-    if (prun_state_flush(rs->state, 10000, &e) < 0)
+    lost = prun_state_flush(rs->state, 10000, &e) < 0 ? 1 : 0;
+    if (lost) {
         cmd_warn("%s", e.msg);
+        snprintf(first, n, "%s", e.msg);
+    }
+    lost += prun_state_refused(rs->state, &kinds, &nkinds);
+    for (i = 0; i < nkinds; i++) {
+        cmd_warn("Redis refused %llu state write%s: %s", kinds[i].count,
+            kinds[i].count == 1 ? "" : "s", kinds[i].first);
+        if (i == 0 && first[0] == '\0')
+            snprintf(first, n, "%s", kinds[i].first);
+    }
+    if (lost > 0)
+        cmd_warn("the state of this run in Redis is incomplete: status and "
+                 "--resume cannot be trusted for it");
+    return lost;
 }
 
 /* What the runner has to say while it runs (a restarted guardian). */
@@ -764,7 +803,8 @@ int cmd_run(int argc, char **argv)
         failed = task_skipped(&res.tasks[i]) > 0;
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
-        redis_finish(&rs, &res, cmd_exit_code(rc));
+        redis_finish(&rs, &res, cmd_exit_code(rc), res.redis_error,
+            sizeof(res.redis_error));
         if (rc == PRUN_ELOCKED && rs.locked)
             lock_lost_message(&rs, &e);
         rc = cmd_fail(&e);
@@ -778,11 +818,18 @@ int cmd_run(int argc, char **argv)
         if (rc == EXIT_OK)
             rc = EXIT_SYSTEM;
     }
+    /*
+     * The state goes first, so the summary can count what Redis refused:
+     * a run whose state could not be recorded exits 3.
+     */
+    res.redis_errors =
+        redis_finish(&rs, &res, rc, res.redis_error, sizeof(res.redis_error));
+    if (res.redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
+        rc = EXIT_SYSTEM;
     if (a.json)
         print_json(job, run_id, &res, rc);
     if (!a.json || rc != EXIT_OK)
         print_summary(job, run_id, &res, a.quiet, rc != EXIT_OK);
-    redis_finish(&rs, &res, rc);
 out:
     /* Every path ends here: the run's segments never outlive it. */
     prun_segset_free(segs);

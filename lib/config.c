@@ -8,6 +8,7 @@
  * settings later, in cmd/.
  */
 #include "config.h"
+#include "coord.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -298,7 +299,9 @@ static int handler(
         return handler_fail(
             p, PRUN_EINVAL, "unknown key '%s' in section [%s]", name, section);
     }
-    if (keys[i].key == K_PASSWORD)
+    /* A password in the URL is a password all the same. */
+    if (keys[i].key == K_PASSWORD ||
+        (keys[i].key == K_URL && prun_redis_url_has_password(value)))
         p->password = 1;
     memset(&verr, 0, sizeof(verr));
     rc = set_value(&p->next, p->orig, keys[i].key, value, &verr);

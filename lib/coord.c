@@ -33,67 +33,226 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The value of a hex digit, or -1. */
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Percent-decodes len bytes of s into out (n bytes). Returns 0, or -1 when
+ * it does not fit or holds a bad escape or a NUL.
+ */
+static int pct_decode(const char *s, size_t len, char *out, size_t n)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+
+        if (c == '%') {
+            if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                return -1;
+            c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+            i += 2;
+            if (c == 0)
+                return -1;
+        }
+        if (o + 1 >= n)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Percent-encodes s for the user part of a URL. */
+static void pct_encode(const char *s, char *out, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    for (; *s && o + 4 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9') || strchr("-._~", c) != NULL) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (n > 0)
+        out[o < n ? o : n - 1] = '\0';
+}
+
+/*
+ * The userinfo of url ("user:pass" in redis://user:pass@host): its start
+ * and length, or NULL when there is none. It ends at the last '@' before
+ * the path, so an '@' in a password needs no escaping.
+ */
+static const char *userinfo(const char *url, size_t *len)
+{
+    const char *p, *end, *at = NULL, *q;
+
+    if (strncmp(url, "redis://", 8) == 0)
+        p = url + 8;
+    else if (strncmp(url, "rediss://", 9) == 0)
+        p = url + 9;
+    else if (strncmp(url, "unix://", 7) == 0)
+        p = url + 7;
+    else
+        return NULL;
+    /* A unix path starts right after "unix://"; userinfo ends with "@/". */
+    if (strncmp(url, "unix://", 7) == 0) {
+        for (q = p; *q && *q != '?'; q++)
+            if (*q == '@' && q[1] == '/')
+                at = q;
+        if (at == NULL || *p == '/')
+            return NULL;
+    } else {
+        end = p + strcspn(p, "/?#");
+        for (q = p; q < end; q++)
+            if (*q == '@')
+                at = q;
+        if (at == NULL)
+            return NULL;
+    }
+    *len = (size_t)(at - p);
+    return p;
+}
+
+/*
+ * Where a password would be in url, for redaction: between the first ':'
+ * after "SCHEME://" and the last '@'. Generous on purpose (it also serves
+ * URLs that do not parse): hiding too much in a message is harmless.
+ */
+static const char *password_span(const char *url, size_t *len)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+    const char *at, *c;
+
+    if (p == NULL)
+        return NULL;
+    p += 3;
+    at = strrchr(p, '@');
+    if (at == NULL)
+        return NULL;
+    c = memchr(p, ':', (size_t)(at - p));
+    if (c == NULL || c + 1 >= at)
+        return NULL;
+    *len = (size_t)(at - c - 1);
+    return c + 1;
+}
+
+int prun_redis_url_has_password(const char *url)
+{
+    size_t len;
+
+    return password_span(url, &len) != NULL;
+}
+
+void prun_redis_url_redact(const char *url, char *buf, size_t n)
+{
+    size_t len;
+    const char *pw = password_span(url, &len);
+
+    if (n == 0)
+        return;
+    if (pw == NULL)
+        snprintf(buf, n, "%s", url ? url : "");
+    else
+        snprintf(buf, n, "%.*s***%s", (int)(pw - url), url, pw + len);
+}
+
+/* Splits userinfo "user[:pass]" (percent-encoded) into a. */
+static int parse_userinfo(const char *u, size_t len, struct prun_redis_addr *a)
+{
+    const char *c = memchr(u, ':', len);
+    size_t ul = c ? (size_t)(c - u) : len;
+
+    if (pct_decode(u, ul, a->user, sizeof(a->user)) < 0)
+        return -1;
+    if (c != NULL &&
+        pct_decode(c + 1, len - ul - 1, a->password, sizeof(a->password)) < 0)
+        return -1;
+    return 0;
+}
+
 int prun_redis_url_parse(
     const char *url, struct prun_redis_addr *a, struct prun_err *err)
 {
-    const char *p, *at, *slash, *colon, *q;
+    const char *p, *slash, *colon, *q, *ui;
+    size_t uilen = 0;
     long long v;
     struct prun_err e;
+    char shown[320];
 
     memset(a, 0, sizeof(*a));
     a->port = 6379;
+    /* Messages show the URL without its password. */
+    prun_redis_url_redact(url, shown, sizeof(shown));
+    ui = userinfo(url, &uilen);
+    if (ui != NULL && parse_userinfo(ui, uilen, a) < 0) {
+        memset(a, 0, sizeof(*a));
+        return prun_err_set(err, PRUN_EINVAL,
+            "invalid Redis URL '%s': bad user or password (too long, or a "
+            "bad %%-escape)",
+            shown);
+    }
     if (strncmp(url, "unix://", 7) == 0) {
         p = url + 7;
+        if (ui != NULL)
+            p = ui + uilen + 1;
         q = strchr(p, '?');
         if (*p != '/' || (q ? (size_t)(q - p) : strlen(p)) >= sizeof(a->path))
-            return prun_err_set(err, PRUN_EINVAL,
-                "invalid Redis URL '%s' (expected unix:///absolute/path)", url);
+            goto bad_unix;
         a->is_unix = 1;
         snprintf(a->path, sizeof(a->path), "%.*s",
             (int)(q ? (size_t)(q - p) : strlen(p)), p);
         if (q != NULL) {
             if (strncmp(q, "?db=", 4) != 0 ||
-                prun_parse_int(q + 4, 0, 100000, &v, &e) < 0)
+                prun_parse_int(q + 4, 0, 100000, &v, &e) < 0) {
+                memset(a, 0, sizeof(*a));
                 return prun_err_set(err, PRUN_EINVAL,
-                    "invalid Redis URL '%s' (expected ?db=N)", url);
+                    "invalid Redis URL '%s' (expected ?db=N)", shown);
+            }
             a->db = (int)v;
         }
         return 0;
     }
-    if (strncmp(url, "redis://", 8) != 0)
+    if (strncmp(url, "redis://", 8) != 0) {
+        memset(a, 0, sizeof(*a));
         return prun_err_set(err, PRUN_EINVAL,
             "invalid Redis URL '%s' (expected redis://host:port/db or "
             "unix:///path)",
-            url);
-    p = url + 8;
-    slash = strchr(p, '/');
-    at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
-    if (at != NULL) {
-        const char *c = memchr(p, ':', (size_t)(at - p));
-        if (c != NULL) {
-            snprintf(a->user, sizeof(a->user), "%.*s", (int)(c - p), p);
-            snprintf(a->password, sizeof(a->password), "%.*s",
-                (int)(at - c - 1), c + 1);
-        } else {
-            snprintf(
-                a->password, sizeof(a->password), "%.*s", (int)(at - p), p);
-        }
-        p = at + 1;
+            shown);
     }
+    p = ui != NULL ? ui + uilen + 1 : url + 8;
+    slash = strchr(p, '/');
     {
         size_t hl = slash ? (size_t)(slash - p) : strlen(p);
         char hostport[300];
 
         if (hl == 0 || hl >= sizeof(hostport))
-            return prun_err_set(
-                err, PRUN_EINVAL, "invalid Redis URL '%s': no host", url);
+            goto no_host;
         memcpy(hostport, p, hl);
         hostport[hl] = '\0';
         colon = strrchr(hostport, ':');
         if (colon != NULL && strchr(hostport, ']') < colon) {
-            if (prun_parse_int(colon + 1, 1, 65535, &v, &e) < 0)
-                return prun_err_set(
-                    err, PRUN_EINVAL, "invalid Redis URL '%s': bad port", url);
+            if (prun_parse_int(colon + 1, 1, 65535, &v, &e) < 0) {
+                memset(a, 0, sizeof(*a));
+                return prun_err_set(err, PRUN_EINVAL,
+                    "invalid Redis URL '%s': bad port", shown);
+            }
             a->port = (int)v;
             hostport[colon - hostport] = '\0';
         }
@@ -105,34 +264,52 @@ int prun_redis_url_parse(
             }
         }
         if (hostport[0] == '\0' || strlen(hostport) >= sizeof(a->host))
-            return prun_err_set(
-                err, PRUN_EINVAL, "invalid Redis URL '%s': no host", url);
+            goto no_host;
         memcpy(a->host, hostport, strlen(hostport) + 1);
     }
     if (slash != NULL && slash[1] != '\0') {
-        if (prun_parse_int(slash + 1, 0, 100000, &v, &e) < 0)
+        if (prun_parse_int(slash + 1, 0, 100000, &v, &e) < 0) {
+            memset(a, 0, sizeof(*a));
             return prun_err_set(err, PRUN_EINVAL,
-                "invalid Redis URL '%s': bad database number", url);
+                "invalid Redis URL '%s': bad database number", shown);
+        }
         a->db = (int)v;
     }
     for (q = a->host; *q; q++)
-        if (isspace((unsigned char)*q))
+        if (isspace((unsigned char)*q) || *q == '@') {
+            memset(a, 0, sizeof(*a));
             return prun_err_set(
-                err, PRUN_EINVAL, "invalid Redis URL '%s': bad host", url);
+                err, PRUN_EINVAL, "invalid Redis URL '%s': bad host", shown);
+        }
     return 0;
+no_host:
+    memset(a, 0, sizeof(*a));
+    return prun_err_set(
+        err, PRUN_EINVAL, "invalid Redis URL '%s': no host", shown);
+bad_unix:
+    memset(a, 0, sizeof(*a));
+    return prun_err_set(err, PRUN_EINVAL,
+        "invalid Redis URL '%s' (expected unix:///absolute/path)", shown);
 }
 
 void prun_redis_url_format(const struct prun_redis_addr *a, char *buf, size_t n)
 {
+    char user[200] = "";
+
+    /* The user is no secret: children need it to authenticate as it. */
+    if (a->user[0]) {
+        pct_encode(a->user, user, sizeof(user) - 1);
+        strcat(user, "@");
+    }
     if (a->is_unix) {
         if (a->db)
-            snprintf(buf, n, "unix://%s?db=%d", a->path, a->db);
+            snprintf(buf, n, "unix://%s%s?db=%d", user, a->path, a->db);
         else
-            snprintf(buf, n, "unix://%s", a->path);
+            snprintf(buf, n, "unix://%s%s", user, a->path);
     } else if (strchr(a->host, ':') != NULL) {
-        snprintf(buf, n, "redis://[%s]:%d/%d", a->host, a->port, a->db);
+        snprintf(buf, n, "redis://%s[%s]:%d/%d", user, a->host, a->port, a->db);
     } else {
-        snprintf(buf, n, "redis://%s:%d/%d", a->host, a->port, a->db);
+        snprintf(buf, n, "redis://%s%s:%d/%d", user, a->host, a->port, a->db);
     }
 }
 
@@ -249,8 +426,8 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     struct prun_redis_addr a;
     struct prun_conn *c;
     struct timeval tv = tv_ms(timeout_ms);
-    redisReply *r;
-    int rc;
+    redisReply *r, *replies[3] = {NULL, NULL, NULL};
+    int rc, i, nauth = 0;
 
     rc = prun_redis_url_parse(url, &a, err);
     if (rc < 0)
@@ -274,31 +451,84 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     /* hiredis 0.14 opens sockets without close-on-exec. */
     fcntl(c->ctx->fd, F_SETFD, FD_CLOEXEC);
     redisSetTimeout(c->ctx, tv);
-    if (a.password[0] != '\0') {
-        r = a.user[0] ? prun__cmd(c, err, "AUTH %s %s", a.user, a.password)
-                      : prun__cmd(c, err, "AUTH %s", a.password);
-        memset(a.password, 0, sizeof(a.password));
-        if (r == NULL) {
+    /*
+     * One round trip: AUTH (when there is a user or a password), SELECT or
+     * PING, and INFO cluster, whose replies come back in that order.
+     */
+    if (a.user[0] != '\0' || a.password[0] != '\0') {
+        if (a.user[0] != '\0')
+            redisAppendCommand(c->ctx, "AUTH %s %s", a.user, a.password);
+        else
+            redisAppendCommand(c->ctx, "AUTH %s", a.password);
+        nauth = 1;
+    }
+    memset(a.password, 0, sizeof(a.password));
+    if (a.db)
+        redisAppendCommand(c->ctx, "SELECT %d", a.db);
+    else
+        redisAppendCommand(c->ctx, "PING");
+    redisAppendCommand(c->ctx, "INFO cluster");
+    for (i = 0; i < nauth + 2; i++) {
+        void *v = NULL;
+
+        if (redisGetReply(c->ctx, &v) != REDIS_OK) {
             rc = prun_err_set(err, PRUN_EREDIS,
-                "cannot connect to Redis at %s: authentication failed", c->url);
+                "cannot connect to Redis at %s: %s", c->url,
+                c->ctx->errstr[0] ? c->ctx->errstr : "no reply");
             goto fail;
         }
-        freeReplyObject(r);
+        replies[i] = v;
     }
-    r = prun__cmd(c, err, a.db ? "SELECT %d" : "PING", a.db);
-    if (r == NULL) {
-        rc = err ? err->code : PRUN_EREDIS;
-        if (err && strstr(err->msg, "NOAUTH") != NULL)
-            prun_err_set(err, PRUN_EREDIS,
-                "cannot connect to Redis at %s: it needs a password "
-                "([redis] password or PARALLELRUN_REDIS_PASSWORD)",
-                c->url);
+    r = replies[0];
+    if (nauth && r->type == REDIS_REPLY_ERROR) {
+        if (a.user[0])
+            rc = prun_err_set(err, PRUN_EREDIS,
+                "cannot connect to Redis at %s: authentication as user '%s' "
+                "failed: %s",
+                c->url, a.user, r->str);
+        else
+            rc = prun_err_set(err, PRUN_EREDIS,
+                "cannot connect to Redis at %s: authentication failed: %s",
+                c->url, r->str);
         goto fail;
     }
-    freeReplyObject(r);
+    r = replies[nauth];
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOAUTH", 6) == 0)
+            rc = prun_err_set(err, PRUN_EREDIS,
+                "cannot connect to Redis at %s: it needs a password "
+                "([redis] password or PARALLELRUN_REDIS_PASSWORD): %s",
+                c->url, r->str);
+        else
+            rc = prun_err_set(err, PRUN_EREDIS,
+                "cannot connect to Redis at %s: %s", c->url, r->str);
+        goto fail;
+    }
+    /*
+     * A run's keys share one hash tag, but hiredis does not follow MOVED:
+     * on a cluster, whatever lives on another node would be refused. An
+     * INFO the server does not allow (ACL) tells nothing and is ignored.
+     */
+    r = replies[nauth + 1];
+    if (r->type == REDIS_REPLY_STRING &&
+        strstr(r->str, "cluster_enabled:1") != NULL) {
+        rc = prun_err_set(err, PRUN_EREDIS,
+            "Redis at %s is a Redis Cluster node (cluster_enabled:1): "
+            "parallelrun needs a standalone Redis server (or a primary "
+            "with replicas), since it does not follow cluster redirects",
+            c->url);
+        goto fail;
+    }
+    for (i = 0; i < 3; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
     *out = c;
     return 0;
 fail:
+    memset(a.password, 0, sizeof(a.password));
+    for (i = 0; i < 3; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
     prun_conn_close(c);
     return rc;
 }

@@ -28,23 +28,40 @@ struct prun_redis_addr {
 };
 
 /*
- * Parses "redis://[user:pass@]host[:port][/db]" or "unix:///path[?db=N]".
- * A password in the URL is kept in a->password (it never reaches argv).
+ * Parses "redis://[[user][:pass]@]host[:port][/db]" or
+ * "unix://[[user][:pass]@]/path[?db=N]". User and password may be
+ * percent-encoded; "user@" alone names an ACL user whose password comes
+ * from elsewhere ([redis] password). A password in the URL is kept in
+ * a->password (it never reaches argv). Error messages show the URL
+ * redacted (prun_redis_url_redact).
  */
 int prun_redis_url_parse(
     const char *url, struct prun_redis_addr *a, struct prun_err *err);
-/* The URL of a without its password (for messages and children). */
+/*
+ * The URL of a with its user but never its password (for messages and
+ * for children, who get the password in a variable of its own).
+ */
 void prun_redis_url_format(
     const struct prun_redis_addr *a, char *buf, size_t n);
+/*
+ * url as given, its password (if any) replaced by "***": the one way any
+ * message shows a URL that did not go through prun_redis_url_format. It
+ * works on URLs that do not parse too.
+ */
+void prun_redis_url_redact(const char *url, char *buf, size_t n);
+/* Nonzero if url carries a non-empty password. */
+int prun_redis_url_has_password(const char *url);
 
 /* A blocking connection (CLI commands, children, startup checks). */
 struct prun_conn;
 
 /*
  * Connects to url (password, if not NULL, overrides one in the URL), with
- * timeout_ms for the connect and for each reply. AUTH and SELECT are sent
- * as commands. Errors: PRUN_EREDIS "cannot connect to Redis at ADDR:
- * reason".
+ * timeout_ms for the connect and for each reply. AUTH (AUTH user password
+ * when the URL names a user) and SELECT are sent as commands. A Redis
+ * Cluster node is refused: parallelrun does not follow MOVED redirects.
+ * Errors: PRUN_EREDIS "cannot connect to Redis at ADDR: reason", the
+ * reason being Redis's own message when it refused.
  */
 int prun_conn_open(const char *url, const char *password, int timeout_ms,
     struct prun_conn **out, struct prun_err *err);
@@ -87,13 +104,38 @@ int prun_state_dir(char *buf, size_t n, struct prun_err *err);
  */
 struct prun_state;
 
+/*
+ * Called once per kind of error reply (OOM, READONLY, NOPERM, WRONGTYPE,
+ * MOVED, WRONGPASS...), when the first of that kind arrives, with a
+ * message quoting Redis's own ("Redis at URL refused a state write: OOM
+ * command not allowed..."). It runs inside the state calls (from the
+ * runner's loop): the caller decides how to show it.
+ */
+typedef void (*prun_state_error_fn)(void *ctx, const char *msg);
+
 struct prun_state_opts {
     const char *url;
     const char *password;
     const char *run_id;
     int64_t key_ttl_ms;
     const char *job_name; /* for the job lock, or NULL when lock: false */
+    prun_state_error_fn on_error; /* or NULL */
+    void *on_error_ctx;
 };
+
+/* Records Redis refused, by kind of error. */
+struct prun_state_error_kind {
+    char kind[24];   /* "OOM", "READONLY", ... */
+    char first[200]; /* Redis's message for the first of them */
+    unsigned long long count;
+};
+/*
+ * How many records Redis answered with an error (they are not sent again:
+ * the run's state is incomplete), and the kinds (at most 8, *kinds points
+ * into s).
+ */
+unsigned long long prun_state_refused(const struct prun_state *s,
+    const struct prun_state_error_kind **kinds, size_t *nkinds);
 
 int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
     struct prun_err *err);

@@ -10,7 +10,11 @@
  * queue is sent again on the next connection. That is safe because every
  * command written here is idempotent: counts are absolute values, members
  * are set members, fields are overwritten. Children keep running and new
- * ones keep starting while Redis is away.
+ * ones keep starting while Redis is away. Every reply is checked, inside
+ * MULTI/EXEC and script replies too: an error reply acknowledges its
+ * command (it would be refused again) but is reported to the caller, the
+ * first of each kind at once, and counted. Keys are created together with
+ * their TTL, so no key outlives a runner killed at any moment.
  *
  * This module does not decide anything about the run; it records it.
  */
@@ -30,6 +34,8 @@
 #define ALIVE_TTL_MS     10000
 #define JOBLOCK_LEASE_MS 30000
 #define RETRY_MS         500
+/* The shortest TTL a key of a live run gets (many heartbeats). */
+#define LIVE_TTL_MIN_MS 60000
 
 typedef void (*reply_fn)(struct prun_state *s, redisReply *r, void *arg);
 
@@ -37,9 +43,15 @@ struct cmd {
     struct cmd *next;
     char *buf;
     size_t len;
-    reply_fn fn;
+    reply_fn fn; /* given the last reply, unless an error came */
     void *arg;
+    unsigned nreplies; /* replies this entry is owed (MULTI..EXEC: 4) */
+    unsigned got;      /* received on this connection */
+    int refused;       /* an error reply came for it */
 };
+
+/* Error replies, by kind (the first word of Redis's message). */
+#define ERR_KINDS 8
 
 struct prun_state {
     struct prun_redis_addr addr;
@@ -69,6 +81,11 @@ struct prun_state {
     int lock_inflight;       /* a renewal awaits its reply */
     int lock_lost; /* 1 taken over, 2 gone from Redis, 3 lease ran out */
     char lock_holder[256]; /* the value found instead of ours */
+    prun_state_error_fn on_error;
+    void *on_error_ctx;
+    unsigned long long refused; /* records Redis answered with an error */
+    size_t nkinds;
+    struct prun_state_error_kind kinds[ERR_KINDS];
 };
 
 static void disconnect(struct prun_state *s, const char *why)
@@ -79,6 +96,11 @@ static void disconnect(struct prun_state *s, const char *why)
     redisFree(s->c);
     s->c = NULL;
     s->want_write = 0;
+    /* Everything unacknowledged is sent again, whole, on the next one. */
+    if (s->head != NULL) {
+        s->head->got = 0;
+        s->head->refused = 0;
+    }
     s->unsent = s->head;
     s->next_retry = prun_now_ms() + RETRY_MS;
 }
@@ -101,8 +123,8 @@ static void pump(struct prun_state *s)
     s->want_write = !done;
 }
 
-static void push_cmd(
-    struct prun_state *s, char *buf, int len, reply_fn fn, void *arg)
+static void push_cmd(struct prun_state *s, char *buf, int len, unsigned nrep,
+    reply_fn fn, void *arg)
 {
     struct cmd *c;
 
@@ -117,6 +139,7 @@ static void push_cmd(
     c->len = (size_t)len;
     c->fn = fn;
     c->arg = arg;
+    c->nreplies = nrep;
     if (s->tail)
         s->tail->next = c;
     else
@@ -138,27 +161,76 @@ static void enqueue(
     va_start(ap, fmt);
     len = redisvFormatCommand(&buf, fmt, ap);
     va_end(ap);
-    push_cmd(s, buf, len, fn, arg);
+    push_cmd(s, buf, len, 1, fn, arg);
 }
 
-static void enqueue_argv(
-    struct prun_state *s, int argc, const char **argv, const size_t *lens)
+/*
+ * The TTL a key gets while its run goes on: key_ttl, but never shorter
+ * than a few heartbeats, so a key cannot expire under a live run.
+ */
+static int64_t live_ttl(const struct prun_state *s)
+{
+    return s->ttl_ms > LIVE_TTL_MIN_MS ? s->ttl_ms : LIVE_TTL_MIN_MS;
+}
+
+/*
+ * Queues "MULTI; CMD; PEXPIRE k ttl; EXEC" as one entry: a key is never
+ * created without its TTL, whenever the runner dies. cmd is a formatted
+ * command (taken over).
+ */
+static void enqueue_with_ttl(
+    struct prun_state *s, const char *k, int64_t ttl, char *cmd, int cmdlen)
+{
+    char *multi = NULL, *exp = NULL, *exec = NULL, *buf = NULL;
+    int ml, el, xl;
+
+    if (cmd == NULL || cmdlen < 0)
+        return;
+    ml = redisFormatCommand(&multi, "MULTI");
+    el = redisFormatCommand(&exp, "PEXPIRE %s %lld", k, (long long)ttl);
+    xl = redisFormatCommand(&exec, "EXEC");
+    if (ml > 0 && el > 0 && xl > 0)
+        buf = malloc((size_t)ml + (size_t)cmdlen + (size_t)el + (size_t)xl);
+    if (buf != NULL) {
+        memcpy(buf, multi, (size_t)ml);
+        memcpy(buf + ml, cmd, (size_t)cmdlen);
+        memcpy(buf + ml + cmdlen, exp, (size_t)el);
+        memcpy(buf + ml + cmdlen + el, exec, (size_t)xl);
+        push_cmd(s, buf, ml + cmdlen + el + xl, 4, NULL, NULL);
+    }
+    free(multi);
+    free(exp);
+    free(exec);
+    free(cmd);
+}
+
+/* A write that may create key k, with k's TTL (ms) in the same step. */
+static void enqueue_ttl(
+    struct prun_state *s, const char *k, int64_t ttl, const char *fmt, ...)
 {
     char *buf = NULL;
-    int len = redisFormatCommandArgv(&buf, argc, argv, lens);
+    va_list ap;
+    int len;
 
-    push_cmd(s, buf, len, NULL, NULL);
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&buf, fmt, ap);
+    va_end(ap);
+    enqueue_with_ttl(s, k, ttl, buf, len);
 }
 
-/* HSET k f <v>, v being binary-safe (a JSON object here). */
+/* HSET k f <v>, v being binary-safe (a JSON object here), with k's TTL. */
 static void hset_buf(struct prun_state *s, const char *k, const char *f,
     const struct prun_buf *v)
 {
     const char *argv[] = {"HSET", k, f, v->data};
     size_t lens[] = {4, strlen(k), strlen(f), v->len};
+    char *buf = NULL;
+    int len;
 
-    if (v->data != NULL)
-        enqueue_argv(s, 4, argv, lens);
+    if (v->data == NULL)
+        return;
+    len = redisFormatCommandArgv(&buf, 4, argv, lens);
+    enqueue_with_ttl(s, k, live_ttl(s), buf, len);
 }
 
 static void connect_now(struct prun_state *s)
@@ -178,7 +250,7 @@ static void connect_now(struct prun_state *s)
     fcntl(c->fd, F_SETFD, FD_CLOEXEC);
     s->c = c;
     s->preamble = 0;
-    if (s->addr.password[0]) {
+    if (s->addr.user[0] || s->addr.password[0]) {
         if (s->addr.user[0])
             redisAppendCommand(c, "AUTH %s %s", s->addr.user, s->addr.password);
         else
@@ -214,6 +286,8 @@ int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
     snprintf(
         s->job_name, sizeof(s->job_name), "%s", o->job_name ? o->job_name : "");
     s->ttl_ms = o->key_ttl_ms > 0 ? o->key_ttl_ms : 7 * 86400000LL;
+    s->on_error = o->on_error;
+    s->on_error_ctx = o->on_error_ctx;
     if (gethostname(s->host, sizeof(s->host)) < 0)
         snprintf(s->host, sizeof(s->host), "localhost");
     connect_now(s);
@@ -268,6 +342,85 @@ int prun_state_want_write(const struct prun_state *s)
     return s->c != NULL && s->want_write;
 }
 
+/*
+ * The first error in r: r itself, or an element of an array reply (EXEC's
+ * replies, a script's table), or NULL.
+ */
+static const redisReply *find_error(const redisReply *r, int depth)
+{
+    size_t i;
+
+    if (r == NULL)
+        return NULL;
+    if (r->type == REDIS_REPLY_ERROR)
+        return r;
+    if (r->type != REDIS_REPLY_ARRAY || depth > 4)
+        return NULL;
+    for (i = 0; i < r->elements; i++) {
+        const redisReply *e = find_error(r->element[i], depth + 1);
+        if (e != NULL)
+            return e;
+    }
+    return NULL;
+}
+
+enum { ERR_CONNECT, ERR_REFUSED, ERR_RETRY };
+
+/*
+ * Errors that say "not now" rather than "never": the server is loading its
+ * data, busy with a script, or a replica waiting for its master. The
+ * connection is dropped and everything unacknowledged is sent again later.
+ */
+static int transient(const char *msg)
+{
+    static const char *const kinds[] = {
+        "LOADING ", "BUSY ", "TRYAGAIN ", "MASTERDOWN "};
+    size_t i;
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strncmp(msg, kinds[i], strlen(kinds[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Redis answered with an error. The first error of each kind goes to the
+ * caller at once, in Redis's own words; refused records (how ==
+ * ERR_REFUSED) are counted per kind.
+ */
+static void note_error(struct prun_state *s, const char *msg, int how)
+{
+    static const char *const what[] = {"refused the connection",
+        "refused a state write", "is not taking writes yet (retrying)"};
+    const int counted = how == ERR_REFUSED;
+    struct prun_state_error_kind *k = NULL;
+    char kind[sizeof(k->kind)];
+    size_t i, n = strcspn(msg, " ");
+
+    snprintf(kind, sizeof(kind), "%.*s", (int)n, msg);
+    for (i = 0; i < s->nkinds; i++)
+        if (strcmp(s->kinds[i].kind, kind) == 0)
+            k = &s->kinds[i];
+    if (k == NULL) {
+        char line[sizeof(k->first) + 400];
+
+        if (s->nkinds < ERR_KINDS) {
+            k = &s->kinds[s->nkinds++];
+            snprintf(k->kind, sizeof(k->kind), "%s", kind);
+            snprintf(k->first, sizeof(k->first), "%s", msg);
+        }
+        snprintf(
+            line, sizeof(line), "Redis at %s %s: %s", s->url, what[how], msg);
+        if (s->on_error != NULL)
+            s->on_error(s->on_error_ctx, line);
+    }
+    if (counted) {
+        s->refused++;
+        if (k != NULL)
+            k->count++;
+    }
+}
+
 static void read_replies(struct prun_state *s)
 {
     void *reply;
@@ -277,6 +430,7 @@ static void read_replies(struct prun_state *s)
         return;
     }
     for (;;) {
+        const redisReply *bad;
         redisReply *r;
 
         if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK) {
@@ -286,11 +440,13 @@ static void read_replies(struct prun_state *s)
         if (reply == NULL)
             return;
         r = reply;
+        bad = find_error(r, 0);
         if (s->preamble > 0) {
             s->preamble--;
-            if (r->type == REDIS_REPLY_ERROR) {
+            if (bad != NULL) {
                 char why[200];
-                snprintf(why, sizeof(why), "%s", r->str);
+                snprintf(why, sizeof(why), "%s", bad->str);
+                note_error(s, why, ERR_CONNECT);
                 freeReplyObject(r);
                 disconnect(s, why);
                 return;
@@ -298,14 +454,34 @@ static void read_replies(struct prun_state *s)
         } else if (s->head != NULL) {
             struct cmd *c = s->head;
 
-            s->head = c->next;
-            if (s->head == NULL)
-                s->tail = NULL;
-            s->queued--;
-            if (c->fn)
-                c->fn(s, r, c->arg);
-            free(c->buf);
-            free(c);
+            /*
+             * An error is a record Redis will not take (OOM, READONLY,
+             * NOPERM, WRONGTYPE, MOVED...): it is not sent again, but it
+             * is reported and counted. In MULTI..EXEC the first error
+             * (usually at queueing, followed by EXECABORT) is the one.
+             */
+            if (bad != NULL && transient(bad->str)) {
+                char why[200];
+                snprintf(why, sizeof(why), "%s", bad->str);
+                note_error(s, why, ERR_RETRY);
+                freeReplyObject(r);
+                disconnect(s, why);
+                return;
+            }
+            if (bad != NULL && !c->refused) {
+                c->refused = 1;
+                note_error(s, bad->str, ERR_REFUSED);
+            }
+            if (++c->got >= c->nreplies) {
+                s->head = c->next;
+                if (s->head == NULL)
+                    s->tail = NULL;
+                s->queued--;
+                if (c->fn && !c->refused)
+                    c->fn(s, r, c->arg);
+                free(c->buf);
+                free(c);
+            }
         }
         freeReplyObject(r);
     }
@@ -319,6 +495,16 @@ void prun_state_io(struct prun_state *s, int readable, int writable)
         read_replies(s);
     if (s->c != NULL && (writable || s->unsent != NULL))
         pump(s);
+}
+
+unsigned long long prun_state_refused(const struct prun_state *s,
+    const struct prun_state_error_kind **kinds, size_t *nkinds)
+{
+    if (kinds != NULL)
+        *kinds = s->kinds;
+    if (nkinds != NULL)
+        *nkinds = s->nkinds;
+    return s->refused;
 }
 
 int prun_state_cancel_requested(const struct prun_state *s)
@@ -341,10 +527,19 @@ static void key(
     snprintf(buf, n, "parallelrun:{%.63s}:%.150s", s->run_id, suffix);
 }
 
-static void expire(struct prun_state *s, const char *k)
+static void expire(struct prun_state *s, const char *k, int64_t ttl)
 {
-    enqueue(s, NULL, NULL, "PEXPIRE %s %lld", k, (long long)s->ttl_ms);
+    enqueue(s, NULL, NULL, "PEXPIRE %s %lld", k, (long long)ttl);
 }
+
+/*
+ * The registry of runs lives as long as the newest run in it: its TTL is
+ * raised to ARGV[1], never lowered (another run may have a longer one).
+ */
+static const char registry_ttl_lua[] =
+    "local t = redis.call('PTTL', KEYS[1]) "
+    "if t < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) "
+    "end return 1";
 
 static void on_cancel(struct prun_state *s, redisReply *r, void *arg)
 {
@@ -390,21 +585,24 @@ static void heartbeat(struct prun_state *s)
     size_t i;
 
     /*
-     * The run's keys get their TTL on every beat, so even the keys of a
-     * runner that is killed outright expire key_ttl after its last beat.
+     * Every key is created with its TTL; each beat pushes it further, so
+     * the keys of a runner that is killed outright expire that long after
+     * its last beat, and never while it lives.
      */
     static const char *const keys[] = {
         "run", "running", "failed", "tasks", "progress"};
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         key(s, k, sizeof(k), keys[i]);
-        expire(s, k);
+        expire(s, k, live_ttl(s));
     }
     for (i = 0; i < s->ntasks; i++) {
         char sub[200];
         snprintf(sub, sizeof(sub), "done:%s", s->tasks[i]);
         key(s, k, sizeof(k), sub);
-        expire(s, k);
+        expire(s, k, live_ttl(s));
     }
+    enqueue(s, NULL, NULL, "EVAL %s 1 %s %lld", registry_ttl_lua,
+        "parallelrun:runs", (long long)live_ttl(s));
     key(s, k, sizeof(k), "alive");
     snprintf(v, sizeof(v), "%s %ld", s->host, (long)getpid());
     enqueue(s, NULL, NULL, "SET %s %s PX %d", k, v, ALIVE_TTL_MS);
@@ -450,13 +648,14 @@ void prun_state_run_start(struct prun_state *s, const struct prun_state_run *r,
     snprintf(pidv, sizeof(pidv), "%ld", (long)getpid());
     snprintf(jobs, sizeof(jobs), "%u", r->jobs);
     key(s, k, sizeof(k), "run");
-    enqueue(s, NULL, NULL,
+    enqueue_ttl(s, k, live_ttl(s),
         "HSET %s name %s job %s host %s pid %s state running started_ms %s "
         "jobs %s resumed_from %s",
         k, r->name, r->job, s->host, pidv, num, jobs,
         r->resumed_from ? r->resumed_from : "");
-    expire(s, k);
     enqueue(s, NULL, NULL, "ZADD parallelrun:runs %s %s", num, s->run_id);
+    enqueue(s, NULL, NULL, "EVAL %s 1 %s %lld", registry_ttl_lua,
+        "parallelrun:runs", (long long)live_ttl(s));
     /* The registry keeps the newest thousand runs. */
     enqueue(s, NULL, NULL, "ZREMRANGEBYRANK parallelrun:runs 0 -1001");
     s->tasks = calloc(ntasks ? ntasks : 1, sizeof(char *));
@@ -511,7 +710,7 @@ void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
     if (e->final && e->succeeded) {
         snprintf(sub, sizeof(sub), "done:%s", e->task);
         key(s, k, sizeof(k), sub);
-        enqueue(s, NULL, NULL, "SADD %s %s", k, e->item);
+        enqueue_ttl(s, k, live_ttl(s), "SADD %s %s", k, e->item);
     } else if (e->final) {
         struct prun_buf v = {0};
 
@@ -540,25 +739,37 @@ void prun_state_done(struct prun_state *s, const char *task, const char *item)
 
     snprintf(sub, sizeof(sub), "done:%s", task);
     key(s, k, sizeof(k), sub);
-    enqueue(s, NULL, NULL, "SADD %s %s", k, item);
+    enqueue_ttl(s, k, live_ttl(s), "SADD %s %s", k, item);
 }
 
 void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
     const char *const *task_json, size_t ntasks)
 {
-    char k[256];
+    const char **argv;
+    char k[256], *buf = NULL;
     size_t i;
+    int len;
 
     key(s, k, sizeof(k), "run");
-    enqueue(s, NULL, NULL,
+    enqueue_ttl(s, k, live_ttl(s),
         "HSET %s total %lld succeeded %llu failed %llu cancelled %llu "
         "skipped %llu retried %llu running %llu",
         k, c->total, c->succeeded, c->failed, c->cancelled, c->skipped,
         c->retried, c->running);
+    if (ntasks == 0)
+        return;
+    /* One HSET of every task's fields, with the key's TTL. */
     key(s, k, sizeof(k), "tasks");
-    for (i = 0; i + 1 < ntasks * 2; i += 2)
-        enqueue(
-            s, NULL, NULL, "HSET %s %s %s", k, task_json[i], task_json[i + 1]);
+    argv = calloc(2 + 2 * ntasks, sizeof(*argv));
+    if (argv == NULL)
+        return;
+    argv[0] = "HSET";
+    argv[1] = k;
+    for (i = 0; i < 2 * ntasks; i++)
+        argv[2 + i] = task_json[i];
+    len = redisFormatCommandArgv(&buf, (int)(2 + 2 * ntasks), argv, NULL);
+    free(argv);
+    enqueue_with_ttl(s, k, live_ttl(s), buf, len);
 }
 
 void prun_state_run_end(
@@ -570,7 +781,7 @@ void prun_state_run_end(
     size_t i;
 
     key(s, k, sizeof(k), "run");
-    enqueue(s, NULL, NULL,
+    enqueue_ttl(s, k, s->ttl_ms,
         "HSET %s state %s ended_ms %lld exit_code %d signal %d running 0", k,
         state, (long long)prun_wall_ms(), exit_code, signal);
     key(s, k, sizeof(k), "alive");
@@ -592,18 +803,25 @@ void prun_state_run_end(
     }
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         key(s, k, sizeof(k), keys[i]);
-        expire(s, k);
+        expire(s, k, s->ttl_ms);
     }
     /*
-     * Keys children made (barriers, locks, queues, pool, done sets) get the
-     * TTL too; a Lua loop over SCAN keeps it to one round trip.
+     * Keys children made (barriers, locks, queues, done sets) get the TTL
+     * too; a Lua loop over SCAN keeps it to one round trip. The pool's
+     * queues and their bookkeeping go: a finished run has no use for
+     * them (--resume reads the done sets and the item source again).
      */
     snprintf(sub, sizeof(sub), "parallelrun:{%.40s}:*", s->run_id);
-    enqueue(s, NULL, NULL, "EVAL %s 0 %s %lld",
+    key(s, k, sizeof(k), "pool:");
+    enqueue(s, NULL, NULL, "EVAL %s 0 %s %lld %s",
         "local c = '0' repeat local r = redis.call('SCAN', c, 'MATCH', "
         "ARGV[1], 'COUNT', 1000) c = r[1] for _, k in ipairs(r[2]) do "
-        "redis.call('PEXPIRE', k, ARGV[2]) end until c == '0' return 1",
-        sub, (long long)s->ttl_ms);
+        "if string.sub(k, 1, #ARGV[3]) == ARGV[3] then redis.call('DEL', k) "
+        "else redis.call('PEXPIRE', k, ARGV[2]) end end until c == '0' "
+        "return 1",
+        sub, (long long)s->ttl_ms, k);
+    enqueue(s, NULL, NULL, "EVAL %s 1 %s %lld", registry_ttl_lua,
+        "parallelrun:runs", (long long)s->ttl_ms);
     if (s->job_name[0]) {
         char holder[256];
         snprintf(k, sizeof(k), "parallelrun:lock:{%s}", s->job_name);
@@ -681,7 +899,7 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
             "redis.call('RPUSH', KEYS[1], ARGV[2]) "
             "redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
             "redis.call('PEXPIRE', KEYS[2], ARGV[3]) end return 1",
-            k, qk, idx, v.data, v.len, (long long)s->ttl_ms);
+            k, qk, idx, v.data, v.len, (long long)live_ttl(s));
     }
     prun_buf_free(&v);
 }
@@ -695,7 +913,7 @@ void prun_state_pool_fed(
     key(s, k, sizeof(k), sub);
     /* The count, not a flag: workers stop when that many are done. */
     enqueue(
-        s, NULL, NULL, "SET %s %llu PX %lld", k, count, (long long)s->ttl_ms);
+        s, NULL, NULL, "SET %s %llu PX %lld", k, count, (long long)live_ttl(s));
 }
 
 void prun_state_pool_worker_end(struct prun_state *s, const char *task,
@@ -720,13 +938,14 @@ void prun_state_pool_worker_end(struct prun_state *s, const char *task,
             "redis.call('INCR', KEYS[3]) "
             "redis.call('PEXPIRE', KEYS[2], ARGV[1]) "
             "redis.call('PEXPIRE', KEYS[3], ARGV[1]) end return 1",
-            wip, done, okk, (long long)s->ttl_ms);
+            wip, done, okk, (long long)live_ttl(s));
     else
         /* Back to the front of the queue, for another worker. */
-        enqueue(s, NULL, NULL, "EVAL %s 2 %s %s",
+        enqueue(s, NULL, NULL, "EVAL %s 2 %s %s %lld",
             "local e = redis.call('LPOP', KEYS[1]) if e then "
-            "redis.call('LPUSH', KEYS[2], e) end return 1",
-            wip, q);
+            "redis.call('LPUSH', KEYS[2], e) "
+            "redis.call('PEXPIRE', KEYS[2], ARGV[1]) end return 1",
+            wip, q, (long long)live_ttl(s));
 }
 
 /* ---- Blocking operations: job lock, resume, status ----------------------

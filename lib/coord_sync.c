@@ -212,6 +212,7 @@ static redisReply *multi_exec(struct prun_conn *c, size_t n,
     const struct cmdv *cmds, struct prun_err *err)
 {
     redisReply *r = NULL, *res = NULL;
+    char first[256] = "";
     void *v;
     size_t i;
 
@@ -230,13 +231,20 @@ static redisReply *multi_exec(struct prun_conn *c, size_t n,
             return io_fail(c, err), NULL;
         }
         r = v;
+        /*
+         * A command refused while queueing (OOM, NOPERM, READONLY...)
+         * makes EXEC answer EXECABORT: the refusal is the reason to tell.
+         */
+        if (r->type == REDIS_REPLY_ERROR && first[0] == '\0')
+            snprintf(first, sizeof(first), "%s", r->str);
         if (i == n + 1)
             res = r;
         else
             freeReplyObject(r);
     }
     if (res->type == REDIS_REPLY_ERROR) {
-        prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, res->str);
+        prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
+            first[0] ? first : res->str);
         freeReplyObject(res);
         return NULL;
     }
@@ -1186,14 +1194,17 @@ static int next_item(
                 continue;
             return redis_fail(err);
         }
-        freeReplyObject(v);
         prun__conn_timeout(c, c->timeout_ms);
         failures = 0;
-        if (r->type == REDIS_REPLY_ERROR) {
-            prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, r->str);
+        if (r->type == REDIS_REPLY_ERROR ||
+            ((redisReply *)v)->type == REDIS_REPLY_ERROR) {
+            prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
+                r->type == REDIS_REPLY_ERROR ? r->str : ((redisReply *)v)->str);
+            freeReplyObject(v);
             freeReplyObject(r);
             return PRUN_EREDIS;
         }
+        freeReplyObject(v);
         if (r->type == REDIS_REPLY_STRING) {
             rc = split_entry(r, item, index, err);
             freeReplyObject(r);

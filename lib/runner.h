@@ -79,6 +79,10 @@ struct prun_run_result {
     int64_t elapsed_ms;
     char warning[256]; /* e.g. results disk full; "" if none */
     char note[256];    /* worth saying, not a failure; "" if none */
+    /* Filled by the caller once the state is flushed: records Redis
+     * refused or never got, and the first reason ("" if none). */
+    unsigned long long redis_errors;
+    char redis_error[256];
 };
 
 /* The most failures kept with details for the summary. */
