@@ -584,6 +584,7 @@ int cmd_run(int argc, char **argv)
     struct prun_run_result res;
     struct redis_setup rs;
     struct prun_segset *segs = NULL;
+    struct prun_output *out = NULL;
     const char *env[8];
     char selfenv[PATH_MAX + 32];
     const char *const *segenv = NULL;
@@ -610,6 +611,26 @@ int cmd_run(int argc, char **argv)
         rc = dry_run(job, run_id);
         goto out;
     }
+    /*
+     * The joblog and the results directory are checked (and made) before
+     * anything else: a location that cannot be written stops the run
+     * before any child, segment or Redis record exists.
+     */
+    memset(&ro, 0, sizeof(ro));
+    ro.out.mode = a.json  ? PRUN_OUT_NONE
+                  : a.tag ? PRUN_OUT_TAG
+                          : PRUN_OUT_GROUP;
+    ro.out.quiet = a.quiet;
+    ro.out.results_dir = a.results ? a.results : cfg.results;
+    ro.out.joblog = a.joblog;
+    ro.out.run_id = run_id;
+    ro.out.progress = !a.quiet && !a.json && isatty(2);
+    if (prun_output_new(&ro.out, &out, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    if (prun_output_note(out)[0] != '\0' && !a.quiet)
+        cmd_warn("note: %s", prun_output_note(out));
     /* Leftovers of runs that died go before this one adds its own. */
     prun_segment_gc(NULL, NULL);
     if (prun_segset_new(job, run_id, cfg.hugepages, &segs, &e) < 0 ||
@@ -628,7 +649,6 @@ int cmd_run(int argc, char **argv)
     for (i = 0; i < nsegenv && nenv < sizeof(env) / sizeof(env[0]); i++)
         env[nenv++] = segenv[i];
 
-    memset(&ro, 0, sizeof(ro));
     ro.job = job;
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     ro.jobs = a.jobs      ? a.jobs
@@ -638,14 +658,7 @@ int cmd_run(int argc, char **argv)
     ro.kill_grace_ms = cfg.kill_grace_ms;
     ro.run_id = run_id;
     ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();
-    ro.out.mode = a.json  ? PRUN_OUT_NONE
-                  : a.tag ? PRUN_OUT_TAG
-                          : PRUN_OUT_GROUP;
-    ro.out.quiet = a.quiet;
-    ro.out.results_dir = a.results ? a.results : cfg.results;
-    ro.out.joblog = a.joblog;
-    ro.out.run_id = run_id;
-    ro.out.progress = !a.quiet && !a.json && isatty(2);
+    ro.output = out;
     ro.state = rs.state;
     ro.extra_env = env;
     ro.nextra_env = nenv;
@@ -694,6 +707,7 @@ int cmd_run(int argc, char **argv)
 out:
     /* Every path ends here: the run's segments never outlive it. */
     prun_segset_free(segs);
+    prun_output_free(out);
     if (job != NULL)
         redis_teardown(&rs, job, run_id);
     prun_run_result_free(&res);

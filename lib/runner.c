@@ -1250,8 +1250,9 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
     rc = setup(&r, err);
     if (rc < 0)
         goto out;
-    rc = prun_output_new(&o->out, &r.out, err);
-    if (rc < 0)
+    if (o->output != NULL)
+        r.out = o->output;
+    else if ((rc = prun_output_new(&o->out, &r.out, err)) < 0)
         goto out;
 
     for (;;) {
@@ -1325,7 +1326,10 @@ out:
         prun_kill_descendants(2000);
     else
         prun_kill_descendants(200);
-    prun_output_free(r.out);
+    if (o->output == NULL)
+        prun_output_free(r.out);
+    else
+        prun_output_progress_clear(o->output);
     teardown(&r);
     prun_sched_free(r.sched);
     return rc;
