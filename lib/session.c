@@ -33,6 +33,7 @@ struct prun__session {
     char run_id[64];
     unsigned jobs;
     struct prun_segset *segs;
+    struct prun_output *out; /* joblog, results: made before anything */
     struct prun_embedded *embedded;
     struct prun_conn *conn;
     struct prun_state *state;
@@ -289,6 +290,21 @@ int prun__session_open(const struct prun_config *cfg,
     s->job = job;
     s->o = *o;
     prun_run_id_new(s->run_id, sizeof(s->run_id));
+    s->o.out.run_id = s->run_id;
+    if (s->o.out.results_dir == NULL)
+        s->o.out.results_dir = cfg->results;
+    /*
+     * The joblog and the results directory are checked (and made) before
+     * anything else: a location that cannot be written stops the run
+     * before any child, segment or Redis record exists.
+     */
+    rc = prun_output_new(&s->o.out, &s->out, err);
+    if (rc < 0) {
+        prun__session_close(s);
+        return rc;
+    }
+    if (prun_output_note(s->out)[0] != '\0' && !o->quiet)
+        say(s, "note: %s", prun_output_note(s->out));
     /* Leftovers of runs that died go before this one adds its own. */
     prun_segment_gc(NULL, NULL);
     rc = prun_segset_new(job, s->run_id, cfg->hugepages, &s->segs, err);
@@ -362,9 +378,7 @@ int prun__session_run(
     ro.run_id = s->run_id;
     ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();
     ro.out = s->o.out;
-    ro.out.run_id = s->run_id;
-    if (ro.out.results_dir == NULL)
-        ro.out.results_dir = s->cfg->results;
+    ro.output = s->out;
     ro.state = s->state;
     ro.extra_env = s->env;
     ro.nextra_env = s->nenv;
@@ -445,6 +459,7 @@ void prun__session_close(struct prun__session *s)
     free(s->done);
     /* The run's segments never outlive it. */
     prun_segset_free(s->segs);
+    prun_output_free(s->out);
     memset(s->env_pw, 0, sizeof(s->env_pw));
     free(s);
 }
