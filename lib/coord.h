@@ -118,7 +118,6 @@ struct prun_state_opts {
     const char *password;
     const char *run_id;
     int64_t key_ttl_ms;
-    const char *job_name; /* for the job lock, or NULL when lock: false */
     prun_state_error_fn on_error; /* or NULL */
     void *on_error_ctx;
 };
@@ -226,16 +225,7 @@ void prun_state_pool_fed(
 void prun_state_pool_worker_end(struct prun_state *s, const char *task,
     unsigned long long worker, unsigned attempt, int ok);
 
-/* ---- Run-level operations over a blocking connection (coord_state.c) ---- */
-
-/*
- * Takes the job lock of job_name for run_id (DESIGN: lock: true). Returns
- * 0, or PRUN_ELOCKED with err naming the holder's run id, host and pid.
- */
-int prun_joblock_take(struct prun_conn *c, const char *job_name,
-    const char *run_id, struct prun_err *err);
-void prun_joblock_release(
-    struct prun_conn *c, const char *job_name, const char *run_id);
+/* ---- Run-level operations over a blocking connection (coord_read.c) ---- */
 
 /*
  * The job lock with a lease and a fencing token (coord_joblock.c). The

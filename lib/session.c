@@ -212,8 +212,6 @@ static int redis_setup(struct prun__session *s, struct prun_err *err)
     so.password = s->cfg->redis_password;
     so.run_id = s->run_id;
     so.key_ttl_ms = s->cfg->key_ttl_ms;
-    /* The lease is kept by prun_state_joblock_*, not by the heartbeat. */
-    so.job_name = NULL;
     so.on_error = state_error;
     so.on_error_ctx = s;
     rc = prun_state_open(&so, &s->state, err);
