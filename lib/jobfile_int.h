@@ -75,4 +75,58 @@ void prun__smap_free(struct smap *m);
  */
 int prun__yaml_parse(struct ld *ld, const char *buf, size_t len);
 
+/* ---- jobfile_get.c: scalar types and typed getters ---- */
+
+enum stype { S_STR, S_NULL, S_BOOL, S_INT, S_FLOAT };
+enum name_kind { NAME_TASK, NAME_SEGMENT, NAME_ENV, NAME_KEY };
+
+int prun__jf_is_null(const struct ynode *n);
+enum stype prun__jf_scalar_type(const struct ynode *n);
+const char *prun__jf_got(const struct ynode *n, char *buf, size_t size);
+const struct ynode *prun__jf_map_get(
+    const struct ynode *m, const char *key, const struct ynode **keynode);
+int prun__jf_check_keys(struct ld *ld, const struct ynode *m,
+    const char *const *known, size_t n, const char *where);
+int prun__jf_want_map(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const char *what);
+int prun__jf_get_any_scalar(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const char *what, const char **out);
+int prun__jf_text_ok(
+    struct ld *ld, const struct ynode *v, const char *key, const char *what);
+int prun__jf_get_scalar(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const char *what, const char **out);
+int prun__jf_want_command(
+    struct ld *ld, const struct ynode *v, const char *what);
+int prun__jf_get_int(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, long long min, long long max, long long *out);
+int prun__jf_get_uint(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, long long min, long long max, unsigned *out);
+int prun__jf_get_bool(
+    struct ld *ld, const struct ynode *k, const struct ynode *v, int *out);
+int prun__jf_get_duration(
+    struct ld *ld, const struct ynode *k, const struct ynode *v, int64_t *out);
+int prun__jf_name_ok(const char *s, enum name_kind kind);
+int prun__jf_check_name(struct ld *ld, const struct ynode *n,
+    enum name_kind kind, const char *what);
+int prun__jf_static_str(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const char **out);
+int prun__jf_compile(struct ld *ld, struct prun_tpl *t, const struct ynode *v,
+    const char *const *keys, size_t nkeys);
+int prun__jf_compile_shell(struct ld *ld, struct prun_tpl *t,
+    const struct ynode *v, const char *const *keys, size_t nkeys);
+struct prun_pos prun__jf_pos_of(const struct ynode *n);
+
+/* ---- jobfile_foreach.c ---- */
+
+int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
+    const struct ynode *k, const struct ynode *v, const char *const **keys,
+    size_t *nkeys);
+
+/* ---- jobfile_segments.c ---- */
+
+int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
+    const struct ynode *k, const struct ynode *v);
+int prun__jf_check_seg_name(
+    struct ld *ld, const struct prun_job *job, size_t i, const struct ynode *k);
+
 #endif
