@@ -116,7 +116,8 @@ static int start_server(void)
 /* A fresh run id per test, so tests never see each other's keys. */
 static void new_run(const char *count)
 {
-    snprintf(rid, sizeof(rid), "test-%d-%d", (int)main_pid, ++runs);
+    /* Each test runs in its own process: its pid makes the id unique. */
+    snprintf(rid, sizeof(rid), "test-%d-%d", (int)getpid(), ++runs);
     setenv("PARALLELRUN_RUN_ID", rid, 1);
     setenv("PARALLELRUN_TASK", "t", 1);
     setenv("PARALLELRUN_INDEX", "0", 1);
