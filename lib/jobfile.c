@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jobfile: the loader. It reads a job file (DESIGN §3), parses it with
- * libyaml's event API into a small tree of positioned nodes, and converts
+ * jobfile: the loader. It reads a job file (README "A job file"), parses it
+ * with libyaml's event API into a small tree of positioned nodes, and converts
  * that tree into a struct prun_job with strict checks, so that every
  * mistake is reported as "FILE:LINE:COL: message" before anything starts.
  * This is the only module that includes <yaml.h>. It does not run, expand

@@ -3,7 +3,7 @@
 #define PRUN_OUTPUT_H
 
 /*
- * What the user sees and keeps of the children's output (DESIGN §7):
+ * What the user sees and keeps of the children's output (README "Running"):
  * capture of each child's stdout/stderr (in memory, spilling to an unlinked
  * temp file past a threshold so a child printing gigabytes costs no runner
  * memory), grouped printing, --tag line streaming, --results files, the
