@@ -119,14 +119,27 @@ static inline int unit_selected(const char *name)
     return !any;
 }
 
+/* PRUN_TIME_FACTOR (default 1): how much slower this machine may be. */
+static inline double unit_time_factor(void)
+{
+    const char *f = getenv("PRUN_TIME_FACTOR");
+    double k = f != NULL && *f != '\0' ? atof(f) : 1.0;
+
+    return k > 0 ? k : 1.0;
+}
+
+/*
+ * An upper bound of time for an assertion, scaled for slow machines:
+ * ASSERT(elapsed_ms < UNIT_SCALED(1000)).
+ */
+#define UNIT_SCALED(x) ((long long)((double)(x)*unit_time_factor()))
+
 static inline double unit_timeout_s(void)
 {
     const char *t = getenv("UNIT_TIMEOUT");
-    const char *f = getenv("PRUN_TIME_FACTOR");
     double s = t != NULL && *t != '\0' ? atof(t) : 60.0;
-    double k = f != NULL && *f != '\0' ? atof(f) : 1.0;
 
-    return (s > 0 ? s : 60.0) * (k > 0 ? k : 1.0);
+    return (s > 0 ? s : 60.0) * unit_time_factor();
 }
 
 static inline void unit_nap(long ms)
