@@ -26,7 +26,7 @@ count_at_least() {
 tasks:
   t:
     foreach: {range: [0, 3]}
-    run: [sh, -c, 'echo \$PARALLELRUN_REDIS > $T/url.\$PARALLELRUN_INDEX; sleep 0.3']
+    run: [sh, -c, 'echo \$PARALLELRUN_REDIS > $T/url.\$PARALLELRUN_INDEX; $HOLD']
 EOF
     "$PR" run "$T/one.yaml" &
     runner=$!
@@ -40,6 +40,7 @@ EOF
     sock=${sock#unix://}
     [ "$(stat -c %a "$(dirname "$sock")")" = 700 ]
     [ "$(stat -c %a "$sock")" = 700 ]
+    touch "$T/release"
     wait $runner
     # Stopped when the run ended, data saved for status.
     [ -z "$(embedded_pid)" ]
