@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The subcommands a child runs (DESIGN §2, "Inside a child"): barrier,
- * lock, counter, queue, progress and next, thin wrappers around the C API
- * of include/parallelrun.h so a program in any language can use them.
+ * The subcommands a child runs (README "Synchronization for children"):
+ * barrier, lock, counter, queue, progress and next, thin wrappers around the C
+ * API of include/parallelrun.h so a program in any language can use them.
  *
  * Exit statuses: 0 done; 1 it did not happen (the barrier timed out, the
  * queue stayed empty, no pool item is left); 2 usage error; 3 Redis could

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * parallelrun segment publish|path, parallelrun gc: shared segments from
- * the shell (DESIGN §5). `segment` is for children of a run; `gc` removes
- * what runs that died left in /dev/shm.
+ * the shell (README "Shared segments"). `segment` is for children of a run;
+ * `gc` removes what runs that died left in /dev/shm.
  *
  * Exit status: 0 ok, 1 segment not found, 2 usage (or not inside a run),
  * 3 system error.

@@ -2,9 +2,9 @@
 /*
  * config: the runner's settings from INI files (read with inih, the only
  * module that includes it) and PARALLELRUN_* environment variables, merged
- * in the order of DESIGN §3. It validates every key and value and refuses a
- * file that holds a Redis password but is readable by others. It does not
- * know about the job file or the command line, which override these
+ * in the order README "Configuration" gives. It validates every key and value
+ * and refuses a file that holds a Redis password but is readable by others. It
+ * does not know about the job file or the command line, which override these
  * settings later, in cmd/.
  */
 #include "config.h"

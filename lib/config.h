@@ -3,11 +3,11 @@
 #define PRUN_CONFIG_H
 
 /*
- * Configuration from INI files and the environment (DESIGN §3), lowest to
- * highest precedence: built-in defaults, /etc/parallelrun.ini, the user's
- * file (~/.config/parallelrun/config.ini, or $PARALLELRUN_CONFIG instead),
- * then PARALLELRUN_* variables. The job file and the command line override
- * these later, in cmd/.
+ * Configuration from INI files and the environment (README "Configuration"),
+ * lowest to highest precedence: built-in defaults, /etc/parallelrun.ini, the
+ * user's file (~/.config/parallelrun/config.ini, or $PARALLELRUN_CONFIG
+ * instead), then PARALLELRUN_* variables. The job file and the command line
+ * override these later, in cmd/.
  */
 
 #include <stdint.h>

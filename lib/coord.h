@@ -3,8 +3,8 @@
 #define PRUN_COORD_H
 
 /*
- * coord: everything parallelrun does with Redis (DESIGN §6), spread over
- * coord.c (addresses, connections, the embedded server), coord_state.c
+ * coord: everything parallelrun does with Redis (docs/redis-schema.md), spread
+ * over coord.c (addresses, connections, the embedded server), coord_state.c
  * (the runner's pipelined state writer, status and runs), coord_sync.c
  * (barriers, locks, counters, queues, progress, pool items). Only these
  * files include hiredis, through coord_int.h. The key schema is in
@@ -72,10 +72,11 @@ void prun_conn_close(struct prun_conn *c);
 const char *prun_conn_url(const struct prun_conn *c);
 
 /*
- * The embedded server (DESIGN §6): a private redis-server per user on a
- * unix socket in a 0700 runtime directory, no TCP port, data saved in the
- * user's state directory. Every process using it holds a shared flock on
- * its "users" file; the last one to leave shuts it down (saving).
+ * The embedded server (README "Status, resume and cron: Redis"): a private
+ * redis-server per user on a unix socket in a 0700 runtime directory, no TCP
+ * port, data saved in the user's state directory. Every process using it holds
+ * a shared flock on its "users" file; the last one to leave shuts it down
+ * (saving).
  */
 struct prun_embedded;
 

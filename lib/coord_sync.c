@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * coord_sync: the synchronization primitives a child uses through Redis
- * (DESIGN §6): barriers, locks with a lease and a fencing token, counters,
- * queues, progress reports and the pool mode's next item. The key names
- * and algorithms are the ones in docs/redis-schema.md; every multi-key
- * step is one Lua script or one MULTI block, so a crash between two
- * commands can never leave a half-done state, and every key created here
+ * (README "Synchronization for children"): barriers, locks with a lease and a
+ * fencing token, counters, queues, progress reports and the pool mode's next
+ * item. The key names and algorithms are the ones in docs/redis-schema.md;
+ * every multi-key step is one Lua script or one MULTI block, so a crash between
+ * two commands can never leave a half-done state, and every key created here
  * gets a TTL in the same step so nothing outlives the run forever.
  *
  * It is not the runner's side: feeding pool items, requeueing a dead

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * iter: streaming iteration over the foreach sources of DESIGN §3 (none,
+ * iter: streaming iteration over the foreach sources of a job file (none,
  * list, range, lines, glob, matrix), grouped into instances of `chunk`
  * items. Ranges and matrices are computed, lists and globs walk arrays, and
  * lines files are read through a fixed-size buffer so that only the current

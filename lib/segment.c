@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * segment: shared segments, runner side (DESIGN §5).
+ * segment: shared segments, runner side (README "Shared segments").
  *
  * A `file:` segment is copied once into a memfd and sealed against writes
  * and resizes, so every child maps the same pages read-only and none can

@@ -3,10 +3,10 @@
 #define PRUN_SEGMENT_H
 
 /*
- * Shared segments (DESIGN §5), runner side: the memfds of a run's `file:`
- * and `size:` segments, the directory published segments live in, what each
- * child inherits, and the garbage collector for runs that died. The child
- * side (attach, publish) is in api_segment.c, declared in parallelrun.h.
+ * Shared segments (README "Shared segments"), runner side: the memfds of a
+ * run's `file:` and `size:` segments, the directory published segments live in,
+ * what each child inherits, and the garbage collector for runs that died. The
+ * child side (attach, publish) is in api_segment.c, declared in parallelrun.h.
  */
 
 #include <stddef.h>

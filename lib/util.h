@@ -9,7 +9,8 @@
 /*
  * The error codes (PRUN_E*) and struct prun_err are part of the public API
  * (include/parallelrun.h): every lib/ function returns a negative PRUN_E*
- * with err filled, and cmd/ maps them to the exit statuses of DESIGN §2.
+ * with err filled, and cmd/ maps them to the exit statuses
+ * (docs/architecture.md).
  */
 #include <parallelrun.h>
 
@@ -53,9 +54,9 @@ char *prun_arena_strndup(struct prun_arena *a, const char *s, size_t n);
 void prun_arena_free(struct prun_arena *a);
 
 /*
- * Parsers for the units of DESIGN §2. Each returns 0 and sets *out, or
- * PRUN_EINVAL with err->msg saying what is wrong with the text (without
- * a position; the caller prefixes FILE:LINE:COL).
+ * Parsers for the units of the job file (README "A job file"). Each returns 0
+ * and sets *out, or PRUN_EINVAL with err->msg saying what is wrong with the
+ * text (without a position; the caller prefixes FILE:LINE:COL).
  *
  * Durations: "500ms", "30s", "10m", "2h", "1d", a bare number is seconds;
  * fractions allowed ("1.5s"). Negative values are rejected.
