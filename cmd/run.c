@@ -557,6 +557,9 @@ static void redis_finish(
     /* Lost state is worth saying even with --quiet: status will be wrong. */
     if (prun_state_flush(rs->state, 10000, &e) < 0)
         cmd_warn("%s", e.msg);
+    /* The run's record is on the embedded server's disk, or we say so. */
+    if (prun_embedded_check_saved(rs->embedded, 1, &e) < 0)
+        cmd_warn("%s", e.msg);
 }
 
 /* "PARALLELRUN_BIN=/path/to/this/parallelrun". */

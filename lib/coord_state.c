@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #define HEARTBEAT_MS     2000
-#define ALIVE_TTL_MS     10000
+#define ALIVE_TTL_MS     6000 /* docs/redis-schema.md: 6 s */
 #define JOBLOCK_LEASE_MS 30000
 #define RETRY_MS         500
 
