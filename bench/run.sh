@@ -55,4 +55,5 @@ done
 
 bench/segments.sh
 bench/redis.sh
+bench/embedded.sh
 python3 bench/report.py "$OUT" bench/RESULTS.md

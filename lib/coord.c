@@ -531,14 +531,20 @@ static int ensure_server(struct prun_embedded *e, struct prun_err *err)
             return prun__keeper_start(
                 e->dir, e->state, e->sock, bin, 0, e->linger_ms, err);
         }
-        /* A keeper, but no answer: its server is busy, or just died and
-         * the keeper is on its way out. Either resolves itself soon. */
+        /*
+         * A keeper, but no answer: its server is busy, or was just
+         * stopped and the keeper is on its way out, for which it may need
+         * the lock: let go of it while we wait.
+         */
         if (prun_now_ms() > deadline)
             return prun_err_set(err, PRUN_EREDIS,
                 "the embedded Redis on %s does not answer (see %s/redis.log)",
                 e->sock, e->state);
+        flock(e->lockfd, LOCK_UN);
         nap_ms(delay);
-        delay = delay < 50 ? delay * 2 : 50;
+        while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
+            ;
+        delay = delay < 4 ? delay * 2 : 4;
     }
 }
 

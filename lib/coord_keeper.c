@@ -620,7 +620,7 @@ static int keeper_setup(
             return -1;
         }
         sleep_ms(delay);
-        delay = delay < 16 ? delay * 2 : 16;
+        delay = delay < 4 ? delay * 2 : 4;
     }
 }
 

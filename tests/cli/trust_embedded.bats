@@ -150,6 +150,15 @@ EOF
     [ "$status" -eq 0 ]
     # The same server served all three commands.
     [ "$(server_pid)" = "$spid" ]
+    # A user without linger stops it at once, and the next command starts
+    # a new one (its keeper must not be left waiting for the lock).
+    PARALLELRUN_EMBEDDED_LINGER=0 run "$PR" runs
+    [ "$status" -eq 0 ]
+    wait_gone "$spid"
+    run timeout $((8 * F)) "$PR" runs
+    [ "$status" -eq 0 ]
+    spid=$(server_pid)
+    [ -n "$spid" ]
     # A short linger: the next user's leaving starts it, then it stops.
     PARALLELRUN_EMBEDDED_LINGER=1s run "$PR" runs
     [ "$status" -eq 0 ]
