@@ -159,6 +159,8 @@ valgrind: all
 	@head -c 100000 /dev/urandom > tests/fixtures/valgrind/data.bin
 	@# The job fails on purpose (a timeout): its exit status is not the gate.
 	@HOME=$$PWD/$(BUILD)/valgrind/home PARALLELRUN_CONFIG=/dev/null \
+	  PARALLELRUN_STATE_DIR=$$PWD/$(BUILD)/valgrind/home/state \
+	  PARALLELRUN_EMBEDDED_LINGER=0 \
 	  valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --log-file=$(BUILD)/valgrind/vg.%p.log \
 	  $(BIN) run tests/fixtures/valgrind/run.yaml >/dev/null 2>&1 || true

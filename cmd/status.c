@@ -3,7 +3,8 @@
  * parallelrun status / runs / cancel: reading and steering runs through
  * Redis, from any terminal, during a run or after it. Without a configured
  * Redis they use the embedded server, starting it from its saved data if
- * no run is using it, and stopping it again afterwards.
+ * it is not running (it lingers a little after its last user), and warn
+ * when it cannot save its data.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -41,10 +42,14 @@ static int connect_redis(
         return prun_err_set(
             err, PRUN_EINVAL, "Redis is off: there is no run state to read");
     if (url_p == NULL) {
+        struct prun_err e;
+
         rc = prun_embedded_acquire(&cs->embedded, url, sizeof(url), err);
         if (rc < 0)
             return rc;
         url_p = url;
+        if (prun_embedded_check_saved(cs->embedded, 0, &e) < 0)
+            cmd_warn("%s", e.msg);
     }
     return prun_conn_open(url_p, cs->cfg.redis_password, 5000, &cs->conn, err);
 }

@@ -72,25 +72,41 @@ void prun_conn_close(struct prun_conn *c);
 const char *prun_conn_url(const struct prun_conn *c);
 
 /*
- * The embedded server (README "Status, resume and cron: Redis"): a private
- * redis-server per user on a unix socket in a 0700 runtime directory, no TCP
- * port, data saved in the user's state directory. Every process using it holds
- * a shared flock on its "users" file; the last one to leave shuts it down
- * (saving).
+ * The embedded server (README "Status, resume and cron: Redis"): a private redis-server per user on a unix socket in
+ * a 0700 directory, no TCP port, its data saved in the user's state
+ * directory. Where it lives depends on the user alone (the passwd home
+ * directory), or on an explicit PARALLELRUN_STATE_DIR. Every process using
+ * it holds a shared flock on its "users" file; a keeper process stops it
+ * (saving) once it has had no user for PARALLELRUN_EMBEDDED_LINGER
+ * (default 10 s), including after its last user was killed.
  */
 struct prun_embedded;
 
 /*
- * Starts the server if it is not running, and registers this process as a
- * user. *url_out is its unix:// URL. Errors: PRUN_EREDIS/PRUN_ESYS with the
- * reason (redis-server missing, socket path, log tail).
+ * Starts the server (and its keeper) if it is not running, and registers
+ * this process as a user. *url_out is its unix:// URL. Call it before
+ * mapping anything large: it may fork. Errors: PRUN_EREDIS/PRUN_ESYS with
+ * the reason (redis-server missing, socket path, log tail), PRUN_EINVAL
+ * for a bad PARALLELRUN_EMBEDDED_LINGER or PARALLELRUN_STATE_DIR.
  */
 int prun_embedded_acquire(
     struct prun_embedded **out, char *url_out, size_t n, struct prun_err *err);
-/* Unregisters; stops the server (saving its data) if this was the last. */
+/*
+ * Can the server keep what it holds? With save_now, first asks it to save
+ * in the background (cheap: the server forks). Returns 0 (also for e NULL),
+ * or PRUN_ESYS with err saying why not: its last save failed (the reason
+ * from its log) or the state directory has no room for its data file.
+ */
+int prun_embedded_check_saved(
+    struct prun_embedded *e, int save_now, struct prun_err *err);
+/*
+ * Unregisters. With a linger of 0 the last user stops the server itself
+ * (saving) before this returns; otherwise its keeper does, later.
+ */
 void prun_embedded_release(struct prun_embedded *e);
 
-/* The per-user runtime and state directories (created 0700). */
+/* The per-user state directory and the embedded server's runtime
+ * directory inside it (created 0700). */
 int prun_runtime_dir(char *buf, size_t n, struct prun_err *err);
 int prun_state_dir(char *buf, size_t n, struct prun_err *err);
 

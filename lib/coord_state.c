@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #define HEARTBEAT_MS 2000
-#define ALIVE_TTL_MS 10000
+#define ALIVE_TTL_MS 6000 /* docs/redis-schema.md: 6 s */
 #define RETRY_MS     500
 /* The shortest TTL a key of a live run gets (many heartbeats). */
 #define LIVE_TTL_MIN_MS 60000

@@ -438,6 +438,9 @@ unsigned long long prun__session_finish(struct prun__session *s,
     if (lost > 0)
         say(s, "the state of this run in Redis is incomplete: status and "
                "--resume cannot be trusted for it");
+    /* The run's record is on the embedded server's disk, or we say so. */
+    if (prun_embedded_check_saved(s->embedded, 1, &e) < 0)
+        say(s, "%s", e.msg);
     return lost;
 }
 

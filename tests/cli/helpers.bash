@@ -26,6 +26,10 @@ common_setup() {
     export HOME=$T/home
     mkdir -p "$HOME"
     unset XDG_STATE_HOME XDG_CONFIG_HOME
+    # The embedded server lives where the user's passwd home says; a test
+    # names its own place, and the server stops as soon as it is unused.
+    export PARALLELRUN_STATE_DIR=$HOME/.local/state/parallelrun
+    export PARALLELRUN_EMBEDDED_LINGER=0
     # Private runtime, shared-memory and temp directories too.
     export XDG_RUNTIME_DIR=$T/xdg PARALLELRUN_SHM_BASE=$T/shm TMPDIR=$T/tmp
     mkdir -p -m 0700 "$XDG_RUNTIME_DIR" "$PARALLELRUN_SHM_BASE" "$TMPDIR"
@@ -47,7 +51,7 @@ scaled() {
 # The directory of this test's embedded redis-server (its socket and pid
 # file). The one place that knows where the runner puts it.
 embedded_dir() {
-    echo "$XDG_RUNTIME_DIR/parallelrun"
+    echo "$PARALLELRUN_STATE_DIR/run"
 }
 
 # The pid of this test's embedded redis-server, if one runs.
@@ -75,8 +79,9 @@ common_teardown() {
         done
         # The embedded server of this test, if a test left it.
         local ep
-        ep=$(embedded_dir)/redis.pid
-        [ -f "$ep" ] && kill -9 "$(cat "$ep")" 2>/dev/null
+        for ep in "$(embedded_dir)/redis.keeper" "$(embedded_dir)/redis.pid"; do
+            [ -f "$ep" ] && kill -9 "$(cat "$ep")" 2>/dev/null
+        done
         rm -rf "$T"
     fi
 }
