@@ -72,13 +72,14 @@ void prun_conn_close(struct prun_conn *c);
 const char *prun_conn_url(const struct prun_conn *c);
 
 /*
- * The embedded server (README "Status, resume and cron: Redis"): a private redis-server per user on a unix socket in
- * a 0700 directory, no TCP port, its data saved in the user's state
- * directory. Where it lives depends on the user alone (the passwd home
- * directory), or on an explicit PARALLELRUN_STATE_DIR. Every process using
- * it holds a shared flock on its "users" file; a keeper process stops it
- * (saving) once it has had no user for PARALLELRUN_EMBEDDED_LINGER
- * (default 10 s), including after its last user was killed.
+ * The embedded server (README "Status, resume and cron: Redis"): a private
+ * redis-server per user on a unix socket in a 0700 directory, no TCP port, its
+ * data saved in the user's state directory. Where it lives depends on the user
+ * alone (the passwd home directory), or on an explicit PARALLELRUN_STATE_DIR.
+ * Every process using it holds a shared flock on its "users" file; a keeper
+ * process stops it (saving) once it has had no user for
+ * PARALLELRUN_EMBEDDED_LINGER (default 10 s), including after its last user was
+ * killed.
  */
 struct prun_embedded;
 
