@@ -7,7 +7,9 @@
  * (timeouts, SIGKILL after kill_grace, retry delays, rate limits, progress
  * refresh), and the read ends of every child's stdout and stderr pipes.
  * Nothing blocks: a child that floods its output, or one that never exits,
- * cannot hold up the others. Later a Redis connection joins the same set.
+ * cannot hold up the others. The Redis connection joins the same set, and
+ * so does a foreach source (stdin, a FIFO) while its task waits for input:
+ * a slow producer holds up nothing but its own task.
  *
  * Process cleanup rules: each child leads its own process group. When a
  * child exits, whatever it left running in its group gets SIGTERM at once
@@ -36,9 +38,11 @@
 
 extern char **environ;
 
-#define TAG_SIGNAL  UINT64_MAX
-#define TAG_TIMER   (UINT64_MAX - 1)
-#define TAG_REDIS   (UINT64_MAX - 2)
+#define TAG_SIGNAL UINT64_MAX
+#define TAG_TIMER  (UINT64_MAX - 1)
+#define TAG_REDIS  (UINT64_MAX - 2)
+/* Item sources: TAG_INPUT | 2*task (scheduler) or 2*task + 1 (pool feed). */
+#define TAG_INPUT   (UINT64_C(1) << 62)
 #define TICK_MS     500
 #define FLUSH_MS    100
 #define PROGRESS_MS 200
@@ -84,6 +88,12 @@ struct pool_feed {
     unsigned long long queued;     /* items queued (not resumed) */
 };
 
+/* A foreach source's fd on the epoll set, armed while it waits for input. */
+struct input_watch {
+    int fd; /* registered, -1 none */
+    int armed;
+};
+
 struct runner {
     const struct prun_run_opts *o;
     const struct prun_job *job;
@@ -98,6 +108,8 @@ struct runner {
     size_t running;
     struct task_env *envs;
     struct pool_feed *feeds; /* per task; NULL without pool tasks */
+    struct input_watch *inw; /* 2 per task: scheduler, pool feed */
+    int input_busy;          /* a source is readable without waiting */
     struct prun_job shadow;  /* what sched sees: pool tasks as workers */
     struct prun_task *shadow_tasks;
     struct straggler *strag;
@@ -265,6 +277,59 @@ static int epoll_add(struct runner *r, int fd, uint64_t tag)
     ev.events = EPOLLIN;
     ev.data.u64 = tag;
     return epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void input_ready(struct runner *r, size_t w)
+{
+    r->inw[w].armed = 0;
+    if (w & 1)
+        prun_iter_readable(r->feeds[w >> 1].it);
+    else
+        prun_sched_input_ready(r->sched, w >> 1);
+}
+
+/*
+ * Arms watch w for fd: one readiness report (EPOLLONESHOT), since a source
+ * stays readable while its task, held by a cap, reads nothing.
+ */
+static void watch_input(struct runner *r, size_t w, int fd)
+{
+    struct input_watch *iw = &r->inw[w];
+    struct epoll_event ev;
+
+    if (iw->fd == fd && iw->armed)
+        return;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.u64 = TAG_INPUT | w;
+    if (iw->fd >= 0 && iw->fd != fd) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, iw->fd, NULL);
+        iw->fd = -1;
+    }
+    if ((iw->fd == fd && epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) ||
+        epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+        iw->fd = fd;
+        iw->armed = 1;
+        return;
+    }
+    /*
+     * epoll refuses what poll calls always ready (/dev/null and the like):
+     * then it is read at once.
+     */
+    iw->fd = -1;
+    input_ready(r, w);
+    r->input_busy = 1;
+}
+
+/* Puts the fds of the sources the scheduler waits on on the epoll set. */
+static void watch_inputs(struct runner *r)
+{
+    size_t t;
+    int fd;
+
+    for (t = 0; t < r->job->ntasks; t++)
+        if ((fd = prun_sched_input_fd(r->sched, t)) >= 0)
+            watch_input(r, 2 * t, fd);
 }
 
 static void close_pipe(struct proc *p, int i)
@@ -471,6 +536,10 @@ static int feed_pools(struct runner *r)
             struct prun_buf v = {0};
 
             n = prun_iter_next(f->it, &items, &e);
+            if (n == PRUN_ITER_AGAIN) {
+                watch_input(r, 2 * t + 1, prun_iter_fd(f->it));
+                break;
+            }
             if (n <= 0)
                 break;
             prun_items_value(items, (size_t)n, &v);
@@ -487,6 +556,8 @@ static int feed_pools(struct runner *r)
             }
             prun_buf_free(&v);
         }
+        if (n == PRUN_ITER_AGAIN)
+            continue;
         if (n <= 0) {
             if (n < 0)
                 note_warning(r, &e);
@@ -507,7 +578,8 @@ static void start_feed(struct runner *r, size_t t)
     if (f->started)
         return;
     f->started = 1;
-    if (prun_iter_open(r->job, &r->job->tasks[t].foreach, &f->it, &e) < 0) {
+    if (prun_iter_open_flags(r->job, &r->job->tasks[t].foreach,
+            PRUN_ITER_STRICT | PRUN_ITER_ASYNC, &f->it, &e) < 0) {
         note_warning(r, &e);
         f->finished = 1;
         prun_state_pool_fed(r->o->state, r->job->tasks[t].name, f->queued);
@@ -1084,6 +1156,11 @@ static int setup(struct runner *r, struct prun_err *err)
         }
     }
 
+    r->inw = calloc(2 * r->job->ntasks + 1, sizeof(*r->inw));
+    if (r->inw == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    for (i = 0; i < 2 * r->job->ntasks; i++)
+        r->inw[i].fd = -1;
     r->procs = calloc(r->nprocs, sizeof(*r->procs));
     r->free_slots = calloc(r->nprocs, sizeof(size_t));
     r->res->tasks = calloc(r->job->ntasks, sizeof(*r->res->tasks));
@@ -1113,6 +1190,7 @@ static void teardown(struct runner *r)
         free(r->feeds);
     }
     free(r->shadow_tasks);
+    free(r->inw);
     free(r->procs);
     free(r->free_slots);
     free(r->strag);
@@ -1147,6 +1225,8 @@ static void dispatch(struct runner *r, struct epoll_event *evs, int n)
             if (read(r->timerfd, &ticks, sizeof(ticks)) < 0)
                 ticks = 0;
             r->armed = 0;
+        } else if ((tag >> 62) == 1) {
+            input_ready(r, (size_t)(tag & ~TAG_INPUT));
         } else {
             struct proc *p = &r->procs[tag >> 1];
             if (p->inst != NULL)
@@ -1281,6 +1361,9 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
                 break;
             start_inst(&r, inst);
         }
+        r.input_busy = 0;
+        if (!r.stopping)
+            watch_inputs(&r);
         r.wake = wake;
         if (!halted_now && prun_sched_halt_now(r.sched)) {
             halted_now = 1;
@@ -1294,7 +1377,7 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         feeding = !r.stopping && feed_pools(&r);
         redis_sync_fd(&r, prun_now_ms());
         arm_timer(&r, next_deadline(&r));
-        n = epoll_wait(r.epfd, evs, 64, feeding ? 0 : -1);
+        n = epoll_wait(r.epfd, evs, 64, feeding || r.input_busy ? 0 : -1);
         if (n < 0 && errno != EINTR) {
             rc = prun_err_sys(err, "epoll_wait");
             stop_all(&r, 1);
@@ -1313,8 +1396,15 @@ out:
 
         prun_sched_stats(r.sched, &res->stats);
         res->halted = prun_sched_halted(r.sched) && r.stop_signal == 0;
-        for (t = 0; res->tasks && t < o->job->ntasks; t++)
+        for (t = 0; res->tasks && t < o->job->ntasks; t++) {
+            const char *why = prun_sched_task_error(r.sched, t);
+
             res->tasks[t].count = prun_sched_task_count(r.sched, t);
+            res->tasks[t].needs_failed = prun_sched_task_skipped(r.sched, t);
+            if (why != NULL)
+                snprintf(res->tasks[t].error, sizeof(res->tasks[t].error), "%s",
+                    why);
+        }
     }
     res->signal = r.stop_signal;
     res->elapsed_ms = prun_wall_ms() - res->start_wall_ms;
