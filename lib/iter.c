@@ -412,7 +412,7 @@ static int empty_error(const struct prun_iter *it, struct prun_err *err)
         snprintf(what, sizeof(what), "glob '%s' matches nothing", f->path);
         break;
     default:
-        snprintf(what, sizeof(what), "lines '%s' has no lines", f->path);
+        snprintf(what, sizeof(what), "lines '%s' has no lines", lines_name(f));
         break;
     }
     return prun_err_set(err, PRUN_EINVAL,
