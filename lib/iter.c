@@ -254,7 +254,7 @@ static int open_lines(struct prun_iter *it, struct prun_err *err)
 {
     const struct prun_foreach *f = it->f;
     struct stat st;
-    int fl;
+    int fl, rc;
 
     it->rbuf = malloc(READ_SIZE);
     if (it->rbuf == NULL)
@@ -298,8 +298,8 @@ static int open_lines(struct prun_iter *it, struct prun_err *err)
             it->old_flags = fl;
         return 0;
     }
-    if (count_lines(it, err) < 0)
-        return PRUN_ESYS;
+    if ((rc = count_lines(it, err)) < 0)
+        return rc;
     it->count = instances(it->nall, it->chunk);
     return 0;
 }

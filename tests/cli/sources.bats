@@ -216,9 +216,10 @@ EOF
 # the test writes to $T/release, then a last line and the end.
 start_slow_run() {
     mkfifo "$T/in" "$T/release"
-    "$PR" run "$T/$1.yaml" --redis off -j 4 < "$T/in" > "$T/run.out" 2>&1 &
+    # Builtins only (no child to outlive a kill), and no fd of bats kept.
+    "$PR" run "$T/$1.yaml" --redis off -j 4 < "$T/in" > "$T/run.out" 2>&1 3>&- &
     RUNNER=$!
-    { echo first; cat "$T/release" > /dev/null; echo second; } > "$T/in" &
+    { echo first; read -r _ < "$T/release"; echo second; } > "$T/in" 2>/dev/null 3>&- &
     PRODUCER=$!
     PIDS="$RUNNER $PRODUCER"
 }
@@ -282,7 +283,7 @@ tasks:
 EOF
     run timeout $((20 * F)) "$PR" validate "$T/f.yaml"
     [ "$status" -eq 0 ]
-    "$PR" run "$T/f.yaml" --redis off > "$T/run.out" 2>&1 &
+    "$PR" run "$T/f.yaml" --redis off > "$T/run.out" 2>&1 3>&- &
     RUNNER=$!
     PIDS=$RUNNER
     # The other task ran: the runner is in its loop, not stuck in open().
@@ -303,7 +304,7 @@ tasks:
     run: "echo {item} >> $T/fed"
     foreach: {lines: "$T/later"}
 EOF
-    "$PR" run "$T/w.yaml" --redis off -j 1 > "$T/run.out" 2>&1 &
+    "$PR" run "$T/w.yaml" --redis off -j 1 > "$T/run.out" 2>&1 3>&- &
     RUNNER=$!
     PIDS=$RUNNER
     wait_exists "$T/started" $((100 * F))

@@ -27,8 +27,9 @@ teardown() { common_teardown; }
 }
 
 @test "every good fixture validates" {
-    # full.yaml streams lines from a file relative to the current directory.
-    touch "$T/urls-2026-11-21.txt"
+    # full.yaml streams lines from a file relative to the current directory
+    # (an empty one is an error: it needs a line).
+    echo https://example.org/ > "$T/urls-2026-11-21.txt"
     for f in "$ROOT"/tests/fixtures/good/*.yaml; do
         run bash -c "cd '$T' && '$PR' validate '$f'"
         [ "$status" -eq 0 ] || { echo "$f: $output"; return 1; }
