@@ -30,6 +30,8 @@ teardown() { common_teardown; }
     # full.yaml streams lines from a file relative to the current directory
     # (an empty one is an error: it needs a line).
     echo https://example.org/ > "$T/urls-2026-11-21.txt"
+    # glob.yaml's pattern must match something, for the same reason.
+    mkdir -p "$T/logs" && touch "$T/logs/a.log"
     for f in "$ROOT"/tests/fixtures/good/*.yaml; do
         run bash -c "cd '$T' && '$PR' validate '$f'"
         [ "$status" -eq 0 ] || { echo "$f: $output"; return 1; }
