@@ -209,6 +209,23 @@ static int load_job(
     return prun_jobfile_load(a->jobfile, a->sets, a->nsets, job, err);
 }
 
+/* Says which tasks' sources are only resolved once their needs succeed. */
+static void print_deferred(const struct prun_job *job, FILE *fp, int note)
+{
+    size_t t;
+
+    for (t = 0; t < job->ntasks; t++) {
+        const struct prun_task *task = &job->tasks[t];
+
+        if (!prun_task_source_deferred(task))
+            continue;
+        fprintf(fp, "%stask '%s': %s '%s' is resolved when its needs succeed\n",
+            note ? "parallelrun: note: " : "  ", task->name,
+            task->foreach.kind == PRUN_SRC_GLOB ? "glob" : "lines",
+            task->foreach.path);
+    }
+}
+
 int cmd_validate(int argc, char **argv)
 {
     struct run_args a;
@@ -227,12 +244,14 @@ int cmd_validate(int argc, char **argv)
      * validate never waits on a FIFO or stdin.
      */
     if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
-        prun_job_check_files(job, &e) < 0) {
+        prun_job_check_files(job, &e) < 0 ||
+        prun_job_check_sources(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
     printf("%s: valid (%zu task%s)\n", a.jobfile, job->ntasks,
         job->ntasks == 1 ? "" : "s");
+    print_deferred(job, stdout, 0);
 out:
     prun_job_free(job);
     prun_config_free(&cfg);
@@ -255,7 +274,10 @@ static int dry_run(const struct prun_job *job, const char *run_id)
         struct prun_ctx ctx;
         int n;
 
-        if (prun_iter_open(job, &task->foreach, &it, &e) < 0)
+        if (prun_task_source_deferred(task))
+            continue;
+        if (prun_iter_open_flags(
+                job, &task->foreach, PRUN_ITER_STRICT, &it, &e) < 0)
             return cmd_fail(&e);
         memset(&ctx, 0, sizeof(ctx));
         ctx.task = task->name;
@@ -283,6 +305,8 @@ static int dry_run(const struct prun_job *job, const char *run_id)
         }
     }
     prun_buf_free(&line);
+    fflush(stdout);
+    print_deferred(job, stderr, 1);
     return rc;
 }
 
@@ -345,12 +369,19 @@ static void print_summary(const struct prun_job *job, const char *run_id,
     }
     if (res->fail_more > 0)
         fprintf(stderr, "  ... and %llu more\n", res->fail_more);
+    for (i = 0; i < res->ntasks; i++)
+        if (res->tasks[i].error[0] != '\0')
+            cmd_warn("%s: %s", job->tasks[i].name, res->tasks[i].error);
     for (i = 0; i < res->ntasks; i++) {
         unsigned long long sk = task_skipped(&res->tasks[i]);
         if (sk > 0 && !res->halted)
             cmd_warn("%s: %llu instance%s not started: a task it needs "
                      "failed",
                 job->tasks[i].name, sk, sk == 1 ? "" : "s");
+        else if (res->tasks[i].count < 0 && res->tasks[i].needs_failed &&
+                 !res->halted)
+            cmd_warn(
+                "%s: not started: a task it needs failed", job->tasks[i].name);
     }
     if (res->halted)
         cmd_warn("halted after %llu failure%s (halt: %s); %llu instance%s "
@@ -389,8 +420,13 @@ static void print_json(const struct prun_job *job, const char *run_id,
         prun_buf_add_json(&b, job->tasks[i].name, strlen(job->tasks[i].name));
         prun_buf_printf(&b,
             ",\"count\":%lld,\"succeeded\":%llu,\"failed\":%llu,"
-            "\"cancelled\":%llu,\"skipped\":%llu}",
+            "\"cancelled\":%llu,\"skipped\":%llu",
             t->count, t->succeeded, t->failed, t->cancelled, task_skipped(t));
+        if (t->error[0] != '\0') {
+            prun_buf_adds(&b, ",\"error\":");
+            prun_buf_add_json(&b, t->error, strlen(t->error));
+        }
+        prun_buf_addc(&b, '}');
     }
     prun_buf_adds(&b, "],\"failures\":[");
     for (i = 0; i < res->nfail; i++) {
@@ -453,7 +489,9 @@ int cmd_run(int argc, char **argv)
         rc = rc < 0 ? EXIT_OK : rc;
         goto out;
     }
-    if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0) {
+    /* Sources checkable now are checked before anything starts. */
+    if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
+        prun_job_check_sources(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
@@ -490,7 +528,8 @@ int cmd_run(int argc, char **argv)
     rc = prun__session_run(sess, &res, &e);
     failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
     for (i = 0; i < res.ntasks && !failed; i++)
-        failed = task_skipped(&res.tasks[i]) > 0;
+        failed = task_skipped(&res.tasks[i]) > 0 ||
+                 res.tasks[i].error[0] != '\0' || res.tasks[i].needs_failed;
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
         prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,

@@ -126,6 +126,8 @@ struct prun_foreach {
     size_t naxes;             /* MATRIX */
     struct prun_axis *axes;   /* MATRIX */
     unsigned chunk;           /* items per instance, >= 1 */
+    int allow_empty;          /* zero items is fine, not an error */
+    int nul_sep;              /* LINES: items end with NUL, not newline */
 };
 
 enum prun_halt {
@@ -283,6 +285,53 @@ int prun_iter_next(
 /* Number of instances this source yields in all, or -1 if not known. */
 long long prun_iter_count(const struct prun_iter *it);
 void prun_iter_free(struct prun_iter *it);
+
+/*
+ * prun_iter_next()'s answer, in async mode only, when a lines source has
+ * no complete item yet: wait until prun_iter_fd() is readable (or hung up),
+ * call prun_iter_readable(), then ask again. Items gathered so far are kept.
+ */
+#define PRUN_ITER_AGAIN (-100)
+
+enum {
+    /* Zero items in all is an error unless the foreach has allow_empty. */
+    PRUN_ITER_STRICT = 1,
+    /*
+     * Never block: a pipe, FIFO or terminal is read only after the caller
+     * saw it readable, and prun_iter_next() says PRUN_ITER_AGAIN instead of
+     * waiting. Without it, prun_iter_next() waits in poll() itself.
+     */
+    PRUN_ITER_ASYNC = 2,
+};
+
+/*
+ * prun_iter_open() with flags (PRUN_ITER_*). Opening never blocks, not even
+ * on a FIFO that has no writer yet. A lines file holding a NUL byte is
+ * refused (with its line) unless f->nul_sep.
+ */
+int prun_iter_open_flags(const struct prun_job *job,
+    const struct prun_foreach *f, int flags, struct prun_iter **out,
+    struct prun_err *err);
+/* After PRUN_ITER_AGAIN: the fd to wait for; otherwise -1. */
+int prun_iter_fd(const struct prun_iter *it);
+/* The fd of prun_iter_fd() is readable or hung up: the next read may go. */
+void prun_iter_readable(struct prun_iter *it);
+
+/*
+ * Nonzero if task t's source is only resolved when its needs succeed: a
+ * lines file or glob of a task with needs (an earlier task may make it).
+ */
+int prun_task_source_deferred(const struct prun_task *t);
+
+/*
+ * Checks, without waiting on anything or consuming input, every source
+ * that can be checked before the run: all but the deferred ones. Lines
+ * files are read (missing, NUL bytes, empty), globs matched (nothing
+ * matched), lists, ranges and matrices counted; a FIFO, terminal or stdin
+ * is only looked at, never opened or read. PRUN_EINVAL with
+ * "FILE:LINE:COL: message" (or "DATA:LINE: ..." for a NUL byte).
+ */
+int prun_job_check_sources(const struct prun_job *job, struct prun_err *err);
 
 /* The loader (jobfile.c). */
 

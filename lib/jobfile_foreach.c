@@ -246,8 +246,8 @@ static int load_matrix(struct ld *ld, struct prun_foreach *f,
     return 0;
 }
 
-static const char *const foreach_keys[] = {
-    "list", "range", "lines", "glob", "matrix", "chunk"};
+static const char *const foreach_keys[] = {"list", "range", "lines", "glob",
+    "matrix", "chunk", "allow_empty", "separator"};
 
 /* Parses foreach into t->foreach; *keys and *nkeys: what {item.KEY} names. */
 int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
@@ -262,7 +262,7 @@ int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
 
     snprintf(where, sizeof(where), " in 'foreach' of task '%s'", t->name);
     if ((rc = prun__jf_want_map(ld, k, v, "'foreach'")) < 0 ||
-        (rc = prun__jf_check_keys(ld, v, foreach_keys, 6, where)) < 0)
+        (rc = prun__jf_check_keys(ld, v, foreach_keys, 8, where)) < 0)
         return rc;
     for (i = 0; i < v->n; i += 2) {
         for (j = 0; j < 5; j++)
@@ -288,6 +288,25 @@ int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
             (rc = prun__jf_get_uint(
                  ld, v->kids[i], v->kids[i + 1], 1, 1000000, &f->chunk)) < 0)
             return rc;
+    for (i = 0; i < v->n; i += 2) {
+        const struct ynode *ok = v->kids[i], *ov = v->kids[i + 1];
+        const char *sep = NULL;
+
+        if (strcmp(ok->str, "allow_empty") == 0 &&
+            (rc = prun__jf_get_bool(ld, ok, ov, &f->allow_empty)) < 0)
+            return rc;
+        if (strcmp(ok->str, "separator") != 0)
+            continue;
+        if (strcmp(sk->str, "lines") != 0)
+            return prun__ld_fail(ld, ok, "'separator' applies only to 'lines'");
+        if ((rc = prun__jf_get_scalar(ld, ok, ov, "newline or nul", &sep)) < 0)
+            return rc;
+        if (strcmp(sep, "nul") == 0)
+            f->nul_sep = 1;
+        else if (strcmp(sep, "newline") != 0)
+            return prun__ld_fail(
+                ld, ov, "'separator' must be newline or nul, got '%.64s'", sep);
+    }
     *keys = NULL;
     *nkeys = 0;
     if (strcmp(sk->str, "list") == 0) {

@@ -8,7 +8,9 @@
  * kill_grace from the executor, the recorder's heartbeat and flush, the
  * progress line), and whatever the executor and the recorder watch (the
  * children's pipes, the Redis socket). Nothing blocks: a child that floods
- * its output, or one that never exits, cannot hold up the others.
+ * its output, or one that never exits, cannot hold up the others; a
+ * foreach source (stdin, a FIFO) joins the set while its task waits for
+ * input, so a slow producer holds up nothing but its own task.
  *
  * The loop owns the scheduler, the result, the recorder and the output.
  * It hands attempts to an executor through the seam of executor.h and
@@ -38,6 +40,17 @@
 
 #define PROGRESS_MS 200
 
+struct runner;
+
+/* A task's foreach source on the loop, armed while the task waits for it. */
+struct input_watch {
+    struct prun__watch w; /* first: the loop hands back &w */
+    struct runner *r;
+    size_t task;
+    int fd; /* registered, -1 none */
+    int armed;
+};
+
 struct runner {
     const struct prun_run_opts *o;
     const struct prun_job *job;
@@ -48,6 +61,8 @@ struct runner {
     struct prun__exec_hooks hooks;
     struct prun__recorder rec;
     struct prun__pool *pool;
+    struct input_watch *inw;       /* one per task */
+    int input_busy;                /* a source is readable without waiting */
     struct prun__attempt *running; /* list of attempts under way */
     size_t nrunning;
     struct prun__watch sigw, timerw;
@@ -197,6 +212,54 @@ static void record_view(const struct runner *r, struct prun__record_view *v)
     v->sched = r->sched;
     v->res = r->res;
     v->running = r->running;
+}
+
+/* ---- Item sources on the loop ------------------------------------------ */
+
+static void on_input(struct prun__watch *w, uint32_t events)
+{
+    struct input_watch *iw = (struct input_watch *)w;
+
+    (void)events;
+    iw->armed = 0;
+    prun_sched_input_ready(iw->r->sched, iw->task);
+}
+
+/*
+ * Arms task's watch for fd: one readiness report (EPOLLONESHOT), since a
+ * source stays readable while its task, held by a cap, reads nothing.
+ * epoll refuses what poll calls always ready (/dev/null and the like):
+ * then the source is read at once, on the next turn.
+ */
+static void watch_input(struct runner *r, size_t task, int fd)
+{
+    struct input_watch *iw = &r->inw[task];
+
+    if (iw->fd == fd && iw->armed)
+        return;
+    if (iw->fd >= 0 && iw->fd != fd) {
+        hook_unwatch(r, iw->fd);
+        iw->fd = -1;
+    }
+    if (hook_watch(r, fd, EPOLLIN | EPOLLONESHOT, &iw->w) == 0) {
+        iw->fd = fd;
+        iw->armed = 1;
+        return;
+    }
+    iw->fd = -1;
+    on_input(&iw->w, EPOLLIN);
+    r->input_busy = 1;
+}
+
+/* Puts the fds of the sources the scheduler waits on on the loop. */
+static void watch_inputs(struct runner *r)
+{
+    size_t t;
+    int fd;
+
+    for (t = 0; t < r->job->ntasks; t++)
+        if ((fd = prun_sched_input_fd(r->sched, t)) >= 0)
+            watch_input(r, t, fd);
 }
 
 /* ---- Starting and ending attempts ----------------------------------- */
@@ -542,11 +605,17 @@ static int setup(struct runner *r, struct prun_err *err)
     if (!r->res->tasks || !r->res->fail)
         return prun_err_set(err, PRUN_ENOMEM, "out of memory");
     r->res->ntasks = r->job->ntasks;
+    r->inw = calloc(r->job->ntasks + 1, sizeof(*r->inw));
+    if (r->inw == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    for (size_t t = 0; t < r->job->ntasks; t++)
+        r->inw[t] = (struct input_watch){{on_input}, r, t, -1, 0};
     return 0;
 }
 
 static void teardown(struct runner *r)
 {
+    free(r->inw);
     if (r->epfd >= 0)
         close(r->epfd);
     if (r->sigfd >= 0)
@@ -623,6 +692,9 @@ static int loop(struct runner *r, struct prun_err *err)
             stop(r, SIGINT);
         }
         done = start_ready(r, now, &rc, err);
+        r->input_busy = 0;
+        if (!r->stopping)
+            watch_inputs(r);
         if (!halted_now && prun_sched_halt_now(r->sched)) {
             halted_now = 1;
             r->stopping = 1;
@@ -633,6 +705,7 @@ static int loop(struct runner *r, struct prun_err *err)
         if (r->o->out.progress && now >= r->next_progress)
             show_progress(r, now);
         feeding = !r->stopping && prun__pool_feed(r->pool);
+        feeding |= r->input_busy;
         prun__recorder_sync(&r->rec, prun_now_ms());
         arm_timer(r, next_deadline(r));
         n = epoll_wait(r->epfd, evs, 64, feeding ? 0 : -1);
@@ -721,8 +794,15 @@ out:
         prun__recorder_counts(&r.rec, &view);
         prun_sched_stats(r.sched, &res->stats);
         res->halted = prun_sched_halted(r.sched) && r.stop_signal == 0;
-        for (t = 0; res->tasks && t < o->job->ntasks; t++)
+        for (t = 0; res->tasks && t < o->job->ntasks; t++) {
+            const char *why = prun_sched_task_error(r.sched, t);
+
             res->tasks[t].count = prun_sched_task_count(r.sched, t);
+            res->tasks[t].needs_failed = prun_sched_task_skipped(r.sched, t);
+            if (why != NULL)
+                snprintf(res->tasks[t].error, sizeof(res->tasks[t].error), "%s",
+                    why);
+        }
     }
     res->signal = r.stop_signal;
     res->elapsed_ms = prun_wall_ms() - res->start_wall_ms;

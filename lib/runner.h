@@ -64,6 +64,8 @@ struct prun_failure {
 struct prun_task_result {
     long long count; /* -1 unknown */
     unsigned long long succeeded, failed, cancelled, skipped;
+    int needs_failed; /* skipped: a task it needs failed */
+    char error[512];  /* its foreach source failed: why; "" if not */
 };
 
 struct prun_run_result {

@@ -8,7 +8,10 @@
  * concurrency caps, start rates, retries with exponential backoff and
  * jitter, and halting. It is pure logic over a clock the caller passes in:
  * it never forks, never sleeps, never reads the clock itself. The only I/O
- * behind it is the foreach iterators (lines files) it pulls items from.
+ * behind it is the foreach iterators (lines files) it pulls items from, and
+ * those never wait: a source with nothing to read yet says so, and the
+ * caller watches its fd (prun_sched_input_fd) and calls back when it is
+ * readable (prun_sched_input_ready).
  */
 
 #include <stdint.h>
@@ -70,9 +73,12 @@ struct prun_sched_stats {
 struct prun_sched;
 
 /*
- * Creates a scheduler for job, opening every task's foreach source now so
- * that a missing lines file is reported before anything starts. job must
- * outlive the scheduler.
+ * Creates a scheduler for job. The foreach sources of tasks without needs,
+ * and every list, range and matrix, are opened now, so that a missing lines
+ * file or a glob that matches nothing is reported before anything starts;
+ * a lines file or glob of a task with needs is opened when those have
+ * succeeded (it may be their output), and a failure then fails that task
+ * (prun_sched_task_error). job must outlive the scheduler.
  */
 int prun_sched_new(const struct prun_job *job,
     const struct prun_sched_opts *opts, struct prun_sched **out,
@@ -82,9 +88,10 @@ void prun_sched_free(struct prun_sched *s);
 /*
  * What to do at time now. START: *inst is to be started now and counts as
  * running until prun_sched_finish(). WAIT: *wake is the earliest time
- * something may become startable (INT64_MAX: only a finish can change
- * things). DONE: nothing runs and nothing is left. A negative PRUN_E* means
- * a foreach source failed to read (err says which).
+ * something may become startable (INT64_MAX: only a finish or input can
+ * change things); a task waiting for input has prun_sched_input_fd() >= 0.
+ * DONE: nothing runs and nothing is left. A negative PRUN_E* means the
+ * scheduler ran out of memory; a source that fails fails its task only.
  */
 int prun_sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
     int64_t *wake, struct prun_err *err);
@@ -121,5 +128,16 @@ void prun_sched_set_skip(
     struct prun_sched *s, prun_sched_skip_fn fn, void *ctx);
 
 void prun_inst_free(struct prun_inst *inst);
+
+/*
+ * The fd task's source waits on (readable or hung up is what it waits
+ * for), or -1 if it waits on nothing. Valid until the next call into the
+ * scheduler; the fd stays open until prun_sched_free().
+ */
+int prun_sched_input_fd(const struct prun_sched *s, size_t task);
+/* The fd of prun_sched_input_fd(task) became readable or hung up. */
+void prun_sched_input_ready(struct prun_sched *s, size_t task);
+/* Why task's foreach source failed (it counts as failed), or NULL. */
+const char *prun_sched_task_error(const struct prun_sched *s, size_t task);
 
 #endif

@@ -425,6 +425,73 @@ static void test_lines_pipe(void)
     ASSERT_STREQ(out, "p1/p2//p4");
 }
 
+/* Async mode on a FIFO: never waits, keeps partial lines across calls. */
+static void test_lines_fifo_async(void)
+{
+    struct prun_foreach f = src(PRUN_SRC_LINES);
+    struct prun_iter *it = NULL;
+    const struct prun_item *items = NULL;
+    char path[128];
+    int w;
+
+    make_tmpdir();
+    snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+    ASSERT_EQ(mkfifo(path, 0600), 0);
+    f.path = path;
+    /* No writer: neither the open nor the first call may wait. */
+    ASSERT_EQ(prun_iter_open_flags(&job, &f, PRUN_ITER_ASYNC, &it, NULL), 0);
+    ASSERT_EQ(prun_iter_count(it), -1);
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    ASSERT(prun_iter_fd(it) >= 0);
+    w = open(path, O_WRONLY | O_NONBLOCK);
+    ASSERT(w >= 0);
+    ASSERT_EQ(write(w, "a\r\nb", 4), 4);
+    prun_iter_readable(it);
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_STREQ(items[0].text, "a");
+    /* "b" has no end yet. */
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    prun_iter_readable(it);
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    ASSERT_EQ(write(w, "c\r", 2), 2);
+    close(w);
+    /* One read per readiness: "c\r", then the end. */
+    prun_iter_readable(it);
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    prun_iter_readable(it);
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_STREQ(items[0].text, "bc");
+    ASSERT_EQ(prun_iter_fd(it), -1);
+    ASSERT_EQ(prun_iter_next(it, &items, NULL), 0);
+    prun_iter_free(it);
+    unlink(path);
+}
+
+static void test_lines_nul_and_strict(void)
+{
+    struct prun_foreach f = src(PRUN_SRC_LINES);
+    struct prun_iter *it = NULL;
+    struct prun_err err;
+    long long count;
+    char out[64];
+
+    memset(&err, 0, sizeof(err));
+    f.path = write_file("nul.txt", "x\ny\nz\0z\n", 8);
+    ASSERT_EQ(prun_iter_open(&job, &f, &it, &err), PRUN_EINVAL);
+    ASSERT_CONTAINS(err.msg, "nul.txt:3: NUL byte in a line");
+    f.nul_sep = 1;
+    ASSERT_EQ(collect(&f, out, sizeof(out), &count), 2);
+    ASSERT_EQ(count, 2);
+    f.nul_sep = 0;
+    f.path = write_file("empty.txt", "", 0);
+    ASSERT_EQ(prun_iter_open_flags(&job, &f, PRUN_ITER_STRICT, &it, &err),
+        PRUN_EINVAL);
+    ASSERT_CONTAINS(err.msg, "has no lines");
+    f.allow_empty = 1;
+    ASSERT_EQ(prun_iter_open_flags(&job, &f, PRUN_ITER_STRICT, &it, &err), 0);
+    prun_iter_free(it);
+}
+
 static void test_lines_missing(void)
 {
     struct prun_foreach f = src(PRUN_SRC_LINES);
@@ -599,6 +666,8 @@ int main(void)
     RUN(test_lines_trailing_newline);
     RUN(test_lines_long_line);
     RUN(test_lines_pipe);
+    RUN(test_lines_fifo_async);
+    RUN(test_lines_nul_and_strict);
     RUN(test_lines_missing);
     RUN(test_lines_streaming_memory);
     RUN(test_glob);
