@@ -215,7 +215,7 @@ static int path(int argc, char **argv)
     }
     if (prun__segmeta_read(dir, argv[0], &m, &e) < 0) {
         if (e.code == PRUN_ENOTFOUND)
-            prun_err_set(&e, PRUN_ENOTFOUND,
+            prun__err_set(&e, PRUN_ENOTFOUND,
                 "segment '%s' is not attached to this task and was not "
                 "published in this run",
                 argv[0]);

@@ -155,14 +155,14 @@ static const char *password_span(const char *url, size_t *len)
     return c + 1;
 }
 
-int prun_redis_url_has_password(const char *url)
+int prun__redis_url_has_password(const char *url)
 {
     size_t len;
 
     return password_span(url, &len) != NULL;
 }
 
-void prun_redis_url_redact(const char *url, char *buf, size_t n)
+void prun__redis_url_redact(const char *url, char *buf, size_t n)
 {
     size_t len;
     const char *pw = password_span(url, &len);
@@ -189,7 +189,7 @@ static int parse_userinfo(const char *u, size_t len, struct prun_redis_addr *a)
     return 0;
 }
 
-int prun_redis_url_parse(
+int prun__redis_url_parse(
     const char *url, struct prun_redis_addr *a, struct prun_err *err)
 {
     const char *p, *slash, *colon, *q, *ui;
@@ -201,11 +201,11 @@ int prun_redis_url_parse(
     memset(a, 0, sizeof(*a));
     a->port = 6379;
     /* Messages show the URL without its password. */
-    prun_redis_url_redact(url, shown, sizeof(shown));
+    prun__redis_url_redact(url, shown, sizeof(shown));
     ui = userinfo(url, &uilen);
     if (ui != NULL && parse_userinfo(ui, uilen, a) < 0) {
         memset(a, 0, sizeof(*a));
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "invalid Redis URL '%s': bad user or password (too long, or a "
             "bad %%-escape)",
             shown);
@@ -222,9 +222,9 @@ int prun_redis_url_parse(
             (int)(q ? (size_t)(q - p) : strlen(p)), p);
         if (q != NULL) {
             if (strncmp(q, "?db=", 4) != 0 ||
-                prun_parse_int(q + 4, 0, 100000, &v, &e) < 0) {
+                prun__parse_int(q + 4, 0, 100000, &v, &e) < 0) {
                 memset(a, 0, sizeof(*a));
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "invalid Redis URL '%s' (expected ?db=N)", shown);
             }
             a->db = (int)v;
@@ -233,7 +233,7 @@ int prun_redis_url_parse(
     }
     if (strncmp(url, "redis://", 8) != 0) {
         memset(a, 0, sizeof(*a));
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "invalid Redis URL '%s' (expected redis://host:port/db or "
             "unix:///path)",
             shown);
@@ -250,9 +250,9 @@ int prun_redis_url_parse(
         hostport[hl] = '\0';
         colon = strrchr(hostport, ':');
         if (colon != NULL && strchr(hostport, ']') < colon) {
-            if (prun_parse_int(colon + 1, 1, 65535, &v, &e) < 0) {
+            if (prun__parse_int(colon + 1, 1, 65535, &v, &e) < 0) {
                 memset(a, 0, sizeof(*a));
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "invalid Redis URL '%s': bad port", shown);
             }
             a->port = (int)v;
@@ -270,9 +270,9 @@ int prun_redis_url_parse(
         memcpy(a->host, hostport, strlen(hostport) + 1);
     }
     if (slash != NULL && slash[1] != '\0') {
-        if (prun_parse_int(slash + 1, 0, 100000, &v, &e) < 0) {
+        if (prun__parse_int(slash + 1, 0, 100000, &v, &e) < 0) {
             memset(a, 0, sizeof(*a));
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "invalid Redis URL '%s': bad database number", shown);
         }
         a->db = (int)v;
@@ -280,21 +280,22 @@ int prun_redis_url_parse(
     for (q = a->host; *q; q++)
         if (isspace((unsigned char)*q) || *q == '@') {
             memset(a, 0, sizeof(*a));
-            return prun_err_set(
+            return prun__err_set(
                 err, PRUN_EINVAL, "invalid Redis URL '%s': bad host", shown);
         }
     return 0;
 no_host:
     memset(a, 0, sizeof(*a));
-    return prun_err_set(
+    return prun__err_set(
         err, PRUN_EINVAL, "invalid Redis URL '%s': no host", shown);
 bad_unix:
     memset(a, 0, sizeof(*a));
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "invalid Redis URL '%s' (expected unix:///absolute/path)", shown);
 }
 
-void prun_redis_url_format(const struct prun_redis_addr *a, char *buf, size_t n)
+void prun__redis_url_format(
+    const struct prun_redis_addr *a, char *buf, size_t n)
 {
     char user[200] = "";
 
@@ -338,14 +339,14 @@ static redisReply *check_reply(
 
         if (c->ctx->err == REDIS_ERR_IO &&
             (errno == EAGAIN || errno == EWOULDBLOCK))
-            prun_err_set(
+            prun__err_set(
                 err, PRUN_ETIMEDOUT, "Redis at %s: no reply in time", c->url);
         else
-            prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, why);
+            prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, why);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, r->str);
+        prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -383,7 +384,7 @@ redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,
     int i, slot = -1;
 
     if (nargs + 3 > 64)
-        return prun_err_set(err, PRUN_EINVAL, "too many script arguments"),
+        return prun__err_set(err, PRUN_EINVAL, "too many script arguments"),
                NULL;
     for (i = 0; i < PRUN_SCRIPT_CACHE; i++) {
         if (c->scripts[i].script == script) {
@@ -422,7 +423,7 @@ redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,
     return check_reply(c, redisCommandArgv(c->ctx, nargs + 3, argv, NULL), err);
 }
 
-int prun_conn_open(const char *url, const char *password, int timeout_ms,
+int prun__conn_open(const char *url, const char *password, int timeout_ms,
     struct prun_conn **out, struct prun_err *err)
 {
     struct prun_redis_addr a;
@@ -431,23 +432,24 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     redisReply *r, *replies[3] = {NULL, NULL, NULL};
     int rc, i, nauth = 0;
 
-    rc = prun_redis_url_parse(url, &a, err);
+    rc = prun__redis_url_parse(url, &a, err);
     if (rc < 0)
         return rc;
     if (password != NULL && *password != '\0')
         snprintf(a.password, sizeof(a.password), "%s", password);
     c = calloc(1, sizeof(*c));
     if (c == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    prun_redis_url_format(&a, c->url, sizeof(c->url));
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    prun__redis_url_format(&a, c->url, sizeof(c->url));
     c->timeout_ms = timeout_ms;
     if (a.is_unix)
         c->ctx = redisConnectUnixWithTimeout(a.path, tv);
     else
         c->ctx = redisConnectWithTimeout(a.host, a.port, tv);
     if (c->ctx == NULL || c->ctx->err) {
-        rc = prun_err_set(err, PRUN_EREDIS, "cannot connect to Redis at %s: %s",
-            c->url, c->ctx ? c->ctx->errstr : "out of memory");
+        rc =
+            prun__err_set(err, PRUN_EREDIS, "cannot connect to Redis at %s: %s",
+                c->url, c->ctx ? c->ctx->errstr : "out of memory");
         goto fail;
     }
     /* hiredis 0.14 opens sockets without close-on-exec. */
@@ -474,7 +476,7 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
         void *v = NULL;
 
         if (redisGetReply(c->ctx, &v) != REDIS_OK) {
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: %s", c->url,
                 c->ctx->errstr[0] ? c->ctx->errstr : "no reply");
             goto fail;
@@ -484,12 +486,12 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     r = replies[0];
     if (nauth && r->type == REDIS_REPLY_ERROR) {
         if (a.user[0])
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: authentication as user '%s' "
                 "failed: %s",
                 c->url, a.user, r->str);
         else
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: authentication failed: %s",
                 c->url, r->str);
         goto fail;
@@ -497,12 +499,12 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     r = replies[nauth];
     if (r->type == REDIS_REPLY_ERROR) {
         if (strncmp(r->str, "NOAUTH", 6) == 0)
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: it needs a password "
                 "([redis] password or PARALLELRUN_REDIS_PASSWORD): %s",
                 c->url, r->str);
         else
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: %s", c->url, r->str);
         goto fail;
     }
@@ -514,7 +516,7 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     r = replies[nauth + 1];
     if (r->type == REDIS_REPLY_STRING &&
         strstr(r->str, "cluster_enabled:1") != NULL) {
-        rc = prun_err_set(err, PRUN_EREDIS,
+        rc = prun__err_set(err, PRUN_EREDIS,
             "Redis at %s is a Redis Cluster node (cluster_enabled:1): "
             "parallelrun needs a standalone Redis server (or a primary "
             "with replicas), since it does not follow cluster redirects",
@@ -531,23 +533,23 @@ fail:
     for (i = 0; i < 3; i++)
         if (replies[i])
             freeReplyObject(replies[i]);
-    prun_conn_close(c);
+    prun__conn_close(c);
     return rc;
 }
 
-int prun_conn_from_env(struct prun_conn **out, struct prun_err *err)
+int prun__conn_from_env(struct prun_conn **out, struct prun_err *err)
 {
     const char *url = getenv("PARALLELRUN_REDIS");
 
     if (url == NULL || *url == '\0')
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "PARALLELRUN_REDIS is not set: run this inside a task started "
             "by 'parallelrun run'");
-    return prun_conn_open(
+    return prun__conn_open(
         url, getenv("PARALLELRUN_REDIS_PASSWORD"), 5000, out, err);
 }
 
-void prun_conn_close(struct prun_conn *c)
+void prun__conn_close(struct prun_conn *c)
 {
     if (c == NULL)
         return;
@@ -556,7 +558,7 @@ void prun_conn_close(struct prun_conn *c)
     free(c);
 }
 
-const char *prun_conn_url(const struct prun_conn *c)
+const char *prun__conn_url(const struct prun_conn *c)
 {
     return c->url;
 }
@@ -575,21 +577,21 @@ static int private_dir(char *path, struct prun_err *err)
             continue;
         *p = '\0';
         if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-            int rc = prun_err_sys(err, "cannot create '%s'", path);
+            int rc = prun__err_sys(err, "cannot create '%s'", path);
             *p = '/';
             return rc;
         }
         *p = '/';
     }
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return prun_err_sys(err, "cannot create '%s'", path);
+        return prun__err_sys(err, "cannot create '%s'", path);
     if (lstat(path, &st) < 0)
-        return prun_err_sys(err, "cannot stat '%s'", path);
+        return prun__err_sys(err, "cannot stat '%s'", path);
     if (!S_ISDIR(st.st_mode) || st.st_uid != getuid())
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_ESYS, "'%s' is not a directory owned by this user", path);
     if ((st.st_mode & 077) != 0 && chmod(path, 0700) < 0)
-        return prun_err_sys(err, "cannot make '%s' private", path);
+        return prun__err_sys(err, "cannot make '%s' private", path);
     return 0;
 }
 
@@ -600,7 +602,7 @@ static int private_dir(char *path, struct prun_err *err)
  * keep another HOME), or `lock: true` would exclude nothing. Only an
  * explicit PARALLELRUN_STATE_DIR (tests, containers) moves it.
  */
-int prun_state_dir(char *buf, size_t n, struct prun_err *err)
+int prun__state_dir(char *buf, size_t n, struct prun_err *err)
 {
     const char *x = getenv("PARALLELRUN_STATE_DIR");
     struct passwd pw, *res = NULL;
@@ -608,7 +610,7 @@ int prun_state_dir(char *buf, size_t n, struct prun_err *err)
 
     if (x != NULL && *x != '\0') {
         if (*x != '/')
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "PARALLELRUN_STATE_DIR must be an absolute path, not '%s'", x);
         snprintf(buf, n, "%s", x);
     } else if (getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
@@ -620,19 +622,19 @@ int prun_state_dir(char *buf, size_t n, struct prun_err *err)
          * there is, and cron cannot run such a user anyway. */
         snprintf(buf, n, "%s/.local/state/parallelrun", x);
     } else {
-        return prun_err_set(err, PRUN_ESYS,
+        return prun__err_set(err, PRUN_ESYS,
             "no home directory for uid %u: set PARALLELRUN_STATE_DIR",
             (unsigned)getuid());
     }
     return private_dir(buf, err);
 }
 
-int prun_runtime_dir(char *buf, size_t n, struct prun_err *err)
+int prun__runtime_dir(char *buf, size_t n, struct prun_err *err)
 {
     char st[PATH_MAX];
     int rc;
 
-    rc = prun_state_dir(st, sizeof(st), err);
+    rc = prun__state_dir(st, sizeof(st), err);
     if (rc < 0)
         return rc;
     snprintf(buf, n, "%.*s/run", (int)(n > 5 ? n - 5 : 0), st);
@@ -742,7 +744,7 @@ static void nap_ms(int64_t ms)
 static int ensure_server(struct prun_embedded *e, struct prun_err *err)
 {
     char bin[PATH_MAX];
-    int64_t deadline = prun_now_ms() + 10000, delay = 1;
+    int64_t deadline = prun__now_ms() + 10000, delay = 1;
 
     for (;;) {
         int kept = prun__keeper_alive(e->dir);
@@ -755,7 +757,7 @@ static int ensure_server(struct prun_embedded *e, struct prun_err *err)
                 e->dir, e->state, e->sock, "", 1, e->linger_ms, err);
         if (!kept) {
             if (find_redis_server(bin, sizeof(bin)) < 0)
-                return prun_err_set(err, PRUN_EREDIS,
+                return prun__err_set(err, PRUN_EREDIS,
                     "cannot start the embedded Redis: redis-server not found "
                     "(install Debian's redis-server, or set [redis] url)");
             return prun__keeper_start(
@@ -766,8 +768,8 @@ static int ensure_server(struct prun_embedded *e, struct prun_err *err)
          * stopped and the keeper is on its way out, for which it may need
          * the lock: let go of it while we wait.
          */
-        if (prun_now_ms() > deadline)
-            return prun_err_set(err, PRUN_EREDIS,
+        if (prun__now_ms() > deadline)
+            return prun__err_set(err, PRUN_EREDIS,
                 "the embedded Redis on %s does not answer (see %s/redis.log)",
                 e->sock, e->state);
         flock(e->lockfd, LOCK_UN);
@@ -778,7 +780,7 @@ static int ensure_server(struct prun_embedded *e, struct prun_err *err)
     }
 }
 
-int prun_embedded_acquire(
+int prun__embedded_acquire(
     struct prun_embedded **out, char *url_out, size_t n, struct prun_err *err)
 {
     struct prun_embedded *e;
@@ -787,15 +789,15 @@ int prun_embedded_acquire(
 
     e = calloc(1, sizeof(*e));
     if (e == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     e->lockfd = e->usersfd = -1;
     rc = prun__embedded_linger(&e->linger_ms, err);
     if (rc < 0)
         goto fail;
-    rc = prun_state_dir(e->state, sizeof(e->state), err);
+    rc = prun__state_dir(e->state, sizeof(e->state), err);
     if (rc < 0)
         goto fail;
-    rc = prun_runtime_dir(e->dir, sizeof(e->dir), err);
+    rc = prun__runtime_dir(e->dir, sizeof(e->dir), err);
     if (rc < 0)
         goto fail;
     rc = embedded_socket(e->dir, e->sock, sizeof(e->sock), err);
@@ -806,7 +808,7 @@ int prun_embedded_acquire(
     snprintf(path, sizeof(path), "%s/redis.users", e->dir);
     e->usersfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (e->lockfd < 0 || e->usersfd < 0) {
-        rc = prun_err_sys(err, "cannot open lock files in '%s'", e->dir);
+        rc = prun__err_sys(err, "cannot open lock files in '%s'", e->dir);
         goto fail;
     }
     while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
@@ -830,7 +832,7 @@ fail:
     return rc;
 }
 
-int prun_embedded_check_saved(
+int prun__embedded_check_saved(
     struct prun_embedded *e, int save_now, struct prun_err *err)
 {
     if (e == NULL)
@@ -838,7 +840,7 @@ int prun_embedded_check_saved(
     return prun__server_check_saved(e->sock, e->state, save_now, err);
 }
 
-void prun_embedded_release(struct prun_embedded *e)
+void prun__embedded_release(struct prun_embedded *e)
 {
     if (e == NULL)
         return;
@@ -848,7 +850,7 @@ void prun_embedded_release(struct prun_embedded *e)
      */
     {
         struct timespec ts[2];
-        int64_t until = prun_wall_ms() + (e->linger_ms > 0 ? e->linger_ms : 0);
+        int64_t until = prun__wall_ms() + (e->linger_ms > 0 ? e->linger_ms : 0);
 
         ts[0].tv_sec = ts[1].tv_sec = (time_t)(until / 1000);
         ts[0].tv_nsec = ts[1].tv_nsec = (long)(until % 1000) * 1000000L;

@@ -95,8 +95,8 @@ int prun__embedded_linger(int64_t *ms, struct prun_err *err)
         *ms = DEFAULT_LINGER_MS;
         return 0;
     }
-    if (prun_parse_duration(v, ms, &e) < 0)
-        return prun_err_set(
+    if (prun__parse_duration(v, ms, &e) < 0)
+        return prun__err_set(
             err, PRUN_EINVAL, "PARALLELRUN_EMBEDDED_LINGER: %s", e.msg);
     return 0;
 }
@@ -282,7 +282,7 @@ int prun__server_stop(const char *sock, const char *state, struct prun_err *err)
     r = redisCommand(c, "SHUTDOWN SAVE");
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         log_reason(state, why, sizeof(why));
-        rc = prun_err_set(err, PRUN_EREDIS,
+        rc = prun__err_set(err, PRUN_EREDIS,
             "the embedded Redis could not save its data in %s: %s", state,
             why[0] ? why : r->str);
     }
@@ -345,7 +345,7 @@ int prun__server_check_saved(
     if (why[0] == '\0')
         snprintf(why, sizeof(why),
             "its last save failed (see %.200s/redis.log)", state);
-    return prun_err_set(err, PRUN_ESYS,
+    return prun__err_set(err, PRUN_ESYS,
         "the embedded Redis cannot save its data in %s: %s: status, runs "
         "and --resume will not know recent runs once it stops",
         state, why);
@@ -451,7 +451,7 @@ static void keeper_loop(struct keeper *k)
     for (;;) {
         struct pollfd pf[3] = {
             {k->pidfd, POLLIN, 0}, {idle[0], POLLIN, 0}, {ino, POLLIN, 0}};
-        int64_t now = prun_wall_ms(), last;
+        int64_t now = prun__wall_ms(), last;
         int timeout = -1, n;
 
         if (deadline >= 0)
@@ -509,7 +509,7 @@ static void keeper_loop(struct keeper *k)
             /* It could not save: keep it (and its data), try again. */
             flock(k->usersfd, LOCK_UN);
             flock(k->lockfd, LOCK_UN);
-            deadline = prun_wall_ms() + RETRY_SAVE_MS;
+            deadline = prun__wall_ms() + RETRY_SAVE_MS;
             continue;
         }
         flock(k->lockfd, LOCK_UN);
@@ -602,7 +602,7 @@ static int keeper_setup(
     }
     /* Up in a few ms on a small store: poll with a short backoff, never a
      * fixed wait; a LOADING server is asked again as quickly. */
-    deadline = prun_now_ms() + READY_MS;
+    deadline = prun__now_ms() + READY_MS;
     for (;;) {
         if (waitpid(k->pid, &status, WNOHANG) == k->pid) {
             log_tail(k->state, tail, sizeof(tail));
@@ -612,7 +612,7 @@ static int keeper_setup(
         }
         if (answers(k->sock, 2000))
             return 0;
-        if (prun_now_ms() > deadline) {
+        if (prun__now_ms() > deadline) {
             kill(k->pid, SIGKILL);
             log_tail(k->state, tail, sizeof(tail));
             snprintf(msg, n, "%.100s did not answer within %ds%s%.250s", bin,
@@ -689,7 +689,7 @@ int prun__keeper_start(const char *dir, const char *state, const char *sock,
     pid_t pid;
 
     if (pipe2(p, O_CLOEXEC) < 0)
-        return prun_err_sys(err, "cannot start the embedded Redis");
+        return prun__err_sys(err, "cannot start the embedded Redis");
     /*
      * Not our child (a runner kills its descendants and is a subreaper),
      * its own session (a Ctrl-C in our terminal must not reach it).
@@ -712,14 +712,14 @@ int prun__keeper_start(const char *dir, const char *state, const char *sock,
         prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (pid < 0) {
         close(p[0]);
-        return prun_err_sys(err, "cannot start the embedded Redis");
+        return prun__err_sys(err, "cannot start the embedded Redis");
     }
     /* The keeper writes "OK" once the server answers, or why not, and
      * closes the pipe; end of file alone means it died. */
-    deadline = prun_now_ms() + READY_MS + 5000;
+    deadline = prun__now_ms() + READY_MS + 5000;
     while (got + 1 < sizeof(msg)) {
         struct pollfd pf = {p[0], POLLIN, 0};
-        int64_t left = deadline - prun_now_ms();
+        int64_t left = deadline - prun__now_ms();
         ssize_t r;
 
         if (left <= 0)
@@ -742,7 +742,7 @@ int prun__keeper_start(const char *dir, const char *state, const char *sock,
     msg[got] = '\0';
     if (strcmp(msg, "OK") == 0)
         return 0;
-    return prun_err_set(err, PRUN_EREDIS,
+    return prun__err_set(err, PRUN_EREDIS,
         "the embedded Redis did not start: %s",
         got ? msg : "its keeper process exited");
 }

@@ -69,7 +69,7 @@ static int strset_add(struct prun_strset *s, const char *v, size_t len)
     return 0;
 }
 
-int prun_strset_has(const struct prun_strset *s, const char *v)
+int prun__strset_has(const struct prun_strset *s, const char *v)
 {
     size_t i;
 
@@ -84,7 +84,7 @@ int prun_strset_has(const struct prun_strset *s, const char *v)
     return 0;
 }
 
-void prun_strset_free(struct prun_strset *s)
+void prun__strset_free(struct prun_strset *s)
 {
     size_t i;
 
@@ -96,9 +96,9 @@ void prun_strset_free(struct prun_strset *s)
     free(s);
 }
 
-int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
-    const char *const *tasks, size_t ntasks, struct prun_strset ***out,
-    struct prun_err *err)
+int prun__resume_load(struct prun_conn *c, const char *rid,
+    const char *job_name, const char *const *tasks, size_t ntasks,
+    struct prun_strset ***out, struct prun_err *err)
 {
     struct prun_strset **sets;
     redisReply *r;
@@ -112,12 +112,12 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
         return err ? err->code : PRUN_EREDIS;
     if (r->type != REDIS_REPLY_STRING) {
         freeReplyObject(r);
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "--resume: no run '%s' is recorded in Redis at %s", rid,
-            prun_conn_url(c));
+            prun__conn_url(c));
     }
     if (strcmp(r->str, job_name) != 0) {
-        rc = prun_err_set(err, PRUN_EINVAL,
+        rc = prun__err_set(err, PRUN_EINVAL,
             "--resume: run '%s' is of job '%s', not '%s'", rid, r->str,
             job_name);
         freeReplyObject(r);
@@ -131,13 +131,13 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
     freeReplyObject(r);
     sets = calloc(ntasks ? ntasks : 1, sizeof(*sets));
     if (sets == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (t = 0; t < ntasks; t++) {
         char cursor[32] = "0";
 
         sets[t] = calloc(1, sizeof(struct prun_strset));
         if (sets[t] == NULL) {
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
             goto fail;
         }
         sets[t]->all = all;
@@ -154,7 +154,7 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
             }
             if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
                 freeReplyObject(r);
-                rc = prun_err_set(err, PRUN_EREDIS, "unexpected SSCAN reply");
+                rc = prun__err_set(err, PRUN_EREDIS, "unexpected SSCAN reply");
                 goto fail;
             }
             snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
@@ -162,7 +162,7 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
                 redisReply *m = r->element[1]->element[i];
                 if (strset_add(sets[t], m->str, m->len) < 0) {
                     freeReplyObject(r);
-                    rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+                    rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
                     goto fail;
                 }
             }
@@ -173,7 +173,7 @@ int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
     return 0;
 fail:
     for (t = 0; t < ntasks; t++)
-        prun_strset_free(sets[t]);
+        prun__strset_free(sets[t]);
     free(sets);
     return rc;
 }
@@ -236,8 +236,8 @@ static int load_info(struct prun_conn *c, const char *rid,
         return err ? err->code : PRUN_EREDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
         freeReplyObject(r);
-        return prun_err_set(err, PRUN_ENOTFOUND, "no run '%s' in Redis at %s",
-            rid, prun_conn_url(c));
+        return prun__err_set(err, PRUN_ENOTFOUND, "no run '%s' in Redis at %s",
+            rid, prun__conn_url(c));
     }
     for (i = 0; i + 1 < r->elements; i += 2)
         info_field(in, r->element[i]->str, r->element[i + 1]->str);
@@ -272,7 +272,7 @@ static int load_hash(struct prun_conn *c, const char *rid, const char *what,
         *vals = calloc(r->elements / 2, sizeof(char *));
         if (*keys == NULL || *vals == NULL) {
             freeReplyObject(r);
-            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
         }
         for (i = 0; i + 1 < r->elements; i += 2) {
             (*keys)[m] = strdup(r->element[i]->str);
@@ -304,7 +304,7 @@ static int load_progress(struct prun_conn *c, const char *rid,
     st->progress_vals = calloc(n ? n : 1, sizeof(char *));
     if (st->progress_keys == NULL || st->progress_vals == NULL) {
         freeReplyObject(r);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
     for (i = 0; i < n; i++) {
         st->progress_keys[i] = strdup(r->element[2 * i]->str);
@@ -335,15 +335,15 @@ static int newest_run(
     if (r == NULL)
         return err ? err->code : PRUN_EREDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-        rc = prun_err_set(err, PRUN_ENOTFOUND,
-            "no runs recorded in Redis at %s", prun_conn_url(c));
+        rc = prun__err_set(err, PRUN_ENOTFOUND,
+            "no runs recorded in Redis at %s", prun__conn_url(c));
     else
         snprintf(rid, n, "%s", r->element[0]->str);
     freeReplyObject(r);
     return rc;
 }
 
-int prun_status_load(struct prun_conn *c, const char *rid,
+int prun__status_load(struct prun_conn *c, const char *rid,
     struct prun_status *st, struct prun_err *err)
 {
     char newest[64], **keys = NULL;
@@ -371,11 +371,11 @@ int prun_status_load(struct prun_conn *c, const char *rid,
         rc = load_hash(
             c, rid, "tasks", &st->task_names, &st->task_json, &st->ntasks, err);
     if (rc < 0)
-        prun_status_free(st);
+        prun__status_free(st);
     return rc;
 }
 
-void prun_status_free(struct prun_status *st)
+void prun__status_free(struct prun_status *st)
 {
     free_strv(st->running, st->nrunning);
     free_strv(st->failed, st->nfailed);
@@ -386,7 +386,7 @@ void prun_status_free(struct prun_status *st)
     memset(st, 0, sizeof(*st));
 }
 
-int prun_runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
+int prun__runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
     size_t *count, struct prun_err *err)
 {
     struct prun_run_info *v;
@@ -400,7 +400,7 @@ int prun_runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
     v = calloc(r->elements ? r->elements : 1, sizeof(*v));
     if (v == NULL) {
         freeReplyObject(r);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
     for (i = 0; i < r->elements; i++) {
         struct prun_err e;
@@ -429,8 +429,8 @@ int prun_runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
     return 0;
 }
 
-int prun_run_cancel(struct prun_conn *c, const char *rid, long *pid, char *host,
-    size_t hostlen, struct prun_err *err)
+int prun__run_cancel(struct prun_conn *c, const char *rid, long *pid,
+    char *host, size_t hostlen, struct prun_err *err)
 {
     struct prun_run_info in;
     redisReply *r;
@@ -441,7 +441,7 @@ int prun_run_cancel(struct prun_conn *c, const char *rid, long *pid, char *host,
     if (rc < 0)
         return rc;
     if (strcmp(in.state, "running") != 0)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "run %s is not running (%s)", rid, in.state);
     snprintf(k, sizeof(k), "parallelrun:{%s}:cancel", rid);
     r = prun__cmd(c, err, "SET %s 1 PX %d", k, 86400000);

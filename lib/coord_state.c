@@ -72,7 +72,7 @@ struct prun_state {
     size_t ntasks;
     char last_error[200];
     int started;
-    /* The job lock's lease (prun_state_joblock_hold), if any. */
+    /* The job lock's lease (prun__state_joblock_hold), if any. */
     struct prun_joblock lock;
     int64_t lock_until;      /* boottime ms; 0: no lock held */
     int64_t lock_next_renew; /* boottime ms */
@@ -100,7 +100,7 @@ static void disconnect(struct prun_state *s, const char *why)
         s->head->refused = 0;
     }
     s->unsent = s->head;
-    s->next_retry = prun_now_ms() + RETRY_MS;
+    s->next_retry = prun__now_ms() + RETRY_MS;
 }
 
 /* Hands queued commands to the connection and writes what the socket takes. */
@@ -242,7 +242,7 @@ static void connect_now(struct prun_state *s)
             c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
-        s->next_retry = prun_now_ms() + RETRY_MS;
+        s->next_retry = prun__now_ms() + RETRY_MS;
         return;
     }
     fcntl(c->fd, F_SETFD, FD_CLOEXEC);
@@ -263,7 +263,7 @@ static void connect_now(struct prun_state *s)
     pump(s);
 }
 
-int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
+int prun__state_open(const struct prun_state_opts *o, struct prun_state **out,
     struct prun_err *err)
 {
     struct prun_state *s;
@@ -271,15 +271,15 @@ int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
 
     s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    rc = prun_redis_url_parse(o->url, &s->addr, err);
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    rc = prun__redis_url_parse(o->url, &s->addr, err);
     if (rc < 0) {
         free(s);
         return rc;
     }
     if (o->password && *o->password)
         snprintf(s->addr.password, sizeof(s->addr.password), "%s", o->password);
-    prun_redis_url_format(&s->addr, s->url, sizeof(s->url));
+    prun__redis_url_format(&s->addr, s->url, sizeof(s->url));
     snprintf(s->run_id, sizeof(s->run_id), "%s", o->run_id);
     s->ttl_ms = o->key_ttl_ms > 0 ? o->key_ttl_ms : 7 * 86400000LL;
     s->on_error = o->on_error;
@@ -291,7 +291,7 @@ int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
     return 0;
 }
 
-void prun_state_close(struct prun_state *s)
+void prun__state_close(struct prun_state *s)
 {
     struct cmd *c, *n;
     size_t i;
@@ -311,13 +311,13 @@ void prun_state_close(struct prun_state *s)
     free(s);
 }
 
-void prun_state_pump(struct prun_state *s)
+void prun__state_pump(struct prun_state *s)
 {
     if (s->c != NULL && s->unsent != NULL)
         pump(s);
 }
 
-size_t prun_state_pending(const struct prun_state *s)
+size_t prun__state_pending(const struct prun_state *s)
 {
     const struct cmd *c;
     size_t n = 0;
@@ -328,12 +328,12 @@ size_t prun_state_pending(const struct prun_state *s)
     return n;
 }
 
-int prun_state_fd(const struct prun_state *s)
+int prun__state_fd(const struct prun_state *s)
 {
     return s->c ? s->c->fd : -1;
 }
 
-int prun_state_want_write(const struct prun_state *s)
+int prun__state_want_write(const struct prun_state *s)
 {
     return s->c != NULL && s->want_write;
 }
@@ -483,7 +483,7 @@ static void read_replies(struct prun_state *s)
     }
 }
 
-void prun_state_io(struct prun_state *s, int readable, int writable)
+void prun__state_io(struct prun_state *s, int readable, int writable)
 {
     if (s->c == NULL)
         return;
@@ -493,7 +493,7 @@ void prun_state_io(struct prun_state *s, int readable, int writable)
         pump(s);
 }
 
-unsigned long long prun_state_refused(const struct prun_state *s,
+unsigned long long prun__state_refused(const struct prun_state *s,
     const struct prun_state_error_kind **kinds, size_t *nkinds)
 {
     if (kinds != NULL)
@@ -503,12 +503,12 @@ unsigned long long prun_state_refused(const struct prun_state *s,
     return s->refused;
 }
 
-int prun_state_cancel_requested(const struct prun_state *s)
+int prun__state_cancel_requested(const struct prun_state *s)
 {
     return s->cancel;
 }
 
-void prun_state_progress(
+void prun__state_progress(
     const struct prun_state *s, long long *done, long long *total)
 {
     *done = s->prog_done;
@@ -602,7 +602,7 @@ static void heartbeat(struct prun_state *s)
     enqueue(s, on_cancel, NULL, "EXISTS %s", k);
 }
 
-void prun_state_tick(struct prun_state *s, int64_t now)
+void prun__state_tick(struct prun_state *s, int64_t now)
 {
     if (s->started) {
         /* What running children report, for the progress line. */
@@ -622,13 +622,13 @@ void prun_state_tick(struct prun_state *s, int64_t now)
     pump(s);
 }
 
-void prun_state_run_start(struct prun_state *s, const struct prun_state_run *r,
+void prun__state_run_start(struct prun_state *s, const struct prun_state_run *r,
     const char *const *task_names, size_t ntasks)
 {
     char k[256], num[32], pidv[32], jobs[32];
     size_t i;
 
-    snprintf(num, sizeof(num), "%lld", (long long)prun_wall_ms());
+    snprintf(num, sizeof(num), "%lld", (long long)prun__wall_ms());
     snprintf(pidv, sizeof(pidv), "%ld", (long)getpid());
     snprintf(jobs, sizeof(jobs), "%u", r->jobs);
     key(s, k, sizeof(k), "run");
@@ -648,7 +648,7 @@ void prun_state_run_start(struct prun_state *s, const struct prun_state_run *r,
             s->ntasks++;
     s->started = 1;
     heartbeat(s);
-    s->next_beat = prun_now_ms() + HEARTBEAT_MS;
+    s->next_beat = prun__now_ms() + HEARTBEAT_MS;
     pump(s);
 }
 
@@ -658,7 +658,7 @@ static void inst_field(
     snprintf(buf, n, "%s[%llu]", task, index);
 }
 
-void prun_state_inst_start(struct prun_state *s, const char *task,
+void prun__state_inst_start(struct prun_state *s, const char *task,
     unsigned long long index, unsigned attempt, long pid, const char *item)
 {
     struct prun_buf v = {0};
@@ -666,19 +666,19 @@ void prun_state_inst_start(struct prun_state *s, const char *task,
 
     key(s, k, sizeof(k), "running");
     inst_field(f, sizeof(f), task, index);
-    prun_buf_adds(&v, "{\"task\":");
-    prun_buf_add_json(&v, task, strlen(task));
-    prun_buf_printf(&v,
+    prun__buf_adds(&v, "{\"task\":");
+    prun__buf_add_json(&v, task, strlen(task));
+    prun__buf_printf(&v,
         ",\"index\":%llu,\"attempt\":%u,\"pid\":%ld,\"started_ms\":%lld,"
         "\"item\":",
-        index, attempt, pid, (long long)prun_wall_ms());
-    prun_buf_add_json(&v, item, strlen(item) > 200 ? 200 : strlen(item));
-    prun_buf_addc(&v, '}');
+        index, attempt, pid, (long long)prun__wall_ms());
+    prun__buf_add_json(&v, item, strlen(item) > 200 ? 200 : strlen(item));
+    prun__buf_addc(&v, '}');
     hset_buf(s, k, f, &v);
-    prun_buf_free(&v);
+    prun__buf_free(&v);
 }
 
-void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
+void prun__state_inst_end(struct prun_state *s, const struct prun_state_end *e)
 {
     char k[256], f[200], sub[200];
 
@@ -699,25 +699,25 @@ void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
         struct prun_buf v = {0};
 
         key(s, k, sizeof(k), "failed");
-        prun_buf_adds(&v, "{\"task\":");
-        prun_buf_add_json(&v, e->task, strlen(e->task));
-        prun_buf_printf(&v,
+        prun__buf_adds(&v, "{\"task\":");
+        prun__buf_add_json(&v, e->task, strlen(e->task));
+        prun__buf_printf(&v,
             ",\"index\":%llu,\"attempt\":%u,\"kind\":\"%s\","
             "\"status\":%d,\"reason\":",
             e->index, e->attempt, e->kind, e->status);
-        prun_buf_add_json(&v, e->reason, strlen(e->reason));
-        prun_buf_adds(&v, ",\"item\":");
-        prun_buf_add_json(
+        prun__buf_add_json(&v, e->reason, strlen(e->reason));
+        prun__buf_adds(&v, ",\"item\":");
+        prun__buf_add_json(
             &v, e->item, strlen(e->item) > 200 ? 200 : strlen(e->item));
-        prun_buf_adds(&v, ",\"stderr_tail\":");
-        prun_buf_add_json(&v, e->stderr_tail, strlen(e->stderr_tail));
-        prun_buf_printf(&v, ",\"ended_ms\":%lld}", (long long)prun_wall_ms());
+        prun__buf_adds(&v, ",\"stderr_tail\":");
+        prun__buf_add_json(&v, e->stderr_tail, strlen(e->stderr_tail));
+        prun__buf_printf(&v, ",\"ended_ms\":%lld}", (long long)prun__wall_ms());
         hset_buf(s, k, f, &v);
-        prun_buf_free(&v);
+        prun__buf_free(&v);
     }
 }
 
-void prun_state_done(struct prun_state *s, const char *task, const char *item)
+void prun__state_done(struct prun_state *s, const char *task, const char *item)
 {
     char k[256], sub[200];
 
@@ -726,8 +726,9 @@ void prun_state_done(struct prun_state *s, const char *task, const char *item)
     enqueue_ttl(s, k, live_ttl(s), "SADD %s %s", k, item);
 }
 
-void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
-    const char *const *task_json, size_t ntasks)
+void prun__state_counts(struct prun_state *s,
+    const struct prun__state_counts *c, const char *const *task_json,
+    size_t ntasks)
 {
     const char **argv;
     char k[256], *buf = NULL;
@@ -756,7 +757,7 @@ void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
     enqueue_with_ttl(s, k, live_ttl(s), buf, len);
 }
 
-void prun_state_run_end(
+void prun__state_run_end(
     struct prun_state *s, const char *state, int exit_code, int signal)
 {
     char k[256], sub[200];
@@ -767,7 +768,7 @@ void prun_state_run_end(
     key(s, k, sizeof(k), "run");
     enqueue_ttl(s, k, s->ttl_ms,
         "HSET %s state %s ended_ms %lld exit_code %d signal %d running 0", k,
-        state, (long long)prun_wall_ms(), exit_code, signal);
+        state, (long long)prun__wall_ms(), exit_code, signal);
     key(s, k, sizeof(k), "alive");
     enqueue(s, NULL, NULL, "DEL %s", k);
     key(s, k, sizeof(k), "progress");
@@ -810,14 +811,14 @@ void prun_state_run_end(
     pump(s);
 }
 
-int prun_state_flush(
+int prun__state_flush(
     struct prun_state *s, int64_t timeout_ms, struct prun_err *err)
 {
-    int64_t deadline = prun_now_ms() + timeout_ms;
+    int64_t deadline = prun__now_ms() + timeout_ms;
 
-    prun_state_pump(s);
+    prun__state_pump(s);
     while (s->head != NULL) {
-        int64_t now = prun_now_ms(), wait;
+        int64_t now = prun__now_ms(), wait;
         struct pollfd pfd;
 
         if (now >= deadline)
@@ -835,12 +836,12 @@ int prun_state_flush(
         pfd.events = POLLIN | (s->want_write ? POLLOUT : 0);
         wait = deadline - now;
         if (poll(&pfd, 1, (int)(wait > 200 ? 200 : wait)) > 0)
-            prun_state_io(s, (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0,
+            prun__state_io(s, (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0,
                 (pfd.revents & POLLOUT) != 0);
     }
     if (s->head == NULL)
         return 0;
-    return prun_err_set(err, PRUN_EREDIS,
+    return prun__err_set(err, PRUN_EREDIS,
         "%zu state record%s could not be written to Redis at %s (%s); "
         "status may show this run as lost",
         s->queued, s->queued == 1 ? "" : "s", s->url,
@@ -850,7 +851,7 @@ int prun_state_flush(
 /* ---- Pool mode ------------------------------------------------------------
  */
 
-void prun_state_pool_push(struct prun_state *s, const char *task,
+void prun__state_pool_push(struct prun_state *s, const char *task,
     unsigned long long index, const char *item)
 {
     struct prun_buf v = {0};
@@ -862,7 +863,7 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
      * RPUSH is not idempotent: a replay after a reconnect could queue an
      * item twice. The item is guarded by a set of queued indices instead.
      */
-    if (prun_buf_printf(&v, "%llu\t%s", index, item) == 0) {
+    if (prun__buf_printf(&v, "%llu\t%s", index, item) == 0) {
         char qk[256];
         char idx[32];
         snprintf(idx, sizeof(idx), "%llu", index);
@@ -875,10 +876,10 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
             "redis.call('PEXPIRE', KEYS[2], ARGV[3]) end return 1",
             k, qk, idx, v.data, v.len, (long long)live_ttl(s));
     }
-    prun_buf_free(&v);
+    prun__buf_free(&v);
 }
 
-void prun_state_pool_fed(
+void prun__state_pool_fed(
     struct prun_state *s, const char *task, unsigned long long count)
 {
     char k[256], sub[200];
@@ -890,7 +891,7 @@ void prun_state_pool_fed(
         s, NULL, NULL, "SET %s %llu PX %lld", k, count, (long long)live_ttl(s));
 }
 
-void prun_state_pool_worker_end(struct prun_state *s, const char *task,
+void prun__state_pool_worker_end(struct prun_state *s, const char *task,
     unsigned long long worker, unsigned attempt, int ok)
 {
     char wip[256], q[256], done[256], okk[256], sub[200];
@@ -930,7 +931,8 @@ static const char joblock_renew_lua[] =
     "if h == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
     "if h then return h end return 0";
 
-void prun_state_joblock_hold(struct prun_state *s, const struct prun_joblock *l)
+void prun__state_joblock_hold(
+    struct prun_state *s, const struct prun_joblock *l)
 {
     s->lock = *l;
     s->lock_until = l->taken_ms + l->lease_ms;
@@ -959,7 +961,7 @@ static void on_joblock_renew(struct prun_state *s, redisReply *r, void *arg)
     /* An error reply (script trouble) renews nothing: the lease runs out. */
 }
 
-void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now)
+void prun__state_joblock_renew(struct prun_state *s, int64_t boot_now)
 {
     if (s == NULL || s->lock_until == 0 || s->lock_lost || s->lock_inflight ||
         boot_now < s->lock_next_renew)
@@ -973,7 +975,7 @@ void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now)
     pump(s);
 }
 
-int prun_state_joblock_check(
+int prun__state_joblock_check(
     struct prun_state *s, int64_t boot_now, struct prun_err *err)
 {
     if (s == NULL || s->lock_until == 0)
@@ -982,23 +984,23 @@ int prun_state_joblock_check(
         char rid[64] = "?";
 
         sscanf(s->lock_holder, "%63s", rid);
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "run %s took the lock over after this run's lease of %gs ran "
             "out",
             rid, (double)s->lock.lease_ms / 1000.0);
     }
     if (s->lock_lost == 2)
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "the lock expired in Redis (lease %gs)",
             (double)s->lock.lease_ms / 1000.0);
     if (boot_now < s->lock_until)
         return 0;
     s->lock_lost = 3;
     if (s->c == NULL)
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "its lease of %gs ran out while Redis was unreachable (%s)",
             (double)s->lock.lease_ms / 1000.0, s->last_error);
-    return prun_err_set(err, PRUN_ELOCKED,
+    return prun__err_set(err, PRUN_ELOCKED,
         "its lease of %gs ran out %.1fs ago without being renewed (was "
         "the runner stopped or suspended?)",
         (double)s->lock.lease_ms / 1000.0,

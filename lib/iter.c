@@ -29,21 +29,21 @@
 /* Read size for lines files, both when counting and when iterating. */
 #define READ_SIZE (64 * 1024)
 
-int prun_items_value(
+int prun__items_value(
     const struct prun_item *items, size_t n, struct prun_buf *out)
 {
     size_t i;
 
-    if (prun_buf_reserve(out, 0) < 0)
+    if (prun__buf_reserve(out, 0) < 0)
         return PRUN_ENOMEM;
     for (i = 0; i < n; i++)
-        if ((i > 0 && prun_buf_addc(out, '\n') < 0) ||
-            prun_buf_adds(out, items[i].text) < 0)
+        if ((i > 0 && prun__buf_addc(out, '\n') < 0) ||
+            prun__buf_adds(out, items[i].text) < 0)
             return PRUN_ENOMEM;
     return 0;
 }
 
-struct prun_item *prun_items_dup(const struct prun_item *items, size_t n)
+struct prun_item *prun__items_dup(const struct prun_item *items, size_t n)
 {
     size_t nptr = 0, nchar = 0, size, i, k;
     struct prun_item *out;
@@ -144,7 +144,7 @@ static int fail_at(struct prun_err *err, const struct prun_job *job,
 {
     int saved = errno;
 
-    prun_err_set(err, PRUN_EINVAL, "%s:%u:%u: cannot %s '%s': %s",
+    prun__err_set(err, PRUN_EINVAL, "%s:%u:%u: cannot %s '%s': %s",
         job && job->path ? job->path : "?", f->pos.line, f->pos.col, what,
         f->path, strerror(saved));
     if (err != NULL)
@@ -198,7 +198,7 @@ static int nul_error(
 {
     const struct prun_foreach *f = it->f;
 
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "%s:%llu: NUL byte in a line (foreach 'lines' at %s:%u:%u; for "
         "NUL-separated items set 'separator: nul')",
         lines_name(f), line, it->job && it->job->path ? it->job->path : "?",
@@ -224,7 +224,7 @@ static int count_lines(struct prun_iter *it, struct prun_err *err)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return prun_err_sys(err, "%s:%u:%u: cannot read '%s'",
+            return prun__err_sys(err, "%s:%u:%u: cannot read '%s'",
                 it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
                 it->f->pos.col, it->f->path);
         if (n == 0)
@@ -243,7 +243,7 @@ static int count_lines(struct prun_iter *it, struct prun_err *err)
     if (last != sep)
         lines++;
     if (lseek(it->fd, 0, SEEK_SET) < 0)
-        return prun_err_sys(err, "%s:%u:%u: cannot rewind '%s'",
+        return prun__err_sys(err, "%s:%u:%u: cannot rewind '%s'",
             it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
             it->f->pos.col, it->f->path);
     it->nall = lines;
@@ -258,7 +258,7 @@ static int open_lines(struct prun_iter *it, struct prun_err *err)
 
     it->rbuf = malloc(READ_SIZE);
     if (it->rbuf == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     if (strcmp(f->path, "-") == 0) {
         it->fd = 0;
     } else {
@@ -346,11 +346,11 @@ static int open_glob(struct prun_iter *it, struct prun_err *err)
         it->gl.gl_pathc = 0;
     else if (rc == GLOB_ABORTED) {
         errno = glob_errno ? glob_errno : EIO;
-        return prun_err_sys(err, "%s:%u:%u: glob '%s': cannot read '%s'",
+        return prun__err_sys(err, "%s:%u:%u: glob '%s': cannot read '%s'",
             it->job && it->job->path ? it->job->path : "?", f->pos.line,
             f->pos.col, f->path, glob_errpath);
     } else if (rc != 0)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_ENOMEM, "out of memory in glob '%s'", f->path);
     if (it->gl.gl_pathc > 1)
         qsort(it->gl.gl_pathv, it->gl.gl_pathc, sizeof(char *), cmp_str);
@@ -366,7 +366,7 @@ static int open_matrix(struct prun_iter *it, struct prun_err *err)
 
     for (i = 0; i < f->naxes; i++) {
         if (f->axes[i].nvals != 0 && n > ULLONG_MAX / f->axes[i].nvals)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s:%u:%u: matrix has too many combinations",
                 it->job && it->job->path ? it->job->path : "?", f->pos.line,
                 f->pos.col);
@@ -380,7 +380,7 @@ static int open_matrix(struct prun_iter *it, struct prun_err *err)
     it->vals = calloc(
         (size_t)it->chunk * (f->naxes ? f->naxes : 1), sizeof(*it->vals));
     if (it->idx == NULL || it->keys == NULL || it->vals == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (i = 0; i < f->naxes; i++)
         it->keys[i] = f->axes[i].name;
     return 0;
@@ -415,19 +415,19 @@ static int empty_error(const struct prun_iter *it, struct prun_err *err)
         snprintf(what, sizeof(what), "lines '%s' has no lines", lines_name(f));
         break;
     }
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "%s:%u:%u: %s (set 'allow_empty: true' in the foreach if no "
         "instance is fine)",
         file, f->pos.line, f->pos.col, what);
 }
 
-int prun_iter_open(const struct prun_job *job, const struct prun_foreach *f,
+int prun__iter_open(const struct prun_job *job, const struct prun_foreach *f,
     struct prun_iter **out, struct prun_err *err)
 {
-    return prun_iter_open_flags(job, f, 0, out, err);
+    return prun__iter_open_flags(job, f, 0, out, err);
 }
 
-int prun_iter_open_flags(const struct prun_job *job,
+int prun__iter_open_flags(const struct prun_job *job,
     const struct prun_foreach *f, int flags, struct prun_iter **out,
     struct prun_err *err)
 {
@@ -436,7 +436,7 @@ int prun_iter_open_flags(const struct prun_job *job,
 
     it = calloc(1, sizeof(*it));
     if (it == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     it->job = job;
     it->f = f;
     it->fd = -1;
@@ -447,7 +447,7 @@ int prun_iter_open_flags(const struct prun_job *job,
     it->items = calloc(it->chunk, sizeof(*it->items));
     it->offs = calloc(it->chunk, sizeof(*it->offs));
     if (it->items == NULL || it->offs == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     switch (f->kind) {
@@ -459,7 +459,7 @@ int prun_iter_open_flags(const struct prun_job *job,
         break;
     case PRUN_SRC_RANGE:
         if (f->step == 0) {
-            rc = prun_err_set(err, PRUN_EINVAL, "%s:%u:%u: range step is 0",
+            rc = prun__err_set(err, PRUN_EINVAL, "%s:%u:%u: range step is 0",
                 job && job->path ? job->path : "?", f->pos.line, f->pos.col);
             goto fail;
         }
@@ -476,7 +476,7 @@ int prun_iter_open_flags(const struct prun_job *job,
         rc = open_matrix(it, err);
         break;
     default:
-        rc = prun_err_set(err, PRUN_EINVAL, "unknown foreach source");
+        rc = prun__err_set(err, PRUN_EINVAL, "unknown foreach source");
         break;
     }
     if (rc < 0)
@@ -490,7 +490,7 @@ int prun_iter_open_flags(const struct prun_job *job,
     *out = it;
     return 0;
 fail:
-    prun_iter_free(it);
+    prun__iter_free(it);
     return rc;
 }
 
@@ -498,7 +498,7 @@ fail:
 static int add_text(struct prun_iter *it, size_t i, const char *s, size_t n)
 {
     it->offs[i] = it->buf.len;
-    if (prun_buf_add(&it->buf, s, n) < 0 || prun_buf_addc(&it->buf, '\0') < 0)
+    if (prun__buf_add(&it->buf, s, n) < 0 || prun__buf_addc(&it->buf, '\0') < 0)
         return PRUN_ENOMEM;
     return 0;
 }
@@ -526,11 +526,11 @@ static int next_matrix(struct prun_iter *it, size_t i)
     it->offs[i] = it->buf.len;
     for (a = 0; a < f->naxes; a++) {
         vals[a] = f->axes[a].vals[it->idx[a]];
-        if ((a > 0 && prun_buf_addc(&it->buf, ' ') < 0) ||
-            prun_buf_adds(&it->buf, vals[a]) < 0)
+        if ((a > 0 && prun__buf_addc(&it->buf, ' ') < 0) ||
+            prun__buf_adds(&it->buf, vals[a]) < 0)
             return PRUN_ENOMEM;
     }
-    if (prun_buf_addc(&it->buf, '\0') < 0)
+    if (prun__buf_addc(&it->buf, '\0') < 0)
         return PRUN_ENOMEM;
     /* Like an odometer: the last axis turns fastest. */
     for (a = f->naxes; a-- > 0;) {
@@ -553,7 +553,7 @@ static int wait_readable(struct prun_iter *it, struct prun_err *err)
     pfd.events = POLLIN;
     while (poll(&pfd, 1, -1) < 0)
         if (errno != EINTR)
-            return prun_err_sys(err, "%s:%u:%u: cannot wait for '%s'",
+            return prun__err_sys(err, "%s:%u:%u: cannot wait for '%s'",
                 it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
                 it->f->pos.col, it->f->path);
     it->gate = 0;
@@ -590,7 +590,7 @@ static int next_line(struct prun_iter *it, size_t i, struct prun_err *err)
             if (z != NULL)
                 return nul_error(it, it->lineno + 1, err);
             /* A line longer than the buffer continues in the next read. */
-            if (prun_buf_add(&it->buf, s, len) < 0)
+            if (prun__buf_add(&it->buf, s, len) < 0)
                 return PRUN_ENOMEM;
             it->rpos += len;
             if (p != NULL) {
@@ -614,7 +614,7 @@ static int next_line(struct prun_iter *it, size_t i, struct prun_err *err)
             continue;
         }
         if (n < 0)
-            return prun_err_sys(err, "%s:%u:%u: cannot read '%s'",
+            return prun__err_sys(err, "%s:%u:%u: cannot read '%s'",
                 it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
                 it->f->pos.col, it->f->path);
         /* One read per readiness: the next one could block otherwise. */
@@ -636,12 +636,12 @@ static int next_line(struct prun_iter *it, size_t i, struct prun_err *err)
     if (!it->f->nul_sep && it->buf.len > start &&
         it->buf.data[it->buf.len - 1] == '\r')
         it->buf.len--;
-    if (prun_buf_addc(&it->buf, '\0') < 0)
+    if (prun__buf_addc(&it->buf, '\0') < 0)
         return PRUN_ENOMEM;
     return 1;
 }
 
-int prun_iter_next(
+int prun__iter_next(
     struct prun_iter *it, const struct prun_item **items, struct prun_err *err)
 {
     const struct prun_foreach *f = it->f;
@@ -654,7 +654,7 @@ int prun_iter_next(
         return it->fail.code;
     }
     if (!it->pending) {
-        prun_buf_reset(&it->buf);
+        prun__buf_reset(&it->buf);
         it->have = 0;
     }
     n = it->have;
@@ -722,7 +722,7 @@ int prun_iter_next(
     return (int)n;
 fail:
     if (rc == PRUN_ENOMEM)
-        prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        prun__err_set(err, PRUN_ENOMEM, "out of memory");
     it->failed = 1;
     it->ended = 1;
     if (err != NULL)
@@ -732,23 +732,23 @@ fail:
     return rc;
 }
 
-int prun_iter_fd(const struct prun_iter *it)
+int prun__iter_fd(const struct prun_iter *it)
 {
     return it != NULL && it->pending && it->gate ? it->fd : -1;
 }
 
-void prun_iter_readable(struct prun_iter *it)
+void prun__iter_readable(struct prun_iter *it)
 {
     if (it != NULL)
         it->gate = 0;
 }
 
-long long prun_iter_count(const struct prun_iter *it)
+long long prun__iter_count(const struct prun_iter *it)
 {
     return it->count;
 }
 
-void prun_iter_free(struct prun_iter *it)
+void prun__iter_free(struct prun_iter *it)
 {
     if (it == NULL)
         return;
@@ -764,17 +764,17 @@ void prun_iter_free(struct prun_iter *it)
     free(it->vals);
     free(it->items);
     free(it->offs);
-    prun_buf_free(&it->buf);
+    prun__buf_free(&it->buf);
     free(it);
 }
 
-int prun_task_source_deferred(const struct prun_task *t)
+int prun__task_source_deferred(const struct prun_task *t)
 {
     return t->nneeds > 0 && (t->foreach.kind == PRUN_SRC_LINES ||
                                 t->foreach.kind == PRUN_SRC_GLOB);
 }
 
-int prun_job_check_sources(const struct prun_job *job, struct prun_err *err)
+int prun__job_check_sources(const struct prun_job *job, struct prun_err *err)
 {
     struct prun_iter *it = NULL;
     const struct prun_foreach *stdin_by = NULL;
@@ -788,7 +788,7 @@ int prun_job_check_sources(const struct prun_job *job, struct prun_err *err)
         /* Two readers of one stdin would each get some lines, at random. */
         if (f->kind == PRUN_SRC_LINES && strcmp(f->path, "-") == 0) {
             if (stdin_by != NULL)
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "%s:%u:%u: only one task can read stdin ('lines: -'); "
                     "line %u reads it already",
                     job->path ? job->path : "?", f->pos.line, f->pos.col,
@@ -796,7 +796,7 @@ int prun_job_check_sources(const struct prun_job *job, struct prun_err *err)
             stdin_by = f;
         }
 
-        if (prun_task_source_deferred(&job->tasks[t]))
+        if (prun__task_source_deferred(&job->tasks[t]))
             continue;
         /*
          * Only regular files are opened: opening a FIFO and closing it
@@ -814,10 +814,10 @@ int prun_job_check_sources(const struct prun_job *job, struct prun_err *err)
             if (!S_ISREG(st.st_mode) || strcmp(f->path, "-") == 0)
                 continue;
         }
-        rc = prun_iter_open_flags(job, f, PRUN_ITER_STRICT, &it, err);
+        rc = prun__iter_open_flags(job, f, PRUN_ITER_STRICT, &it, err);
         if (rc < 0)
             return rc;
-        prun_iter_free(it);
+        prun__iter_free(it);
         it = NULL;
     }
     return 0;

@@ -65,8 +65,8 @@ static int load_env(struct ld *ld, struct prun_task *t, const struct ynode *te,
 
     if (cap == 0)
         return 0;
-    t->env_keys = prun_arena_alloc(a, cap * sizeof(*t->env_keys));
-    t->env_vals = prun_arena_alloc(a, cap * sizeof(*t->env_vals));
+    t->env_keys = prun__arena_alloc(a, cap * sizeof(*t->env_keys));
+    t->env_vals = prun__arena_alloc(a, cap * sizeof(*t->env_vals));
     if (t->env_keys == NULL || t->env_vals == NULL)
         return prun__ld_nomem(ld);
     /* Defaults first in their order, each overridden by the task's value. */
@@ -89,7 +89,7 @@ static int load_env(struct ld *ld, struct prun_task *t, const struct ynode *te,
             return rc;
     }
     for (i = 0; i < n; i++)
-        if ((t->env_keys[i] = prun_arena_strdup(a, t->env_keys[i])) == NULL)
+        if ((t->env_keys[i] = prun__arena_strdup(a, t->env_keys[i])) == NULL)
             return prun__ld_nomem(ld);
     t->nenv = n;
     return 0;
@@ -111,7 +111,7 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
             return prun__ld_fail(ld, v, "'run' must not be empty");
         t->shell = 1;
         t->argc = 1;
-        t->argv = prun_arena_alloc(ld->job->arena, sizeof(*t->argv));
+        t->argv = prun__arena_alloc(ld->job->arena, sizeof(*t->argv));
         if (t->argv == NULL)
             return prun__ld_nomem(ld);
         if ((rc = prun__jf_compile_shell(ld, &t->argv[0], v, keys, nkeys)) < 0)
@@ -128,7 +128,7 @@ static int load_run(struct ld *ld, struct prun_task *t, const struct ynode *k,
     if (v->n == 0)
         return prun__ld_fail(ld, v, "'run' must not be an empty sequence");
     t->argc = v->n;
-    t->argv = prun_arena_alloc(ld->job->arena, v->n * sizeof(*t->argv));
+    t->argv = prun__arena_alloc(ld->job->arena, v->n * sizeof(*t->argv));
     if (t->argv == NULL)
         return prun__ld_nomem(ld);
     for (i = 0; i < v->n; i++) {
@@ -201,7 +201,7 @@ static int load_task(struct ld *ld, struct prun_task *t, struct tdef *td,
 
     if ((rc = prun__jf_check_name(ld, k, NAME_TASK, "task name")) < 0)
         return rc;
-    if ((t->name = prun_arena_strdup(ld->job->arena, k->str)) == NULL)
+    if ((t->name = prun__arena_strdup(ld->job->arena, k->str)) == NULL)
         return prun__ld_nomem(ld);
     t->pos = prun__jf_pos_of(k);
     t->timeout_ms = d->timeout_ms;
@@ -244,7 +244,7 @@ static int load_task(struct ld *ld, struct prun_task *t, struct tdef *td,
         if (slot[2] != NULL && (rc = prun__jf_get_scalar(
                                     ld, kslot[2], slot[2], "a string", &s)) < 0)
             return rc;
-        t->cwd = prun_arena_alloc(ld->job->arena, sizeof(*t->cwd));
+        t->cwd = prun__arena_alloc(ld->job->arena, sizeof(*t->cwd));
         if (t->cwd == NULL)
             return prun__ld_nomem(ld);
         if ((rc = prun__jf_compile(ld, t->cwd, cv, keys, nkeys)) < 0)
@@ -262,7 +262,7 @@ static int load_task(struct ld *ld, struct prun_task *t, struct tdef *td,
         struct prun_err e;
         if ((rc = prun__jf_get_scalar(ld, kslot[5], slot[5], "a rate", &s)) < 0)
             return rc;
-        if (prun_parse_rate(s, &t->rate, &e) < 0)
+        if (prun__parse_rate(s, &t->rate, &e) < 0)
             return prun__ld_fail(ld, slot[5], "'rate': %s", e.msg);
     }
     if (slot[6] != NULL && (rc = check_names_ref(ld, kslot[6], slot[6])) < 0)
@@ -335,8 +335,8 @@ static int load_vars(struct ld *ld, const struct ynode *k,
         return rc;
     if (cap == 0)
         return 0;
-    job->var_keys = prun_arena_alloc(a, cap * sizeof(*job->var_keys));
-    job->var_vals = prun_arena_alloc(a, cap * sizeof(*job->var_vals));
+    job->var_keys = prun__arena_alloc(a, cap * sizeof(*job->var_keys));
+    job->var_vals = prun__arena_alloc(a, cap * sizeof(*job->var_vals));
     if (job->var_keys == NULL || job->var_vals == NULL)
         return prun__ld_nomem(ld);
     for (i = 0; v != NULL && i < v->n; i += 2) {
@@ -345,8 +345,8 @@ static int load_vars(struct ld *ld, const struct ynode *k,
             (rc = prun__jf_get_scalar(
                  ld, v->kids[i], v->kids[i + 1], "a string", &s)) < 0)
             return rc;
-        job->var_keys[n] = prun_arena_strdup(a, v->kids[i]->str);
-        job->var_vals[n] = prun_arena_strdup(a, s);
+        job->var_keys[n] = prun__arena_strdup(a, v->kids[i]->str);
+        job->var_vals[n] = prun__arena_strdup(a, s);
         if (job->var_keys[n++] == NULL || job->var_vals[n - 1] == NULL)
             return prun__ld_nomem(ld);
     }
@@ -358,7 +358,7 @@ static int load_vars(struct ld *ld, const struct ynode *k,
         const char *sugg;
 
         if (sets[i].name == NULL || !prun__jf_name_ok(sets[i].name, NAME_KEY))
-            return prun_err_set(ld->err, PRUN_EINVAL,
+            return prun__err_set(ld->err, PRUN_EINVAL,
                 "--set: invalid variable name '%.64s' (use letters, digits, "
                 "'_' and '-', starting with a letter or '_')",
                 sets[i].name ? sets[i].name : "");
@@ -366,20 +366,20 @@ static int load_vars(struct ld *ld, const struct ynode *k,
             if (strcmp(job->var_keys[j], sets[i].name) == 0)
                 break;
         if (j == n) {
-            sugg = prun_closest(
+            sugg = prun__closest(
                 sets[i].name, (const char *const *)job->var_keys, n);
             if (sugg != NULL)
-                return prun_err_set(ld->err, PRUN_EINVAL,
+                return prun__err_set(ld->err, PRUN_EINVAL,
                     "--set %.64s: %s declares no such variable (did you "
                     "mean '%s'?)",
                     sets[i].name, ld->path, sugg);
-            return prun_err_set(ld->err, PRUN_EINVAL,
+            return prun__err_set(ld->err, PRUN_EINVAL,
                 "--set %.64s: %s declares no such variable (%s)", sets[i].name,
                 ld->path,
                 n == 0 ? "it has no 'vars:'" : "declare it under 'vars:'");
         }
         job->var_vals[j] =
-            prun_arena_strdup(a, sets[i].value ? sets[i].value : "");
+            prun__arena_strdup(a, sets[i].value ? sets[i].value : "");
         if (job->var_vals[j] == NULL)
             return prun__ld_nomem(ld);
     }
@@ -407,7 +407,7 @@ static const char *default_name(struct ld *ld)
         buf[n++] = (char)c;
     }
     buf[n] = '\0';
-    return prun_arena_strdup(ld->job->arena, n > 0 ? buf : "job");
+    return prun__arena_strdup(ld->job->arena, n > 0 ? buf : "job");
 }
 
 static int resolve_refs(
@@ -438,7 +438,7 @@ static int resolve_refs(
         const struct ynode *v = tds[i].needs;
         size_t n = v == NULL ? 0 : v->type == Y_SEQ ? v->n : 1;
 
-        if (n > 0 && (t->needs = prun_arena_alloc(
+        if (n > 0 && (t->needs = prun__arena_alloc(
                           job->arena, n * sizeof(*t->needs))) == NULL) {
             rc = prun__ld_nomem(ld);
             goto fail;
@@ -448,7 +448,7 @@ static int resolve_refs(
             const size_t *p = prun__smap_get(&names, e->str);
             const char *sugg;
             if (p == NULL) {
-                sugg = prun_closest(e->str, cands, job->ntasks);
+                sugg = prun__closest(e->str, cands, job->ntasks);
                 rc = prun__ld_fail(ld, e,
                     "task '%s' needs '%.64s', which is not defined%s%s%s",
                     t->name, e->str, sugg ? " (did you mean '" : "",
@@ -470,7 +470,7 @@ static int resolve_refs(
         const struct ynode *v = tds[i].segs;
         size_t n = v == NULL ? 0 : v->type == Y_SEQ ? v->n : 1;
 
-        if (n > 0 && (t->segs = prun_arena_alloc(
+        if (n > 0 && (t->segs = prun__arena_alloc(
                           job->arena, n * sizeof(*t->segs))) == NULL) {
             rc = prun__ld_nomem(ld);
             goto fail;
@@ -485,7 +485,7 @@ static int resolve_refs(
                 size_t nc = job->nsegs < 64 ? job->nsegs : 64;
                 for (m = 0; m < nc; m++)
                     seg_names[m] = job->segs[m].name;
-                sugg = prun_closest(e->str, seg_names, nc);
+                sugg = prun__closest(e->str, seg_names, nc);
                 rc = prun__ld_fail(ld, e,
                     "task '%s' uses segment '%.64s', which is not "
                     "defined%s%s%s",
@@ -555,7 +555,7 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
                 0 ||
             (rc = prun__jf_check_name(ld, slot[1], NAME_TASK, "job name")) < 0)
             return rc;
-        job->name = prun_arena_strdup(job->arena, s);
+        job->name = prun__arena_strdup(job->arena, s);
     } else {
         job->name = default_name(ld);
     }
@@ -593,7 +593,7 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
         if ((rc = prun__jf_want_map(ld, kslot[7], v, "'segments'")) < 0)
             return rc;
         job->nsegs = v->n / 2;
-        job->segs = prun_arena_alloc(
+        job->segs = prun__arena_alloc(
             job->arena, (job->nsegs ? job->nsegs : 1) * sizeof(*job->segs));
         if (job->segs == NULL)
             return prun__ld_nomem(ld);
@@ -612,7 +612,7 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
         return prun__ld_fail(ld, slot[9], "'tasks' must not be empty");
     job->ntasks = slot[9]->n / 2;
     job->tasks =
-        prun_arena_alloc(job->arena, job->ntasks * sizeof(*job->tasks));
+        prun__arena_alloc(job->arena, job->ntasks * sizeof(*job->tasks));
     tds = calloc(job->ntasks, sizeof(*tds));
     if (job->tasks == NULL || tds == NULL) {
         rc = prun__ld_nomem(ld);
@@ -624,13 +624,13 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
             goto fail;
     if ((rc = resolve_refs(ld, tds, slot[7])) < 0)
         goto fail;
-    rc = prun_job_check(job, ld->err);
+    rc = prun__job_check(job, ld->err);
 fail:
     free(tds);
     return rc;
 }
 
-int prun_jobfile_load_mem(const char *name, const char *buf, size_t len,
+int prun__jobfile_load_mem(const char *name, const char *buf, size_t len,
     const struct prun_set *sets, size_t nsets, struct prun_job **out,
     struct prun_err *err)
 {
@@ -643,15 +643,15 @@ int prun_jobfile_load_mem(const char *name, const char *buf, size_t len,
     ld.err = err;
     if (len > MAX_FILE)
         return prun__ld_fail_at(&ld, 1, 1, "job file is larger than 16 MiB");
-    a = prun_arena_new();
-    ld.tmp = prun_arena_new();
+    a = prun__arena_new();
+    ld.tmp = prun__arena_new();
     if (a == NULL || ld.tmp == NULL ||
-        (ld.job = prun_arena_alloc(a, sizeof(*ld.job))) == NULL) {
+        (ld.job = prun__arena_alloc(a, sizeof(*ld.job))) == NULL) {
         rc = prun__ld_nomem(&ld);
         goto fail;
     }
     ld.job->arena = a;
-    if ((ld.job->path = prun_arena_strdup(a, name)) == NULL) {
+    if ((ld.job->path = prun__arena_strdup(a, name)) == NULL) {
         rc = prun__ld_nomem(&ld);
         goto fail;
     }
@@ -662,21 +662,21 @@ int prun_jobfile_load_mem(const char *name, const char *buf, size_t len,
     a = NULL;
 fail:
     prun__smap_free(&ld.anchors);
-    prun_arena_free(ld.tmp);
-    prun_arena_free(a);
+    prun__arena_free(ld.tmp);
+    prun__arena_free(a);
     return rc;
 }
 
 /* "cannot read 'path': reason" as PRUN_EINVAL, from errno. */
 static int bad_input_sys(struct prun_err *err, const char *path)
 {
-    prun_err_sys(err, "cannot read '%s'", path);
+    prun__err_sys(err, "cannot read '%s'", path);
     if (err != NULL)
         err->code = PRUN_EINVAL;
     return PRUN_EINVAL;
 }
 
-int prun_jobfile_load(const char *path, const struct prun_set *sets,
+int prun__jobfile_load(const char *path, const struct prun_set *sets,
     size_t nsets, struct prun_job **out, struct prun_err *err)
 {
     struct prun_buf b = {0};
@@ -686,7 +686,7 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
     int fd = -1, rc;
 
     if (strcmp(path, "-") == 0)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "the job file cannot be read from stdin ('-'): stdin may be a "
             "foreach source");
     /*
@@ -700,7 +700,7 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
     }
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         (uint64_t)st.st_size > MAX_FILE) {
-        rc = prun_err_set(
+        rc = prun__err_set(
             err, PRUN_EINVAL, "%s:1:1: job file is larger than 16 MiB", path);
         goto fail;
     }
@@ -716,20 +716,20 @@ int prun_jobfile_load(const char *path, const struct prun_set *sets,
         if (r == 0)
             break;
         if (b.len + (size_t)r > MAX_FILE) {
-            rc = prun_err_set(err, PRUN_EINVAL,
+            rc = prun__err_set(err, PRUN_EINVAL,
                 "%s:1:1: job file is larger than 16 MiB", path);
             goto fail;
         }
-        if (prun_buf_add(&b, chunk, (size_t)r) < 0) {
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        if (prun__buf_add(&b, chunk, (size_t)r) < 0) {
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
             goto fail;
         }
     }
-    rc = prun_jobfile_load_mem(
+    rc = prun__jobfile_load_mem(
         path, b.data ? b.data : "", b.len, sets, nsets, out, err);
 fail:
     if (fd >= 0)
         close(fd);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return rc;
 }

@@ -33,7 +33,7 @@ static int load_map_item(struct ld *ld, const struct ynode *first,
     char b[64];
     int rc = 0;
 
-    vals = prun_arena_alloc(a, nkeys * sizeof(*vals));
+    vals = prun__arena_alloc(a, nkeys * sizeof(*vals));
     if (vals == NULL) {
         rc = prun__ld_nomem(ld);
         goto fail;
@@ -57,14 +57,14 @@ static int load_map_item(struct ld *ld, const struct ynode *first,
         }
         if ((rc = prun__jf_text_ok(ld, val, keys[j], NULL)) < 0)
             goto fail;
-        vals[j] = prun_arena_strdup(a, val->str);
-        if (vals[j] == NULL || (j > 0 && prun_buf_addc(&text, ' ') < 0) ||
-            prun_buf_adds(&text, val->str) < 0) {
+        vals[j] = prun__arena_strdup(a, val->str);
+        if (vals[j] == NULL || (j > 0 && prun__buf_addc(&text, ' ') < 0) ||
+            prun__buf_adds(&text, val->str) < 0) {
             rc = prun__ld_nomem(ld);
             goto fail;
         }
     }
-    if ((item->text = prun_arena_strdup(a, text.data)) == NULL) {
+    if ((item->text = prun__arena_strdup(a, text.data)) == NULL) {
         rc = prun__ld_nomem(ld);
         goto fail;
     }
@@ -72,7 +72,7 @@ static int load_map_item(struct ld *ld, const struct ynode *first,
     item->keys = keys;
     item->vals = vals;
 fail:
-    prun_buf_free(&text);
+    prun__buf_free(&text);
     return rc;
 }
 
@@ -93,7 +93,7 @@ static int load_list(struct ld *ld, struct prun_task *t, const struct ynode *k,
         return prun__ld_fail(ld, v, "'list' must be a sequence, got %s",
             prun__jf_got(v, b, sizeof(b)));
     f->nlist = v->n;
-    f->list = prun_arena_alloc(a, (v->n ? v->n : 1) * sizeof(*f->list));
+    f->list = prun__arena_alloc(a, (v->n ? v->n : 1) * sizeof(*f->list));
     if (f->list == NULL)
         return prun__ld_nomem(ld);
     if (v->n == 0)
@@ -104,14 +104,14 @@ static int load_list(struct ld *ld, struct prun_task *t, const struct ynode *k,
         if (nkeys == 0)
             return prun__ld_fail(
                 ld, first, "'list' items must not be empty mappings");
-        keys = prun_arena_alloc(a, nkeys * sizeof(*keys));
+        keys = prun__arena_alloc(a, nkeys * sizeof(*keys));
         if (keys == NULL)
             return prun__ld_nomem(ld);
         for (j = 0; j < nkeys; j++) {
             if ((rc = prun__jf_check_name(
                      ld, first->kids[2 * j], NAME_KEY, "item key")) < 0)
                 return rc;
-            if ((keys[j] = prun_arena_strdup(a, first->kids[2 * j]->str)) ==
+            if ((keys[j] = prun__arena_strdup(a, first->kids[2 * j]->str)) ==
                 NULL)
                 return prun__ld_nomem(ld);
         }
@@ -129,7 +129,7 @@ static int load_list(struct ld *ld, struct prun_task *t, const struct ynode *k,
                     prun__jf_got(it, b, sizeof(b)));
             if ((rc = prun__jf_text_ok(ld, it, NULL, "a 'list' item")) < 0)
                 return rc;
-            if ((item->text = prun_arena_strdup(a, it->str)) == NULL)
+            if ((item->text = prun__arena_strdup(a, it->str)) == NULL)
                 return prun__ld_nomem(ld);
             continue;
         }
@@ -205,7 +205,7 @@ static int load_matrix(struct ld *ld, struct prun_foreach *f,
     if (v->n == 0)
         return prun__ld_fail(ld, v, "'matrix' must not be empty");
     f->naxes = v->n / 2;
-    f->axes = prun_arena_alloc(a, f->naxes * sizeof(*f->axes));
+    f->axes = prun__arena_alloc(a, f->naxes * sizeof(*f->axes));
     if (f->axes == NULL)
         return prun__ld_nomem(ld);
     for (i = 0; i < f->naxes; i++) {
@@ -223,9 +223,9 @@ static int load_matrix(struct ld *ld, struct prun_foreach *f,
                 ak->str,
                 av->type == Y_SEQ ? "an empty one"
                                   : prun__jf_got(av, b, sizeof(b)));
-        ax->name = prun_arena_strdup(a, ak->str);
+        ax->name = prun__arena_strdup(a, ak->str);
         ax->nvals = av->n;
-        ax->vals = prun_arena_alloc(a, av->n * sizeof(*ax->vals));
+        ax->vals = prun__arena_alloc(a, av->n * sizeof(*ax->vals));
         if (ax->name == NULL || ax->vals == NULL)
             return prun__ld_nomem(ld);
         for (j = 0; j < av->n; j++) {
@@ -239,7 +239,7 @@ static int load_matrix(struct ld *ld, struct prun_foreach *f,
                     ak->str, prun__jf_got(e, b, sizeof(b)));
             if ((rc = prun__jf_text_ok(ld, e, NULL, "a matrix value")) < 0)
                 return rc;
-            if ((ax->vals[j] = prun_arena_strdup(a, e->str)) == NULL)
+            if ((ax->vals[j] = prun__arena_strdup(a, e->str)) == NULL)
                 return prun__ld_nomem(ld);
         }
     }
@@ -328,7 +328,7 @@ int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
         f->kind = PRUN_SRC_MATRIX;
         if ((rc = load_matrix(ld, f, sk, sv)) < 0)
             return rc;
-        names = prun_arena_alloc(ld->job->arena, f->naxes * sizeof(*names));
+        names = prun__arena_alloc(ld->job->arena, f->naxes * sizeof(*names));
         if (names == NULL)
             return prun__ld_nomem(ld);
         for (i = 0; i < f->naxes; i++)

@@ -169,7 +169,7 @@ static const char *suggest(const char *word, const char *const *known, size_t n)
             if (strcmp(synonyms[i][1], known[j]) == 0)
                 return known[j];
     }
-    return prun_closest(word, known, n);
+    return prun__closest(word, known, n);
 }
 
 /* Rejects keys of m not in known; where is " in task 'x'" or "". */
@@ -322,7 +322,7 @@ int prun__jf_get_bool(
 
     if ((rc = prun__jf_get_any_scalar(ld, k, v, "true or false", &s)) < 0)
         return rc;
-    if (prun__jf_scalar_type(v) != S_BOOL || prun_parse_bool(s, out, NULL) < 0)
+    if (prun__jf_scalar_type(v) != S_BOOL || prun__parse_bool(s, out, NULL) < 0)
         return prun__ld_fail(ld, v, "'%.64s' must be true or false, got %s%s",
             k->str, v->plain ? "" : "the string ",
             prun__jf_got(v, b, sizeof(b)));
@@ -342,7 +342,7 @@ int prun__jf_get_duration(
     if (s[0] == '-')
         return prun__ld_fail(ld, v, "'%.64s' must not be negative, got %s",
             k->str, prun__jf_got(v, b, sizeof(b)));
-    if (prun_parse_duration(s, out, &e) < 0)
+    if (prun__parse_duration(s, out, &e) < 0)
         return prun__ld_fail(ld, v, "'%.64s': %s", k->str, e.msg);
     return 0;
 }
@@ -415,7 +415,7 @@ int prun__jf_static_str(struct ld *ld, const struct ynode *k,
         return prun__ld_fail(ld, v, "'%.64s' must not be empty", k->str);
     pos.line = v->line;
     pos.col = v->col + !v->plain;
-    if ((rc = prun_tpl_compile(ld->job, &t, s, pos, NULL, 0, ld->err)) < 0)
+    if ((rc = prun__tpl_compile(ld->job, &t, s, pos, NULL, 0, ld->err)) < 0)
         return rc;
     if (t.nparts > 1 || (t.nparts == 1 && t.parts[0].kind != PRUN_PH_LIT)) {
         /* Compiled fine, so the first brace that is not {vars.} or an
@@ -452,7 +452,7 @@ int prun__jf_compile(struct ld *ld, struct prun_tpl *t, const struct ynode *v,
     /* Quoted scalars start one column after the node: their quote. */
     pos.line = v->line;
     pos.col = v->col + !v->plain;
-    return prun_tpl_compile(ld->job, t, v->str, pos, keys, nkeys, ld->err);
+    return prun__tpl_compile(ld->job, t, v->str, pos, keys, nkeys, ld->err);
 }
 
 /* The same for the string form of run, which /bin/sh reads. */
@@ -463,7 +463,7 @@ int prun__jf_compile_shell(struct ld *ld, struct prun_tpl *t,
 
     pos.line = v->line;
     pos.col = v->col + !v->plain;
-    return prun_tpl_compile_shell(
+    return prun__tpl_compile_shell(
         ld->job, t, v->str, pos, keys, nkeys, ld->err);
 }
 

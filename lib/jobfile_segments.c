@@ -38,7 +38,7 @@ static int load_shape(struct ld *ld, struct prun_segdef *sd,
     n = v->type == Y_SEQ ? v->n : 1;
     if (n == 0 || n > 32)
         return prun__ld_fail(ld, v, "'shape' must have 1 to 32 dimensions");
-    sd->shape = prun_arena_alloc(ld->job->arena, n * sizeof(*sd->shape));
+    sd->shape = prun__arena_alloc(ld->job->arena, n * sizeof(*sd->shape));
     if (sd->shape == NULL)
         return prun__ld_nomem(ld);
     for (i = 0; i < n; i++) {
@@ -62,7 +62,7 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
 
     if ((rc = prun__jf_check_name(ld, k, NAME_SEGMENT, "segment name")) < 0)
         return rc;
-    if ((sd->name = prun_arena_strdup(ld->job->arena, k->str)) == NULL)
+    if ((sd->name = prun__arena_strdup(ld->job->arena, k->str)) == NULL)
         return prun__ld_nomem(ld);
     sd->pos = prun__jf_pos_of(k);
     snprintf(where, sizeof(where), "segment '%s'", sd->name);
@@ -81,7 +81,7 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
             sk = ek;
             if ((rc = prun__jf_get_scalar(ld, ek, ev, "a size", &s)) < 0)
                 break;
-            if (prun_parse_size(s, &sd->size, &e) < 0)
+            if (prun__parse_size(s, &sd->size, &e) < 0)
                 rc = prun__ld_fail(ld, ev, "'size': %s", e.msg);
             else if (sd->size == 0)
                 rc = prun__ld_fail(ld, ev,
@@ -100,7 +100,8 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
                     "'dtype' must be a numpy type like float32 or <f8, "
                     "got %s",
                     prun__jf_got(ev, b, sizeof(b)));
-            else if ((sd->dtype = prun_arena_strdup(ld->job->arena, s)) == NULL)
+            else if ((sd->dtype = prun__arena_strdup(ld->job->arena, s)) ==
+                     NULL)
                 rc = prun__ld_nomem(ld);
         } else if (strcmp(ek->str, "shape") == 0) {
             rc = load_shape(ld, sd, ek, ev);

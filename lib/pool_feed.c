@@ -60,11 +60,11 @@ int prun__pool_new(const struct prun_job *job, unsigned jobs,
     if (!any)
         return 0;
     if (state == NULL)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s: pool tasks need Redis, which is off (--redis off)", job->path);
     p = calloc(1, sizeof(*p));
     if (p == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     p->job = job;
     p->state = state;
     p->skip = skip;
@@ -75,7 +75,7 @@ int prun__pool_new(const struct prun_job *job, unsigned jobs,
     p->feeds = calloc(job->ntasks, sizeof(*p->feeds));
     if (p->shadow_tasks == NULL || p->feeds == NULL) {
         prun__pool_free(p);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
     for (t = 0; t < job->ntasks; t++) {
         struct prun_task *st = &p->shadow_tasks[t];
@@ -109,7 +109,7 @@ void prun__pool_free(struct prun__pool *p)
     for (t = 0; p->feeds && t < p->job->ntasks; t++) {
         if (p->feeds[t].fd >= 0)
             p->loop->unwatch(p->loop->ctx, p->feeds[t].fd);
-        prun_iter_free(p->feeds[t].it);
+        prun__iter_free(p->feeds[t].it);
     }
     free(p->feeds);
     free(p->shadow_tasks);
@@ -127,11 +127,11 @@ void prun__pool_start(struct prun__pool *p, size_t t)
     if (f->started)
         return;
     f->started = 1;
-    if (prun_iter_open_flags(p->job, &p->job->tasks[t].foreach,
+    if (prun__iter_open_flags(p->job, &p->job->tasks[t].foreach,
             PRUN_ITER_STRICT | PRUN_ITER_ASYNC, &f->it, &e) < 0) {
         p->loop->warn(p->loop->ctx, e.msg);
         f->finished = 1;
-        prun_state_pool_fed(p->state, p->job->tasks[t].name, f->queued);
+        prun__state_pool_fed(p->state, p->job->tasks[t].name, f->queued);
     }
 }
 
@@ -141,7 +141,7 @@ static void on_input(struct prun__watch *w, uint32_t events)
 
     (void)events;
     f->armed = 0;
-    prun_iter_readable(f->it);
+    prun__iter_readable(f->it);
 }
 
 /* Waits (one readiness report) for f's source to have input. */
@@ -159,7 +159,7 @@ static void watch_input(struct prun__pool *p, struct feed *f, int fd)
         return;
     }
     /* epoll refuses what is always ready: read it on the next turn. */
-    prun_iter_readable(f->it);
+    prun__iter_readable(f->it);
     f->busy = 1;
 }
 
@@ -175,30 +175,30 @@ static int feed_one(struct prun__pool *p, size_t t)
     for (batch = 0; batch < BATCH; batch++) {
         struct prun_buf v = {0};
 
-        n = prun_iter_next(f->it, &items, &e);
+        n = prun__iter_next(f->it, &items, &e);
         if (n == PRUN_ITER_AGAIN) {
-            watch_input(p, f, prun_iter_fd(f->it));
+            watch_input(p, f, prun__iter_fd(f->it));
             return f->busy;
         }
         if (n <= 0)
             break;
-        prun_items_value(items, (size_t)n, &v);
+        prun__items_value(items, (size_t)n, &v);
         if (p->skip != NULL && p->skip(p->skip_ctx, t, items, (size_t)n)) {
             /* --resume: done in the earlier run; done in this one. */
-            prun_state_done(p->state, name, v.data ? v.data : "");
+            prun__state_done(p->state, name, v.data ? v.data : "");
             f->next_index++;
         } else {
-            prun_state_pool_push(
+            prun__state_pool_push(
                 p->state, name, f->next_index++, v.data ? v.data : "");
             f->queued++;
         }
-        prun_buf_free(&v);
+        prun__buf_free(&v);
     }
     if (n > 0)
         return 1;
     if (n < 0)
         p->loop->warn(p->loop->ctx, e.msg);
-    prun_state_pool_fed(p->state, name, f->queued);
+    prun__state_pool_fed(p->state, name, f->queued);
     f->finished = 1;
     return 0;
 }

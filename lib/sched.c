@@ -47,7 +47,7 @@ struct prun_sched {
     size_t rr; /* the task to look at first, for round-robin */
     int halted, halt_now, stopped;
     unsigned long long final_failures;
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     prun_sched_skip_fn skip;
     void *skip_ctx;
 };
@@ -89,7 +89,7 @@ static void drop_retries(struct prun_sched *s, struct task_state *t)
 
     for (inst = t->retries; inst != NULL; inst = next) {
         next = inst->next;
-        prun_inst_free(inst);
+        prun__inst_free(inst);
         s->st.skipped++;
     }
     t->retries = NULL;
@@ -154,11 +154,11 @@ static int open_source(
     int rc;
 
     t->opened = 1;
-    rc = prun_iter_open_flags(s->job, &t->task->foreach,
+    rc = prun__iter_open_flags(s->job, &t->task->foreach,
         PRUN_ITER_STRICT | PRUN_ITER_ASYNC, &t->it, err);
     if (rc < 0)
         return rc;
-    t->count = prun_iter_count(t->it);
+    t->count = prun__iter_count(t->it);
     if (t->count == 0)
         t->exhausted = 1;
     return 0;
@@ -222,7 +222,7 @@ static int task_ready(const struct prun_sched *s, const struct task_state *t)
     return 1;
 }
 
-int prun_sched_new(const struct prun_job *job,
+int prun__sched_new(const struct prun_job *job,
     const struct prun_sched_opts *opts, struct prun_sched **out,
     struct prun_err *err)
 {
@@ -232,10 +232,10 @@ int prun_sched_new(const struct prun_job *job,
     int rc = 0;
 
     if (opts->jobs < 1)
-        return prun_err_set(err, PRUN_EINVAL, "jobs must be at least 1");
+        return prun__err_set(err, PRUN_EINVAL, "jobs must be at least 1");
     s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->job = job;
     s->jobs = opts->jobs;
     /*
@@ -250,7 +250,7 @@ int prun_sched_new(const struct prun_job *job,
     s->ntasks = job->ntasks;
     s->tasks = calloc(job->ntasks ? job->ntasks : 1, sizeof(*s->tasks));
     if (s->tasks == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     for (i = 0; i < job->ntasks; i++) {
@@ -258,7 +258,7 @@ int prun_sched_new(const struct prun_job *job,
 
         t->task = &job->tasks[i];
         t->count = -1;
-        if (prun_task_source_deferred(t->task))
+        if (prun__task_source_deferred(t->task))
             continue;
         rc = open_source(s, t, err);
         if (rc < 0)
@@ -268,11 +268,11 @@ int prun_sched_new(const struct prun_job *job,
     *out = s;
     return 0;
 fail:
-    prun_sched_free(s);
+    prun__sched_free(s);
     return rc;
 }
 
-void prun_sched_free(struct prun_sched *s)
+void prun__sched_free(struct prun_sched *s)
 {
     size_t i;
 
@@ -283,22 +283,23 @@ void prun_sched_free(struct prun_sched *s)
 
         for (inst = s->tasks[i].retries; inst != NULL; inst = next) {
             next = inst->next;
-            prun_inst_free(inst);
+            prun__inst_free(inst);
         }
-        prun_iter_free(s->tasks[i].it);
+        prun__iter_free(s->tasks[i].it);
         free(s->tasks[i].srcerr);
     }
     free(s->tasks);
     free(s);
 }
 
-void prun_sched_set_skip(struct prun_sched *s, prun_sched_skip_fn fn, void *ctx)
+void prun__sched_set_skip(
+    struct prun_sched *s, prun_sched_skip_fn fn, void *ctx)
 {
     s->skip = fn;
     s->skip_ctx = ctx;
 }
 
-void prun_inst_free(struct prun_inst *inst)
+void prun__inst_free(struct prun_inst *inst)
 {
     if (inst == NULL)
         return;
@@ -373,7 +374,7 @@ static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
     int n;
 
     for (;;) {
-        n = prun_iter_next(t->it, &items, err);
+        n = prun__iter_next(t->it, &items, err);
         if (n == PRUN_ITER_AGAIN) {
             t->waiting = 1;
             return 2;
@@ -403,11 +404,11 @@ static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
     }
     inst = calloc(1, sizeof(*inst));
     if (inst == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    inst->items = prun_items_dup(items, (size_t)n);
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    inst->items = prun__items_dup(items, (size_t)n);
     if (inst->items == NULL) {
         free(inst);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
     inst->task = ti;
     inst->index = t->next_index++;
@@ -424,7 +425,7 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-int prun_sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
+int prun__sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
     int64_t *wake, struct prun_err *err)
 {
     int64_t when = INT64_MAX;
@@ -537,7 +538,7 @@ static void requeue(struct task_state *t, struct prun_inst *inst)
  * Only a retry keeps inst: the scheduler owns it again until it starts it
  * anew. With every other verdict the caller still owns inst and frees it.
  */
-enum prun_verdict prun_sched_finish(struct prun_sched *s,
+enum prun_verdict prun__sched_finish(struct prun_sched *s,
     struct prun_inst *inst, enum prun_outcome outcome, int64_t now)
 {
     struct task_state *t = &s->tasks[inst->task];
@@ -589,23 +590,23 @@ enum prun_verdict prun_sched_finish(struct prun_sched *s,
     return v;
 }
 
-void prun_sched_stop(struct prun_sched *s)
+void prun__sched_stop(struct prun_sched *s)
 {
     s->stopped = 1;
     drain(s);
 }
 
-int prun_sched_halt_now(const struct prun_sched *s)
+int prun__sched_halt_now(const struct prun_sched *s)
 {
     return s->halt_now;
 }
 
-int prun_sched_halted(const struct prun_sched *s)
+int prun__sched_halted(const struct prun_sched *s)
 {
     return s->halted;
 }
 
-void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st)
+void prun__sched_stats(const struct prun_sched *s, struct prun__sched_stats *st)
 {
     size_t i;
 
@@ -620,35 +621,35 @@ void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st)
     }
 }
 
-long long prun_sched_task_count(const struct prun_sched *s, size_t task)
+long long prun__sched_task_count(const struct prun_sched *s, size_t task)
 {
     return task < s->ntasks ? s->tasks[task].count : -1;
 }
 
-int prun_sched_task_skipped(const struct prun_sched *s, size_t task)
+int prun__sched_task_skipped(const struct prun_sched *s, size_t task)
 {
     return task < s->ntasks && s->tasks[task].skipped;
 }
 
-int prun_sched_input_fd(const struct prun_sched *s, size_t task)
+int prun__sched_input_fd(const struct prun_sched *s, size_t task)
 {
     const struct task_state *t;
 
     if (task >= s->ntasks || s->halted || s->stopped)
         return -1;
     t = &s->tasks[task];
-    return t->waiting && !t->done && !t->skipped ? prun_iter_fd(t->it) : -1;
+    return t->waiting && !t->done && !t->skipped ? prun__iter_fd(t->it) : -1;
 }
 
-void prun_sched_input_ready(struct prun_sched *s, size_t task)
+void prun__sched_input_ready(struct prun_sched *s, size_t task)
 {
     if (task >= s->ntasks)
         return;
     s->tasks[task].waiting = 0;
-    prun_iter_readable(s->tasks[task].it);
+    prun__iter_readable(s->tasks[task].it);
 }
 
-const char *prun_sched_task_error(const struct prun_sched *s, size_t task)
+const char *prun__sched_task_error(const struct prun_sched *s, size_t task)
 {
     return task < s->ntasks ? s->tasks[task].srcerr : NULL;
 }

@@ -26,7 +26,7 @@ static int vfail_at(
     char msg[224];
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    return prun_err_set(
+    return prun__err_set(
         ld->err, PRUN_EINVAL, "%s:%u:%u: %s", ld->path, line, col, msg);
 }
 
@@ -55,7 +55,7 @@ int prun__ld_fail(struct ld *ld, const struct ynode *n, const char *fmt, ...)
 
 int prun__ld_nomem(struct ld *ld)
 {
-    return prun_err_set(ld->err, PRUN_ENOMEM, "out of memory");
+    return prun__err_set(ld->err, PRUN_ENOMEM, "out of memory");
 }
 
 /* ---- the string hash table ---- */
@@ -127,7 +127,7 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 
 static struct ynode *node_new(struct ld *ld, enum ytype type, yaml_mark_t m)
 {
-    struct ynode *n = prun_arena_alloc(ld->tmp, sizeof(*n));
+    struct ynode *n = prun__arena_alloc(ld->tmp, sizeof(*n));
 
     if (n == NULL)
         return NULL;
@@ -142,7 +142,7 @@ static int node_push(struct ld *ld, struct ynode *parent, struct ynode *kid)
 {
     if (parent->n == parent->cap) {
         size_t ncap = parent->cap ? parent->cap * 2 : 4;
-        struct ynode **k = prun_arena_alloc(ld->tmp, ncap * sizeof(*k));
+        struct ynode **k = prun__arena_alloc(ld->tmp, ncap * sizeof(*k));
         if (k == NULL)
             return prun__ld_nomem(ld);
         if (parent->n > 0)
@@ -228,7 +228,7 @@ static int map_finish(struct ld *ld, struct ynode *m)
             cap += src->n;
         }
     }
-    kids = prun_arena_alloc(ld->tmp, (cap ? cap : 1) * sizeof(*kids));
+    kids = prun__arena_alloc(ld->tmp, (cap ? cap : 1) * sizeof(*kids));
     if (kids == NULL) {
         rc = prun__ld_nomem(ld);
         goto fail;
@@ -368,7 +368,7 @@ static int copy_anchor(struct ld *ld, const yaml_char_t *a, const char **out)
     *out = NULL;
     if (a == NULL)
         return 0;
-    *out = prun_arena_strdup(ld->tmp, (const char *)a);
+    *out = prun__arena_strdup(ld->tmp, (const char *)a);
     return *out == NULL ? prun__ld_nomem(ld) : 0;
 }
 
@@ -420,7 +420,7 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
         /* "!!str 42" is the string "42", as if it were quoted. */
         n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
                    ev->data.scalar.tag == NULL;
-        if ((n->str = prun_arena_strndup(ld->tmp, v, len)) == NULL)
+        if ((n->str = prun__arena_strndup(ld->tmp, v, len)) == NULL)
             return prun__ld_nomem(ld);
         if ((rc = copy_anchor(ld, ev->data.scalar.anchor, &anchor)) < 0)
             return rc;
