@@ -45,4 +45,25 @@ redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,
  * (KEYS: progress hash, running hash); shared by writer and readers. */
 extern const char prun__progress_lua[];
 
+/* ---- Shared by coord_sync.c, coord_lock.c and coord_pool.c ---- */
+
+#define KEY_MAX      512 /* a key of a run, "parallelrun:{RID}:..." */
+#define NAME_MAX_LEN 200 /* a barrier's, lock's, counter's or queue's name */
+
+int prun__sync_conn_get(struct prun_conn **out, struct prun_err *err);
+int prun__sync_redis_fail(struct prun_err *err);
+int prun__sync_check_name(
+    const char *kind, const char *name, struct prun_err *err);
+int prun__sync_key(char *buf, struct prun_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void prun__sync_key_ttl(char *buf, size_t n);
+void prun__sync_fmt_wait(int64_t ms, char *buf, size_t n);
+void prun__sync_block_secs(int64_t ms, char *buf, size_t n);
+int prun__sync_reply_int(const redisReply *r, long long *out);
+int prun__sync_bad_reply(
+    struct prun_conn *c, const char *what, struct prun_err *err);
+int prun__sync_io_fail(struct prun_conn *c, struct prun_err *err);
+int prun__sync_env_need(
+    const char *var, const char **out, struct prun_err *err);
+
 #endif
