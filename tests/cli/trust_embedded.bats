@@ -37,6 +37,12 @@ keeper_pid() {
     [ -s "$f" ] && alive "$(cat "$f")" && cat "$f"
 }
 
+# new_keeper OLD: a live keeper other than OLD looks after the server.
+new_keeper() {
+    local k
+    k=$(keeper_pid) && [ "$k" != "$1" ]
+}
+
 server_pid() {
     local f=${1:-$PARALLELRUN_STATE_DIR}/run/redis.pid
     [ -s "$f" ] && alive "$(cat "$f")" && cat "$f"
@@ -180,8 +186,10 @@ EOF
     wait_gone "$kpid"
     run "$PR" runs
     [ "$status" -eq 0 ]
-    # The same server, looked after by a new keeper.
+    # The same server, looked after by a new keeper (which writes its pid
+    # file once it has adopted the server: wait for that event).
     [ "$(server_pid)" = "$spid" ]
+    wait_until new_keeper "$kpid"
     k2=$(keeper_pid)
     [ -n "$k2" ] && [ "$k2" != "$kpid" ]
     # Without a linger the last user stops it before returning.
