@@ -1623,8 +1623,8 @@ static int load_defaults(
 
 /* ---- segments ---- */
 
-static const char *const seg_keys[] = {
-    "file", "size", "writable", "dtype", "shape", "hugepages", "published"};
+static const char *const seg_keys[] = {"file", "size", "writable", "dtype",
+    "shape", "hugepages", "published", "copy"};
 
 static int load_shape(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
@@ -1660,6 +1660,7 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
 {
     const struct ynode *fk = NULL, *sk = NULL, *wk = NULL, *pk = NULL;
+    const struct ynode *ck = NULL;
     char where[96], b[64];
     const char *s = NULL;
     size_t i;
@@ -1674,7 +1675,7 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
     if ((rc = want_map(ld, k, v, where)) < 0)
         return rc;
     snprintf(where, sizeof(where), " in segment '%s'", sd->name);
-    if ((rc = check_keys(ld, v, seg_keys, 7, where)) < 0)
+    if ((rc = check_keys(ld, v, seg_keys, 8, where)) < 0)
         return rc;
     for (i = 0; i < v->n && rc == 0; i += 2) {
         const struct ynode *ek = v->kids[i], *ev = v->kids[i + 1];
@@ -1712,6 +1713,11 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
             rc = get_bool(ld, ek, ev, &sd->published);
             if (sd->published)
                 pk = ek;
+        } else if (strcmp(ek->str, "copy") == 0) {
+            int copy = 1;
+            ck = ek;
+            rc = get_bool(ld, ek, ev, &copy);
+            sd->nocopy = !copy;
         } else {
             if ((rc = get_scalar(ld, ek, ev, "auto or never", &s)) < 0)
                 break;
@@ -1745,6 +1751,9 @@ static int load_segment(struct ld *ld, struct prun_segdef *sd,
         return fail(ld, wk,
             "published segments are read-only; use size: with writable: "
             "true");
+    if (ck != NULL && fk == NULL)
+        return fail(ld, ck,
+            "'copy' applies to file segments only (segment '%s')", sd->name);
     return 0;
 }
 
