@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -1168,11 +1169,42 @@ static int dtype_ok(const char *s)
     return i < PRUN__DTYPE_MAX;
 }
 
+/*
+ * Names reach children upper-cased (PARALLELRUN_SEGMENT_<NAME>), so two
+ * segments whose names differ only in case would be one variable: refuse
+ * a name that differs only in case from a published one.
+ */
+static int pub_case_check(
+    const char *dir, const char *name, struct prun_err *err)
+{
+    size_t n = strlen(name);
+    struct dirent *e;
+    DIR *d;
+    int rc = 0;
+
+    if ((d = opendir(dir)) == NULL)
+        return 0; /* creating the segment will say what is wrong */
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        size_t m = strlen(e->d_name);
+        if (m == n + 5 && strcmp(e->d_name + n, ".meta") == 0 &&
+            strncasecmp(e->d_name, name, n) == 0 &&
+            strncmp(e->d_name, name, n) != 0)
+            rc = prun_err_set(err, PRUN_EINVAL,
+                "cannot publish segment '%s': segment '%.*s' was published "
+                "in this run and the names differ only in case (both would "
+                "be PARALLELRUN_SEGMENT_<NAME in upper case>)",
+                name, (int)n, e->d_name);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* The checks every way of publishing makes; *dirp: the run directory. */
 static int pub_check(const char *name, const char *dtype, size_t ndim,
     const char **dirp, struct prun_err *err)
 {
     const char *dir = getenv("PARALLELRUN_SHM_DIR");
+    int rc;
 
     if (!prun__segment_name_ok(name))
         return prun_err_set(err, PRUN_EINVAL,
@@ -1192,6 +1224,8 @@ static int pub_check(const char *name, const char *dtype, size_t ndim,
             "cannot publish segment '%s': not inside a parallelrun run "
             "(PARALLELRUN_SHM_DIR is not set)",
             name);
+    if ((rc = pub_case_check(dir, name, err)) < 0)
+        return rc;
     *dirp = dir;
     return 0;
 }
