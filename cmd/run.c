@@ -571,7 +571,7 @@ static int redis_setup(struct redis_setup *rs, const struct run_args *a,
         rs->env[rs->nenv++] = rs->env_pw;
     }
     memset(&addr, 0, sizeof(addr));
-    snprintf(rs->env_ttl, sizeof(rs->env_ttl), "PARALLELRUN_KEY_TTL=%lld",
+    snprintf(rs->env_ttl, sizeof(rs->env_ttl), "PARALLELRUN_KEY_TTL=%lldms",
         (long long)cfg->key_ttl_ms);
     rs->env[rs->nenv++] = rs->env_ttl;
     return 0;

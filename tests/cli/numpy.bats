@@ -347,3 +347,26 @@ EOF
     [[ "$output" == *"data [1. 1. 1. 1.]"* ]]
     shm_empty
 }
+
+@test "the demo job: one copy shared by 4 readers, arrays handed back, live status from a task" {
+    run timeout $((120 * TF)) "$PR" run jobs/demo.yaml --set data="$T/d.npy" --set mib=16
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | grep -c "^read\[[0-3]\]: attached 16 MiB float64 .*Rss 16 MiB, Pss 4 MiB (1/4: one copy shared)")" -eq 4 ]
+    [[ "$output" == *"run "*"  demo  running"*"instances: 7 total"* ]]
+    [[ "$output" == *"watch: total Pss of the segment in the 4 readers: 16 MiB"* ]]
+    [[ "$output" == *"report: attached hist0..hist3 by name (int64, shape (8,), read-only: True)"* ]]
+    shm_empty
+}
+
+@test "parallelrun status works from inside a task (the key TTL the runner exports is read back)" {
+    job st <<EOF
+tasks:
+  t: {run: '"$PR" status "\$PARALLELRUN_RUN_ID"'}
+EOF
+    run timeout $((60 * TF)) "$PR" run "$T/st.yaml"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"  st  running"*"instances: 1 total"* ]]
+    [[ "$output" != *"too large"* ]]
+}
