@@ -154,7 +154,9 @@ def ragged_reduce(n):
 
 # ---- http ----
 
-def http_serve(port, rate):
+def make_server(port, rate):
+    """The rate-limited API on 127.0.0.1:port, serving in a thread;
+    returns (server, set of ids answered)."""
     rate = float(rate)
     lock, seen = threading.Lock(), set()
     bucket = {"tokens": rate, "t": time.monotonic()}
@@ -197,6 +199,11 @@ def http_serve(port, rate):
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, seen
+
+
+def http_serve(port, rate):
+    srv, seen = make_server(port, rate)
     pr.counter("http-ready", 1)
     pr.queue("stop").pop(timeout=3600)
     srv.shutdown()
@@ -239,6 +246,8 @@ def http_work(port, dbpath):
         # does not become a second row.
         db.execute("INSERT OR IGNORE INTO rows VALUES (?, ?, ?)",
                    (a["id"], a["square"], me))
+        if done == 0 and me == "0":
+            mark()
         done += 1
         pr.progress(done)
 
