@@ -370,3 +370,28 @@ EOF
     [[ "$output" == *"  st  running"*"instances: 1 total"* ]]
     [[ "$output" != *"too large"* ]]
 }
+
+@test "the C API and the package accept both path forms: /proc/PID/fd/N and an inherited /dev/fd/N" {
+    make_npy 5000
+    job both <<EOF
+segments:
+  a: {file: $T/a.npy}
+tasks:
+  t:
+    segments: [a]
+    env: {PYTHONPATH: $PYPKG}
+    run: |
+      n=\$(basename "\$PARALLELRUN_SEGMENT_A")
+      for p in "\$PARALLELRUN_SEGMENT_A" /dev/fd/\$n; do
+        PARALLELRUN_SEGMENT_A=\$p $PY -c 'import parallelrun as pr, sys; a = pr.segment("a"); print("py", sys.argv[1], a.dtype, a.shape, float(a.sum()))' "\$p"
+        PARALLELRUN_SEGMENT_A=\$p $PRUN_BUILD/examples/seg_sum a | sed "s|^|c \$p |"
+      done
+EOF
+    run timeout $((60 * TF)) "$PR" run "$T/both.yaml"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" =~ py\ /proc/[0-9]+/fd/[0-9]+\ float64\ \(5000,\)\ 12497500.0 ]]
+    [[ "$output" =~ py\ /dev/fd/[0-9]+\ float64\ \(5000,\)\ 12497500.0 ]]
+    [[ "$output" =~ c\ /proc/[0-9]+/fd/[0-9]+\ .*size=40128 ]]
+    [[ "$output" =~ c\ /dev/fd/[0-9]+\ .*size=40128 ]]
+}
