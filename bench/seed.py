@@ -9,7 +9,10 @@ what is left in /dev/shm (entries, bytes) after a normal end, after one
 worker is SIGKILLed once it holds its memory, and after the parent (the
 runner, or the seed's main process) is SIGKILLed at that moment; for
 parallelrun also after `parallelrun gc`. Workers say when they hold their
-memory by creating $SEED_MARK/PID (then wait $SEED_HOLD s).
+memory by creating $SEED_MARK/PID (then wait $SEED_HOLD s). Leftovers
+are counted once cleanup settled (at most 5 s after the last process of
+the run's session exited): the seeds' resource tracker and parallelrun's
+guardian both clean up asynchronously.
 
 Environment: SEED_GENOME_ROWS (200000), SEED_RAGGED_MIB (1024),
 SEED_NPY_MIB (1024), SEED_HTTP_ITEMS (1000), SEED_ONLY (row name prefix).
@@ -142,6 +145,17 @@ def run(cmd, kill=None):
     return wall, peak, p.returncode, note.strip()
 
 
+def settled_leftovers():
+    """leftovers() once cleanup has had up to 5 s: the seeds' resource
+    tracker and parallelrun's guardian both clean up asynchronously."""
+    t0 = time.monotonic()
+    while True:
+        left = leftovers()
+        if left[0] == 0 or time.monotonic() - t0 > 5:
+            return left
+        time.sleep(0.1)
+
+
 def fmt_left(entries, size):
     return "0" if entries == 0 else "%d (%.0f MB)" % (entries, size / 1e6)
 
@@ -264,14 +278,15 @@ tasks:
             continue
         clean_shm()
         wall, peak, rc, note = run(cmd)
-        normal = fmt_left(*leftovers())
+        normal = fmt_left(*settled_leftovers())
         kills = []
         if not wl.startswith("npy"):
             for k in ("child", "parent"):
                 clean_shm()
                 _, _, krc, knote = run(cmd, kill=k)
                 kills.append("%s [exit %s%s]" % (
-                    fmt_left(*leftovers()), krc, "; " + knote if knote else ""))
+                    fmt_left(*settled_leftovers()), krc,
+                    "; " + knote if knote else ""))
             gc = "-"
             if is_prun:
                 subprocess.run([PR, "gc"], env=dict(
