@@ -167,6 +167,7 @@ elif what == "load":
 else:
     import h5py
     print("package", pr.__file__)
+    print("library", pr._load()._name)
     with h5py.File(d + "/all.h5", "w") as f:
         for i in range(4):
             a = pr.segment("part%d" % i)
@@ -192,8 +193,22 @@ EOF
     echo "$output"
     [ "$status" -eq 0 ]
     [[ "$output" == *"package $site/parallelrun/__init__.py"* ]]
+    [[ "$output" == *"library $T/prefix/lib/libparallelrun.so.0"* ]]
     [[ "$output" == *"rows 4600 (b'chr4', 1299, 185.571, 1299, 2598)"* ]]
     shm_empty
+}
+
+@test "a system install puts the package where Debian's python3 looks, without variables" {
+    syspath=$(env -u PYTHONPATH $PY -c 'import sys; print(" ".join(sys.path))')
+    for prefix in /usr/local /usr; do
+        make -s -C "$ROOT" install DESTDIR="$T/root" PREFIX=$prefix \
+            BUILD="$PRUN_BUILD" >/dev/null
+        init=$(cd "$T/root" && ls .$prefix/lib/python3*/dist-packages/parallelrun/__init__.py)
+        dir=${init#.}
+        dir=${dir%/parallelrun/__init__.py}
+        [[ " $syspath " == *" $dir "* ]]
+        grep -qx "LIBDIR = '$prefix/lib'" "$T/root$dir/parallelrun/_config.py"
+    done
 }
 
 @test "publish writes straight into the segment: no second copy in the publisher" {
