@@ -85,7 +85,7 @@ def watch():
     print("watch: `parallelrun status %s` while the readers run:"
           % os.environ["PARALLELRUN_RUN_ID"])
     sys.stdout.flush()
-    subprocess.run([os.environ.get("PARALLELRUN_BIN", "parallelrun"),
+    subprocess.run([os.environ.get("PARALLELRUN_BIN", "parallelrun"),  # the runner sets it
                     "status", os.environ["PARALLELRUN_RUN_ID"]], check=False)
     print("watch: total Pss of the segment in the %d readers: %.0f MiB"
           % (n, pss / MIB))
