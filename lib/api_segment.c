@@ -81,9 +81,9 @@ static int check_seg_fd(int fd, const char *name, const char *path,
     unsigned long long want;
 
     if (fstat(fd, &st) < 0)
-        return prun_err_sys(err, "cannot attach segment '%s'", name);
+        return prun__err_sys(err, "cannot attach segment '%s'", name);
     if (!S_ISREG(st.st_mode))
-        return prun_err_set(err, PRUN_ENOTFOUND,
+        return prun__err_set(err, PRUN_ENOTFOUND,
             "cannot attach segment '%s': %s is not a segment (a pipe or "
             "device: the path is only valid while its run holds the "
             "segment)",
@@ -93,7 +93,7 @@ static int check_seg_fd(int fd, const char *name, const char *path,
         want = strtoull(want_size, &end, 10);
         if (errno == 0 && *end == '\0' &&
             (unsigned long long)st.st_size != want)
-            return prun_err_set(err, PRUN_ENOTFOUND,
+            return prun__err_set(err, PRUN_ENOTFOUND,
                 "cannot attach segment '%s': %s has %lld bytes, not the "
                 "segment's %llu (the path is only valid while its run holds "
                 "the segment)",
@@ -118,7 +118,7 @@ int prun_segment_attach(
     memset(&s, 0, sizeof(s));
     s.fd = -1;
     if (!prun__segment_name_ok(name))
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "invalid segment name '%.64s'", name ? name : "");
     snprintf(s.name, sizeof(s.name), "%s", name);
     for (i = 0; name[i] != '\0' && i + 1 < sizeof(up); i++)
@@ -135,7 +135,7 @@ int prun_segment_attach(
         fd = open(
             envpath, (s.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0)
-            return prun_err_sys(err, "cannot attach segment '%s' (%s)%s", name,
+            return prun__err_sys(err, "cannot attach segment '%s' (%s)%s", name,
                 envpath, errno == ENOENT ? " (has its run ended?)" : "");
         if ((rc = check_seg_fd(
                  fd, name, envpath, seg_getenv(up, "_SIZE"), err)) < 0)
@@ -154,14 +154,14 @@ int prun_segment_attach(
     } else {
         dir = getenv("PARALLELRUN_SHM_DIR");
         if (dir == NULL || dir[0] == '\0')
-            return prun_err_set(err, PRUN_ENOTFOUND,
+            return prun__err_set(err, PRUN_ENOTFOUND,
                 "segment '%s' is not attached to this task "
                 "(PARALLELRUN_SEGMENT_%s is not set) and this is not a "
                 "parallelrun run",
                 name, up);
         if ((rc = prun__segmeta_read(dir, name, &m, err)) < 0) {
             if (rc == PRUN_ENOTFOUND)
-                prun_err_set(err, PRUN_ENOTFOUND,
+                prun__err_set(err, PRUN_ENOTFOUND,
                     "segment '%s' is not attached to this task and was not "
                     "published in this run",
                     name);
@@ -170,13 +170,13 @@ int prun_segment_attach(
         snprintf(path, sizeof(path), "%s/%s", dir, name);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
-            return prun_err_sys(err, "cannot attach segment '%s'", name);
+            return prun__err_sys(err, "cannot attach segment '%s'", name);
         memcpy(dtype, m.dtype, sizeof(dtype));
         s.ndim = m.ndim;
         memcpy(s.shape, m.shape, sizeof(s.shape));
     }
     if (fstat(fd, &st) < 0) {
-        rc = prun_err_sys(err, "cannot attach segment '%s'", name);
+        rc = prun__err_sys(err, "cannot attach segment '%s'", name);
         goto fail;
     }
     s.size = (size_t)st.st_size;
@@ -184,7 +184,7 @@ int prun_segment_attach(
         s.data = map_seg(fd, s.size, s.writable, huge);
         if (s.data == MAP_FAILED) {
             s.data = NULL;
-            rc = prun_err_sys(err, "cannot map segment '%s'", name);
+            rc = prun__err_sys(err, "cannot map segment '%s'", name);
             goto fail;
         }
     }
@@ -229,7 +229,7 @@ int prun_segment_publish(const char *name, const void *data, size_t size,
     int rc;
 
     if (data == NULL && size > 0)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "cannot publish segment '%s': no data", name ? name : "");
     if ((rc = prun_segment_create(name, size, &seg, err)) < 0)
         return rc;

@@ -3,11 +3,12 @@
 #define PRUN_OUTPUT_H
 
 /*
- * What the user sees and keeps of the children's output (DESIGN §7):
+ * What the user sees and keeps of the children's output:
  * capture of each child's stdout/stderr (in memory, spilling to an unlinked
- * temp file past a threshold so a child printing gigabytes costs no runner
- * memory), grouped printing, --tag line streaming, --results files, the
- * GNU parallel joblog, and the progress line on a terminal.
+ * temp file in $TMPDIR, /var/tmp or /tmp past a threshold so a child
+ * printing gigabytes costs no runner memory), grouped printing, --tag line
+ * streaming, --results files, the GNU parallel joblog, and the progress line on
+ * a terminal.
  */
 
 #include <stdint.h>
@@ -32,9 +33,23 @@ struct prun_output_opts {
 
 struct prun_output;
 
-int prun_output_new(const struct prun_output_opts *o, struct prun_output **out,
+/*
+ * Opens the joblog and creates DIR/RUN_ID for --results, so that a bad
+ * location is refused before anything starts, and picks the directory
+ * output spills to. No output file is opened through a symbolic link, and
+ * none is emptied unless it is a regular file of ours with one name.
+ * Returns 0, PRUN_EINVAL for a location that cannot be used (the message
+ * names the path and why), or PRUN_ESYS.
+ */
+int prun__output_new(const struct prun_output_opts *o, struct prun_output **out,
     struct prun_err *err);
-void prun_output_free(struct prun_output *o);
+/*
+ * Something worth telling the user (e.g. $TMPDIR is unusable and output
+ * spills elsewhere), or "". Owned by o.
+ */
+const char *prun__output_note(const struct prun_output *o);
+/* Removes DIR/RUN_ID again if nothing was put in it. */
+void prun__output_free(struct prun_output *o);
 
 /* Captured output of one running instance: its stdout and stderr. */
 struct prun_capture;
@@ -43,27 +58,29 @@ struct prun_capture;
  * Begins capturing for an attempt of task[index]. Opens the --results files
  * (truncating those of an earlier attempt). Returns NULL with err set.
  */
-struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
+struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
     unsigned long long index, struct prun_err *err);
 
 /*
- * Feeds bytes read from the child's stream (1 = stdout, 2 = stderr).
- * Returns 0, or PRUN_ESYS when a results file or spill file cannot be
- * written (disk full); the capture keeps going without it.
+ * Feeds bytes read from the child's stream (1 = stdout, 2 = stderr). All n
+ * bytes are always consumed, whatever their size; memory stays bounded
+ * (a spill file, the results file, or dropping with a note). Returns 0, or
+ * a PRUN_E* when a results file or spill file cannot be written (disk
+ * full, no usable directory); the capture keeps going without it.
  */
-int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
+int prun__capture_feed(struct prun_capture *c, int stream, const char *data,
     size_t n, struct prun_err *err);
 
 /* The last lines of stderr (at most ~1 KiB), NUL-terminated. */
-const char *prun_capture_err_tail(struct prun_capture *c);
-uint64_t prun_capture_bytes(const struct prun_capture *c, int stream);
+const char *prun__capture_err_tail(struct prun_capture *c);
+uint64_t prun__capture_bytes(const struct prun_capture *c, int stream);
 
 /*
  * The attempt ended. With print (a final attempt, or quiet mode with a
  * failure), grouped output is written to stdout/stderr now; tag mode
  * flushes a trailing partial line. Frees c.
  */
-int prun_capture_finish(
+int prun__capture_finish(
     struct prun_capture *c, int print, struct prun_err *err);
 
 /* One joblog row (GNU parallel format). */
@@ -75,7 +92,7 @@ struct prun_joblog_row {
     int signal;
     const char *command;
 };
-int prun_output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
+int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
     struct prun_err *err);
 
 /* Progress counts for the terminal line. */
@@ -85,11 +102,12 @@ struct prun_progress {
     int64_t elapsed_ms;
     long long child_done, child_total; /* what running children report */
 };
-void prun_output_progress(struct prun_output *o, const struct prun_progress *p);
+void prun__output_progress(
+    struct prun_output *o, const struct prun_progress *p);
 /* Erases the progress line (before other text goes to the terminal). */
-void prun_output_progress_clear(struct prun_output *o);
+void prun__output_progress_clear(struct prun_output *o);
 
 /* Writes all of buf to fd, retrying on EINTR/short writes. */
-int prun_write_all(int fd, const void *buf, size_t n);
+int prun__write_all(int fd, const void *buf, size_t n);
 
 #endif

@@ -1,5 +1,5 @@
-"""Shared segments of parallelrun from Python, zero-copy (superseded by the
-`parallelrun` package in python/, installed by `make install`).
+"""Shared segments of parallelrun from Python, zero-copy (README "Shared segments";
+superseded by the `parallelrun` package in python/, installed by `make install`).
 
 attach(name)  -> a numpy array backed by the segment's pages (no copy):
                  read-only unless the segment is writable (`size:` +
