@@ -121,8 +121,9 @@ def run(cmd, kill=None):
                PARALLELRUN_SHM_BASE=BASE, OMP_NUM_THREADS="1",
                SEED_MARK=marks, SEED_HOLD="3" if kill else "0")
     t0 = time.monotonic()
+    errf = tempfile.TemporaryFile()
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=errf)
     peak, note, killed = 0, "", False
     while p.poll() is None and time.monotonic() - t0 < TIMEOUT:
         if kill is None:
@@ -145,6 +146,12 @@ def run(cmd, kill=None):
         os.kill(pid, signal.SIGKILL)
         note += " orphan %d killed" % pid
     shutil.rmtree(marks)
+    if kill is None and p.returncode != 0:
+        errf.seek(0)
+        tail = errf.read()[-2000:].decode(errors="replace")
+        sys.stderr.write("%s: exit %d\n%s\n" % (" ".join(cmd), p.returncode,
+                                                 tail))
+    errf.close()
     return wall, peak, p.returncode, note.strip()
 
 
