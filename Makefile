@@ -169,6 +169,13 @@ valgrind: all
 	@grep -h "ERROR SUMMARY\|definitely lost" $(BUILD)/valgrind/vg.*.log | sort | uniq -c
 	@! grep -l "ERROR SUMMARY: [1-9]\|definitely lost: [1-9]" $(BUILD)/valgrind/vg.*.log
 
+# The Python package goes where Debian's python3 looks without help:
+# /usr/lib/python3/dist-packages for PREFIX=/usr, else
+# PREFIX/lib/python3.X/dist-packages (/usr/local's is on its sys.path).
+PYTHON    ?= /usr/bin/python3
+PYVER      = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3)
+PYDIR     ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
@@ -189,12 +196,17 @@ install: all
 	  'Cflags: -I$${includedir}' \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/parallelrun.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/parallelrun.pc
+	install -d $(DESTDIR)$(PYDIR)/parallelrun
+	install -m 644 python/parallelrun/__init__.py $(DESTDIR)$(PYDIR)/parallelrun/
+	printf 'LIBDIR = %s\nBINDIR = %s\n' "'$(PREFIX)/lib'" "'$(PREFIX)/bin'" \
+	  > $(DESTDIR)$(PYDIR)/parallelrun/_config.py
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/parallelrun \
 	  $(DESTDIR)$(PREFIX)/lib/libparallelrun.* \
 	  $(DESTDIR)$(PREFIX)/include/parallelrun.h \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/parallelrun.pc
+	rm -rf $(DESTDIR)$(PYDIR)/parallelrun
 
 FORMAT_SRCS = $(wildcard lib/*.[ch] cmd/*.[ch] include/*.h tests/unit/*.[ch] \
               examples/c/*.c bench/*.c)

@@ -201,7 +201,7 @@ static int path(int argc, char **argv)
         up[i] = (char)toupper((unsigned char)argv[0][i]);
     up[i] = '\0';
     snprintf(key, sizeof(key), "PARALLELRUN_SEGMENT_%s", up);
-    /* /dev/fd/N: valid in this process tree, which is where it is asked. */
+    /* The runner's path: valid in every process of the task's tree. */
     if ((v = getenv(key)) != NULL && v[0] != '\0') {
         printf("%s\n", v);
         return EXIT_OK;

@@ -73,6 +73,10 @@ struct prun_segment {
  * Maps the segment called name: one the runner attached to this task
  * (PARALLELRUN_SEGMENT_<NAME>) or one published earlier in this run.
  * For a .npy file, data points at the whole file, header included.
+ * Works in the task's child and in every process it starts while the run
+ * lasts; the path may be /proc/PID/fd/N (what the runner sets) or
+ * /dev/fd/N. A path that no longer names the segment (the run ended, or
+ * it names a pipe or another file) is an error at once, never a hang.
  */
 PRUN_API int prun_segment_attach(
     const char *name, struct prun_segment *seg, struct prun_err *err);
@@ -87,6 +91,19 @@ PRUN_API int prun_segment_detach(struct prun_segment *seg);
 PRUN_API int prun_segment_publish(const char *name, const void *data,
     size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
     struct prun_err *err);
+
+/*
+ * Publishing without an intermediate copy: creates segment name of size
+ * bytes, not yet visible, and maps it writable at seg->data. Fill it, then
+ * prun_segment_commit() makes it visible under name with dtype (NULL or
+ * "" for none; a structured dtype is numpy's descr list) and shape; after
+ * that the mapping is read-only. prun_segment_detach() releases seg either
+ * way; a segment never committed vanishes with it (or with the process).
+ */
+PRUN_API int prun_segment_create(const char *name, size_t size,
+    struct prun_segment *seg, struct prun_err *err);
+PRUN_API int prun_segment_commit(struct prun_segment *seg, const char *dtype,
+    const uint64_t *shape, size_t ndim, struct prun_err *err);
 
 /* ---- Synchronization through Redis -------------------------------------- */
 

@@ -2,7 +2,8 @@
 /*
  * api_segment: shared segments, child side (the "Shared segments" section
  * of parallelrun.h). A child attaches a segment the runner gave it
- * (PARALLELRUN_SEGMENT_<NAME>, a /dev/fd/N path to an inherited memfd) or
+ * (PARALLELRUN_SEGMENT_<NAME>: /proc/RUNNER/fd/N, the runner's memfd, valid
+ * in every descendant; /dev/fd/N to an inherited one works too) or
  * one another task published in the run directory ($PARALLELRUN_SHM_DIR),
  * and publishes its own there. Attaching is an open, an fstat and an mmap:
  * no copy, whatever the size. The runner side (loading, sealing, cleanup)
@@ -67,6 +68,42 @@ static void *map_seg(int fd, size_t size, int writable, int huge)
     return a;
 }
 
+/*
+ * Is fd (opened from path) still the segment the runner named? A regular
+ * file or memfd of the announced size; anything else means the path now
+ * names something else (a reused pid, a descriptor of another process).
+ */
+static int check_seg_fd(int fd, const char *name, const char *path,
+    const char *want_size, struct prun_err *err)
+{
+    struct stat st;
+    char *end;
+    unsigned long long want;
+
+    if (fstat(fd, &st) < 0)
+        return prun__err_sys(err, "cannot attach segment '%s'", name);
+    if (!S_ISREG(st.st_mode))
+        return prun__err_set(err, PRUN_ENOTFOUND,
+            "cannot attach segment '%s': %s is not a segment (a pipe or "
+            "device: the path is only valid while its run holds the "
+            "segment)",
+            name, path);
+    if (want_size != NULL && want_size[0] != '\0') {
+        errno = 0;
+        want = strtoull(want_size, &end, 10);
+        if (errno == 0 && *end == '\0' &&
+            (unsigned long long)st.st_size != want)
+            return prun__err_set(err, PRUN_ENOTFOUND,
+                "cannot attach segment '%s': %s has %lld bytes, not the "
+                "segment's %llu (the path is only valid while its run holds "
+                "the segment)",
+                name, path, (long long)st.st_size, want);
+    }
+    /* Back to blocking mode: nothing else should see O_NONBLOCK. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return 0;
+}
+
 int prun_segment_attach(
     const char *name, struct prun_segment *seg, struct prun_err *err)
 {
@@ -94,10 +131,15 @@ int prun_segment_attach(
         s.writable = v != NULL && strcmp(v, "1") == 0;
         v = seg_getenv(up, "_HUGEPAGES");
         huge = v != NULL && strcmp(v, "1") == 0;
-        fd = open(envpath, (s.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        /* O_NONBLOCK: a path that now names a FIFO must not hang here. */
+        fd = open(
+            envpath, (s.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0)
-            return prun__err_sys(
-                err, "cannot attach segment '%s' (%s)", name, envpath);
+            return prun__err_sys(err, "cannot attach segment '%s' (%s)%s", name,
+                envpath, errno == ENOENT ? " (has its run ended?)" : "");
+        if ((rc = check_seg_fd(
+                 fd, name, envpath, seg_getenv(up, "_SIZE"), err)) < 0)
+            goto fail;
         /* A sealed segment stays read-only whatever the environment says. */
         if (s.writable) {
             int seals = fcntl(fd, F_GET_SEALS);
@@ -183,9 +225,17 @@ int prun_segment_detach(struct prun_segment *seg)
 int prun_segment_publish(const char *name, const void *data, size_t size,
     const char *dtype, const uint64_t *shape, size_t ndim, struct prun_err *err)
 {
+    struct prun_segment seg;
+    int rc;
+
     if (data == NULL && size > 0)
         return prun__err_set(err, PRUN_EINVAL,
             "cannot publish segment '%s': no data", name ? name : "");
-    return prun__segment_publish_src(
-        name, data != NULL ? data : "", -1, size, dtype, shape, ndim, err);
+    if ((rc = prun_segment_create(name, size, &seg, err)) < 0)
+        return rc;
+    if (size > 0)
+        memcpy(seg.data, data, size);
+    rc = prun_segment_commit(&seg, dtype, shape, ndim, err);
+    prun_segment_detach(&seg);
+    return rc;
 }

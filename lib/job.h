@@ -149,6 +149,7 @@ struct prun_segdef {
     uint64_t size;    /* size: segments (0 for file: and published:) */
     int writable;
     int published;     /* published: true: created at run time by a child */
+    int nocopy;        /* copy: false: children map the file itself */
     const char *dtype; /* numpy notation, or NULL */
     size_t ndim;
     uint64_t *shape;

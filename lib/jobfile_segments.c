@@ -18,8 +18,8 @@
 
 /* ---- segments ---- */
 
-static const char *const seg_keys[] = {
-    "file", "size", "writable", "dtype", "shape", "hugepages", "published"};
+static const char *const seg_keys[] = {"file", "size", "writable", "dtype",
+    "shape", "hugepages", "published", "copy"};
 
 static int load_shape(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
@@ -55,6 +55,7 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
 {
     const struct ynode *fk = NULL, *sk = NULL, *wk = NULL, *pk = NULL;
+    const struct ynode *ck = NULL;
     char where[96], b[64];
     const char *s = NULL;
     size_t i;
@@ -69,7 +70,7 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
     if ((rc = prun__jf_want_map(ld, k, v, where)) < 0)
         return rc;
     snprintf(where, sizeof(where), " in segment '%s'", sd->name);
-    if ((rc = prun__jf_check_keys(ld, v, seg_keys, 7, where)) < 0)
+    if ((rc = prun__jf_check_keys(ld, v, seg_keys, 8, where)) < 0)
         return rc;
     for (i = 0; i < v->n && rc == 0; i += 2) {
         const struct ynode *ek = v->kids[i], *ev = v->kids[i + 1];
@@ -109,6 +110,11 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
             rc = prun__jf_get_bool(ld, ek, ev, &sd->published);
             if (sd->published)
                 pk = ek;
+        } else if (strcmp(ek->str, "copy") == 0) {
+            int copy = 1;
+            ck = ek;
+            rc = prun__jf_get_bool(ld, ek, ev, &copy);
+            sd->nocopy = !copy;
         } else {
             if ((rc = prun__jf_get_scalar(ld, ek, ev, "auto or never", &s)) < 0)
                 break;
@@ -143,6 +149,9 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
         return prun__ld_fail(ld, wk,
             "published segments are read-only; use size: with writable: "
             "true");
+    if (ck != NULL && fk == NULL)
+        return prun__ld_fail(ld, ck,
+            "'copy' applies to file segments only (segment '%s')", sd->name);
     return 0;
 }
 

@@ -9,7 +9,14 @@
  * a small /dev/shm does not limit them and they vanish with the last
  * process holding them, so they cannot leak. A child receives only the
  * fds of the segments its task lists, at the same numbers, and finds them
- * as /dev/fd/N in PARALLELRUN_SEGMENT_<NAME>.
+ * in PARALLELRUN_SEGMENT_<NAME> as /proc/RUNNER/fd/N: the runner's own fd,
+ * so the path opens the same memfd in every descendant of the child (a
+ * subprocess, a multiprocessing spawn or forkserver worker, a pipeline)
+ * for as long as the runner holds it, and fails with ENOENT once the run
+ * has ended. Opening it gives a new open file of the memfd itself, so the
+ * seals still hold. A `file:` segment with `copy: false` is the file's own
+ * open fd instead: no copy, the page cache is shared, and the file must
+ * not change during the run.
  *
  * Published segments are files a child creates in the run's directory
  * BASE/parallelrun-RUNID; the runner removes the directory when the run
@@ -33,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -50,6 +58,7 @@ struct seg {
     int deferred; /* file missing at start: loaded by the first user */
     int used;     /* some task lists it */
     int huge;
+    int mapped; /* copy: false: fd is the file itself, not a memfd */
     uint64_t size;
     char dtype[PRUN__DTYPE_MAX];
     char shape[PRUN_SEGMENT_MAX_DIMS * 21];
@@ -83,6 +92,7 @@ struct prun_segset {
     char *env_dir;
     const char *env_all[1];
     size_t nenv_all;
+    pid_t pid; /* the runner: it holds the fds the paths name */
 };
 
 const char *prun__shm_base(void)
@@ -447,23 +457,43 @@ static int load_file(
         goto fail;
     }
     g->size = (uint64_t)st.st_size;
-    if ((fd = new_memfd(d->name)) < 0) {
+    if (d->nocopy) {
+        /*
+         * copy: false: children open the file itself through the runner's
+         * fd (read-only), so they share its page cache and nothing is
+         * loaded. The fd pins the inode: a file replaced by rename during
+         * the run does not affect it; one rewritten in place does.
+         */
+        if (in < 3) {
+            fd = fcntl(in, F_DUPFD_CLOEXEC, 3);
+            close(in);
+            in = fd;
+            if (in < 0) {
+                rc = prun__err_sys(err, "segment '%s': fcntl", d->name);
+                goto fail;
+            }
+        }
+        fd = in;
+        g->mapped = 1;
+    } else if ((fd = new_memfd(d->name)) < 0) {
         rc = prun__err_sys(err, "segment '%s': memfd_create", d->name);
         goto fail;
     }
-    if (ftruncate(fd, st.st_size) < 0) {
+    if (!g->mapped && ftruncate(fd, st.st_size) < 0) {
         rc = prun__err_sys(err,
             "segment '%s': cannot hold %" PRIu64 " bytes in memory", d->name,
             g->size);
         goto fail;
     }
-    if (g->size > 0 && (g->huge ? fill_huge(in, fd, g->size)
-                                : copy_fd(in, &off, fd, g->size)) < 0) {
+    if (!g->mapped && g->size > 0 &&
+        (g->huge ? fill_huge(in, fd, g->size)
+                 : copy_fd(in, &off, fd, g->size)) < 0) {
         rc = prun__err_sys(err, "%s:%u:%u: segment '%s': cannot load '%s'",
             job->path, d->pos.line, d->pos.col, d->name, d->file);
         goto fail;
     }
-    if (fcntl(fd, F_ADD_SEALS,
+    if (!g->mapped &&
+        fcntl(fd, F_ADD_SEALS,
             F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         rc = prun__err_sys(err, "segment '%s': cannot seal it", d->name);
         goto fail;
@@ -482,15 +512,17 @@ static int load_file(
         if (d->ndim == 0)
             prun__shape_fmt(shape, ndim, g->shape, sizeof(g->shape));
     }
-    close(in);
+    if (!g->mapped)
+        close(in);
     g->fd = fd;
     g->deferred = 0;
     return 0;
 fail:
     if (in >= 0)
         close(in);
-    if (fd >= 0)
+    if (fd >= 0 && fd != in)
         close(fd);
+    g->mapped = 0;
     return rc;
 }
 
@@ -625,18 +657,19 @@ static void upper_name(const char *name, char *out, size_t n)
 }
 
 /*
- * Appends the env strings of one segment attached at fd to b, recording
+ * Appends the env strings of one segment found at path to b, recording
  * their offsets in offs (at most 7). Returns how many, or -1.
  */
-static int seg_env(struct prun_buf *b, size_t *offs, const char *name, int fd,
-    uint64_t size, const char *dtype, const char *shape, int writable, int huge)
+static int seg_env(struct prun_buf *b, size_t *offs, const char *name,
+    const char *path, uint64_t size, const char *dtype, const char *shape,
+    int writable, int huge)
 {
     char up[80];
     int n = 0, ok = 1;
 
     upper_name(name, up, sizeof(up));
     offs[n++] = b->len;
-    ok &= prun__buf_printf(b, ENV_PREFIX "%s=/dev/fd/%d", up, fd) == 0;
+    ok &= prun__buf_printf(b, ENV_PREFIX "%s=%s", up, path) == 0;
     ok &= prun__buf_addc(b, '\0') == 0;
     offs[n++] = b->len;
     ok &= prun__buf_printf(b, ENV_PREFIX "%s_SIZE=%" PRIu64, up, size) == 0;
@@ -670,6 +703,7 @@ static int prepare_task(struct prun_segset *s, size_t t, struct prun_err *err)
     const struct prun_task *task = &s->job->tasks[t];
     struct taskpre *tp = &s->tasks[t];
     size_t i, k, *offs = NULL;
+    char path[64];
     int rc = 0, n;
 
     for (i = 0; i < task->nsegs; i++) {
@@ -691,7 +725,9 @@ static int prepare_task(struct prun_segset *s, size_t t, struct prun_err *err)
             continue;
         }
         tp->fds[tp->nfds++] = g->fd;
-        n = seg_env(&tp->strings, offs + tp->nenv, g->def->name, g->fd, g->size,
+        /* The runner's fd, not the child's: valid in every descendant. */
+        snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)s->pid, g->fd);
+        n = seg_env(&tp->strings, offs + tp->nenv, g->def->name, path, g->size,
             g->dtype, g->shape, g->def->writable, g->huge);
         if (n < 0) {
             rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
@@ -777,6 +813,7 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->job = job;
+    s->pid = getpid();
     s->segs = calloc(job->nsegs + 1, sizeof(*s->segs));
     s->tasks = calloc(job->ntasks + 1, sizeof(*s->tasks));
     if (s->segs == NULL || s->tasks == NULL) {
@@ -799,7 +836,7 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
         enum prun_hugepages h =
             d->hugepages != PRUN_HUGE_DEFAULT ? d->hugepages : deflt;
 
-        if (h == PRUN_HUGE_AUTO && !d->published) {
+        if (h == PRUN_HUGE_AUTO && !d->published && !d->nocopy) {
             if (thp < 0)
                 thp = thp_shmem_allowed();
             g->huge = thp;
@@ -899,7 +936,11 @@ static int open_published(const struct prun_segset *s, const struct seg *g,
         prun__shape_fmt(g->def->shape, g->def->ndim, shape, sizeof(shape));
     else
         prun__shape_fmt(m.shape, m.ndim, shape, sizeof(shape));
-    *nenv = seg_env(b, offs, g->def->name, fd, m.size, m.dtype, shape, 0, 0);
+    /*
+     * The file in the run directory: valid in every descendant until the
+     * run ends (the fd the child inherits pins this version for it).
+     */
+    *nenv = seg_env(b, offs, g->def->name, path, m.size, m.dtype, shape, 0, 0);
     *fdp = fd;
     if (*nenv < 0)
         return prun__err_set(err, PRUN_ENOMEM, "out of memory");
@@ -1130,18 +1171,43 @@ static int dtype_ok(const char *s)
     return i < PRUN__DTYPE_MAX;
 }
 
-int prun__segment_publish_src(const char *name, const void *data, int srcfd,
-    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
-    struct prun_err *err)
+/*
+ * Names reach children upper-cased (PARALLELRUN_SEGMENT_<NAME>), so two
+ * segments whose names differ only in case would be one variable: refuse
+ * a name that differs only in case from a published one.
+ */
+static int pub_case_check(
+    const char *dir, const char *name, struct prun_err *err)
+{
+    size_t n = strlen(name);
+    struct dirent *e;
+    DIR *d;
+    int rc = 0;
+
+    if ((d = opendir(dir)) == NULL)
+        return 0; /* creating the segment will say what is wrong */
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        size_t m = strlen(e->d_name);
+        if (m == n + 5 && strcmp(e->d_name + n, ".meta") == 0 &&
+            strncasecmp(e->d_name, name, n) == 0 &&
+            strncmp(e->d_name, name, n) != 0)
+            rc = prun__err_set(err, PRUN_EINVAL,
+                "cannot publish segment '%s': segment '%.*s' was published "
+                "in this run and the names differ only in case (both would "
+                "be PARALLELRUN_SEGMENT_<NAME in upper case>)",
+                name, (int)n, e->d_name);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* The checks every way of publishing makes; *dirp: the run directory. */
+static int pub_check(const char *name, const char *dtype, size_t ndim,
+    const char **dirp, struct prun_err *err)
 {
     const char *dir = getenv("PARALLELRUN_SHM_DIR");
-    char tmp[PATH_MAX], mtmp[PATH_MAX], path[PATH_MAX], mpath[PATH_MAX];
-    char shp[PRUN_SEGMENT_MAX_DIMS * 21];
-    struct prun_buf meta = {0};
-    int fd = -1, mfd = -1, rc = 0;
-    size_t done = 0;
+    int rc;
 
-    tmp[0] = mtmp[0] = '\0';
     if (!prun__segment_name_ok(name))
         return prun__err_set(err, PRUN_EINVAL,
             "invalid segment name '%.64s' (use letters, digits and '_', not "
@@ -1160,28 +1226,99 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
             "cannot publish segment '%s': not inside a parallelrun run "
             "(PARALLELRUN_SHM_DIR is not set)",
             name);
+    if ((rc = pub_case_check(dir, name, err)) < 0)
+        return rc;
+    *dirp = dir;
+    return 0;
+}
+
+/* Reserves size bytes of fd: a full tmpfs is an error now, not a SIGBUS. */
+static int pub_reserve(int fd, size_t size)
+{
+    if (size == 0 || fallocate(fd, 0, 0, (off_t)size) == 0)
+        return 0;
+    if (errno == EOPNOTSUPP &&
+        (errno = posix_fallocate(fd, 0, (off_t)size)) == 0)
+        return 0;
+    return -1;
+}
+
+/*
+ * The data file of segment name is at tmp: writes NAME.meta beside it,
+ * then renames the data, then the meta (readers start from NAME.meta),
+ * and registers the segment in Redis. On failure tmp is left to the caller.
+ */
+static int pub_finish(const char *dir, const char *name, const char *tmp,
+    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
+    struct prun_err *err)
+{
+    char mtmp[PATH_MAX], path[PATH_MAX], mpath[PATH_MAX];
+    char shp[PRUN_SEGMENT_MAX_DIMS * 21];
+    struct prun_buf meta = {0};
+    int mfd = -1, rc = 0;
+
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     snprintf(mpath, sizeof(mpath), "%s/%s.meta", dir, name);
-    snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, name, (int)getpid());
     snprintf(mtmp, sizeof(mtmp), "%s/%s.%d.meta.tmp", dir, name, (int)getpid());
-
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        tmp[0] = '\0';
+    prun__shape_fmt(shape, ndim, shp, sizeof(shp));
+    if (prun__buf_printf(&meta, "size %zu\ndtype %s\nshape %s\npid %d\n", size,
+            dtype ? dtype : "", shp, (int)getpid()) < 0) {
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
-    /* Reserve every page first: a full tmpfs is an error here, not a
-     * SIGBUS in whoever touches the page later. */
-    if (size > 0 && fallocate(fd, 0, 0, (off_t)size) < 0) {
-        if (errno == EOPNOTSUPP)
-            errno = posix_fallocate(fd, 0, (off_t)size);
-        if (errno != 0) {
-            rc = prun__err_sys(err,
-                "cannot publish segment '%s' (%zu bytes) in %s", name, size,
-                dir);
-            goto fail;
-        }
+    mfd = open(mtmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (mfd < 0) {
+        mtmp[0] = '\0';
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        goto fail;
+    }
+    if (write(mfd, meta.data, meta.len) != (ssize_t)meta.len ||
+        close(mfd) < 0) {
+        mfd = -1;
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        goto fail;
+    }
+    mfd = -1;
+    if (rename(tmp, path) < 0 || rename(mtmp, mpath) < 0) {
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        goto fail;
+    }
+    prun__buf_free(&meta);
+    /*
+     * status and other hosts' tools see it in Redis too; the files are
+     * what attaching relies on, so a Redis hiccup does not fail publish.
+     */
+    prun__segment_register(name, path, size, dtype, shp, NULL);
+    return 0;
+fail:
+    if (mfd >= 0)
+        close(mfd);
+    if (mtmp[0] != '\0')
+        unlink(mtmp);
+    prun__buf_free(&meta);
+    return rc;
+}
+
+int prun__segment_publish_src(const char *name, const void *data, int srcfd,
+    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
+    struct prun_err *err)
+{
+    const char *dir = NULL;
+    char tmp[PATH_MAX];
+    int fd = -1, rc;
+    size_t done = 0;
+
+    if ((rc = pub_check(name, dtype, ndim, &dir, err)) < 0)
+        return rc;
+    snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, name, (int)getpid());
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return prun__err_sys(
+            err, "cannot publish segment '%s' in %s", name, dir);
+    if (pub_reserve(fd, size) < 0) {
+        rc = prun__err_sys(err, "cannot publish segment '%s' (%zu bytes) in %s",
+            name, size, dir);
+        goto fail;
     }
     if (data != NULL) {
         while (done < size) {
@@ -1209,48 +1346,87 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
     }
     /* Read-only from now on (for anyone but root). */
     fchmod(fd, 0400);
-
-    prun__shape_fmt(shape, ndim, shp, sizeof(shp));
-    if (prun__buf_printf(&meta, "size %zu\ndtype %s\nshape %s\npid %d\n", size,
-            dtype ? dtype : "", shp, (int)getpid()) < 0) {
-        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    if ((rc = pub_finish(dir, name, tmp, size, dtype, shape, ndim, err)) < 0)
         goto fail;
-    }
-    mfd = open(mtmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (mfd < 0) {
-        mtmp[0] = '\0';
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        goto fail;
-    }
-    if (write(mfd, meta.data, meta.len) != (ssize_t)meta.len ||
-        close(mfd) < 0) {
-        mfd = -1;
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        goto fail;
-    }
-    mfd = -1;
-    /* The data first, the meta last: readers start from NAME.meta. */
-    if (rename(tmp, path) < 0 || rename(mtmp, mpath) < 0) {
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        goto fail;
-    }
     close(fd);
-    prun__buf_free(&meta);
-    /*
-     * status and other hosts' tools see it in Redis too; the files are
-     * what attaching relies on, so a Redis hiccup does not fail publish.
-     */
-    prun__segment_register(name, path, size, dtype, shp, NULL);
     return 0;
 fail:
-    if (fd >= 0)
-        close(fd);
-    if (mfd >= 0)
-        close(mfd);
-    if (tmp[0] != '\0')
-        unlink(tmp);
-    if (mtmp[0] != '\0')
-        unlink(mtmp);
-    prun__buf_free(&meta);
+    close(fd);
+    unlink(tmp);
     return rc;
+}
+
+int prun_segment_create(const char *name, size_t size, struct prun_segment *seg,
+    struct prun_err *err)
+{
+    struct prun_segment s;
+    const char *dir = NULL;
+    int fd = -1, rc;
+
+    if ((rc = pub_check(name, NULL, 0, &dir, err)) < 0)
+        return rc;
+    memset(&s, 0, sizeof(s));
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    /*
+     * An unnamed file in the run directory: if this process dies before
+     * prun_segment_commit, nothing is left behind.
+     */
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return prun__err_sys(
+            err, "cannot publish segment '%s' in %s", name, dir);
+    if (pub_reserve(fd, size) < 0) {
+        rc = prun__err_sys(err, "cannot publish segment '%s' (%zu bytes) in %s",
+            name, size, dir);
+        goto fail;
+    }
+    if (size > 0) {
+        s.data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (s.data == MAP_FAILED) {
+            s.data = NULL;
+            rc = prun__err_sys(err, "cannot map segment '%s'", name);
+            goto fail;
+        }
+    }
+    s.size = size;
+    s.writable = 1;
+    s.fd = fd;
+    *seg = s;
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+int prun_segment_commit(struct prun_segment *seg, const char *dtype,
+    const uint64_t *shape, size_t ndim, struct prun_err *err)
+{
+    const char *dir = NULL;
+    char tmp[PATH_MAX], self[64];
+    int rc;
+
+    if (seg == NULL || seg->fd < 0 || !seg->writable)
+        return prun__err_set(err, PRUN_EINVAL,
+            "segment '%s' was not created with prun_segment_create or is "
+            "already committed",
+            seg ? seg->name : "");
+    if ((rc = pub_check(seg->name, dtype, ndim, &dir, err)) < 0)
+        return rc;
+    snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, seg->name, (int)getpid());
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", seg->fd);
+    fchmod(seg->fd, 0400);
+    unlink(tmp);
+    if (linkat(AT_FDCWD, self, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0)
+        return prun__err_sys(
+            err, "cannot publish segment '%s' in %s", seg->name, dir);
+    if ((rc = pub_finish(
+             dir, seg->name, tmp, seg->size, dtype, shape, ndim, err)) < 0) {
+        unlink(tmp);
+        return rc;
+    }
+    /* Published segments are read-only, for the publisher too. */
+    if (seg->data != NULL)
+        mprotect(seg->data, seg->size, PROT_READ);
+    seg->writable = 0;
+    return 0;
 }

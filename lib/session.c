@@ -177,7 +177,7 @@ static void redis_env(struct prun__session *s, const char *url)
         add_env(s, s->env_pw);
     }
     memset(&addr, 0, sizeof(addr));
-    snprintf(s->env_ttl, sizeof(s->env_ttl), "PARALLELRUN_KEY_TTL=%lld",
+    snprintf(s->env_ttl, sizeof(s->env_ttl), "PARALLELRUN_KEY_TTL=%lldms",
         (long long)s->cfg->key_ttl_ms);
     add_env(s, s->env_ttl);
 }

@@ -5,7 +5,7 @@
                                as a .npy file (the job's `data` segment)
   montecarlo.py sim            one child: counts the points of its share of
                                `data` inside the unit circle, zero-copy
-                               (np.load(..., mmap_mode="r") of /dev/fd/N),
+                               (np.load(..., mmap_mode="r") of the segment path),
                                and stores the count in its own slot
                                results[PARALLELRUN_INDEX] of the writable
                                `results` segment

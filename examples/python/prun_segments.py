@@ -1,9 +1,10 @@
-"""Shared segments of parallelrun from Python, zero-copy (README "Shared segments").
+"""Shared segments of parallelrun from Python, zero-copy (README "Shared segments";
+superseded by the `parallelrun` package in python/, installed by `make install`).
 
 attach(name)  -> a numpy array backed by the segment's pages (no copy):
                  read-only unless the segment is writable (`size:` +
                  `writable: true`). Works for segments the runner attached
-                 to this task (PARALLELRUN_SEGMENT_<NAME>=/dev/fd/N, with
+                 to this task (PARALLELRUN_SEGMENT_<NAME>=/proc/PID/fd/N, with
                  _DTYPE/_SHAPE/_WRITABLE) and for segments published earlier
                  in the run ($PARALLELRUN_SHM_DIR/NAME with NAME.meta).
                  A .npy segment is opened with np.load(mmap_mode=...), so its

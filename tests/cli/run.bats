@@ -37,13 +37,12 @@ teardown() { common_teardown; }
     [[ "$output" == *"nope.yaml"* ]]
 }
 
-@test "the demo job runs and adds up every file" {
-    run "$PR" run jobs/demo.yaml
+@test "the demo job runs: a shared array, arrays handed back, live status" {
+    PARALLELRUN_SHM_BASE=$T run "$PR" run jobs/demo.yaml --set data="$T/d.npy" --set mib=8
     [ "$status" -eq 0 ]
-    expected=$(cat lib/*.c | wc -l)
-    [[ "$output" == *"total: $expected lines of C in lib/"* ]]
-    n=$(ls lib/*.c | wc -l)
-    [ "$(echo "$output" | grep -c ' lines$')" -eq "$n" ]
+    [ "$(echo "$output" | grep -c '^read\[[0-3]\]: attached 8 MiB float64')" -eq 4 ]
+    [[ "$output" == *"instances: 7 total"* ]]
+    [[ "$output" == *"report: attached hist0..hist3 by name"* ]]
 }
 
 @test "list form passes items to argv literally, shell syntax included" {

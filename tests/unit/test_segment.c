@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Shared segments: loading, sealing, env, publishing, attaching, gc. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -95,7 +96,7 @@ static void test_file_segment_sealed(void)
     fd = c.fds[0];
     ASSERT(fd >= 3);
     ASSERT((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
-    snprintf(got, sizeof(got), "/dev/fd/%d", fd);
+    snprintf(got, sizeof(got), "/proc/%d/fd/%d", (int)getpid(), fd);
     ASSERT_STREQ(env_get(&c, "PARALLELRUN_SEGMENT_DATA"), got);
     ASSERT_STREQ(env_get(&c, "PARALLELRUN_SEGMENT_DATA_SIZE"), "10000");
     ASSERT_STREQ(env_get(&c, "PARALLELRUN_SEGMENT_DATA_DTYPE"), "uint8");
@@ -341,6 +342,53 @@ static void test_published(void)
     prun__job_free(job);
 }
 
+/* Publishing in place: create, fill the mapping, commit; or abandon. */
+static void test_create_commit(void)
+{
+    struct prun_segment seg, got;
+    struct prun_err err;
+    char dir[256], path[300];
+    uint64_t shape[1] = {4};
+    struct stat st;
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    snprintf(dir, sizeof(dir), "%s/pub", tmpdir);
+    ASSERT_EQ(mkdir(dir, 0700), 0);
+    setenv("PARALLELRUN_SHM_DIR", dir, 1);
+    ASSERT_EQ(prun_segment_create("v", 32, &seg, &err), 0);
+    ASSERT(seg.data != NULL && seg.writable);
+    ((double *)seg.data)[3] = 7.5;
+    /* Not visible before commit. */
+    ASSERT_EQ(prun_segment_attach("v", &got, &err), PRUN_ENOTFOUND);
+    ASSERT_EQ(prun_segment_commit(&seg, "<f8", shape, 1, &err), 0);
+    ASSERT_EQ(seg.writable, 0);
+    ASSERT_EQ(prun_segment_commit(&seg, "<f8", shape, 1, &err), PRUN_EINVAL);
+    prun_segment_detach(&seg);
+    snprintf(path, sizeof(path), "%s/v", dir);
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0400);
+    ASSERT_EQ(prun_segment_attach("v", &got, &err), 0);
+    ASSERT_EQ(got.size, 32);
+    ASSERT_STREQ(got.dtype, "<f8");
+    ASSERT(((const double *)got.data)[3] == 7.5);
+    prun_segment_detach(&got);
+
+    /* Abandoned before commit: nothing is left in the directory. */
+    ASSERT_EQ(prun_segment_create("w", 4096, &seg, &err), 0);
+    prun_segment_detach(&seg);
+    /* A name differing only in case from a published one is refused. */
+    ASSERT_EQ(prun_segment_create("V", 8, &seg, &err), PRUN_EINVAL);
+    ASSERT_CONTAINS(err.msg, "differ only in case");
+    ASSERT((d = opendir(dir)) != NULL);
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    ASSERT_EQ(n, 2); /* v and v.meta */
+    unsetenv("PARALLELRUN_SHM_DIR");
+}
+
 /* Attaching through the environment, as a child does. */
 static void test_attach_env(void)
 {
@@ -481,6 +529,7 @@ int main(void)
     RUN(test_missing_file);
     RUN(test_deferred_file);
     RUN(test_published);
+    RUN(test_create_commit);
     RUN(test_attach_env);
     RUN(test_gc);
     RUN(test_enospc);
