@@ -178,6 +178,7 @@ static void fill_ctx(
     ctx->attempt = inst->attempt;
     ctx->items = inst->items;
     ctx->nitems = inst->nitems;
+    ctx->slot = 0;
 }
 
 static void list_del(struct runner *r, struct prun__attempt *a)
@@ -340,6 +341,7 @@ static void write_joblog(struct runner *r, const struct prun__attempt *a,
     struct prun_ctx ctx;
 
     fill_ctx(r, a->inst, &ctx);
+    ctx.slot = a->ctx.slot;
     if (prun_task_cmdline(a->task, &ctx, &cmd) == 0) {
         row.seq = a->inst->seq;
         row.start_wall_ms = a->start_wall;
