@@ -539,6 +539,32 @@ out:
     return rc;
 }
 
+/* Does "{name}" (name[0..n)) name a placeholder tpl_placeholder knows? */
+static int ph_known(const struct prun_job *job, const char *name, size_t n,
+    const char *const *item_keys, size_t nkeys)
+{
+    unsigned arg;
+    enum prun_xf xf;
+    size_t i;
+
+    if (gnu_arg(name, n, &arg, &xf) ||
+        (n == 1 && (name[0] == '#' || name[0] == '%')))
+        return 1;
+    for (i = 0; i < NSIMPLE; i++)
+        if (strlen(simple_ph[i].name) == n &&
+            memcmp(simple_ph[i].name, name, n) == 0)
+            return 1;
+    for (i = 0; n > 5 && memcmp(name, "vars.", 5) == 0 && i < job->nvars; i++)
+        if (strlen(job->var_keys[i]) == n - 5 &&
+            memcmp(job->var_keys[i], name + 5, n - 5) == 0)
+            return 1;
+    for (i = 0; n > 5 && memcmp(name, "item.", 5) == 0 && i < nkeys; i++)
+        if (strlen(item_keys[i]) == n - 5 &&
+            memcmp(item_keys[i], name + 5, n - 5) == 0)
+            return 1;
+    return 0;
+}
+
 static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
     const char *src, struct prun_pos pos, const char *const *item_keys,
     size_t nkeys, int shell, struct prun_err *err)
@@ -565,6 +591,13 @@ static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
             rc = tpl_lit(&c, src[i]);
             i += 2;
         } else if (src[i] != '{') {
+            rc = tpl_lit(&c, src[i]);
+            i++;
+        } else if (job->literal_braces &&
+                   ((end = strchr(src + i + 1, '}')) == NULL ||
+                       !ph_known(job, src + i + 1,
+                           (size_t)(end - (src + i + 1)), item_keys, nkeys))) {
+            /* Not a placeholder: the brace is text (GNU parallel's way). */
             rc = tpl_lit(&c, src[i]);
             i++;
         } else if ((end = strchr(src + i + 1, '}')) == NULL) {

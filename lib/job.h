@@ -219,6 +219,12 @@ struct prun_job {
     struct prun_segdef *segs;
     size_t ntasks;
     struct prun_task *tasks; /* in file order */
+    /*
+     * A "{...}" that names no placeholder stays literal text, as GNU
+     * parallel leaves it (ad-hoc mode: awk '{print $1}'); job files
+     * report it instead.
+     */
+    int literal_braces;
 };
 
 /* A --set VAR=VALUE override. */
