@@ -20,6 +20,7 @@
 #include "runner.h"
 #include "sched.h"
 #include "segment.h"
+#include "session.h"
 
 struct run_args {
     const char *jobfile;
@@ -425,263 +426,11 @@ static void print_json(const struct prun_job *job, const char *run_id,
     prun_buf_free(&b);
 }
 
-/* What a run needs of Redis, set up before anything starts. */
-struct redis_setup {
-    struct prun_embedded *embedded;
-    struct prun_conn *conn;
-    struct prun_state *state;
-    struct prun_strset **done; /* --resume: per task */
-    size_t ntasks;
-    char url[320];
-    char env_url[340], env_pw[300], env_ttl[64];
-    const char *env[3];
-    size_t nenv;
-    int locked;
-    struct prun_joblock lock;
-    char note[320]; /* why a run goes on without Redis */
-};
-
-/* The first error reply of each kind, at once (even with --quiet). */
-static void state_error(void *ctx, const char *msg)
+/* What the session has to say while it sets up and runs. */
+static void run_say(void *ctx, const char *msg)
 {
     (void)ctx;
     cmd_warn("%s", msg);
-}
-
-static int skip_done(
-    void *ctx, size_t task, const struct prun_item *items, size_t n)
-{
-    struct redis_setup *rs = ctx;
-    struct prun_buf v = {0};
-    int hit;
-
-    prun_items_value(items, n, &v);
-    hit = prun_strset_has(rs->done[task], v.data ? v.data : "");
-    prun_buf_free(&v);
-    return hit;
-}
-
-/* Does the job use something that cannot work without Redis? */
-static int needs_redis(const struct prun_job *job, const struct run_args *a)
-{
-    size_t t;
-
-    if (job->lock || a->resume)
-        return 1;
-    for (t = 0; t < job->ntasks; t++)
-        if (job->tasks[t].pool)
-            return 1;
-    return 0;
-}
-
-static int redis_off(const char *url)
-{
-    return url != NULL && (strcmp(url, "off") == 0 || strcmp(url, "none") == 0);
-}
-
-/*
- * Connects (starting the embedded server when no URL is configured), takes
- * the job lock, loads what --resume needs and opens the state writer.
- * Returns 0, or a PRUN_E* with err set; nothing has started either way.
- */
-static int redis_setup(struct redis_setup *rs, const struct run_args *a,
-    const struct prun_config *cfg, const struct prun_job *job,
-    const char *run_id, struct prun_err *err)
-{
-    const char *url = a->redis ? a->redis : cfg->redis_url;
-    struct prun_state_opts so;
-    struct prun_redis_addr addr;
-    const char **names = NULL;
-    size_t t;
-    int rc;
-
-    memset(rs, 0, sizeof(*rs));
-    if (redis_off(url)) {
-        if (job->lock || a->resume)
-            return prun_err_set(err, PRUN_EINVAL,
-                "%s needs Redis, which is off (--redis off)",
-                job->lock ? "lock: true" : "--resume");
-        return 0;
-    }
-    if (url == NULL) {
-        rc =
-            prun_embedded_acquire(&rs->embedded, rs->url, sizeof(rs->url), err);
-        if (rc < 0 && !needs_redis(job, a)) {
-            /*
-             * Nothing in this job depends on Redis: run it, and say that
-             * status will not know about it.
-             */
-            snprintf(rs->note, sizeof(rs->note),
-                "running without status or child synchronization: %s",
-                err ? err->msg : "no embedded Redis");
-            return 0;
-        }
-        if (rc < 0)
-            return rc;
-        url = rs->url;
-    } else {
-        snprintf(rs->url, sizeof(rs->url), "%s", url);
-    }
-    rc = prun_conn_open(url, cfg->redis_password, 5000, &rs->conn, err);
-    if (rc < 0)
-        return rc;
-    if (job->lock) {
-        rc = prun_joblock_acquire(
-            rs->conn, job->name, run_id, cfg->lock_lease_ms, &rs->lock, err);
-        if (rc < 0)
-            return rc;
-        rs->locked = 1;
-    }
-    if (a->resume) {
-        names = calloc(job->ntasks, sizeof(char *));
-        if (names == NULL)
-            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-        for (t = 0; t < job->ntasks; t++)
-            names[t] = job->tasks[t].name;
-        rc = prun_resume_load(
-            rs->conn, a->resume, job->name, names, job->ntasks, &rs->done, err);
-        free(names);
-        if (rc < 0)
-            return rc;
-        rs->ntasks = job->ntasks;
-    }
-    memset(&so, 0, sizeof(so));
-    so.url = url;
-    so.password = cfg->redis_password;
-    so.run_id = run_id;
-    so.key_ttl_ms = cfg->key_ttl_ms;
-    /* The lease is kept by prun_state_joblock_*, not by the heartbeat. */
-    so.job_name = NULL;
-    so.on_error = state_error;
-    rc = prun_state_open(&so, &rs->state, err);
-    if (rc < 0)
-        return rc;
-    if (rs->locked)
-        prun_state_joblock_hold(rs->state, &rs->lock);
-
-    /* Children reach the same server; the password never goes in a URL. */
-    prun_redis_url_parse(url, &addr, NULL);
-    prun_redis_url_format(&addr, rs->env_url + 18, sizeof(rs->env_url) - 18);
-    memcpy(rs->env_url, "PARALLELRUN_REDIS=", 18);
-    rs->env[rs->nenv++] = rs->env_url;
-    if (cfg->redis_password || addr.password[0]) {
-        snprintf(rs->env_pw, sizeof(rs->env_pw),
-            "PARALLELRUN_REDIS_PASSWORD=%s",
-            cfg->redis_password ? cfg->redis_password : addr.password);
-        rs->env[rs->nenv++] = rs->env_pw;
-    }
-    memset(&addr, 0, sizeof(addr));
-    snprintf(rs->env_ttl, sizeof(rs->env_ttl), "PARALLELRUN_KEY_TTL=%lld",
-        (long long)cfg->key_ttl_ms);
-    rs->env[rs->nenv++] = rs->env_ttl;
-    return 0;
-}
-
-static void redis_teardown(struct redis_setup *rs)
-{
-    size_t t;
-
-    if (rs->locked && rs->conn)
-        prun_joblock_drop(rs->conn, &rs->lock);
-    prun_state_close(rs->state);
-    prun_conn_close(rs->conn);
-    prun_embedded_release(rs->embedded);
-    for (t = 0; rs->done && t < rs->ntasks; t++)
-        prun_strset_free(rs->done[t]);
-    free(rs->done);
-    memset(rs->env_pw, 0, sizeof(rs->env_pw));
-}
-
-/*
- * Final counts and state, then wait (bounded) for Redis to take them.
- * Returns the number of records Redis refused or never got (0: the run's
- * state is complete), *first the first reason.
- */
-static unsigned long long redis_finish(struct redis_setup *rs,
-    const struct prun_run_result *res, int exit_code, char *first, size_t n)
-{
-    const struct prun_state_error_kind *kinds;
-    unsigned long long lost;
-    size_t nkinds, i;
-    const struct prun_sched_stats *st = &res->stats;
-    struct prun_state_counts c;
-    struct prun_err e;
-    const char *state = res->signal ? "stopped"
-                        : exit_code ? "failed"
-                                    : "succeeded";
-
-    if (n > 0)
-        first[0] = '\0';
-    if (rs->state == NULL)
-        return 0;
-    /* Recorded as it will end: a run whose state is incomplete exits 3. */
-    if (prun_state_refused(rs->state, NULL, NULL) > 0 &&
-        (exit_code == EXIT_OK || exit_code == EXIT_FAILED))
-        exit_code = EXIT_SYSTEM;
-    c.total = st->total;
-    c.succeeded = st->succeeded;
-    c.failed = st->failed;
-    c.cancelled = st->cancelled;
-    c.skipped = st->skipped;
-    c.retried = st->retried;
-    c.running = 0;
-    prun_state_counts(rs->state, &c, NULL, 0);
-    prun_state_run_end(rs->state, state, exit_code, res->signal);
-    /* Lost state is worth saying even with --quiet: status will be wrong. */
-    lost = prun_state_flush(rs->state, 10000, &e) < 0 ? 1 : 0;
-    if (lost) {
-        cmd_warn("%s", e.msg);
-        snprintf(first, n, "%s", e.msg);
-    }
-    lost += prun_state_refused(rs->state, &kinds, &nkinds);
-    for (i = 0; i < nkinds; i++) {
-        cmd_warn("Redis refused %llu state write%s: %s", kinds[i].count,
-            kinds[i].count == 1 ? "" : "s", kinds[i].first);
-        if (i == 0 && first[0] == '\0')
-            snprintf(first, n, "%s", kinds[i].first);
-    }
-    if (lost > 0)
-        cmd_warn("the state of this run in Redis is incomplete: status and "
-                 "--resume cannot be trusted for it");
-    return lost;
-}
-
-/* What the runner has to say while it runs (a restarted guardian). */
-static void run_warn(void *ctx, const char *msg)
-{
-    (void)ctx;
-    cmd_warn("%s", msg);
-}
-
-/*
- * The run lost its job lock: its children were stopped. Say who holds the
- * lock now, and why this run lost it.
- */
-static void lock_lost_message(struct redis_setup *rs, struct prun_err *e)
-{
-    char who[300], why[sizeof(e->msg)];
-
-    prun_joblock_describe(rs->conn, &rs->lock, who, sizeof(who));
-    snprintf(why, sizeof(why), "%s", e->msg);
-    prun_err_set(e, PRUN_ELOCKED,
-        "lock '%s' lost (%s): %s; its children were stopped", rs->lock.name,
-        who, why);
-}
-
-/* "PARALLELRUN_BIN=/path/to/this/parallelrun". */
-static int self_path(char *buf, size_t n)
-{
-    static const char pre[] = "PARALLELRUN_BIN=";
-    ssize_t got;
-
-    if (n <= sizeof(pre))
-        return -1;
-    memcpy(buf, pre, sizeof(pre) - 1);
-    got = readlink("/proc/self/exe", buf + sizeof(pre) - 1, n - sizeof(pre));
-    if (got <= 0)
-        return -1;
-    buf[sizeof(pre) - 1 + (size_t)got] = '\0';
-    return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -689,21 +438,15 @@ int cmd_run(int argc, char **argv)
     struct run_args a;
     struct prun_config cfg;
     struct prun_job *job = NULL;
-    struct prun_run_opts ro;
+    struct prun_session_opts so;
+    struct prun__session *sess = NULL;
     struct prun_run_result res;
-    struct redis_setup rs;
-    struct prun_segset *segs = NULL;
-    const char *env[8];
-    char selfenv[PATH_MAX + 32];
-    const char *const *segenv = NULL;
-    size_t nsegenv = 0, nenv = 0, i;
     struct prun_err e;
-    char run_id[64];
+    const char *run_id;
     int rc, failed;
-    long ncpu;
+    size_t i;
 
     memset(&res, 0, sizeof(res));
-    memset(&rs, 0, sizeof(rs));
     prun_config_defaults(&cfg);
     rc = parse_args(argc, argv, &a, 1);
     if (rc != 0) {
@@ -714,99 +457,44 @@ int cmd_run(int argc, char **argv)
         rc = cmd_fail(&e);
         goto out;
     }
-    if (!a.dry_run && prun_job_check_files(job, &e) < 0) {
-        rc = cmd_fail(&e);
-        goto out;
-    }
-    prun_run_id_new(run_id, sizeof(run_id));
     if (a.dry_run) {
-        rc = dry_run(job, run_id);
+        char dry_id[64];
+
+        prun_run_id_new(dry_id, sizeof(dry_id));
+        rc = dry_run(job, dry_id);
         goto out;
     }
-    /* Leftovers of runs that died go before this one adds its own. */
-    prun_segment_gc(NULL, NULL);
-    if (prun_segset_new(job, run_id, cfg.hugepages, &segs, &e) < 0 ||
-        redis_setup(&rs, &a, &cfg, job, run_id, &e) < 0) {
+    if (prun_job_check_files(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
-    if (rs.note[0] != '\0' && !a.quiet)
-        cmd_warn("note: %s", rs.note);
-    for (i = 0; i < rs.nenv; i++)
-        env[nenv++] = rs.env[i];
-    /* Children call back into us (barrier, next...) even off PATH. */
-    if (self_path(selfenv, sizeof(selfenv)) == 0)
-        env[nenv++] = selfenv;
-    nsegenv = prun_segset_env_all(segs, &segenv);
-    for (i = 0; i < nsegenv && nenv < sizeof(env) / sizeof(env[0]); i++)
-        env[nenv++] = segenv[i];
-
-    memset(&ro, 0, sizeof(ro));
-    ro.job = job;
-    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    ro.jobs = a.jobs      ? a.jobs
-              : job->jobs ? job->jobs
-              : cfg.jobs  ? cfg.jobs
-                          : (unsigned)(ncpu > 0 ? ncpu : 1);
-    /*
-     * A task's own jobs: cap cannot exceed the run's concurrency; say so at
-     * start (even with --quiet: the run will not do what the file says).
-     */
-    for (i = 0; i < job->ntasks; i++) {
-        const struct prun_task *t = &job->tasks[i];
-        if (t->jobs > ro.jobs)
-            cmd_warn("warning: task '%s' has %s %u but the run starts at most "
-                     "%u children at once (-j, jobs:)%s",
-                t->name, t->pool ? "a pool of jobs:" : "jobs:", t->jobs,
-                ro.jobs,
-                t->pool ? "; the workers beyond that wait for others to "
-                          "end, and a barrier across them never fills"
-                        : "");
-    }
-    ro.kill_grace_ms = cfg.kill_grace_ms;
-    ro.run_id = run_id;
-    ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();
-    ro.out.mode = a.json  ? PRUN_OUT_NONE
+    memset(&so, 0, sizeof(so));
+    so.redis_url = a.redis;
+    so.resume = a.resume;
+    so.jobs = a.jobs;
+    so.out.mode = a.json  ? PRUN_OUT_NONE
                   : a.tag ? PRUN_OUT_TAG
                           : PRUN_OUT_GROUP;
-    ro.out.quiet = a.quiet;
-    ro.out.results_dir = a.results ? a.results : cfg.results;
-    ro.out.joblog = a.joblog;
-    ro.out.run_id = run_id;
-    ro.out.progress = !a.quiet && !a.json && isatty(2);
-    ro.state = rs.state;
-    ro.extra_env = env;
-    ro.nextra_env = nenv;
-    ro.segs = segs;
-    ro.warn = run_warn;
-    if (rs.done != NULL) {
-        ro.skip = skip_done;
-        ro.skip_ctx = &rs;
+    so.out.quiet = a.quiet;
+    so.out.results_dir = a.results;
+    so.out.joblog = a.joblog;
+    so.out.progress = !a.quiet && !a.json && isatty(2);
+    so.quiet = a.quiet;
+    so.say = run_say;
+    if (prun__session_open(&cfg, job, &so, &sess, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
     }
-    if (rs.state != NULL) {
-        struct prun_state_run sr;
-        const char **names = calloc(job->ntasks, sizeof(char *));
+    run_id = prun__session_run_id(sess);
 
-        for (i = 0; names && i < job->ntasks; i++)
-            names[i] = job->tasks[i].name;
-        sr.name = job->name;
-        sr.job = job->path;
-        sr.jobs = ro.jobs;
-        sr.resumed_from = a.resume;
-        prun_state_run_start(rs.state, &sr, names, names ? job->ntasks : 0);
-        free(names);
-    }
-
-    rc = prun_run(&ro, &res, &e);
+    rc = prun__session_run(sess, &res, &e);
     failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
     for (i = 0; i < res.ntasks && !failed; i++)
         failed = task_skipped(&res.tasks[i]) > 0;
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
-        redis_finish(&rs, &res, cmd_exit_code(rc), res.redis_error,
+        prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
             sizeof(res.redis_error));
-        if (rc == PRUN_ELOCKED && rs.locked)
-            lock_lost_message(&rs, &e);
         rc = cmd_fail(&e);
         goto out;
     }
@@ -822,8 +510,8 @@ int cmd_run(int argc, char **argv)
      * The state goes first, so the summary can count what Redis refused:
      * a run whose state could not be recorded exits 3.
      */
-    res.redis_errors =
-        redis_finish(&rs, &res, rc, res.redis_error, sizeof(res.redis_error));
+    res.redis_errors = prun__session_finish(
+        sess, &res, rc, res.redis_error, sizeof(res.redis_error));
     if (res.redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
         rc = EXIT_SYSTEM;
     if (a.json)
@@ -832,9 +520,7 @@ int cmd_run(int argc, char **argv)
         print_summary(job, run_id, &res, a.quiet, rc != EXIT_OK);
 out:
     /* Every path ends here: the run's segments never outlive it. */
-    prun_segset_free(segs);
-    if (job != NULL)
-        redis_teardown(&rs);
+    prun__session_close(sess);
     prun_run_result_free(&res);
     prun_job_free(job);
     prun_config_free(&cfg);

@@ -214,15 +214,17 @@ static void add_info_json(struct prun_buf *b, const struct prun_run_info *in)
     prun_buf_add_json(b, in->job, strlen(in->job));
     prun_buf_adds(b, ",\"host\":");
     prun_buf_add_json(b, in->host, strlen(in->host));
+    prun_buf_adds(b, ",\"state\":");
+    prun_buf_add_json(b, in->state, strlen(in->state));
     prun_buf_printf(b,
-        ",\"state\":\"%s\",\"pid\":%lld,\"started_ms\":%lld,\"ended_ms\":%lld,"
+        ",\"pid\":%lld,\"started_ms\":%lld,\"ended_ms\":%lld,"
         "\"elapsed_ms\":%lld,\"exit_code\":%lld,\"jobs\":%lld,"
         "\"total\":%lld,\"succeeded\":%lld,\"failed\":%lld,"
         "\"cancelled\":%lld,\"skipped\":%lld,\"retried\":%lld,"
         "\"running\":%lld,\"resumed_from\":",
-        in->state, in->pid, in->started_ms, in->ended_ms, elapsed_ms(in),
-        in->exit_code, in->jobs, in->total, in->succeeded, in->failed,
-        in->cancelled, in->skipped, in->retried, in->running);
+        in->pid, in->started_ms, in->ended_ms, elapsed_ms(in), in->exit_code,
+        in->jobs, in->total, in->succeeded, in->failed, in->cancelled,
+        in->skipped, in->retried, in->running);
     if (in->resumed_from[0])
         prun_buf_add_json(b, in->resumed_from, strlen(in->resumed_from));
     else
@@ -309,7 +311,15 @@ static int parse_common(int argc, char **argv, int allow_watch, int *watch,
         case 'h':
             printf("usage: parallelrun status [RUN_ID] [--watch] [--json]\n"
                    "       parallelrun runs [--json]\n"
-                   "       parallelrun cancel RUN_ID\n");
+                   "       parallelrun cancel RUN_ID\n"
+                   "\n"
+                   "Exit status of status (with --watch: once the run ends):\n"
+                   "  0  the run succeeded, or is still running\n"
+                   "  1  the run failed, was stopped or cancelled, or is "
+                   "lost;\n"
+                   "     or there is no such run\n"
+                   "  2  usage error\n"
+                   "  3  Redis could not be reached\n");
             return -1;
         default:
             return cmd_usage(
@@ -317,6 +327,18 @@ static int parse_common(int argc, char **argv, int allow_watch, int *watch,
         }
     }
     return 0;
+}
+
+/*
+ * What status exits with for a run in this state: 0 while it runs or once
+ * it succeeded, 1 for every way of not succeeding (failed, stopped,
+ * cancelled, lost), so scripts and cron can test it.
+ */
+static int state_exit(const char *state)
+{
+    return strcmp(state, "succeeded") == 0 || strcmp(state, "running") == 0
+               ? EXIT_OK
+               : EXIT_FAILED;
 }
 
 int cmd_status(int argc, char **argv)
@@ -349,7 +371,7 @@ int cmd_status(int argc, char **argv)
         else
             print_status_text(&st);
         fflush(stdout);
-        rc = EXIT_OK;
+        rc = state_exit(st.run.state);
         if (!watch || strcmp(st.run.state, "running") != 0) {
             prun_status_free(&st);
             break;

@@ -16,10 +16,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,29 +27,41 @@
 #define TAIL_BYTES   1024
 #define TAIL_LINES   5
 #define LINE_MAX_TAG (64 * 1024)
+#define IO_CHUNK     (64 * 1024)
 
 struct prun_output {
     struct prun_output_opts opts;
     int joblog_fd;
+    int results_fd;              /* DIR/RUN_ID, or -1 */
+    char results_path[PATH_MAX]; /* its name, for messages */
     int stdout_broken; /* EPIPE on stdout: stop printing, keep running */
     int progress_shown;
     char progress_line[256];
-    char tmpdir[PATH_MAX];
+    char tmpdir[PATH_MAX]; /* where spill files go; "" when none works */
+    char spill_why[256];   /* why the last spill attempt failed */
+    char note[512];        /* worth telling the user; "" if nothing */
+    struct prun_buf line;  /* tag mode: one prefixed line */
+    char io[IO_CHUNK];     /* reading spilled output back */
 };
 
 struct stream {
     int fd;              /* where it is printed: 1 or 2 */
     struct prun_buf mem; /* grouped: captured bytes, until spilled */
     int spill_fd;        /* grouped: -1, or the temp file holding all */
+    int from_results;    /* grouped: the results file holds all of it */
     uint64_t bytes;
+    uint64_t dropped;        /* bytes kept nowhere (no room to spill) */
     int results_fd;          /* -1, or DIR/RUN/TASK/INDEX.{out,err} */
+    int results_failed;      /* a write to it failed: it stops there */
     char *results_path;      /* its name, for messages */
     struct prun_buf partial; /* tag: an incomplete last line */
+    char last;               /* the last byte printed, for the drop note */
 };
 
 struct prun_capture {
     struct prun_output *o;
     char prefix[96]; /* "task[index]\t" */
+    char name[96];   /* "task[index]", for messages */
     struct stream s[2];
     char tail[TAIL_BYTES]; /* ring of the last stderr bytes */
     size_t tail_len, tail_pos;
@@ -63,7 +75,12 @@ int prun_write_all(int fd, const void *buf, size_t n)
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
             if (errno == EINTR)
+                continue;
+            /* A non-blocking stdout (inherited): wait until it drains. */
+            if (errno == EAGAIN && poll(&pfd, 1, -1) >= 0)
                 continue;
             return -1;
         }
@@ -73,48 +90,120 @@ int prun_write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
-int prun_output_new(const struct prun_output_opts *opts,
-    struct prun_output **out, struct prun_err *err)
+/*
+ * Errors about a path the user gave (or one planted there) are bad input
+ * (PRUN_EINVAL); anything else is a system failure (PRUN_ESYS).
+ */
+static int path_err(int rc, struct prun_err *err)
 {
-    struct prun_output *o;
-    const char *t = getenv("TMPDIR");
-    static const char header[] = "Seq\tHost\tStarttime\tJobRuntime\tSend\t"
-                                 "Receive\tExitval\tSignal\tCommand\n";
-
-    o = calloc(1, sizeof(*o));
-    if (o == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    o->opts = *opts;
-    o->joblog_fd = -1;
-    snprintf(o->tmpdir, sizeof(o->tmpdir), "%s", t && *t ? t : "/tmp");
-    if (opts->joblog != NULL) {
-        o->joblog_fd = open(opts->joblog,
-            O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-        if (o->joblog_fd < 0) {
-            int rc = prun_err_sys(err, "cannot open joblog '%s'", opts->joblog);
-            free(o);
-            return rc;
-        }
-        if (prun_write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
-            int rc =
-                prun_err_sys(err, "cannot write joblog '%s'", opts->joblog);
-            close(o->joblog_fd);
-            free(o);
-            return rc;
-        }
+    switch (err != NULL ? err->sys_errno : 0) {
+    case EACCES:
+    case EPERM:
+    case ENOENT:
+    case ENOTDIR:
+    case EISDIR:
+    case ELOOP:
+    case EEXIST:
+    case EROFS:
+    case ENAMETOOLONG:
+        err->code = PRUN_EINVAL;
+        return PRUN_EINVAL;
+    default:
+        return rc;
     }
-    *out = o;
+}
+
+/* The message for a failed open: a symbolic link is said as such. */
+static int open_err(
+    struct prun_err *err, int dfd, const char *name, const char *path)
+{
+    int saved = errno;
+    struct stat st;
+
+    if ((saved == ELOOP || saved == ENOTDIR || saved == EEXIST) &&
+        fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode)) {
+        prun_err_set(err, PRUN_EINVAL,
+            "'%s' is a symbolic link: refusing to follow it", path);
+        if (err != NULL)
+            err->sys_errno = ELOOP;
+        return PRUN_EINVAL;
+    }
+    errno = saved;
+    return path_err(prun_err_sys(err, "cannot open '%s'", path), err);
+}
+
+/*
+ * Checks that an output file we opened may be written and truncated: a
+ * regular file of ours with no other name (a hard link would let us
+ * truncate someone else's file), or a character device such as /dev/null,
+ * which only root can create.
+ */
+static int check_own_file(int fd, const char *path, struct prun_err *err)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0)
+        return prun_err_sys(err, "cannot stat '%s'", path);
+    if (S_ISCHR(st.st_mode))
+        return 1;
+    if (!S_ISREG(st.st_mode))
+        return prun_err_set(
+            err, PRUN_EINVAL, "'%s' is not a regular file: refusing it", path);
+    if (st.st_uid != geteuid())
+        return prun_err_set(err, PRUN_EINVAL,
+            "'%s' belongs to uid %u, not to us: refusing to overwrite it", path,
+            (unsigned)st.st_uid);
+    if (st.st_nlink > 1)
+        return prun_err_set(err, PRUN_EINVAL,
+            "'%s' has other hard links: refusing to overwrite it", path);
     return 0;
 }
 
-void prun_output_free(struct prun_output *o)
+/*
+ * Opens (creating it) an output file named name in directory dfd, never
+ * through a symbolic link, and empties it only once it is known to be
+ * ours. Returns the fd, or a negative PRUN_E* with err naming path.
+ */
+static int open_output_file(int dfd, const char *name, int flags,
+    const char *path, struct prun_err *err)
 {
-    if (o == NULL)
-        return;
-    prun_output_progress_clear(o);
-    if (o->joblog_fd >= 0)
-        close(o->joblog_fd);
-    free(o);
+    int fd, rc;
+
+    fd = openat(dfd, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return open_err(err, dfd, name, path);
+    rc = check_own_file(fd, path, err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    if (rc == 0 && ftruncate(fd, 0) < 0) {
+        rc = prun_err_sys(err, "cannot truncate '%s'", path);
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* Opens directory name in dfd, never through a symbolic link; ours only. */
+static int open_own_dir(
+    int dfd, const char *name, const char *path, struct prun_err *err)
+{
+    struct stat st;
+    int fd;
+
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return open_err(err, dfd, name, path);
+    if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+        int rc = prun_err_set(err, PRUN_EINVAL,
+            "'%s' belongs to uid %u, not to us: refusing to write in it", path,
+            (unsigned)st.st_uid);
+        close(fd);
+        return rc;
+    }
+    return fd;
 }
 
 /* mkdir -p for the results tree; existing directories are fine. */
@@ -137,28 +226,230 @@ static int mkdirs(char *path)
     return 0;
 }
 
+/*
+ * DIR (the user's, made if missing) and in it DIR/RUN_ID, which must be
+ * new: nobody can have prepared it for us.
+ */
+static int open_results_root(struct prun_output *o, struct prun_err *err)
+{
+    const struct prun_output_opts *opts = &o->opts;
+    char dir[PATH_MAX];
+    int dfd = -1, rc = 0;
+
+    if (snprintf(dir, sizeof(dir), "%s", opts->results_dir) >=
+            (int)sizeof(dir) ||
+        snprintf(o->results_path, sizeof(o->results_path), "%s/%s", dir,
+            opts->run_id) >= (int)sizeof(o->results_path))
+        return prun_err_set(err, PRUN_EINVAL, "results path too long");
+    if (mkdirs(dir) < 0) {
+        rc = prun_err_sys(
+            err, "cannot create results directory '%s'", opts->results_dir);
+        return path_err(rc, err);
+    }
+    dfd = open(opts->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        rc = prun_err_sys(
+            err, "cannot open results directory '%s'", opts->results_dir);
+        return path_err(rc, err);
+    }
+    if (mkdirat(dfd, opts->run_id, 0755) < 0) {
+        rc = errno == EEXIST ? open_err(err, dfd, opts->run_id, o->results_path)
+                             : path_err(prun_err_sys(err,
+                                            "cannot create results directory "
+                                            "'%s'",
+                                            o->results_path),
+                                   err);
+        if (rc == PRUN_EINVAL && errno == EEXIST && err != NULL &&
+            err->sys_errno != ELOOP)
+            prun_err_set(err, PRUN_EINVAL,
+                "results directory '%s' already exists", o->results_path);
+        goto fail;
+    }
+    rc = open_own_dir(dfd, opts->run_id, o->results_path, err);
+    if (rc < 0)
+        goto fail;
+    o->results_fd = rc;
+    rc = 0;
+fail:
+    close(dfd);
+    return rc;
+}
+
+/* An unlinked temporary file in dir, or -1 with errno set. */
+static int tmpfile_in(const char *dir)
+{
+    char tmpl[PATH_MAX + 32];
+    int fd;
+
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    /* Filesystems without O_TMPFILE: a named file, unlinked at once. */
+    if (snprintf(tmpl, sizeof(tmpl), "%s/parallelrun-out-XXXXXX", dir) >=
+        (int)sizeof(tmpl)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = mkostemp(tmpl, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(tmpl);
+    return fd;
+}
+
+/*
+ * Where output past SPILL_AT goes: $TMPDIR, else /var/tmp, else /tmp.
+ * Returns an open spill file, remembering the directory that worked, or -1
+ * with o->spill_why saying why none did.
+ */
+static int open_spill(struct prun_output *o)
+{
+    const char *env = getenv("TMPDIR");
+    const char *cand[4];
+    size_t i, n = 0;
+    int fd;
+
+    if (o->tmpdir[0] != '\0') {
+        fd = tmpfile_in(o->tmpdir);
+        if (fd >= 0)
+            return fd;
+    }
+    if (env != NULL && *env != '\0')
+        cand[n++] = env;
+    cand[n++] = "/var/tmp";
+    cand[n++] = "/tmp";
+    o->spill_why[0] = '\0';
+    for (i = 0; i < n; i++) {
+        size_t len = strlen(o->spill_why);
+
+        fd = tmpfile_in(cand[i]);
+        if (fd >= 0) {
+            snprintf(o->tmpdir, sizeof(o->tmpdir), "%s", cand[i]);
+            return fd;
+        }
+        snprintf(o->spill_why + len, sizeof(o->spill_why) - len, "%s%s: %s",
+            len ? "; " : "", cand[i], strerror(errno));
+    }
+    o->tmpdir[0] = '\0';
+    return -1;
+}
+
+/* Picks the spill directory up front, so a bad $TMPDIR is said at once. */
+static void choose_tmpdir(struct prun_output *o)
+{
+    const char *env = getenv("TMPDIR");
+    int fd;
+
+    if (env != NULL && *env != '\0') {
+        fd = tmpfile_in(env);
+        if (fd >= 0) {
+            close(fd);
+            snprintf(o->tmpdir, sizeof(o->tmpdir), "%s", env);
+            return;
+        }
+    }
+    fd = open_spill(o);
+    if (fd >= 0)
+        close(fd);
+    if (fd >= 0 && env != NULL && *env != '\0')
+        snprintf(o->note, sizeof(o->note),
+            "TMPDIR is unusable (%.200s): output past 64 KiB is kept in "
+            "%.200s instead",
+            o->spill_why, o->tmpdir);
+    else if (fd < 0)
+        snprintf(o->note, sizeof(o->note),
+            "no directory can hold output past 64 KiB (%.300s)%s", o->spill_why,
+            o->opts.results_dir ? ": it is read back from the results files"
+                                : ": past that, output is cut");
+}
+
+int prun_output_new(const struct prun_output_opts *opts,
+    struct prun_output **out, struct prun_err *err)
+{
+    struct prun_output *o;
+    int rc = 0;
+    static const char header[] = "Seq\tHost\tStarttime\tJobRuntime\tSend\t"
+                                 "Receive\tExitval\tSignal\tCommand\n";
+
+    o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    o->opts = *opts;
+    o->joblog_fd = -1;
+    o->results_fd = -1;
+    if (opts->joblog != NULL) {
+        rc = open_output_file(
+            AT_FDCWD, opts->joblog, O_WRONLY | O_APPEND, opts->joblog, err);
+        if (rc < 0)
+            goto fail;
+        o->joblog_fd = rc;
+        rc = 0;
+        if (prun_write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
+            rc = prun_err_sys(err, "cannot write joblog '%s'", opts->joblog);
+            goto fail;
+        }
+    }
+    if (opts->results_dir != NULL && (rc = open_results_root(o, err)) < 0)
+        goto fail;
+    if (opts->mode == PRUN_OUT_GROUP ||
+        (opts->mode == PRUN_OUT_TAG && opts->quiet))
+        choose_tmpdir(o);
+    *out = o;
+    return 0;
+fail:
+    if (o->joblog_fd >= 0)
+        close(o->joblog_fd);
+    free(o);
+    return rc;
+}
+
+const char *prun_output_note(const struct prun_output *o)
+{
+    return o != NULL ? o->note : "";
+}
+
+void prun_output_free(struct prun_output *o)
+{
+    if (o == NULL)
+        return;
+    prun_output_progress_clear(o);
+    if (o->joblog_fd >= 0)
+        close(o->joblog_fd);
+    if (o->results_fd >= 0) {
+        close(o->results_fd);
+        /* A run that started nothing leaves no empty directory behind. */
+        rmdir(o->results_path);
+    }
+    prun_buf_free(&o->line);
+    free(o);
+}
+
 static int open_results(struct prun_capture *c, const char *task,
     unsigned long long index, struct prun_err *err)
 {
-    const struct prun_output_opts *opts = &c->o->opts;
-    char dir[PATH_MAX], path[PATH_MAX + 32];
-    int i;
+    struct prun_output *o = c->o;
+    char dir[PATH_MAX], name[32], path[PATH_MAX + 32];
+    int tfd, i, rc = 0;
 
-    if (snprintf(dir, sizeof(dir), "%s/%s/%s", opts->results_dir, opts->run_id,
-            task) >= (int)sizeof(dir))
+    if (snprintf(dir, sizeof(dir), "%s/%s", o->results_path, task) >=
+        (int)sizeof(dir))
         return prun_err_set(err, PRUN_EINVAL, "results path too long");
-    if (mkdirs(dir) < 0)
+    if (mkdirat(o->results_fd, task, 0755) < 0 && errno != EEXIST)
         return prun_err_sys(err, "cannot create results directory '%s'", dir);
+    tfd = open_own_dir(o->results_fd, task, dir, err);
+    if (tfd < 0)
+        return tfd;
     for (i = 0; i < 2; i++) {
-        snprintf(path, sizeof(path), "%s/%llu.%s", dir, index,
-            i == 0 ? "out" : "err");
-        c->s[i].results_fd =
-            open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (c->s[i].results_fd < 0)
-            return prun_err_sys(err, "cannot create '%s'", path);
+        snprintf(name, sizeof(name), "%llu.%s", index, i == 0 ? "out" : "err");
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        rc = open_output_file(tfd, name, O_RDWR, path, err);
+        if (rc < 0)
+            break;
+        c->s[i].results_fd = rc;
         c->s[i].results_path = strdup(path);
+        rc = 0;
     }
-    return 0;
+    close(tfd);
+    return rc;
 }
 
 struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
@@ -174,12 +465,14 @@ struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
     }
     c->o = o;
     snprintf(c->prefix, sizeof(c->prefix), "%s[%llu]\t", task, index);
+    snprintf(c->name, sizeof(c->name), "%s[%llu]", task, index);
     for (i = 0; i < 2; i++) {
         c->s[i].fd = i + 1;
         c->s[i].spill_fd = -1;
         c->s[i].results_fd = -1;
+        c->s[i].last = '\n';
     }
-    if (o->opts.results_dir != NULL && open_results(c, task, index, err) < 0) {
+    if (o->results_fd >= 0 && open_results(c, task, index, err) < 0) {
         for (i = 0; i < 2; i++) {
             if (c->s[i].results_fd >= 0)
                 close(c->s[i].results_fd);
@@ -189,22 +482,6 @@ struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
         return NULL;
     }
     return c;
-}
-
-static int open_spill(struct prun_output *o)
-{
-    char tmpl[PATH_MAX + 32];
-    int fd;
-
-    fd = open(o->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        return fd;
-    /* Filesystems without O_TMPFILE: a named file, unlinked at once. */
-    snprintf(tmpl, sizeof(tmpl), "%s/parallelrun-out-XXXXXX", o->tmpdir);
-    fd = mkostemp(tmpl, O_CLOEXEC);
-    if (fd >= 0)
-        unlink(tmpl);
-    return fd;
 }
 
 static void tail_add(struct prun_capture *c, const char *data, size_t n)
@@ -230,45 +507,127 @@ static void print_bytes(struct prun_output *o, int fd, const char *p, size_t n)
         o->stdout_broken = 1;
 }
 
-/* Tag mode: print every complete line with the prefix. */
-static int feed_tagged(
-    struct prun_capture *c, struct stream *s, const char *data, size_t n)
+/*
+ * Tag mode: prints one piece of a line with the prefix, and a newline if
+ * the piece has none (a partial last line, or a piece of a giant line).
+ * One write per line keeps lines whole between instances.
+ */
+static void tag_emit(
+    struct prun_capture *c, struct stream *s, const char *p, size_t n)
 {
     struct prun_output *o = c->o;
-    const char *nl;
+    struct prun_buf *line = &o->line;
+    int nl = n > 0 && p[n - 1] == '\n';
 
+    if (o->progress_shown)
+        prun_output_progress_clear(o);
+    prun_buf_reset(line);
+    if (prun_buf_adds(line, c->prefix) == 0 && prun_buf_add(line, p, n) == 0 &&
+        (nl || prun_buf_addc(line, '\n') == 0)) {
+        print_bytes(o, s->fd, line->data, line->len);
+        return;
+    }
+    /* Out of memory: the same bytes, in three writes. */
+    print_bytes(o, s->fd, c->prefix, strlen(c->prefix));
+    print_bytes(o, s->fd, p, n);
+    if (!nl)
+        print_bytes(o, s->fd, "\n", 1);
+}
+
+static void tag_flush(struct prun_capture *c, struct stream *s)
+{
+    if (s->partial.len > 0)
+        tag_emit(c, s, s->partial.data, s->partial.len);
+    prun_buf_reset(&s->partial);
+}
+
+/*
+ * Tag mode: prints every complete line with the prefix. An incomplete last
+ * line waits in s->partial, which never holds more than LINE_MAX_TAG
+ * bytes: a longer line is printed once, in tagged pieces of that size.
+ * Every byte given is consumed.
+ */
+static void feed_tagged(
+    struct prun_capture *c, struct stream *s, const char *data, size_t n)
+{
     while (n > 0) {
-        nl = memchr(data, '\n', n);
-        if (nl == NULL) {
-            if (prun_buf_add(&s->partial, data, n) < 0)
-                return PRUN_ENOMEM;
-            if (s->partial.len >= LINE_MAX_TAG) {
-                /* A giant line is printed in pieces rather than buffered. */
-                if (prun_buf_addc(&s->partial, '\n') < 0)
-                    return PRUN_ENOMEM;
-                goto flush;
-            }
+        const char *nl = memchr(data, '\n', n);
+        size_t want = nl != NULL ? (size_t)(nl - data) + 1 : n;
+        size_t room = LINE_MAX_TAG - s->partial.len;
+        size_t take = want < room ? want : room;
+        int complete = (nl != NULL && take == want) ||
+                       s->partial.len + take >= LINE_MAX_TAG;
+
+        if (s->partial.len == 0 && complete) {
+            /* A whole line (or a whole piece): no need to copy it. */
+            tag_emit(c, s, data, take);
+        } else if (prun_buf_add(&s->partial, data, take) < 0) {
+            tag_flush(c, s);
+            tag_emit(c, s, data, take);
+        } else if (complete) {
+            tag_flush(c, s);
+        }
+        data += take;
+        n -= take;
+    }
+}
+
+/*
+ * Grouped mode: keeps the bytes until the attempt ends. Past SPILL_AT they
+ * go to a spill file, or stay only in the results file when there is one;
+ * when neither can hold them they are counted and dropped, so memory stays
+ * bounded whatever the child prints.
+ */
+static int keep(struct prun_capture *c, struct stream *s, const char *data,
+    size_t n, struct prun_err *err)
+{
+    struct prun_output *o = c->o;
+    const char *what = s->fd == 1 ? "stdout" : "stderr";
+
+    if (s->dropped > 0) {
+        s->dropped += n;
+        return 0;
+    }
+    if (s->from_results) {
+        if (s->results_failed)
+            s->dropped += n;
+        return 0;
+    }
+    if (s->spill_fd < 0 && s->mem.len + n <= SPILL_AT) {
+        if (prun_buf_add(&s->mem, data, n) == 0)
+            return 0;
+        s->dropped += n;
+        return prun_err_set(err, PRUN_ENOMEM,
+            "%s: out of memory: %s output dropped", c->name, what);
+    }
+    if (s->spill_fd < 0) {
+        if (s->results_fd >= 0 && !s->results_failed) {
+            s->from_results = 1;
+            prun_buf_free(&s->mem);
             return 0;
         }
-        if (prun_buf_add(&s->partial, data, (size_t)(nl - data) + 1) < 0)
-            return PRUN_ENOMEM;
-        n -= (size_t)(nl - data) + 1;
-        data = nl + 1;
-    flush:
-        if (o->progress_shown)
-            prun_output_progress_clear(o);
-        {
-            /* One write per line keeps lines whole between instances. */
-            struct prun_buf line = {0};
-            if (prun_buf_adds(&line, c->prefix) < 0 ||
-                prun_buf_add(&line, s->partial.data, s->partial.len) < 0) {
-                prun_buf_free(&line);
-                return PRUN_ENOMEM;
-            }
-            print_bytes(o, s->fd, line.data, line.len);
-            prun_buf_free(&line);
+        s->spill_fd = open_spill(o);
+        if (s->spill_fd < 0) {
+            s->dropped += n;
+            return prun_err_set(err, PRUN_ESYS,
+                "%s: %s past 64 KiB dropped: no directory can hold it (%s)",
+                c->name, what, o->spill_why);
         }
-        prun_buf_reset(&s->partial);
+        if (prun_write_all(s->spill_fd, s->mem.data, s->mem.len) < 0) {
+            s->dropped += s->mem.len + n;
+            prun_buf_reset(&s->mem);
+            return prun_err_sys(err,
+                "%s: %s past 64 KiB dropped: cannot write a spill file in %s",
+                c->name, what, o->tmpdir);
+        }
+        prun_buf_free(&s->mem);
+    }
+    if (prun_write_all(s->spill_fd, data, n) < 0) {
+        s->dropped += n;
+        return prun_err_sys(err,
+            "%s: the rest of its %s is dropped: cannot write a spill file in "
+            "%s",
+            c->name, what, o->tmpdir);
     }
     return 0;
 }
@@ -282,40 +641,20 @@ int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
     s->bytes += n;
     if (stream == 2)
         tail_add(c, data, n);
-    if (s->results_fd >= 0 && prun_write_all(s->results_fd, data, n) < 0) {
+    if (s->results_fd >= 0 && !s->results_failed &&
+        prun_write_all(s->results_fd, data, n) < 0) {
         rc = prun_err_sys(err, "cannot write '%s'",
             s->results_path ? s->results_path : "results file");
-        close(s->results_fd);
-        s->results_fd = -1;
+        s->results_failed = 1;
     }
-    if (c->o->opts.mode == PRUN_OUT_TAG && !c->o->opts.quiet)
-        return feed_tagged(c, s, data, n) < 0
-                   ? prun_err_set(err, PRUN_ENOMEM, "out of memory")
-                   : rc;
+    if (c->o->opts.mode == PRUN_OUT_TAG && !c->o->opts.quiet) {
+        feed_tagged(c, s, data, n);
+        return rc;
+    }
     if (c->o->opts.mode == PRUN_OUT_NONE)
         return rc;
-    if (s->spill_fd < 0 && s->mem.len + n > SPILL_AT) {
-        s->spill_fd = open_spill(c->o);
-        if (s->spill_fd < 0 ||
-            prun_write_all(s->spill_fd, s->mem.data, s->mem.len) < 0) {
-            if (s->spill_fd >= 0)
-                close(s->spill_fd);
-            s->spill_fd = -1;
-            /* Keep the output in memory rather than lose it. */
-            return prun_buf_add(&s->mem, data, n) < 0
-                       ? prun_err_set(err, PRUN_ENOMEM, "out of memory")
-                       : rc;
-        }
-        prun_buf_free(&s->mem);
-    }
-    if (s->spill_fd >= 0) {
-        if (prun_write_all(s->spill_fd, data, n) < 0)
-            return prun_err_sys(
-                err, "cannot write output spill file in %s", c->o->tmpdir);
-        return rc;
-    }
-    if (prun_buf_add(&s->mem, data, n) < 0)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    if (keep(c, s, data, n, rc < 0 ? NULL : err) < 0 && rc == 0)
+        rc = err != NULL ? err->code : PRUN_ESYS;
     return rc;
 }
 
@@ -325,8 +664,12 @@ const char *prun_capture_err_tail(struct prun_capture *c)
     size_t i, n = c->tail_len, lines = 0;
     char *t = c->tail_out;
 
-    for (i = 0; i < n; i++)
+    /* A NUL byte would end the string early: it shows as a space. */
+    for (i = 0; i < n; i++) {
         t[i] = c->tail[(start + i) % TAIL_BYTES];
+        if (t[i] == '\0')
+            t[i] = ' ';
+    }
     while (n > 0 && t[n - 1] == '\n')
         n--;
     t[n] = '\0';
@@ -343,32 +686,59 @@ uint64_t prun_capture_bytes(const struct prun_capture *c, int stream)
     return c->s[stream == 2 ? 1 : 0].bytes;
 }
 
-static void print_stream(struct prun_output *o, struct stream *s)
+/* Prints kept bytes: tagged line by line in tag mode (with --quiet). */
+static void emit(
+    struct prun_capture *c, struct stream *s, const char *p, size_t n)
 {
-    if (s->spill_fd >= 0) {
-        off_t off = 0;
-        struct stat st;
+    if (n == 0)
+        return;
+    if (c->o->opts.mode == PRUN_OUT_TAG)
+        feed_tagged(c, s, p, n);
+    else
+        print_bytes(c->o, s->fd, p, n);
+    s->last = p[n - 1];
+}
 
-        if (fstat(s->spill_fd, &st) < 0)
-            return;
-        while (off < st.st_size) {
-            ssize_t w;
+static void print_stream(struct prun_capture *c, struct stream *s)
+{
+    struct prun_output *o = c->o;
+    int src = s->spill_fd >= 0  ? s->spill_fd
+              : s->from_results ? s->results_fd
+                                : -1;
+
+    if (src >= 0) {
+        off_t off = 0;
+
+        for (;;) {
+            ssize_t got;
 
             if (s->fd == 1 && o->stdout_broken)
-                return;
-            w = sendfile(s->fd, s->spill_fd, &off, (size_t)(st.st_size - off));
-            if (w <= 0) {
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w < 0 && errno == EPIPE && s->fd == 1)
-                    o->stdout_broken = 1;
-                return;
-            }
+                break;
+            got = pread(src, o->io, sizeof(o->io), off);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                break;
+            emit(c, s, o->io, (size_t)got);
+            off += got;
         }
-        return;
+    } else {
+        emit(c, s, s->mem.data, s->mem.len);
     }
-    if (s->mem.len > 0)
-        print_bytes(o, s->fd, s->mem.data, s->mem.len);
+    if (s->dropped > 0) {
+        char note[200];
+        int len = snprintf(note, sizeof(note),
+            "%sparallelrun: %s: %llu more bytes of %s were dropped: no room "
+            "to keep them\n",
+            s->last == '\n' ? "" : "\n", c->name,
+            (unsigned long long)s->dropped, s->fd == 1 ? "stdout" : "stderr");
+
+        if (len > 0)
+            emit(c, s, note,
+                (size_t)len < sizeof(note) ? (size_t)len : sizeof(note) - 1);
+    }
+    if (o->opts.mode == PRUN_OUT_TAG)
+        tag_flush(c, s);
 }
 
 int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
@@ -387,12 +757,10 @@ int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
         for (i = 0; i < 2; i++) {
             struct stream *s = &c->s[i];
 
-            if (o->opts.mode == PRUN_OUT_TAG && !o->opts.quiet) {
-                if (s->partial.len > 0 && feed_tagged(c, s, "\n", 1) < 0)
-                    rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
-            } else {
-                print_stream(o, s);
-            }
+            if (o->opts.mode == PRUN_OUT_TAG && !o->opts.quiet)
+                tag_flush(c, s);
+            else
+                print_stream(c, s);
         }
         if (cleared && o->progress_line[0] != '\0') {
             prun_write_all(2, o->progress_line, strlen(o->progress_line));

@@ -3,11 +3,12 @@
 #define PRUN_OUTPUT_H
 
 /*
- * What the user sees and keeps of the children's output (DESIGN §7):
+ * What the user sees and keeps of the children's output:
  * capture of each child's stdout/stderr (in memory, spilling to an unlinked
- * temp file past a threshold so a child printing gigabytes costs no runner
- * memory), grouped printing, --tag line streaming, --results files, the
- * GNU parallel joblog, and the progress line on a terminal.
+ * temp file in $TMPDIR, /var/tmp or /tmp past a threshold so a child
+ * printing gigabytes costs no runner memory), grouped printing, --tag line
+ * streaming, --results files, the GNU parallel joblog, and the progress line on
+ * a terminal.
  */
 
 #include <stdint.h>
@@ -32,8 +33,22 @@ struct prun_output_opts {
 
 struct prun_output;
 
+/*
+ * Opens the joblog and creates DIR/RUN_ID for --results, so that a bad
+ * location is refused before anything starts, and picks the directory
+ * output spills to. No output file is opened through a symbolic link, and
+ * none is emptied unless it is a regular file of ours with one name.
+ * Returns 0, PRUN_EINVAL for a location that cannot be used (the message
+ * names the path and why), or PRUN_ESYS.
+ */
 int prun_output_new(const struct prun_output_opts *o, struct prun_output **out,
     struct prun_err *err);
+/*
+ * Something worth telling the user (e.g. $TMPDIR is unusable and output
+ * spills elsewhere), or "". Owned by o.
+ */
+const char *prun_output_note(const struct prun_output *o);
+/* Removes DIR/RUN_ID again if nothing was put in it. */
 void prun_output_free(struct prun_output *o);
 
 /* Captured output of one running instance: its stdout and stderr. */
@@ -47,9 +62,11 @@ struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
     unsigned long long index, struct prun_err *err);
 
 /*
- * Feeds bytes read from the child's stream (1 = stdout, 2 = stderr).
- * Returns 0, or PRUN_ESYS when a results file or spill file cannot be
- * written (disk full); the capture keeps going without it.
+ * Feeds bytes read from the child's stream (1 = stdout, 2 = stderr). All n
+ * bytes are always consumed, whatever their size; memory stays bounded
+ * (a spill file, the results file, or dropping with a note). Returns 0, or
+ * a PRUN_E* when a results file or spill file cannot be written (disk
+ * full, no usable directory); the capture keeps going without it.
  */
 int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
     size_t n, struct prun_err *err);

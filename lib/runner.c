@@ -708,8 +708,9 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         &lo, &r.hooks, &r.exec, res->note, sizeof(res->note), err);
     if (rc < 0)
         goto out;
-    rc = prun_output_new(&o->out, &r.out, err);
-    if (rc < 0)
+    if (o->output != NULL)
+        r.out = o->output;
+    else if ((rc = prun_output_new(&o->out, &r.out, err)) < 0)
         goto out;
     rc = loop(&r, err);
 
@@ -731,7 +732,10 @@ out:
         r.exec->ops->shutdown(r.exec, rc < 0);
         r.exec->ops->free(r.exec);
     }
-    prun_output_free(r.out);
+    if (o->output == NULL)
+        prun_output_free(r.out);
+    else
+        prun_output_progress_clear(o->output);
     teardown(&r);
     prun_sched_free(r.sched);
     prun__pool_free(r.pool);

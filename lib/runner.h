@@ -29,6 +29,7 @@ struct prun_run_opts {
     int64_t kill_grace_ms; /* default for tasks that set none */
     const char *run_id;
     struct prun_output_opts out;
+    struct prun_output *output;   /* made from out by the caller, or NULL */
     uint64_t seed;                /* retry jitter */
     struct prun_state *state;     /* Redis recording, or NULL (--redis off) */
     const char *const *extra_env; /* added to every child's environment */

@@ -136,14 +136,54 @@ int prun_buf_add_shquoted(struct prun_buf *b, const char *s)
     return prun_buf_addc(b, '\'');
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at s (at most n bytes), or 0:
+ * overlong forms, surrogates and code points past U+10FFFF are not.
+ */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len, i;
+    unsigned cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/*
+ * The one JSON string writer: every JSON document parallelrun produces
+ * goes through it, so any bytes (control characters, NUL, invalid UTF-8)
+ * give valid JSON. Control characters become \uXXXX (\n \t \r short),
+ * and each byte that is not part of well-formed UTF-8 becomes \ufffd.
+ */
 int prun_buf_add_json(struct prun_buf *b, const char *s, size_t n)
 {
-    size_t i;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
 
     if (prun_buf_addc(b, '"') < 0)
         return PRUN_ENOMEM;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        unsigned char c = u[i];
+        size_t len = 1;
         int rc;
 
         if (c == '"' || c == '\\')
@@ -156,10 +196,14 @@ int prun_buf_add_json(struct prun_buf *b, const char *s, size_t n)
             rc = prun_buf_adds(b, "\\r");
         else if (c < 0x20 || c == 0x7f)
             rc = prun_buf_printf(b, "\\u%04x", c);
-        else
-            rc = prun_buf_addc(b, (char)c);
+        else if ((len = utf8_len(u + i, n - i)) == 0) {
+            rc = prun_buf_adds(b, "\\ufffd");
+            len = 1;
+        } else
+            rc = prun_buf_add(b, u + i, len);
         if (rc < 0)
             return PRUN_ENOMEM;
+        i += len;
     }
     return prun_buf_addc(b, '"');
 }
