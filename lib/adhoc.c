@@ -592,6 +592,34 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
     return 0;
 }
 
+/* The tag of --tag (parallel's: the arguments joined by tabs) or STR. */
+static int build_tag(struct parse *p, struct prun_err *err)
+{
+    struct prun_adhoc *a = p->a;
+    struct prun_buf b = {0};
+    struct prun_pos pos = {1, 1};
+    size_t i;
+    int rc = 0;
+
+    if (!a->tag)
+        return 0;
+    a->tag_tpl = prun_arena_alloc(p->job->arena, sizeof(*a->tag_tpl));
+    if (a->tag_tpl == NULL)
+        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    if (a->tagstring == NULL && p->nsrcs > 1) {
+        for (i = 0; i < p->nsrcs && rc == 0; i++)
+            rc = prun_buf_printf(&b, "%s{%zu}", i ? "\t" : "", i + 1);
+    } else {
+        rc = prun_buf_adds(&b, a->tagstring ? a->tagstring : "{}");
+    }
+    if (rc < 0)
+        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    else
+        rc = prun_tpl_compile(p->job, a->tag_tpl, b.data, pos, NULL, 0, err);
+    prun_buf_free(&b);
+    return rc;
+}
+
 static int build_segments(struct parse *p, struct prun_err *err)
 {
     struct prun_job *job = p->job;
@@ -635,7 +663,7 @@ int prun_adhoc_parse(
     }
     p.a = a;
     p.job->arena = ar;
-    p.job->path = "argv";
+    p.job->path = "command line";
     p.job->ntasks = 1;
     p.job->max_failures = 1;
     p.job->literal_braces = 1;
@@ -711,7 +739,7 @@ int prun_adhoc_parse(
     }
     if ((rc = build_task(&p, argv, err)) < 0 ||
         (rc = build_sources(&p, argv, err)) < 0 ||
-        (rc = build_segments(&p, err)) < 0 ||
+        (rc = build_segments(&p, err)) < 0 || (rc = build_tag(&p, err)) < 0 ||
         (rc = prun_job_check(p.job, err)) < 0)
         goto fail;
     *out = a;

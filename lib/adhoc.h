@@ -23,6 +23,8 @@ struct prun_adhoc {
     int resume_joblog;     /* --resume: skip what the joblog shows done */
     int resume_failed;     /* --resume-failed: ... and rerun its failures */
     int from_stdin;        /* no source given: lines (records) from stdin */
+    /* --tag (the arguments, tab-separated) or --tagstring; in job's arena */
+    struct prun_tpl *tag_tpl;
 };
 
 /*

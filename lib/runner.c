@@ -239,6 +239,13 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         attempt_ended(r, a, -1);
         return;
     }
+    if (r->o->out.tag_tpl != NULL) {
+        /* --tag/--tagstring: the line prefix is the instance's own. */
+        struct prun_buf tag = {0};
+        if (prun_tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
+            prun_capture_set_tag(a->cap, tag.data);
+        prun_buf_free(&tag);
+    }
     r->exec->ops->start(r->exec, a);
 }
 
@@ -333,7 +340,7 @@ static enum prun_outcome classify(const struct prun__attempt *a, int status,
 }
 
 static void write_joblog(struct runner *r, const struct prun__attempt *a,
-    int64_t now, int code, int sig)
+    int64_t now, int code, int sig, uint64_t receive)
 {
     struct prun_joblog_row row;
     struct prun_buf cmd = {0};
@@ -348,6 +355,7 @@ static void write_joblog(struct runner *r, const struct prun__attempt *a,
         row.runtime_ms = now - a->start_mono;
         row.exitval = code;
         row.signal = sig;
+        row.receive = receive;
         row.command = cmd.data ? cmd.data : "";
         if (prun_output_joblog(r->out, &row, &e) < 0)
             note_warning(r, &e);
@@ -373,6 +381,7 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
     struct prun_err e;
     int code, sig, print;
     unsigned attempt;
+    uint64_t receive = a->cap ? prun_capture_bytes(a->cap, 1) : 0;
     int64_t now = prun_now_ms();
 
     list_del(r, a);
@@ -399,11 +408,12 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
         tr->cancelled++;
 
     print = v != PRUN_V_RETRY && (!r->o->out.quiet || v != PRUN_V_SUCCEEDED);
-    if (a->cap && prun_capture_finish(a->cap, print, &e) < 0)
+    if (a->cap &&
+        prun_capture_finish_ordered(a->cap, print, v != PRUN_V_RETRY, &e) < 0)
         note_warning(r, &e);
     a->cap = NULL;
     if (v != PRUN_V_RETRY) {
-        write_joblog(r, a, now, code, sig);
+        write_joblog(r, a, now, code, sig, receive);
         prun_inst_free(inst);
     }
     free(a);
@@ -732,10 +742,13 @@ out:
         r.exec->ops->shutdown(r.exec, rc < 0);
         r.exec->ops->free(r.exec);
     }
-    if (o->output == NULL)
+    if (o->output == NULL) {
         prun_output_free(r.out);
-    else
+    } else {
+        /* -k: what waits for an index that never ran is printed now. */
+        prun_output_release(o->output);
         prun_output_progress_clear(o->output);
+    }
     teardown(&r);
     prun_sched_free(r.sched);
     prun__pool_free(r.pool);

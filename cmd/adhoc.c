@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ad-hoc mode: `parallelrun [OPTIONS] CMD [ARG]... ::: A B ...`, GNU
+ * parallel's command line. lib/adhoc.c turns it into a job of one task;
+ * the same run composition as `run` (lib/session.c) runs it, so an ad-hoc
+ * run is recorded like any other (status, runs, cancel, --resume).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adhoc.h"
+#include "cmd.h"
+#include "config.h"
+#include "jobcheck.h"
+#include "runner.h"
+#include "session.h"
+
+/* --dry-run: each instance's command line, as parallel --dry-run prints. */
+static int adhoc_dry_run(const struct prun_job *job)
+{
+    const struct prun_task *task = &job->tasks[0];
+    struct prun_buf line = {0};
+    struct prun_iter *it = NULL;
+    const struct prun_item *items;
+    struct prun_ctx ctx;
+    struct prun_err e;
+    int n;
+
+    if (prun_iter_open(job, &task->foreach, &it, &e) < 0)
+        return cmd_fail(&e);
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.task = task->name;
+    ctx.run_id = "";
+    ctx.count = prun_iter_count(it);
+    ctx.attempt = 1;
+    while ((n = prun_iter_next(it, &items, &e)) > 0) {
+        ctx.items = items;
+        ctx.nitems = (size_t)n;
+        prun_buf_reset(&line);
+        if (prun_task_cmdline(task, &ctx, &line) < 0 ||
+            prun_buf_addc(&line, '\n') < 0) {
+            n = prun_err_set(&e, PRUN_ENOMEM, "out of memory");
+            break;
+        }
+        fwrite(line.data, 1, line.len, stdout);
+        ctx.index++;
+    }
+    prun_iter_free(it);
+    prun_buf_free(&line);
+    return n < 0 ? cmd_fail(&e) : EXIT_OK;
+}
+
+static void adhoc_say(void *ctx, const char *msg)
+{
+    (void)ctx;
+    cmd_warn("%s", msg);
+}
+
+/* What the options ask for that this build cannot do yet: refuse it. */
+static int unsupported(const struct prun_adhoc *a)
+{
+    if (a->resume_joblog)
+        return cmd_usage("%s against a joblog is not supported yet; use "
+                         "--resume=RUN_ID (see 'parallelrun runs')",
+            a->resume_failed ? "--resume-failed" : "--resume");
+    return 0;
+}
+
+int cmd_adhoc(int argc, char **argv)
+{
+    struct prun_adhoc *a = NULL;
+    struct prun_config cfg;
+    struct prun_session_opts so;
+    struct prun__session *sess = NULL;
+    struct prun_run_result res;
+    struct prun_err e;
+    const char *run_id;
+    int rc, failed;
+    size_t i;
+    long ncpu;
+
+    memset(&res, 0, sizeof(res));
+    prun_config_defaults(&cfg);
+    if (prun_adhoc_parse(argc, argv, &a, &e) < 0) {
+        rc = e.code == PRUN_EINVAL ? cmd_usage("%s", e.msg) : cmd_fail(&e);
+        goto out;
+    }
+    if ((rc = unsupported(a)) != 0)
+        goto out;
+    /*
+     * No source and a terminal on stdin: most likely a mistyped command
+     * ("parallelrun stauts"), not arguments about to be typed in.
+     */
+    if (a->from_stdin && isatty(0)) {
+        static const char *const subs[] = {"run", "validate", "status", "runs",
+            "cancel", "gc", "barrier", "lock", "counter", "queue", "progress",
+            "next", "segment"};
+        const char *sugg =
+            prun_closest(argv[1], subs, sizeof(subs) / sizeof(subs[0]));
+        if (sugg != NULL && argv[1][0] != '-')
+            rc = cmd_usage(
+                "unknown command '%s' (did you mean '%s'?)", argv[1], sugg);
+        else
+            rc = cmd_usage("no arguments: give them after ':::' or "
+                           "'::::' FILE, or on stdin (not a terminal)");
+        goto out;
+    }
+    if (prun_config_load(&cfg, NULL, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    if (a->dry_run) {
+        rc = adhoc_dry_run(a->job);
+        goto out;
+    }
+    if (prun_job_check_files(a->job, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    memset(&so, 0, sizeof(so));
+    so.redis_url = a->redis;
+    so.resume = a->resume;
+    so.jobs = a->jobs;
+    if (a->jobs_pct > 0) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        so.jobs = (unsigned)((ncpu > 0 ? ncpu : 1) * a->jobs_pct / 100);
+        if (so.jobs == 0)
+            so.jobs = 1;
+    }
+    so.out.mode = a->json  ? PRUN_OUT_NONE
+                  : a->tag ? PRUN_OUT_TAG
+                           : PRUN_OUT_GROUP;
+    so.out.quiet = a->quiet;
+    so.out.results_dir = a->results;
+    so.out.joblog = a->joblog;
+    so.out.joblog_append = a->joblog_append;
+    so.out.keep_order = a->keep_order;
+    so.out.tag_tpl = a->tag_tpl;
+    /* --bar and --eta ask for the progress line even off a terminal. */
+    so.out.progress = a->bar || a->eta || (!a->quiet && !a->json && isatty(2));
+    so.quiet = a->quiet;
+    so.say = adhoc_say;
+    if (prun__session_open(&cfg, a->job, &so, &sess, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    run_id = prun__session_run_id(sess);
+    rc = prun__session_run(sess, &res, &e);
+    failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
+    for (i = 0; i < res.ntasks && !failed; i++)
+        failed = task_skipped(&res.tasks[i]) > 0;
+    if (rc < 0) {
+        print_summary(a->job, run_id, &res, 0, 1);
+        prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
+            sizeof(res.redis_error));
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    rc = res.signal ? 128 + res.signal : failed ? EXIT_FAILED : EXIT_OK;
+    if (res.note[0] != '\0' && !a->quiet)
+        cmd_warn("note: %s", res.note);
+    if (res.warning[0] != '\0') {
+        cmd_warn("%s", res.warning);
+        if (rc == EXIT_OK)
+            rc = EXIT_SYSTEM;
+    }
+    res.redis_errors = prun__session_finish(
+        sess, &res, rc, res.redis_error, sizeof(res.redis_error));
+    if (res.redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
+        rc = EXIT_SYSTEM;
+    if (a->json)
+        print_json(a->job, run_id, &res, rc);
+    if (!a->json || rc != EXIT_OK)
+        print_summary(a->job, run_id, &res, a->quiet, rc != EXIT_OK);
+out:
+    prun__session_close(sess);
+    prun_run_result_free(&res);
+    prun_adhoc_free(a);
+    prun_config_free(&cfg);
+    return rc;
+}
