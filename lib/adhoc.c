@@ -592,13 +592,12 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
     return 0;
 }
 
-/* The tag of --tag (parallel's: the arguments joined by tabs) or STR. */
+/* The tag of --tag (parallel's: {}, the arguments) or --tagstring STR. */
 static int build_tag(struct parse *p, struct prun_err *err)
 {
     struct prun_adhoc *a = p->a;
     struct prun_buf b = {0};
     struct prun_pos pos = {1, 1};
-    size_t i;
     int rc = 0;
 
     if (!a->tag)
@@ -606,12 +605,7 @@ static int build_tag(struct parse *p, struct prun_err *err)
     a->tag_tpl = prun_arena_alloc(p->job->arena, sizeof(*a->tag_tpl));
     if (a->tag_tpl == NULL)
         return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    if (a->tagstring == NULL && p->nsrcs > 1) {
-        for (i = 0; i < p->nsrcs && rc == 0; i++)
-            rc = prun_buf_printf(&b, "%s{%zu}", i ? "\t" : "", i + 1);
-    } else {
-        rc = prun_buf_adds(&b, a->tagstring ? a->tagstring : "{}");
-    }
+    rc = prun_buf_adds(&b, a->tagstring ? a->tagstring : "{}");
     if (rc < 0)
         rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
     else
