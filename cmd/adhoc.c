@@ -58,14 +58,25 @@ static void adhoc_say(void *ctx, const char *msg)
     cmd_warn("%s", msg);
 }
 
-/* What the options ask for that this build cannot do yet: refuse it. */
-static int unsupported(const struct prun_adhoc *a)
+/*
+ * --resume / --resume-failed against the joblog: the scheduler asks once
+ * per instance, in index order, and the joblog's Seq is the index + 1
+ * (parallel's {#}, which parallelrun writes too for a single task).
+ */
+struct joblog_skip {
+    struct prun_seqs seqs;
+    uint64_t next; /* the index of the next instance asked about */
+};
+
+static int joblog_skip(
+    void *ctx, size_t task, const struct prun_item *items, size_t n)
 {
-    if (a->resume_joblog)
-        return cmd_usage("%s against a joblog is not supported yet; use "
-                         "--resume=RUN_ID (see 'parallelrun runs')",
-            a->resume_failed ? "--resume-failed" : "--resume");
-    return 0;
+    struct joblog_skip *js = ctx;
+
+    (void)task;
+    (void)items;
+    (void)n;
+    return prun_seqs_has(&js->seqs, ++js->next);
 }
 
 int cmd_adhoc(int argc, char **argv)
@@ -76,19 +87,24 @@ int cmd_adhoc(int argc, char **argv)
     struct prun__session *sess = NULL;
     struct prun_run_result res;
     struct prun_err e;
+    struct joblog_skip js;
     const char *run_id;
     int rc, failed;
     size_t i;
     long ncpu;
 
+    memset(&js, 0, sizeof(js));
     memset(&res, 0, sizeof(res));
     prun_config_defaults(&cfg);
     if (prun_adhoc_parse(argc, argv, &a, &e) < 0) {
         rc = e.code == PRUN_EINVAL ? cmd_usage("%s", e.msg) : cmd_fail(&e);
         goto out;
     }
-    if ((rc = unsupported(a)) != 0)
+    if (a->resume_joblog && a->joblog == NULL) {
+        rc = cmd_usage("%s needs --joblog FILE (the joblog to resume from)",
+            a->resume_failed ? "--resume-failed" : "--resume");
         goto out;
+    }
     /*
      * No source and a terminal on stdin: most likely a mistyped command
      * ("parallelrun stauts"), not arguments about to be typed in.
@@ -119,6 +135,14 @@ int cmd_adhoc(int argc, char **argv)
         rc = cmd_fail(&e);
         goto out;
     }
+    if (a->resume_joblog) {
+        /* Done rows are skipped; the joblog is appended to, not emptied. */
+        if (prun_joblog_seqs(a->joblog, a->resume_failed, &js.seqs, &e) < 0) {
+            rc = cmd_fail(&e);
+            goto out;
+        }
+        a->joblog_append = 1;
+    }
     memset(&so, 0, sizeof(so));
     so.redis_url = a->redis;
     so.resume = a->resume;
@@ -142,6 +166,10 @@ int cmd_adhoc(int argc, char **argv)
     so.out.progress = a->bar || a->eta || (!a->quiet && !a->json && isatty(2));
     so.quiet = a->quiet;
     so.say = adhoc_say;
+    if (a->resume_joblog) {
+        so.skip = joblog_skip;
+        so.skip_ctx = &js;
+    }
     if (prun__session_open(&cfg, a->job, &so, &sess, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
@@ -178,6 +206,7 @@ out:
     prun__session_close(sess);
     prun_run_result_free(&res);
     prun_adhoc_free(a);
+    prun_seqs_free(&js.seqs);
     prun_config_free(&cfg);
     return rc;
 }

@@ -750,6 +750,100 @@ fail:
     return rc;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
+    struct prun_err *err)
+{
+    struct prun_buf b = {0};
+    struct prun_seqs s = {NULL, 0};
+    size_t cap = 0, lineno = 0;
+    char *line, *next;
+    int fd, rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    if (fd < 0)
+        return prun_err_sys(err, "cannot open joblog '%s'", path);
+    if (slurp(fd, &b) < 0 || prun_buf_reserve(&b, 0) < 0) {
+        rc = prun_err_sys(err, "cannot read joblog '%s'", path);
+        goto out;
+    }
+    for (line = b.data; line != NULL && *line != '\0'; line = next) {
+        char *f[9], *end;
+        unsigned long long seq;
+        long ev, sig;
+        int k;
+
+        lineno++;
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (strncmp(line, "Seq\t", 4) == 0 || *line == '\0')
+            continue;
+        for (k = 0; k < 9 && line != NULL; k++) {
+            f[k] = line;
+            line = k < 8 ? strchr(line, '\t') : NULL;
+            if (line != NULL)
+                *line++ = '\0';
+        }
+        errno = 0;
+        if (k < 9 || (seq = strtoull(f[0], &end, 10)) == 0 || *end != '\0' ||
+            (ev = strtol(f[6], &end, 10), *end != '\0') ||
+            (sig = strtol(f[7], &end, 10), *end != '\0') || errno != 0) {
+            rc = prun_err_set(err, PRUN_EINVAL,
+                "%s:%zu: not a joblog row (Seq Host Starttime JobRuntime Send "
+                "Receive Exitval Signal Command, tab-separated)",
+                path, lineno);
+            goto out;
+        }
+        if (done_only && (ev != 0 || sig != 0))
+            continue;
+        if (s.n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            void *p = realloc(s.v, ncap * sizeof(*s.v));
+            if (p == NULL) {
+                rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+                goto out;
+            }
+            s.v = p;
+            cap = ncap;
+        }
+        s.v[s.n++] = seq;
+    }
+    if (s.n > 0)
+        qsort(s.v, s.n, sizeof(*s.v), cmp_u64);
+    *out = s;
+    s.v = NULL;
+out:
+    free(s.v);
+    close(fd);
+    prun_buf_free(&b);
+    return rc;
+}
+
+int prun_seqs_has(const struct prun_seqs *s, uint64_t seq)
+{
+    return s->n > 0 &&
+           bsearch(&seq, s->v, s->n, sizeof(*s->v), cmp_u64) != NULL;
+}
+
+void prun_seqs_free(struct prun_seqs *s)
+{
+    if (s == NULL)
+        return;
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
 void prun_adhoc_free(struct prun_adhoc *a)
 {
     if (a == NULL)

@@ -38,6 +38,24 @@ int prun_adhoc_parse(
     int argc, char **argv, struct prun_adhoc **out, struct prun_err *err);
 void prun_adhoc_free(struct prun_adhoc *a);
 
+/* Sequence numbers read from a joblog, sorted. */
+struct prun_seqs {
+    uint64_t *v;
+    size_t n;
+};
+
+/*
+ * Reads the joblog at path (GNU parallel's format, whoever wrote it) for
+ * --resume: the Seq of every row, or with done_only (--resume-failed) of
+ * the rows that exited 0 without a signal. A missing file is an empty set.
+ * Errors: PRUN_EINVAL "FILE:LINE: ..." for a line that is no joblog row,
+ * PRUN_ESYS when it cannot be read.
+ */
+int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
+    struct prun_err *err);
+int prun_seqs_has(const struct prun_seqs *s, uint64_t seq);
+void prun_seqs_free(struct prun_seqs *s);
+
 /* Whether argv word s is an option of ad-hoc mode or a source marker. */
 int prun_adhoc_is_option(const char *s);
 

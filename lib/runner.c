@@ -222,8 +222,10 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     a->inst = inst;
     a->task = task;
     a->pid = -1;
+    /* With one task the joblog's Seq is {#}, as GNU parallel's (its
+     * --resume matches on it); with several, the order of first starts. */
     if (inst->seq == 0)
-        inst->seq = ++r->seq;
+        inst->seq = r->job->ntasks == 1 ? inst->index + 1 : ++r->seq;
     fill_ctx(r, inst, &a->ctx);
     a->start_mono = prun_now_ms();
     a->start_wall = prun_wall_ms();

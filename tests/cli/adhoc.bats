@@ -11,7 +11,13 @@ setup() {
     # parallel's citation notice stays out of the outputs compared.
     mkdir -p "$HOME/.parallel" && touch "$HOME/.parallel/will-cite"
 }
-teardown() { common_teardown; }
+teardown() {
+    # This test's embedded server, if one outlived its runs (it lives
+    # under XDG_RUNTIME_DIR here, where common_teardown does not look).
+    local p=$T/xdg/parallelrun/redis.pid
+    [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+    common_teardown
+}
 
 # Both tools on the same arguments: stdout of each in $T/par and $T/pr,
 # stdin from $IN (default /dev/null) for each.
@@ -126,6 +132,18 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     # GNU parallel reads our joblog: --resume-failed reruns only 22.
     run parallel -j1 --resume-failed --joblog "$T/jl" "$T/pf" ::: 1 22 333
     [ "$output" = "22" ]
+    # And parallelrun resumes from the joblog parallel wrote: --resume runs
+    # only what has no row, --resume-failed also what failed.
+    run "$PR" --redis off -j1 --resume --joblog "$T/pjl" "$T/pf" ::: 1 22 333 4
+    [ "$status" -eq 0 ]
+    [ "$output" = "4" ]
+    st=0
+    out=$("$PR" --redis off -j1 --resume-failed --joblog "$T/pjl" "$T/pf" ::: 1 22 333 4 2>/dev/null) || st=$?
+    [ "$st" -eq 1 ]
+    [ "$out" = "22" ]
+    [ "$(grep -c '^Seq' "$T/pjl")" -eq 1 ]
+    run "$PR" --redis off --resume true ::: a
+    [ "$status" -eq 2 ]
     "$PR" --redis off --joblog "+$T/jl2" echo ::: a
     "$PR" --redis off --joblog "+$T/jl2" echo ::: b
     [ "$(grep -c '^Seq' "$T/jl2")" -eq 1 ]
