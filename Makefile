@@ -7,9 +7,14 @@
 #   make check      the same under ASan + UBSan (in build-asan/)
 #   make bench      benchmarks against xargs, GNU parallel and a floor
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make format     clang-format the sources; format-check only checks
 #
 # WERROR=1 turns warnings into errors (CI does), SANITIZE=1 builds with
-# ASan + UBSan, BUILD=dir chooses the output directory.
+# ASan + UBSan, BUILD=dir chooses the output directory. The settings a
+# build was made with are kept in $(BUILD)/.make-settings: changing CC,
+# CFLAGS, OPT, SANITIZE, WERROR or LDFLAGS rebuilds everything. PREFIX is
+# compiled into nothing; `make install` writes parallelrun.pc with the
+# PREFIX it is given.
 
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
@@ -38,14 +43,25 @@ ifeq ($(SANITIZE),1)
 SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer
 endif
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -pthread $(OPT) $(WARN) $(SAN) \
+# -fvisibility=hidden: libparallelrun.so exports only what
+# include/parallelrun.h marks PRUN_API.
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread \
+             $(OPT) $(WARN) $(SAN) \
              -Iinclude -iquote lib $(PKG_CFLAGS) \
              -DPRUN_VERSION='"$(VERSION)"' $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -pthread $(LDFLAGS)
 LIBS      = $(PKG_LIBS) -lm
+# The shared library is the child-side API only: the objects that API
+# needs, linked against hiredis alone. -z defs makes a missing object a
+# link error instead of a library that fails when a child loads it.
+SO_LIBS    = $(shell $(PKG_CONFIG) --libs hiredis 2>/dev/null) -lm
+SO_LDFLAGS = -shared -Wl,-soname,libparallelrun.so.0 -Wl,-z,defs \
+             -Wl,--as-needed
 
 LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+SO_OBJS   := $(patsubst %,$(BUILD)/lib/%.o,api_segment coord coord_keeper coord_sync \
+               segment util)
 CMD_SRCS  := $(sort $(wildcard cmd/*.c))
 CMD_OBJS  := $(CMD_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -58,11 +74,29 @@ STATICLIB := $(BUILD)/libparallelrun.a
 SHAREDLIB := $(BUILD)/libparallelrun.so
 
 .PHONY: all deps demo test unit check bench install uninstall clean format \
-        format-check examples valgrind
+        format-check examples valgrind export-check FORCE
 
-all: $(BIN) $(STATICLIB) $(SHAREDLIB) $(BUILD)/parallelrun.pc examples
+all: $(BIN) $(STATICLIB) $(SHAREDLIB) examples
 
-$(BUILD)/%.o: %.c
+# Everything built depends on the settings it was built with. The file is
+# rewritten (and so made newer than every target) only when they change.
+SETTINGS     := $(BUILD)/.make-settings
+SETTINGS_NOW := CC=$(CC) CFLAGS=$(ALL_CFLAGS) LDFLAGS=$(ALL_LDFLAGS) \
+                LIBS=$(LIBS)
+ifeq ($(filter-out clean format format-check deps lint check fuzz% uninstall,\
+                   $(or $(MAKECMDGOALS),all)),)
+else ifneq ($(strip $(SETTINGS_NOW)),$(strip $(file <$(SETTINGS))))
+ifneq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+# make -n changes nothing, but shows what the new settings rebuild.
+$(SETTINGS): FORCE
+else
+$(shell mkdir -p $(BUILD))
+$(file >$(SETTINGS),$(strip $(SETTINGS_NOW)))
+endif
+endif
+FORCE:
+
+$(BUILD)/%.o: %.c $(SETTINGS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -70,30 +104,25 @@ $(STATICLIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(SHAREDLIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libparallelrun.so.0 $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+$(SHAREDLIB): $(SO_OBJS) $(SETTINGS)
+	$(CC) $(SO_LDFLAGS) $(ALL_LDFLAGS) -o $@ $(SO_OBJS) $(SO_LIBS)
 
-$(BIN): $(CMD_OBJS) $(STATICLIB)
+$(BIN): $(CMD_OBJS) $(STATICLIB) $(SETTINGS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJS) $(STATICLIB) $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATICLIB)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(STATICLIB) $(SETTINGS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(STATICLIB) $(ALL_LDFLAGS) $(LIBS)
 
-$(BUILD)/examples/%: examples/c/%.c $(STATICLIB)
+$(BUILD)/examples/%: examples/c/%.c $(STATICLIB) $(SETTINGS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATICLIB) $(ALL_LDFLAGS) $(LIBS)
 
 examples: $(EX_BINS)
 
-$(BUILD)/parallelrun.pc: Makefile
+$(SETTINGS):
 	@mkdir -p $(dir $@)
-	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
-	  'includedir=$${prefix}/include' '' 'Name: parallelrun' \
-	  'Description: child-side API of the parallelrun job runner' \
-	  'Version: $(VERSION)' 'Requires.private: hiredis yaml-0.1 inih' \
-	  'Libs: -L$${libdir} -lparallelrun' 'Libs.private: -lm -pthread' \
-	  'Cflags: -I$${includedir}' > $@
+	@printf '%s\n' '$(strip $(SETTINGS_NOW))' > $@
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -131,6 +160,8 @@ valgrind: all
 	@head -c 100000 /dev/urandom > tests/fixtures/valgrind/data.bin
 	@# The job fails on purpose (a timeout): its exit status is not the gate.
 	@HOME=$$PWD/$(BUILD)/valgrind/home PARALLELRUN_CONFIG=/dev/null \
+	  PARALLELRUN_STATE_DIR=$$PWD/$(BUILD)/valgrind/home/state \
+	  PARALLELRUN_EMBEDDED_LINGER=0 \
 	  valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --log-file=$(BUILD)/valgrind/vg.%p.log \
 	  $(BIN) run tests/fixtures/valgrind/run.yaml >/dev/null 2>&1 || true
@@ -149,7 +180,15 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/libparallelrun.so.0
 	ln -sf libparallelrun.so.0 $(DESTDIR)$(PREFIX)/lib/libparallelrun.so
 	install -m 644 include/parallelrun.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/parallelrun.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	@# Written here, with this PREFIX (and never DESTDIR, a staging root).
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
+	  'includedir=$${prefix}/include' '' 'Name: parallelrun' \
+	  'Description: child-side API of the parallelrun job runner' \
+	  'Version: $(VERSION)' 'Requires.private: hiredis' \
+	  'Libs: -L$${libdir} -lparallelrun' 'Libs.private: -lm -pthread' \
+	  'Cflags: -I$${includedir}' \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/parallelrun.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/parallelrun.pc
 
 # ---- Man pages and shell completion ------------------------------------
 #
@@ -219,6 +258,16 @@ clean:
 	rm -rf build build-asan
 
 -include $(LIB_OBJS:.o=.d) $(CMD_OBJS:.o=.d)
+
+# Each name PRUN_API declares in include/parallelrun.h is exported by the
+# shared library, and nothing else is (tests/cli/install.bats runs this).
+export-check: $(SHAREDLIB)
+	@grep -oE '^PRUN_API [^(]*\bprun_[a-z_]+\(' include/parallelrun.h | \
+	  grep -oE 'prun_[a-z_]+' | sort > $(BUILD)/exports.want
+	@nm -D --defined-only $(SHAREDLIB) | awk '{ print $$3 }' | sort \
+	  > $(BUILD)/exports.have
+	@diff -u $(BUILD)/exports.want $(BUILD)/exports.have && \
+	  echo "$$(wc -l < $(BUILD)/exports.have) symbols exported"
 
 # ---- Fuzzing -------------------------------------------------------------
 #

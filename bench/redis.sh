@@ -16,6 +16,7 @@ mkdir -p "$OUT"
 # A private home: the embedded server of this bench, not the user's.
 export HOME=$OUT/home
 mkdir -p "$HOME"
+export PARALLELRUN_STATE_DIR=$HOME/state PARALLELRUN_EMBEDDED_LINGER=0
 unset XDG_RUNTIME_DIR XDG_STATE_HOME PARALLELRUN_REDIS
 export PARALLELRUN_CONFIG=$OUT/empty.ini
 : > "$PARALLELRUN_CONFIG"

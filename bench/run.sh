@@ -30,6 +30,7 @@ seq "$N" > "$OUT/seq.txt"
 # A fresh embedded store: this measures spawning, not the data of earlier
 # runs the server would load and save again (bench/redis.sh measures that).
 export HOME=$(mktemp -d)
+export PARALLELRUN_STATE_DIR=$HOME/state PARALLELRUN_EMBEDDED_LINGER=0
 trap 'rm -rf "$HOME"' EXIT
 hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$OUT/spawn.json" \
     -n floor "$OUT/floor 2 $N /bin/true" \
@@ -56,4 +57,5 @@ done
 
 bench/segments.sh
 bench/redis.sh
+bench/embedded.sh
 python3 bench/report.py "$OUT" bench/RESULTS.md

@@ -28,27 +28,27 @@ static int adhoc_dry_run(const struct prun_job *job)
     struct prun_err e;
     int n;
 
-    if (prun_iter_open(job, &task->foreach, &it, &e) < 0)
+    if (prun__iter_open(job, &task->foreach, &it, &e) < 0)
         return cmd_fail(&e);
     memset(&ctx, 0, sizeof(ctx));
     ctx.task = task->name;
     ctx.run_id = "";
-    ctx.count = prun_iter_count(it);
+    ctx.count = prun__iter_count(it);
     ctx.attempt = 1;
-    while ((n = prun_iter_next(it, &items, &e)) > 0) {
+    while ((n = prun__iter_next(it, &items, &e)) > 0) {
         ctx.items = items;
         ctx.nitems = (size_t)n;
-        prun_buf_reset(&line);
-        if (prun_task_cmdline(task, &ctx, &line) < 0 ||
-            prun_buf_addc(&line, '\n') < 0) {
-            n = prun_err_set(&e, PRUN_ENOMEM, "out of memory");
+        prun__buf_reset(&line);
+        if (prun__task_cmdline(task, &ctx, &line) < 0 ||
+            prun__buf_addc(&line, '\n') < 0) {
+            n = prun__err_set(&e, PRUN_ENOMEM, "out of memory");
             break;
         }
         fwrite(line.data, 1, line.len, stdout);
         ctx.index++;
     }
-    prun_iter_free(it);
-    prun_buf_free(&line);
+    prun__iter_free(it);
+    prun__buf_free(&line);
     return n < 0 ? cmd_fail(&e) : EXIT_OK;
 }
 
@@ -76,7 +76,7 @@ static int joblog_skip(
     (void)task;
     (void)items;
     (void)n;
-    return prun_seqs_has(&js->seqs, ++js->next);
+    return prun__seqs_has(&js->seqs, ++js->next);
 }
 
 int cmd_adhoc(int argc, char **argv)
@@ -95,8 +95,8 @@ int cmd_adhoc(int argc, char **argv)
 
     memset(&js, 0, sizeof(js));
     memset(&res, 0, sizeof(res));
-    prun_config_defaults(&cfg);
-    if (prun_adhoc_parse(argc, argv, &a, &e) < 0) {
+    prun__config_defaults(&cfg);
+    if (prun__adhoc_parse(argc, argv, &a, &e) < 0) {
         rc = e.code == PRUN_EINVAL ? cmd_usage("%s", e.msg) : cmd_fail(&e);
         goto out;
     }
@@ -114,7 +114,7 @@ int cmd_adhoc(int argc, char **argv)
             "cancel", "gc", "barrier", "lock", "counter", "queue", "progress",
             "next", "segment"};
         const char *sugg =
-            prun_closest(argv[1], subs, sizeof(subs) / sizeof(subs[0]));
+            prun__closest(argv[1], subs, sizeof(subs) / sizeof(subs[0]));
         if (sugg != NULL && argv[1][0] != '-')
             rc = cmd_usage(
                 "unknown command '%s' (did you mean '%s'?)", argv[1], sugg);
@@ -123,7 +123,7 @@ int cmd_adhoc(int argc, char **argv)
                            "'::::' FILE, or on stdin (not a terminal)");
         goto out;
     }
-    if (prun_config_load(&cfg, NULL, &e) < 0) {
+    if (prun__config_load(&cfg, NULL, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
@@ -131,13 +131,13 @@ int cmd_adhoc(int argc, char **argv)
         rc = adhoc_dry_run(a->job);
         goto out;
     }
-    if (prun_job_check_files(a->job, &e) < 0) {
+    if (prun__job_check_files(a->job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
     if (a->resume_joblog) {
         /* Done rows are skipped; the joblog is appended to, not emptied. */
-        if (prun_joblog_seqs(a->joblog, a->resume_failed, &js.seqs, &e) < 0) {
+        if (prun__joblog_seqs(a->joblog, a->resume_failed, &js.seqs, &e) < 0) {
             rc = cmd_fail(&e);
             goto out;
         }
@@ -177,8 +177,10 @@ int cmd_adhoc(int argc, char **argv)
     run_id = prun__session_run_id(sess);
     rc = prun__session_run(sess, &res, &e);
     failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
+    /* The same verdict as run's: skipped, source errors, failed needs. */
     for (i = 0; i < res.ntasks && !failed; i++)
-        failed = task_skipped(&res.tasks[i]) > 0;
+        failed = task_skipped(&res.tasks[i]) > 0 ||
+                 res.tasks[i].error[0] != '\0' || res.tasks[i].needs_failed;
     if (rc < 0) {
         print_summary(a->job, run_id, &res, 0, 1);
         prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
@@ -204,9 +206,9 @@ int cmd_adhoc(int argc, char **argv)
         print_summary(a->job, run_id, &res, a->quiet, rc != EXIT_OK);
 out:
     prun__session_close(sess);
-    prun_run_result_free(&res);
-    prun_adhoc_free(a);
-    prun_seqs_free(&js.seqs);
-    prun_config_free(&cfg);
+    prun__run_result_free(&res);
+    prun__adhoc_free(a);
+    prun__seqs_free(&js.seqs);
+    prun__config_free(&cfg);
     return rc;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The subcommands a child runs (DESIGN §2, "Inside a child"): barrier,
- * lock, counter, queue, progress and next, thin wrappers around the C API
- * of include/parallelrun.h so a program in any language can use them.
+ * The subcommands a child runs (README "Synchronization for children"):
+ * barrier, lock, counter, queue, progress and next, thin wrappers around the C
+ * API of include/parallelrun.h so a program in any language can use them.
  *
  * Exit statuses: 0 done; 1 it did not happen (the barrier timed out, the
  * queue stayed empty, no pool item is left); 2 usage error; 3 Redis could
@@ -100,7 +100,7 @@ static int parse_timeout(const char *sub, const char *s, int64_t *ms)
 {
     struct prun_err e;
 
-    if (prun_parse_duration(s, ms, &e) < 0) {
+    if (prun__parse_duration(s, ms, &e) < 0) {
         cmd_usage("%s: --timeout: %s", sub, e.msg);
         return -1;
     }
@@ -130,7 +130,7 @@ int cmd_barrier(int argc, char **argv)
                    0) {
             if (m < 0)
                 return EXIT_USAGE;
-            if (prun_parse_int(v, 1, 1000000000, &count, &e) < 0)
+            if (prun__parse_int(v, 1, 1000000000, &count, &e) < 0)
                 return cmd_usage("barrier: --count: %s", e.msg);
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return cmd_usage("barrier: unknown option '%s'", argv[i]);
@@ -209,9 +209,9 @@ static int run_locked(
     }
     pfd.fd = sfd;
     pfd.events = POLLIN;
-    next_renew = prun_now_ms() + lease / 3;
+    next_renew = prun__now_ms() + lease / 3;
     for (;;) {
-        int64_t wait = next_renew - prun_now_ms();
+        int64_t wait = next_renew - prun__now_ms();
 
         if (wait <= 0) {
             if (!*lost && prun__lock_renew(l, &e) < 0) {
@@ -229,7 +229,7 @@ static int run_locked(
             } else if (!*lost) {
                 warned = 0;
             }
-            next_renew = prun_now_ms() + lease / 3;
+            next_renew = prun__now_ms() + lease / 3;
             continue;
         }
         n = poll(&pfd, 1, (int)wait);
@@ -337,7 +337,7 @@ int cmd_counter(int argc, char **argv)
         if ((m = opt_value("counter", "--add", argc, argv, &i, &v)) != 0) {
             if (m < 0)
                 return EXIT_USAGE;
-            if (prun_parse_int(v, INT64_MIN, INT64_MAX, &add, &e) < 0)
+            if (prun__parse_int(v, INT64_MIN, INT64_MAX, &add, &e) < 0)
                 return cmd_usage("counter: --add: %s", e.msg);
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return cmd_usage("counter: unknown option '%s'", argv[i]);
@@ -426,9 +426,9 @@ int cmd_progress(int argc, char **argv)
         return cmd_usage("progress: missing DONE");
     if (argc > 3)
         return cmd_usage("progress: unexpected argument '%s'", argv[3]);
-    if (prun_parse_int(argv[1], 0, INT64_MAX, &done, &e) < 0)
+    if (prun__parse_int(argv[1], 0, INT64_MAX, &done, &e) < 0)
         return cmd_usage("progress: DONE: %s", e.msg);
-    if (argc == 3 && prun_parse_int(argv[2], -1, INT64_MAX, &total, &e) < 0)
+    if (argc == 3 && prun__parse_int(argv[2], -1, INT64_MAX, &total, &e) < 0)
         return cmd_usage("progress: TOTAL: %s", e.msg);
     if (prun_progress((unsigned long long)done, total, &e) < 0)
         return fail("progress", &e);

@@ -2,7 +2,7 @@
 #ifndef PRUN_CMD_H
 #define PRUN_CMD_H
 
-/* Shared by the CLI's subcommands: exit codes (DESIGN §2) and messages. */
+/* Shared by the CLI's subcommands: exit codes and messages. */
 
 #include "util.h"
 

@@ -101,7 +101,7 @@ static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
                 "'%s' is not an option of validate", argv[optind - 1]);
         switch (c) {
         case 'j':
-            if (prun_parse_int(optarg, 1, 100000, &v, &e) < 0)
+            if (prun__parse_int(optarg, 1, 100000, &v, &e) < 0)
                 return cmd_usage("-j: %s", e.msg);
             a->jobs = (unsigned)v;
             break;
@@ -169,7 +169,7 @@ static int check_dirs(const char *path, struct prun_err *err)
             *slash = '\0';
         if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH) &&
             !(st.st_mode & S_ISVTX))
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s: refusing to run as root a job file in %s, which every "
                 "user can write (mode %04o, not sticky)",
                 path, dir, (unsigned)(st.st_mode & 07777));
@@ -194,19 +194,36 @@ static int load_job(
     if (stat(a->jobfile, &st) == 0 && !S_ISCHR(st.st_mode) &&
         !S_ISFIFO(st.st_mode)) {
         if (st.st_mode & S_IWOTH)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s: refusing a job file that other users can write (mode "
                 "%04o); run: chmod o-w %s",
                 a->jobfile, (unsigned)(st.st_mode & 07777), a->jobfile);
         if (euid == 0 && st.st_uid != 0)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s: refusing to run as root a job file owned by uid %u; "
                 "run: chown root %s",
                 a->jobfile, (unsigned)st.st_uid, a->jobfile);
         if (euid == 0 && (rc = check_dirs(a->jobfile, err)) < 0)
             return rc;
     }
-    return prun_jobfile_load(a->jobfile, a->sets, a->nsets, job, err);
+    return prun__jobfile_load(a->jobfile, a->sets, a->nsets, job, err);
+}
+
+/* Says which tasks' sources are only resolved once their needs succeed. */
+static void print_deferred(const struct prun_job *job, FILE *fp, int note)
+{
+    size_t t;
+
+    for (t = 0; t < job->ntasks; t++) {
+        const struct prun_task *task = &job->tasks[t];
+
+        if (!prun__task_source_deferred(task))
+            continue;
+        fprintf(fp, "%stask '%s': %s '%s' is resolved when its needs succeed\n",
+            note ? "parallelrun: note: " : "  ", task->name,
+            task->foreach.kind == PRUN_SRC_GLOB ? "glob" : "lines",
+            task->foreach.path);
+    }
 }
 
 int cmd_validate(int argc, char **argv)
@@ -218,7 +235,7 @@ int cmd_validate(int argc, char **argv)
     int rc;
 
     /* Everything run checks before starting, the config included. */
-    prun_config_defaults(&cfg);
+    prun__config_defaults(&cfg);
     rc = parse_args(argc, argv, &a, 0);
     if (rc != 0)
         goto out;
@@ -226,16 +243,18 @@ int cmd_validate(int argc, char **argv)
      * The file system checks are run's own, but no item source is opened:
      * validate never waits on a FIFO or stdin.
      */
-    if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
-        prun_job_check_files(job, &e) < 0) {
+    if (prun__config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
+        prun__job_check_files(job, &e) < 0 ||
+        prun__job_check_sources(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
     printf("%s: valid (%zu task%s)\n", a.jobfile, job->ntasks,
         job->ntasks == 1 ? "" : "s");
+    print_deferred(job, stdout, 0);
 out:
-    prun_job_free(job);
-    prun_config_free(&cfg);
+    prun__job_free(job);
+    prun__config_free(&cfg);
     free(a.sets);
     return rc < 0 ? EXIT_OK : rc;
 }
@@ -255,34 +274,39 @@ static int dry_run(const struct prun_job *job, const char *run_id)
         struct prun_ctx ctx;
         int n;
 
-        if (prun_iter_open(job, &task->foreach, &it, &e) < 0)
+        if (prun__task_source_deferred(task))
+            continue;
+        if (prun__iter_open_flags(
+                job, &task->foreach, PRUN_ITER_STRICT, &it, &e) < 0)
             return cmd_fail(&e);
         memset(&ctx, 0, sizeof(ctx));
         ctx.task = task->name;
         ctx.run_id = run_id;
-        ctx.count = prun_iter_count(it);
+        ctx.count = prun__iter_count(it);
         ctx.attempt = 1;
-        while ((n = prun_iter_next(it, &items, &e)) > 0) {
+        while ((n = prun__iter_next(it, &items, &e)) > 0) {
             ctx.items = items;
             ctx.nitems = (size_t)n;
-            prun_buf_reset(&line);
-            if (prun_buf_printf(&line, "%s[%llu]\t", task->name, ctx.index) <
+            prun__buf_reset(&line);
+            if (prun__buf_printf(&line, "%s[%llu]\t", task->name, ctx.index) <
                     0 ||
-                prun_task_cmdline(task, &ctx, &line) < 0 ||
-                prun_buf_addc(&line, '\n') < 0) {
-                n = prun_err_set(&e, PRUN_ENOMEM, "out of memory");
+                prun__task_cmdline(task, &ctx, &line) < 0 ||
+                prun__buf_addc(&line, '\n') < 0) {
+                n = prun__err_set(&e, PRUN_ENOMEM, "out of memory");
                 break;
             }
             fwrite(line.data, 1, line.len, stdout);
             ctx.index++;
         }
-        prun_iter_free(it);
+        prun__iter_free(it);
         if (n < 0) {
             rc = cmd_fail(&e);
             break;
         }
     }
-    prun_buf_free(&line);
+    prun__buf_free(&line);
+    fflush(stdout);
+    print_deferred(job, stderr, 1);
     return rc;
 }
 
@@ -311,12 +335,12 @@ static void print_tail(const char *tail)
 void print_summary(const struct prun_job *job, const char *run_id,
     const struct prun_run_result *res, int quiet, int failed)
 {
-    const struct prun_sched_stats *st = &res->stats;
+    const struct prun__sched_stats *st = &res->stats;
     unsigned long long bad = st->failed + st->cancelled;
     char d[32];
     size_t i;
 
-    prun_fmt_duration(res->elapsed_ms, d, sizeof(d));
+    prun__fmt_duration(res->elapsed_ms, d, sizeof(d));
     if (res->signal != 0) {
         cmd_warn("stopped by SIG%s after %s: %llu succeeded, %llu stopped, "
                  "%llu not started (run %s)",
@@ -345,12 +369,19 @@ void print_summary(const struct prun_job *job, const char *run_id,
     }
     if (res->fail_more > 0)
         fprintf(stderr, "  ... and %llu more\n", res->fail_more);
+    for (i = 0; i < res->ntasks; i++)
+        if (res->tasks[i].error[0] != '\0')
+            cmd_warn("%s: %s", job->tasks[i].name, res->tasks[i].error);
     for (i = 0; i < res->ntasks; i++) {
         unsigned long long sk = task_skipped(&res->tasks[i]);
         if (sk > 0 && !res->halted)
             cmd_warn("%s: %llu instance%s not started: a task it needs "
                      "failed",
                 job->tasks[i].name, sk, sk == 1 ? "" : "s");
+        else if (res->tasks[i].count < 0 && res->tasks[i].needs_failed &&
+                 !res->halted)
+            cmd_warn(
+                "%s: not started: a task it needs failed", job->tasks[i].name);
     }
     if (res->halted)
         cmd_warn("halted after %llu failure%s (halt: %s); %llu instance%s "
@@ -363,15 +394,15 @@ void print_summary(const struct prun_job *job, const char *run_id,
 void print_json(const struct prun_job *job, const char *run_id,
     const struct prun_run_result *res, int exit_code)
 {
-    const struct prun_sched_stats *st = &res->stats;
+    const struct prun__sched_stats *st = &res->stats;
     struct prun_buf b = {0};
     size_t i;
 
-    prun_buf_adds(&b, "{\"run_id\":");
-    prun_buf_add_json(&b, run_id, strlen(run_id));
-    prun_buf_adds(&b, ",\"name\":");
-    prun_buf_add_json(&b, job->name, strlen(job->name));
-    prun_buf_printf(&b,
+    prun__buf_adds(&b, "{\"run_id\":");
+    prun__buf_add_json(&b, run_id, strlen(run_id));
+    prun__buf_adds(&b, ",\"name\":");
+    prun__buf_add_json(&b, job->name, strlen(job->name));
+    prun__buf_printf(&b,
         ",\"status\":\"%s\",\"exit_code\":%d,\"started_ms\":%lld,"
         "\"elapsed_ms\":%lld,\"instances\":{\"total\":%lld,\"succeeded\":%llu,"
         "\"failed\":%llu,\"cancelled\":%llu,\"skipped\":%llu,"
@@ -385,45 +416,50 @@ void print_json(const struct prun_job *job, const char *run_id,
     for (i = 0; i < res->ntasks; i++) {
         const struct prun_task_result *t = &res->tasks[i];
 
-        prun_buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
-        prun_buf_add_json(&b, job->tasks[i].name, strlen(job->tasks[i].name));
-        prun_buf_printf(&b,
+        prun__buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+        prun__buf_add_json(&b, job->tasks[i].name, strlen(job->tasks[i].name));
+        prun__buf_printf(&b,
             ",\"count\":%lld,\"succeeded\":%llu,\"failed\":%llu,"
-            "\"cancelled\":%llu,\"skipped\":%llu}",
+            "\"cancelled\":%llu,\"skipped\":%llu",
             t->count, t->succeeded, t->failed, t->cancelled, task_skipped(t));
+        if (t->error[0] != '\0') {
+            prun__buf_adds(&b, ",\"error\":");
+            prun__buf_add_json(&b, t->error, strlen(t->error));
+        }
+        prun__buf_addc(&b, '}');
     }
-    prun_buf_adds(&b, "],\"failures\":[");
+    prun__buf_adds(&b, "],\"failures\":[");
     for (i = 0; i < res->nfail; i++) {
         const struct prun_failure *f = &res->fail[i];
         static const char *const kinds[] = {
             "exit", "signal", "timeout", "exec", "cancelled"};
 
-        prun_buf_adds(&b, i ? ",{\"task\":" : "{\"task\":");
-        prun_buf_add_json(
+        prun__buf_adds(&b, i ? ",{\"task\":" : "{\"task\":");
+        prun__buf_add_json(
             &b, job->tasks[f->task].name, strlen(job->tasks[f->task].name));
-        prun_buf_printf(&b, ",\"index\":%llu,\"attempt\":%u,\"kind\":\"%s\"",
+        prun__buf_printf(&b, ",\"index\":%llu,\"attempt\":%u,\"kind\":\"%s\"",
             f->index, f->attempt, kinds[f->kind]);
         if (f->kind == PRUN_FAIL_EXIT)
-            prun_buf_printf(&b, ",\"exit\":%d", f->status);
+            prun__buf_printf(&b, ",\"exit\":%d", f->status);
         if (f->kind == PRUN_FAIL_SIGNAL)
-            prun_buf_printf(&b, ",\"signal\":%d", f->status);
-        prun_buf_adds(&b, ",\"item\":");
-        prun_buf_add_json(&b, f->item, strlen(f->item));
-        prun_buf_adds(&b, ",\"reason\":");
-        prun_buf_add_json(&b, f->reason, strlen(f->reason));
-        prun_buf_adds(&b, ",\"stderr_tail\":");
-        prun_buf_add_json(&b, f->tail, strlen(f->tail));
-        prun_buf_addc(&b, '}');
+            prun__buf_printf(&b, ",\"signal\":%d", f->status);
+        prun__buf_adds(&b, ",\"item\":");
+        prun__buf_add_json(&b, f->item, strlen(f->item));
+        prun__buf_adds(&b, ",\"reason\":");
+        prun__buf_add_json(&b, f->reason, strlen(f->reason));
+        prun__buf_adds(&b, ",\"stderr_tail\":");
+        prun__buf_add_json(&b, f->tail, strlen(f->tail));
+        prun__buf_addc(&b, '}');
     }
-    prun_buf_printf(&b, "],\"failures_not_listed\":%llu", res->fail_more);
-    prun_buf_printf(
+    prun__buf_printf(&b, "],\"failures_not_listed\":%llu", res->fail_more);
+    prun__buf_printf(
         &b, ",\"redis_errors\":%llu,\"redis_error\":", res->redis_errors);
-    prun_buf_add_json(&b, res->redis_error, strlen(res->redis_error));
-    prun_buf_adds(&b, "}\n");
+    prun__buf_add_json(&b, res->redis_error, strlen(res->redis_error));
+    prun__buf_adds(&b, "}\n");
     if (b.data)
         fwrite(b.data, 1, b.len, stdout);
     fflush(stdout);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
 }
 
 /* What the session has to say while it sets up and runs. */
@@ -447,24 +483,26 @@ int cmd_run(int argc, char **argv)
     size_t i;
 
     memset(&res, 0, sizeof(res));
-    prun_config_defaults(&cfg);
+    prun__config_defaults(&cfg);
     rc = parse_args(argc, argv, &a, 1);
     if (rc != 0) {
         rc = rc < 0 ? EXIT_OK : rc;
         goto out;
     }
-    if (prun_config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0) {
+    /* Sources checkable now are checked before anything starts. */
+    if (prun__config_load(&cfg, NULL, &e) < 0 || load_job(&a, &job, &e) < 0 ||
+        prun__job_check_sources(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
     if (a.dry_run) {
         char dry_id[64];
 
-        prun_run_id_new(dry_id, sizeof(dry_id));
+        prun__run_id_new(dry_id, sizeof(dry_id));
         rc = dry_run(job, dry_id);
         goto out;
     }
-    if (prun_job_check_files(job, &e) < 0) {
+    if (prun__job_check_files(job, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
@@ -490,7 +528,8 @@ int cmd_run(int argc, char **argv)
     rc = prun__session_run(sess, &res, &e);
     failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
     for (i = 0; i < res.ntasks && !failed; i++)
-        failed = task_skipped(&res.tasks[i]) > 0;
+        failed = task_skipped(&res.tasks[i]) > 0 ||
+                 res.tasks[i].error[0] != '\0' || res.tasks[i].needs_failed;
     if (rc < 0) {
         print_summary(job, run_id, &res, 0, 1);
         prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
@@ -521,9 +560,9 @@ int cmd_run(int argc, char **argv)
 out:
     /* Every path ends here: the run's segments never outlive it. */
     prun__session_close(sess);
-    prun_run_result_free(&res);
-    prun_job_free(job);
-    prun_config_free(&cfg);
+    prun__run_result_free(&res);
+    prun__job_free(job);
+    prun__config_free(&cfg);
     free(a.sets);
     return rc;
 }

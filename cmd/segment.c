@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * parallelrun segment publish|path, parallelrun gc: shared segments from
- * the shell (DESIGN §5). `segment` is for children of a run; `gc` removes
- * what runs that died left in /dev/shm.
+ * the shell (README "Shared segments"). `segment` is for children of a run;
+ * `gc` removes what runs that died left in /dev/shm.
  *
  * Exit status: 0 ok, 1 segment not found, 2 usage (or not inside a run),
  * 3 system error.
@@ -215,7 +215,7 @@ static int path(int argc, char **argv)
     }
     if (prun__segmeta_read(dir, argv[0], &m, &e) < 0) {
         if (e.code == PRUN_ENOTFOUND)
-            prun_err_set(&e, PRUN_ENOTFOUND,
+            prun__err_set(&e, PRUN_ENOTFOUND,
                 "segment '%s' is not attached to this task and was not "
                 "published in this run",
                 argv[0]);

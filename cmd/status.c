@@ -3,7 +3,8 @@
  * parallelrun status / runs / cancel: reading and steering runs through
  * Redis, from any terminal, during a run or after it. Without a configured
  * Redis they use the embedded server, starting it from its saved data if
- * no run is using it, and stopping it again afterwards.
+ * it is not running (it lingers a little after its last user), and warn
+ * when it cannot save its data.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -31,29 +32,33 @@ static int connect_redis(
     int rc;
 
     memset(cs, 0, sizeof(*cs));
-    prun_config_defaults(&cs->cfg);
-    rc = prun_config_load(&cs->cfg, NULL, err);
+    prun__config_defaults(&cs->cfg);
+    rc = prun__config_load(&cs->cfg, NULL, err);
     if (rc < 0)
         return rc;
     url_p = url_opt ? url_opt : cs->cfg.redis_url;
     if (url_p != NULL &&
         (strcmp(url_p, "off") == 0 || strcmp(url_p, "none") == 0))
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "Redis is off: there is no run state to read");
     if (url_p == NULL) {
-        rc = prun_embedded_acquire(&cs->embedded, url, sizeof(url), err);
+        struct prun_err e;
+
+        rc = prun__embedded_acquire(&cs->embedded, url, sizeof(url), err);
         if (rc < 0)
             return rc;
         url_p = url;
+        if (prun__embedded_check_saved(cs->embedded, 0, &e) < 0)
+            cmd_warn("%s", e.msg);
     }
-    return prun_conn_open(url_p, cs->cfg.redis_password, 5000, &cs->conn, err);
+    return prun__conn_open(url_p, cs->cfg.redis_password, 5000, &cs->conn, err);
 }
 
 static void disconnect_redis(struct conn_setup *cs)
 {
-    prun_conn_close(cs->conn);
-    prun_embedded_release(cs->embedded);
-    prun_config_free(&cs->cfg);
+    prun__conn_close(cs->conn);
+    prun__embedded_release(cs->embedded);
+    prun__config_free(&cs->cfg);
 }
 
 /*
@@ -112,7 +117,7 @@ static const char *fmt_time(long long ms, char *buf, size_t n)
 
 static long long elapsed_ms(const struct prun_run_info *in)
 {
-    long long end = in->ended_ms > 0 ? in->ended_ms : prun_wall_ms();
+    long long end = in->ended_ms > 0 ? in->ended_ms : prun__wall_ms();
     return in->started_ms > 0 ? end - in->started_ms : 0;
 }
 
@@ -128,7 +133,7 @@ static void print_status_text(const struct prun_status *st)
     printf("\n  job %s, host %s, pid %lld, started %s, %s %s\n", in->job,
         in->host, in->pid, fmt_time(in->started_ms, t1, sizeof(t1)),
         strcmp(in->state, "running") == 0 ? "running for" : "took",
-        prun_fmt_duration(elapsed_ms(in), d, sizeof(d)));
+        prun__fmt_duration(elapsed_ms(in), d, sizeof(d)));
     if (in->resumed_from[0])
         printf("  resumed from %s\n", in->resumed_from);
     printf("  instances: ");
@@ -161,7 +166,7 @@ static void print_status_text(const struct prun_status *st)
             if (strcmp(st->progress_keys[k], buf) == 0)
                 prog = st->progress_vals[k];
         printf("    %-20s pid %-7s %8s", buf, pid,
-            prun_fmt_duration(prun_wall_ms() - atoll(started), d, sizeof(d)));
+            prun__fmt_duration(prun__wall_ms() - atoll(started), d, sizeof(d)));
         if (prog) {
             long long dn = 0, tot = -1;
             sscanf(prog, "%lld %lld", &dn, &tot);
@@ -206,17 +211,17 @@ static void print_status_text(const struct prun_status *st)
 
 static void add_info_json(struct prun_buf *b, const struct prun_run_info *in)
 {
-    prun_buf_adds(b, "{\"run_id\":");
-    prun_buf_add_json(b, in->run_id, strlen(in->run_id));
-    prun_buf_adds(b, ",\"name\":");
-    prun_buf_add_json(b, in->name, strlen(in->name));
-    prun_buf_adds(b, ",\"job\":");
-    prun_buf_add_json(b, in->job, strlen(in->job));
-    prun_buf_adds(b, ",\"host\":");
-    prun_buf_add_json(b, in->host, strlen(in->host));
-    prun_buf_adds(b, ",\"state\":");
-    prun_buf_add_json(b, in->state, strlen(in->state));
-    prun_buf_printf(b,
+    prun__buf_adds(b, "{\"run_id\":");
+    prun__buf_add_json(b, in->run_id, strlen(in->run_id));
+    prun__buf_adds(b, ",\"name\":");
+    prun__buf_add_json(b, in->name, strlen(in->name));
+    prun__buf_adds(b, ",\"job\":");
+    prun__buf_add_json(b, in->job, strlen(in->job));
+    prun__buf_adds(b, ",\"host\":");
+    prun__buf_add_json(b, in->host, strlen(in->host));
+    prun__buf_adds(b, ",\"state\":");
+    prun__buf_add_json(b, in->state, strlen(in->state));
+    prun__buf_printf(b,
         ",\"pid\":%lld,\"started_ms\":%lld,\"ended_ms\":%lld,"
         "\"elapsed_ms\":%lld,\"exit_code\":%lld,\"jobs\":%lld,"
         "\"total\":%lld,\"succeeded\":%lld,\"failed\":%lld,"
@@ -226,10 +231,10 @@ static void add_info_json(struct prun_buf *b, const struct prun_run_info *in)
         in->jobs, in->total, in->succeeded, in->failed, in->cancelled,
         in->skipped, in->retried, in->running);
     if (in->resumed_from[0])
-        prun_buf_add_json(b, in->resumed_from, strlen(in->resumed_from));
+        prun__buf_add_json(b, in->resumed_from, strlen(in->resumed_from));
     else
-        prun_buf_adds(b, "null");
-    prun_buf_addc(b, '}');
+        prun__buf_adds(b, "null");
+    prun__buf_addc(b, '}');
 }
 
 static void print_status_json(const struct prun_status *st)
@@ -237,37 +242,37 @@ static void print_status_json(const struct prun_status *st)
     struct prun_buf b = {0};
     size_t i;
 
-    prun_buf_adds(&b, "{\"run\":");
+    prun__buf_adds(&b, "{\"run\":");
     add_info_json(&b, &st->run);
-    prun_buf_adds(&b, ",\"tasks\":{");
+    prun__buf_adds(&b, ",\"tasks\":{");
     for (i = 0; i < st->ntasks; i++) {
         if (i)
-            prun_buf_addc(&b, ',');
-        prun_buf_add_json(&b, st->task_names[i], strlen(st->task_names[i]));
-        prun_buf_addc(&b, ':');
-        prun_buf_adds(&b, st->task_json[i]);
+            prun__buf_addc(&b, ',');
+        prun__buf_add_json(&b, st->task_names[i], strlen(st->task_names[i]));
+        prun__buf_addc(&b, ':');
+        prun__buf_adds(&b, st->task_json[i]);
     }
-    prun_buf_adds(&b, "},\"running\":[");
+    prun__buf_adds(&b, "},\"running\":[");
     for (i = 0; i < st->nrunning; i++)
-        prun_buf_printf(&b, "%s%s", i ? "," : "", st->running[i]);
-    prun_buf_adds(&b, "],\"failures\":[");
+        prun__buf_printf(&b, "%s%s", i ? "," : "", st->running[i]);
+    prun__buf_adds(&b, "],\"failures\":[");
     for (i = 0; i < st->nfailed; i++)
-        prun_buf_printf(&b, "%s%s", i ? "," : "", st->failed[i]);
-    prun_buf_adds(&b, "],\"progress\":{");
+        prun__buf_printf(&b, "%s%s", i ? "," : "", st->failed[i]);
+    prun__buf_adds(&b, "],\"progress\":{");
     for (i = 0; i < st->nprogress; i++) {
         long long d = 0, t = -1;
 
         sscanf(st->progress_vals[i], "%lld %lld", &d, &t);
         if (i)
-            prun_buf_addc(&b, ',');
-        prun_buf_add_json(
+            prun__buf_addc(&b, ',');
+        prun__buf_add_json(
             &b, st->progress_keys[i], strlen(st->progress_keys[i]));
-        prun_buf_printf(&b, ":{\"done\":%lld,\"total\":%lld}", d, t);
+        prun__buf_printf(&b, ":{\"done\":%lld,\"total\":%lld}", d, t);
     }
-    prun_buf_adds(&b, "}}\n");
+    prun__buf_adds(&b, "}}\n");
     if (b.data)
         fwrite(b.data, 1, b.len, stdout);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
 }
 
 static const struct option status_opts[] = {
@@ -358,7 +363,7 @@ int cmd_status(int argc, char **argv)
         return rc;
     }
     for (;;) {
-        rc = prun_status_load(cs.conn, rid, &st, &e);
+        rc = prun__status_load(cs.conn, rid, &st, &e);
         if (rc < 0) {
             rc = rc == PRUN_ENOTFOUND ? (cmd_warn("%s", e.msg), 1)
                                       : cmd_fail(&e);
@@ -373,7 +378,7 @@ int cmd_status(int argc, char **argv)
         fflush(stdout);
         rc = state_exit(st.run.state);
         if (!watch || strcmp(st.run.state, "running") != 0) {
-            prun_status_free(&st);
+            prun__status_free(&st);
             break;
         }
         if (rid == NULL) {
@@ -382,7 +387,7 @@ int cmd_status(int argc, char **argv)
             snprintf(pinned, sizeof(pinned), "%s", st.run.run_id);
             rid = pinned;
         }
-        prun_status_free(&st);
+        prun__status_free(&st);
         sleep(1);
     }
     disconnect_redis(&cs);
@@ -404,7 +409,7 @@ int cmd_runs(int argc, char **argv)
     if (arg != NULL)
         return cmd_usage("runs: unexpected argument '%s'", arg);
     if (connect_redis(&cs, redis, &e) < 0 ||
-        prun_runs_list(cs.conn, 50, &runs, &n, &e) < 0) {
+        prun__runs_list(cs.conn, 50, &runs, &n, &e) < 0) {
         rc = cmd_fail(&e);
         disconnect_redis(&cs);
         return rc;
@@ -412,15 +417,15 @@ int cmd_runs(int argc, char **argv)
     if (json) {
         struct prun_buf b = {0};
 
-        prun_buf_addc(&b, '[');
+        prun__buf_addc(&b, '[');
         for (i = 0; i < n; i++) {
             if (i)
-                prun_buf_addc(&b, ',');
+                prun__buf_addc(&b, ',');
             add_info_json(&b, &runs[i]);
         }
-        prun_buf_adds(&b, "]\n");
+        prun__buf_adds(&b, "]\n");
         fwrite(b.data, 1, b.len, stdout);
-        prun_buf_free(&b);
+        prun__buf_free(&b);
     } else {
         if (n > 0)
             printf("%-22s %-20s %-10s %-19s %9s %s\n", "RUN", "NAME", "STATE",
@@ -435,7 +440,7 @@ int cmd_runs(int argc, char **argv)
             printf("%-22s %-20s %-10s %-19s %9s %lld/%lld/%s\n", runs[i].run_id,
                 runs[i].name, runs[i].state,
                 fmt_time(runs[i].started_ms, t1, sizeof(t1)),
-                prun_fmt_duration(elapsed_ms(&runs[i]), d, sizeof(d)),
+                prun__fmt_duration(elapsed_ms(&runs[i]), d, sizeof(d)),
                 runs[i].succeeded, runs[i].failed, tot);
         }
     }
@@ -463,7 +468,7 @@ int cmd_cancel(int argc, char **argv)
         disconnect_redis(&cs);
         return rc;
     }
-    rc = prun_run_cancel(cs.conn, rid, &pid, host, sizeof(host), &e);
+    rc = prun__run_cancel(cs.conn, rid, &pid, host, sizeof(host), &e);
     disconnect_redis(&cs);
     if (rc == PRUN_ENOTFOUND || rc == PRUN_EINVAL) {
         cmd_warn("cancel: %s", e.msg);

@@ -21,6 +21,16 @@
 extern "C" {
 #endif
 
+/*
+ * PRUN_API marks the functions libparallelrun.so exports. The library is
+ * built with -fvisibility=hidden, so everything else in it stays internal.
+ */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define PRUN_API __attribute__((visibility("default")))
+#else
+#define PRUN_API
+#endif
+
 enum {
     PRUN_OK = 0,
     PRUN_EINVAL = -1,  /* bad input: job file, config, usage, arguments */
@@ -64,18 +74,18 @@ struct prun_segment {
  * (PARALLELRUN_SEGMENT_<NAME>) or one published earlier in this run.
  * For a .npy file, data points at the whole file, header included.
  */
-int prun_segment_attach(
+PRUN_API int prun_segment_attach(
     const char *name, struct prun_segment *seg, struct prun_err *err);
 /* Unmaps seg and closes its fd. */
-int prun_segment_detach(struct prun_segment *seg);
+PRUN_API int prun_segment_detach(struct prun_segment *seg);
 /*
  * Publishes size bytes at data as a named segment of this run, with
  * optional dtype (NULL) and shape (ndim 0). Space is reserved before any
  * byte is copied, so a full /dev/shm is PRUN_ESYS ("No space left on
  * device"), never SIGBUS. The runner removes it when the run ends.
  */
-int prun_segment_publish(const char *name, const void *data, size_t size,
-    const char *dtype, const uint64_t *shape, size_t ndim,
+PRUN_API int prun_segment_publish(const char *name, const void *data,
+    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
     struct prun_err *err);
 
 /* ---- Synchronization through Redis -------------------------------------- */
@@ -86,7 +96,7 @@ int prun_segment_publish(const char *name, const void *data, size_t size,
  * the next count callers form the next generation. timeout_ms < 0 waits
  * forever; PRUN_ETIMEDOUT otherwise.
  */
-int prun_barrier_wait(
+PRUN_API int prun_barrier_wait(
     const char *name, long count, int64_t timeout_ms, struct prun_err *err);
 
 struct prun_lock;
@@ -96,28 +106,28 @@ struct prun_lock;
  * of every earlier holder. A background thread renews the lease while it
  * is held; if the process dies the lease runs out and the lock is free.
  */
-int prun_lock_acquire(const char *name, int64_t timeout_ms,
+PRUN_API int prun_lock_acquire(const char *name, int64_t timeout_ms,
     struct prun_lock **out, uint64_t *token, struct prun_err *err);
 /* Releases and frees l (NULL is a no-op). */
-int prun_lock_release(struct prun_lock *l, struct prun_err *err);
+PRUN_API int prun_lock_release(struct prun_lock *l, struct prun_err *err);
 
 /* Adds delta to the run-wide counter name; *value gets the new value. */
-int prun_counter_add(
+PRUN_API int prun_counter_add(
     const char *name, long long delta, long long *value, struct prun_err *err);
 
 /* Appends n values to the run-wide queue name. */
-int prun_queue_push(const char *name, const char *const *values, size_t n,
-    struct prun_err *err);
+PRUN_API int prun_queue_push(const char *name, const char *const *values,
+    size_t n, struct prun_err *err);
 /*
  * Takes the oldest value of queue name into *value (malloc'd; free it).
  * Returns 1 with a value, 0 when the queue stayed empty for timeout_ms
  * (0: do not wait; < 0: wait forever).
  */
-int prun_queue_pop(
+PRUN_API int prun_queue_pop(
     const char *name, int64_t timeout_ms, char **value, struct prun_err *err);
 
 /* Reports this instance's progress (total < 0: unknown), shown by status. */
-int prun_progress(
+PRUN_API int prun_progress(
     unsigned long long done, long long total, struct prun_err *err);
 
 /*
@@ -125,7 +135,8 @@ int prun_progress(
  * (malloc'd; free it) and its index into *index. Taking the next item marks
  * the previous one done. Returns 1 with an item, 0 when none is left.
  */
-int prun_next(char **item, unsigned long long *index, struct prun_err *err);
+PRUN_API int prun_next(
+    char **item, unsigned long long *index, struct prun_err *err);
 
 #ifdef __cplusplus
 }

@@ -123,7 +123,7 @@ static int find_opt(const char *s, const char **val)
     return -1;
 }
 
-int prun_adhoc_is_option(const char *s)
+int prun__adhoc_is_option(const char *s)
 {
     const char *v;
 
@@ -145,8 +145,8 @@ static int parse_dur(
         *ms = (int64_t)(v * 1000 + 0.5);
         return 0;
     }
-    if (prun_parse_duration(s, ms, &e) < 0)
-        return prun_err_set(err, PRUN_EINVAL, "%s: %s", opt, e.msg);
+    if (prun__parse_duration(s, ms, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "%s: %s", opt, e.msg);
     return 0;
 }
 
@@ -161,7 +161,7 @@ static int parse_halt(struct prun_job *job, const char *s, struct prun_err *err)
     job->max_failures = 1;
     if (strcmp(s, "0") == 0 || (n == 5 && memcmp(s, "never", 5) == 0)) {
         job->halt = PRUN_HALT_NEVER;
-        return comma ? prun_err_set(err, PRUN_EINVAL,
+        return comma ? prun__err_set(err, PRUN_EINVAL,
                            "--halt: 'never' takes no condition, got '%s'", s)
                      : 0;
     }
@@ -174,17 +174,17 @@ static int parse_halt(struct prun_job *job, const char *s, struct prun_err *err)
     else if (n == 4 && memcmp(s, "soon", 4) == 0)
         job->halt = PRUN_HALT_SOON;
     else
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "--halt: expected never, soon or now (with ',fail=N'), got '%s'",
             s);
     if (comma == NULL)
         return 0;
     if (strncmp(comma + 1, "fail=", 5) != 0 || strchr(comma + 6, '%') != NULL)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "--halt: only 'fail=N' (a count) is supported, got '%s'",
             comma + 1);
-    if (prun_parse_int(comma + 6, 1, 1000000000, &v, &e) < 0)
-        return prun_err_set(err, PRUN_EINVAL, "--halt: fail=: %s", e.msg);
+    if (prun__parse_int(comma + 6, 1, 1000000000, &v, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "--halt: fail=: %s", e.msg);
     job->max_failures = (unsigned)v;
     return 0;
 }
@@ -200,13 +200,13 @@ static int parse_jobs(struct prun_adhoc *a, const char *s, struct prun_err *err)
     if (n > 1 && s[n - 1] == '%' && n < sizeof(num)) {
         memcpy(num, s, n - 1);
         num[n - 1] = '\0';
-        if (prun_parse_int(num, 1, 100000, &v, &e) < 0)
-            return prun_err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
+        if (prun__parse_int(num, 1, 100000, &v, &e) < 0)
+            return prun__err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
         a->jobs_pct = (unsigned)v;
         return 0;
     }
-    if (prun_parse_int(s, 1, 100000, &v, &e) < 0)
-        return prun_err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
+    if (prun__parse_int(s, 1, 100000, &v, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
     a->jobs = (unsigned)v;
     return 0;
 }
@@ -218,7 +218,7 @@ static int add_seg(struct parse *p, const char *s, struct prun_err *err)
     char **nn, **nf;
 
     if (eq == NULL || eq == s || eq[1] == '\0')
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "--segment expects NAME=FILE, got '%s'", s);
     n = (size_t)(eq - s);
     if (n > 64 || (!isalpha((unsigned char)s[0]) && s[0] != '_'))
@@ -233,19 +233,19 @@ static int add_seg(struct parse *p, const char *s, struct prun_err *err)
     if (nf != NULL)
         p->seg_files = nf;
     if (nn == NULL || nf == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    p->seg_names[p->nsegs] = prun_arena_strndup(p->job->arena, s, n);
-    p->seg_files[p->nsegs] = prun_arena_strdup(p->job->arena, eq + 1);
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    p->seg_names[p->nsegs] = prun__arena_strndup(p->job->arena, s, n);
+    p->seg_files[p->nsegs] = prun__arena_strdup(p->job->arena, eq + 1);
     if (p->seg_names[p->nsegs] == NULL || p->seg_files[p->nsegs] == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (i = 0; i < p->nsegs; i++)
         if (strcmp(p->seg_names[i], p->seg_names[p->nsegs]) == 0)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "--segment: segment '%s' given twice", p->seg_names[i]);
     p->nsegs++;
     return 0;
 bad:
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "--segment: '%.*s' is not a segment name (a letter or '_', then "
         "letters, digits or '_', at most 64)",
         (int)(n > 64 ? 64 : n), s);
@@ -281,8 +281,8 @@ static int set_opt(struct parse *p, int id, const char *name, const char *val,
         return parse_halt(p->job, val, err);
     case O_RETRIES:
         /* parallel's --retries N is N tries in all; ours counts extra. */
-        if (prun_parse_int(val, 0, 1000, &v, &e) < 0)
-            return prun_err_set(err, PRUN_EINVAL, "--retries: %s", e.msg);
+        if (prun__parse_int(val, 0, 1000, &v, &e) < 0)
+            return prun__err_set(err, PRUN_EINVAL, "--retries: %s", e.msg);
         p->retries = v > 0 ? (unsigned)v - 1 : 0;
         break;
     case O_TIMEOUT:
@@ -293,7 +293,7 @@ static int set_opt(struct parse *p, int id, const char *name, const char *val,
         a->joblog_append = val[0] == '+';
         a->joblog = val + (val[0] == '+');
         if (a->joblog[0] == '\0')
-            return prun_err_set(err, PRUN_EINVAL, "--joblog: empty file name");
+            return prun__err_set(err, PRUN_EINVAL, "--joblog: empty file name");
         break;
     case O_RESULTS:
         a->results = val;
@@ -349,7 +349,7 @@ static int slurp(int fd, struct prun_buf *b)
             return -1;
         if (r == 0)
             return 0;
-        if (prun_buf_add(b, chunk, (size_t)r) < 0) {
+        if (prun__buf_add(b, chunk, (size_t)r) < 0) {
             errno = ENOMEM;
             return -1;
         }
@@ -370,9 +370,9 @@ static int read_values(struct parse *p, const char *path, const char ***vals,
     int fd = 0, rc = 0;
 
     if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return prun_err_sys(err, ":::: cannot open '%s'", path);
+        return prun__err_sys(err, ":::: cannot open '%s'", path);
     if (slurp(fd, &b) < 0) {
-        rc = prun_err_sys(err, ":::: cannot read '%s'", path);
+        rc = prun__err_sys(err, ":::: cannot read '%s'", path);
         goto out;
     }
     for (i = 0; i < b.len; i++)
@@ -380,17 +380,17 @@ static int read_values(struct parse *p, const char *path, const char ***vals,
             cnt++;
     if (b.len > 0 && b.data[b.len - 1] != sep)
         cnt++;
-    v = prun_arena_alloc(p->job->arena, (cnt ? cnt : 1) * sizeof(char *));
+    v = prun__arena_alloc(p->job->arena, (cnt ? cnt : 1) * sizeof(char *));
     if (v == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto out;
     }
     for (i = 0, start = 0; i <= b.len && k < cnt; i++) {
         if (i < b.len && b.data[i] != sep)
             continue;
-        v[k] = prun_arena_strndup(p->job->arena, b.data + start, i - start);
+        v[k] = prun__arena_strndup(p->job->arena, b.data + start, i - start);
         if (v[k++] == NULL) {
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
             goto out;
         }
         start = i + 1;
@@ -400,7 +400,7 @@ static int read_values(struct parse *p, const char *path, const char ***vals,
 out:
     if (fd > 0)
         close(fd);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return rc;
 }
 
@@ -437,9 +437,9 @@ static char *command_name(struct prun_arena *ar, const char *cmd)
     while (n > 0 && name[n - 1] == '.')
         n--;
     if (n == 0 || !isalnum((unsigned char)name[0]))
-        return prun_arena_strdup(ar, "adhoc");
+        return prun__arena_strdup(ar, "adhoc");
     name[n] = '\0';
-    return prun_arena_strdup(ar, name);
+    return prun__arena_strdup(ar, name);
 }
 
 static int build_task(struct parse *p, char **argv, struct prun_err *err)
@@ -465,49 +465,49 @@ static int build_task(struct parse *p, char **argv, struct prun_err *err)
     if (shell) {
         /* The words joined with spaces, as parallel hands them to sh. */
         for (i = 0; i < p->ncmd && rc == 0; i++)
-            rc = prun_buf_printf(
+            rc = prun__buf_printf(
                 &line, "%s%s", i ? " " : "", argv[p->cmd_first + i]);
         if (rc < 0)
             goto oom;
         t->argc = 1;
-        t->argv = prun_arena_alloc(job->arena, sizeof(*t->argv));
+        t->argv = prun__arena_alloc(job->arena, sizeof(*t->argv));
         if (t->argv == NULL)
             goto oom;
         pos.line = 1;
         pos.col = 1;
-        if ((rc = prun_tpl_compile_shell(
+        if ((rc = prun__tpl_compile_shell(
                  job, &t->argv[0], line.data, pos, NULL, 0, err)) < 0)
             goto out;
         if (!has_placeholder(t)) {
-            if (prun_buf_adds(&line, " {}") < 0)
+            if (prun__buf_adds(&line, " {}") < 0)
                 goto oom;
-            rc = prun_tpl_compile_shell(
+            rc = prun__tpl_compile_shell(
                 job, &t->argv[0], line.data, pos, NULL, 0, err);
         }
         goto out;
     }
-    t->argv = prun_arena_alloc(job->arena, (p->ncmd + 1) * sizeof(*t->argv));
+    t->argv = prun__arena_alloc(job->arena, (p->ncmd + 1) * sizeof(*t->argv));
     if (t->argv == NULL)
         goto oom;
     for (i = 0; i < p->ncmd; i++) {
         pos.line = (unsigned)(i + 1);
         pos.col = 1;
-        if ((rc = prun_tpl_compile(job, &t->argv[i], argv[p->cmd_first + i],
+        if ((rc = prun__tpl_compile(job, &t->argv[i], argv[p->cmd_first + i],
                  pos, NULL, 0, err)) < 0)
             goto out;
         t->argc++;
     }
     if (!has_placeholder(t)) {
         pos.line = (unsigned)(p->ncmd + 1);
-        rc = prun_tpl_compile(job, &t->argv[t->argc], "{}", pos, NULL, 0, err);
+        rc = prun__tpl_compile(job, &t->argv[t->argc], "{}", pos, NULL, 0, err);
         if (rc == 0)
             t->argc++;
     }
     goto out;
 oom:
-    rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
 out:
-    prun_buf_free(&line);
+    prun__buf_free(&line);
     return rc;
 }
 
@@ -521,65 +521,40 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
     f->chunk = 1;
     f->pos.line = 1;
     f->pos.col = 1;
-    if (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file && !p->null_sep)) {
-        /* Lines streamed from stdin or the one file, never all in memory. */
+    /* No arguments at all runs nothing and succeeds, as parallel. */
+    f->allow_empty = 1;
+    if (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file)) {
+        /* Lines (-0: records) streamed from stdin or the one file. */
         f->kind = PRUN_SRC_LINES;
         f->path = p->nsrcs == 0 ? "-" : argv[p->srcs[0].first];
+        f->nul_sep = p->null_sep;
         p->a->from_stdin = p->nsrcs == 0;
-        if (p->null_sep) {
-            const char **vals;
-            size_t n;
-            if ((rc = read_values(p, f->path, &vals, &n, err)) < 0)
-                return rc;
-            f->kind = PRUN_SRC_LIST;
-            f->nlist = n;
-            f->list = prun_arena_alloc(ar, (n ? n : 1) * sizeof(*f->list));
-            if (f->list == NULL)
-                return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-            for (i = 0; i < n; i++)
-                f->list[i].text = vals[i];
-        }
         return 0;
     }
     if (p->nsrcs == 1 && !p->srcs[0].file) {
         const struct src *sr = &p->srcs[0];
         f->kind = PRUN_SRC_LIST;
         f->nlist = sr->n;
-        f->list = prun_arena_alloc(ar, (sr->n ? sr->n : 1) * sizeof(*f->list));
+        f->list = prun__arena_alloc(ar, (sr->n ? sr->n : 1) * sizeof(*f->list));
         if (f->list == NULL)
-            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
         for (i = 0; i < sr->n; i++)
             f->list[i].text = argv[sr->first + i];
-        return 0;
-    }
-    if (p->nsrcs == 1) {
-        /* One :::: file with -0: its records. */
-        const char **vals;
-        size_t n;
-        if ((rc = read_values(p, argv[p->srcs[0].first], &vals, &n, err)) < 0)
-            return rc;
-        f->kind = PRUN_SRC_LIST;
-        f->nlist = n;
-        f->list = prun_arena_alloc(ar, (n ? n : 1) * sizeof(*f->list));
-        if (f->list == NULL)
-            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-        for (i = 0; i < n; i++)
-            f->list[i].text = vals[i];
         return 0;
     }
     /* Several sources: their cartesian product, axes named 1, 2, ... */
     f->kind = PRUN_SRC_MATRIX;
     f->naxes = p->nsrcs;
-    f->axes = prun_arena_alloc(ar, p->nsrcs * sizeof(*f->axes));
+    f->axes = prun__arena_alloc(ar, p->nsrcs * sizeof(*f->axes));
     if (f->axes == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (s = 0; s < p->nsrcs; s++) {
         struct prun_axis *ax = &f->axes[s];
         char name[24];
 
         snprintf(name, sizeof(name), "%zu", s + 1);
-        if ((ax->name = prun_arena_strdup(ar, name)) == NULL)
-            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        if ((ax->name = prun__arena_strdup(ar, name)) == NULL)
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
         if (p->srcs[s].file) {
             if ((rc = read_values(p, argv[p->srcs[s].first], &ax->vals,
                      &ax->nvals, err)) < 0)
@@ -602,15 +577,15 @@ static int build_tag(struct parse *p, struct prun_err *err)
 
     if (!a->tag)
         return 0;
-    a->tag_tpl = prun_arena_alloc(p->job->arena, sizeof(*a->tag_tpl));
+    a->tag_tpl = prun__arena_alloc(p->job->arena, sizeof(*a->tag_tpl));
     if (a->tag_tpl == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    rc = prun_buf_adds(&b, a->tagstring ? a->tagstring : "{}");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    rc = prun__buf_adds(&b, a->tagstring ? a->tagstring : "{}");
     if (rc < 0)
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
     else
-        rc = prun_tpl_compile(p->job, a->tag_tpl, b.data, pos, NULL, 0, err);
-    prun_buf_free(&b);
+        rc = prun__tpl_compile(p->job, a->tag_tpl, b.data, pos, NULL, 0, err);
+    prun__buf_free(&b);
     return rc;
 }
 
@@ -622,10 +597,10 @@ static int build_segments(struct parse *p, struct prun_err *err)
 
     if (p->nsegs == 0)
         return 0;
-    job->segs = prun_arena_alloc(job->arena, p->nsegs * sizeof(*job->segs));
-    t->segs = prun_arena_alloc(job->arena, p->nsegs * sizeof(*t->segs));
+    job->segs = prun__arena_alloc(job->arena, p->nsegs * sizeof(*job->segs));
+    t->segs = prun__arena_alloc(job->arena, p->nsegs * sizeof(*t->segs));
     if (job->segs == NULL || t->segs == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (i = 0; i < p->nsegs; i++) {
         job->segs[i].name = p->seg_names[i];
         job->segs[i].file = p->seg_files[i];
@@ -638,7 +613,7 @@ static int build_segments(struct parse *p, struct prun_err *err)
     return 0;
 }
 
-int prun_adhoc_parse(
+int prun__adhoc_parse(
     int argc, char **argv, struct prun_adhoc **out, struct prun_err *err)
 {
     struct parse p;
@@ -648,11 +623,11 @@ int prun_adhoc_parse(
 
     memset(&p, 0, sizeof(p));
     a = calloc(1, sizeof(*a));
-    ar = prun_arena_new();
+    ar = prun__arena_new();
     if (a == NULL || ar == NULL ||
-        (p.job = prun_arena_alloc(ar, sizeof(*p.job))) == NULL ||
-        (p.job->tasks = prun_arena_alloc(ar, sizeof(*p.job->tasks))) == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        (p.job = prun__arena_alloc(ar, sizeof(*p.job))) == NULL ||
+        (p.job->tasks = prun__arena_alloc(ar, sizeof(*p.job->tasks))) == NULL) {
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     p.a = a;
@@ -673,18 +648,18 @@ int prun_adhoc_parse(
         if (s[0] != '-' || s[1] == '\0' || strcmp(s, ":::") == 0)
             break;
         if ((k = find_opt(s, &val)) < 0) {
-            rc = prun_err_set(err, PRUN_EINVAL, "unknown option '%s'", s);
+            rc = prun__err_set(err, PRUN_EINVAL, "unknown option '%s'", s);
             goto fail;
         }
         if (opts[k].arg == 0 && val != NULL) {
             /* Bundled short options: -k0, -kj4 is not supported. */
-            rc =
-                prun_err_set(err, PRUN_EINVAL, "option '%s' takes no value", s);
+            rc = prun__err_set(
+                err, PRUN_EINVAL, "option '%s' takes no value", s);
             goto fail;
         }
         if (opts[k].arg == 1 && val == NULL) {
             if (i + 1 >= argc) {
-                rc = prun_err_set(
+                rc = prun__err_set(
                     err, PRUN_EINVAL, "option '%s' needs a value", s);
                 goto fail;
             }
@@ -699,7 +674,7 @@ int prun_adhoc_parse(
          i++)
         p.ncmd++;
     if (p.ncmd == 0) {
-        rc = prun_err_set(err, PRUN_EINVAL,
+        rc = prun__err_set(err, PRUN_EINVAL,
             "missing command (ad-hoc mode: parallelrun [OPTIONS] CMD [ARG]... "
             "::: A B ...)");
         goto fail;
@@ -707,7 +682,7 @@ int prun_adhoc_parse(
     if (i < argc) {
         p.srcs = calloc((size_t)(argc - i), sizeof(*p.srcs));
         if (p.srcs == NULL) {
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
             goto fail;
         }
     }
@@ -721,20 +696,20 @@ int prun_adhoc_parse(
              i++)
             sr->n++;
         if (sr->file && sr->n != 1) {
-            rc = prun_err_set(err, PRUN_EINVAL,
+            rc = prun__err_set(err, PRUN_EINVAL,
                 "'::::' takes one file name, got %zu words", sr->n);
             goto fail;
         }
     }
     p.job->name = command_name(ar, argv[p.cmd_first]);
     if (p.job->name == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     if ((rc = build_task(&p, argv, err)) < 0 ||
         (rc = build_sources(&p, argv, err)) < 0 ||
         (rc = build_segments(&p, err)) < 0 || (rc = build_tag(&p, err)) < 0 ||
-        (rc = prun_job_check(p.job, err)) < 0)
+        (rc = prun__job_check(p.job, err)) < 0)
         goto fail;
     *out = a;
     a = NULL;
@@ -742,8 +717,8 @@ int prun_adhoc_parse(
 fail:
     if (a != NULL)
         a->job = NULL;
-    prun_adhoc_free(a);
-    prun_arena_free(ar);
+    prun__adhoc_free(a);
+    prun__arena_free(ar);
     free(p.srcs);
     free(p.seg_names);
     free(p.seg_files);
@@ -757,7 +732,7 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
+int prun__joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
     struct prun_err *err)
 {
     struct prun_buf b = {0};
@@ -771,9 +746,9 @@ int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
     if (fd < 0 && errno == ENOENT)
         return 0;
     if (fd < 0)
-        return prun_err_sys(err, "cannot open joblog '%s'", path);
-    if (slurp(fd, &b) < 0 || prun_buf_reserve(&b, 0) < 0) {
-        rc = prun_err_sys(err, "cannot read joblog '%s'", path);
+        return prun__err_sys(err, "cannot open joblog '%s'", path);
+    if (slurp(fd, &b) < 0 || prun__buf_reserve(&b, 0) < 0) {
+        rc = prun__err_sys(err, "cannot read joblog '%s'", path);
         goto out;
     }
     for (line = b.data; line != NULL && *line != '\0'; line = next) {
@@ -798,7 +773,7 @@ int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
         if (k < 9 || (seq = strtoull(f[0], &end, 10)) == 0 || *end != '\0' ||
             (ev = strtol(f[6], &end, 10), *end != '\0') ||
             (sig = strtol(f[7], &end, 10), *end != '\0') || errno != 0) {
-            rc = prun_err_set(err, PRUN_EINVAL,
+            rc = prun__err_set(err, PRUN_EINVAL,
                 "%s:%zu: not a joblog row (Seq Host Starttime JobRuntime Send "
                 "Receive Exitval Signal Command, tab-separated)",
                 path, lineno);
@@ -810,7 +785,7 @@ int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
             size_t ncap = cap ? cap * 2 : 64;
             void *p = realloc(s.v, ncap * sizeof(*s.v));
             if (p == NULL) {
-                rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+                rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
                 goto out;
             }
             s.v = p;
@@ -825,17 +800,17 @@ int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
 out:
     free(s.v);
     close(fd);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return rc;
 }
 
-int prun_seqs_has(const struct prun_seqs *s, uint64_t seq)
+int prun__seqs_has(const struct prun_seqs *s, uint64_t seq)
 {
     return s->n > 0 &&
            bsearch(&seq, s->v, s->n, sizeof(*s->v), cmp_u64) != NULL;
 }
 
-void prun_seqs_free(struct prun_seqs *s)
+void prun__seqs_free(struct prun_seqs *s)
 {
     if (s == NULL)
         return;
@@ -844,10 +819,10 @@ void prun_seqs_free(struct prun_seqs *s)
     s->n = 0;
 }
 
-void prun_adhoc_free(struct prun_adhoc *a)
+void prun__adhoc_free(struct prun_adhoc *a)
 {
     if (a == NULL)
         return;
-    prun_job_free(a->job);
+    prun__job_free(a->job);
     free(a);
 }

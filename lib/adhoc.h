@@ -34,9 +34,9 @@ struct prun_adhoc {
  * PRUN_EINVAL with a message naming the option or word on a usage error,
  * PRUN_ESYS when a `::::` file cannot be read. `--help` is not handled.
  */
-int prun_adhoc_parse(
+int prun__adhoc_parse(
     int argc, char **argv, struct prun_adhoc **out, struct prun_err *err);
-void prun_adhoc_free(struct prun_adhoc *a);
+void prun__adhoc_free(struct prun_adhoc *a);
 
 /* Sequence numbers read from a joblog, sorted. */
 struct prun_seqs {
@@ -51,12 +51,12 @@ struct prun_seqs {
  * Errors: PRUN_EINVAL "FILE:LINE: ..." for a line that is no joblog row,
  * PRUN_ESYS when it cannot be read.
  */
-int prun_joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
+int prun__joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
     struct prun_err *err);
-int prun_seqs_has(const struct prun_seqs *s, uint64_t seq);
-void prun_seqs_free(struct prun_seqs *s);
+int prun__seqs_has(const struct prun_seqs *s, uint64_t seq);
+void prun__seqs_free(struct prun_seqs *s);
 
 /* Whether argv word s is an option of ad-hoc mode or a source marker. */
-int prun_adhoc_is_option(const char *s);
+int prun__adhoc_is_option(const char *s);
 
 #endif

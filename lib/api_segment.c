@@ -81,7 +81,7 @@ int prun_segment_attach(
     memset(&s, 0, sizeof(s));
     s.fd = -1;
     if (!prun__segment_name_ok(name))
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "invalid segment name '%.64s'", name ? name : "");
     snprintf(s.name, sizeof(s.name), "%s", name);
     for (i = 0; name[i] != '\0' && i + 1 < sizeof(up); i++)
@@ -96,7 +96,7 @@ int prun_segment_attach(
         huge = v != NULL && strcmp(v, "1") == 0;
         fd = open(envpath, (s.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
         if (fd < 0)
-            return prun_err_sys(
+            return prun__err_sys(
                 err, "cannot attach segment '%s' (%s)", name, envpath);
         /* A sealed segment stays read-only whatever the environment says. */
         if (s.writable) {
@@ -112,14 +112,14 @@ int prun_segment_attach(
     } else {
         dir = getenv("PARALLELRUN_SHM_DIR");
         if (dir == NULL || dir[0] == '\0')
-            return prun_err_set(err, PRUN_ENOTFOUND,
+            return prun__err_set(err, PRUN_ENOTFOUND,
                 "segment '%s' is not attached to this task "
                 "(PARALLELRUN_SEGMENT_%s is not set) and this is not a "
                 "parallelrun run",
                 name, up);
         if ((rc = prun__segmeta_read(dir, name, &m, err)) < 0) {
             if (rc == PRUN_ENOTFOUND)
-                prun_err_set(err, PRUN_ENOTFOUND,
+                prun__err_set(err, PRUN_ENOTFOUND,
                     "segment '%s' is not attached to this task and was not "
                     "published in this run",
                     name);
@@ -128,13 +128,13 @@ int prun_segment_attach(
         snprintf(path, sizeof(path), "%s/%s", dir, name);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
-            return prun_err_sys(err, "cannot attach segment '%s'", name);
+            return prun__err_sys(err, "cannot attach segment '%s'", name);
         memcpy(dtype, m.dtype, sizeof(dtype));
         s.ndim = m.ndim;
         memcpy(s.shape, m.shape, sizeof(s.shape));
     }
     if (fstat(fd, &st) < 0) {
-        rc = prun_err_sys(err, "cannot attach segment '%s'", name);
+        rc = prun__err_sys(err, "cannot attach segment '%s'", name);
         goto fail;
     }
     s.size = (size_t)st.st_size;
@@ -142,7 +142,7 @@ int prun_segment_attach(
         s.data = map_seg(fd, s.size, s.writable, huge);
         if (s.data == MAP_FAILED) {
             s.data = NULL;
-            rc = prun_err_sys(err, "cannot map segment '%s'", name);
+            rc = prun__err_sys(err, "cannot map segment '%s'", name);
             goto fail;
         }
     }
@@ -184,7 +184,7 @@ int prun_segment_publish(const char *name, const void *data, size_t size,
     const char *dtype, const uint64_t *shape, size_t ndim, struct prun_err *err)
 {
     if (data == NULL && size > 0)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "cannot publish segment '%s': no data", name ? name : "");
     return prun__segment_publish_src(
         name, data != NULL ? data : "", -1, size, dtype, shape, ndim, err);

@@ -76,7 +76,7 @@ int prun__envset_new(const struct prun_job *job, const char *run_id,
         nenv++;
     es = calloc(1, sizeof(*es));
     if (es == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     es->job = job;
     es->run_id = run_id;
     es->jobs = jobs;
@@ -99,7 +99,7 @@ int prun__envset_new(const struct prun_job *job, const char *run_id,
     return 0;
 oom:
     prun__envset_free(es);
-    return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    return prun__err_set(err, PRUN_ENOMEM, "out of memory");
 }
 
 void prun__envset_free(struct prun__envset *es)
@@ -121,25 +121,25 @@ static int add_own(struct prun_buf *b, size_t *off, const struct prun_ctx *ctx,
     *off = b->len;
     switch (which) {
     case 0:
-        return prun_buf_printf(b, "PARALLELRUN_TASK=%s", ctx->task);
+        return prun__buf_printf(b, "PARALLELRUN_TASK=%s", ctx->task);
     case 1:
-        return prun_buf_printf(b, "PARALLELRUN_INDEX=%llu", ctx->index);
+        return prun__buf_printf(b, "PARALLELRUN_INDEX=%llu", ctx->index);
     case 2:
         if (ctx->count >= 0)
-            return prun_buf_printf(b, "PARALLELRUN_COUNT=%lld", ctx->count);
-        return prun_buf_adds(b, "PARALLELRUN_COUNT=");
+            return prun__buf_printf(b, "PARALLELRUN_COUNT=%lld", ctx->count);
+        return prun__buf_adds(b, "PARALLELRUN_COUNT=");
     case 3:
-        if (prun_buf_adds(b, "PARALLELRUN_ITEM=") < 0)
+        if (prun__buf_adds(b, "PARALLELRUN_ITEM=") < 0)
             return -1;
-        return prun_items_value(ctx->items, ctx->nitems, b);
+        return prun__items_value(ctx->items, ctx->nitems, b);
     case 4:
-        return prun_buf_printf(b, "PARALLELRUN_ATTEMPT=%u", ctx->attempt);
+        return prun__buf_printf(b, "PARALLELRUN_ATTEMPT=%u", ctx->attempt);
     case 5:
         /* The executor slot ({%}): distinct among those running at once. */
-        return prun_buf_printf(b, "PARALLELRUN_SLOT=%u", ctx->slot);
+        return prun__buf_printf(b, "PARALLELRUN_SLOT=%u", ctx->slot);
     default:
         /* How many of this task run at once: a barrier larger never fills. */
-        return prun_buf_printf(b, "PARALLELRUN_CONCURRENCY=%u", conc);
+        return prun__buf_printf(b, "PARALLELRUN_CONCURRENCY=%u", conc);
     }
 }
 
@@ -160,27 +160,27 @@ char **prun__envset_build(const struct prun__envset *es, size_t task,
     if (offs == NULL)
         return NULL;
     offs[k++] = b.len;
-    ok &= prun_buf_printf(&b, "PARALLELRUN_RUN_ID=%s", es->run_id) == 0;
-    ok &= prun_buf_addc(&b, '\0') == 0;
+    ok &= prun__buf_printf(&b, "PARALLELRUN_RUN_ID=%s", es->run_id) == 0;
+    ok &= prun__buf_addc(&b, '\0') == 0;
     for (i = 0; i < NOWN - 1; i++) {
         ok &= add_own(&b, &offs[k++], ctx, conc, (int)i) == 0;
-        ok &= prun_buf_addc(&b, '\0') == 0;
+        ok &= prun__buf_addc(&b, '\0') == 0;
     }
     for (i = 0; i < t->nenv; i++) {
         offs[k++] = b.len;
-        ok &= prun_buf_printf(&b, "%s=", t->env_keys[i]) == 0;
-        ok &= prun_tpl_expand(&t->env_vals[i], ctx, 0, &b) == 0;
-        ok &= prun_buf_addc(&b, '\0') == 0;
+        ok &= prun__buf_printf(&b, "%s=", t->env_keys[i]) == 0;
+        ok &= prun__tpl_expand(&t->env_vals[i], ctx, 0, &b) == 0;
+        ok &= prun__buf_addc(&b, '\0') == 0;
     }
     for (i = 0; i < es->nextra; i++) {
         offs[k++] = b.len;
-        ok &= prun_buf_adds(&b, es->extra[i]) == 0;
-        ok &= prun_buf_addc(&b, '\0') == 0;
+        ok &= prun__buf_adds(&b, es->extra[i]) == 0;
+        ok &= prun__buf_addc(&b, '\0') == 0;
     }
     for (i = 0; i < nseg; i++) {
         offs[k++] = b.len;
-        ok &= prun_buf_adds(&b, sc->env[i]) == 0;
-        ok &= prun_buf_addc(&b, '\0') == 0;
+        ok &= prun__buf_adds(&b, sc->env[i]) == 0;
+        ok &= prun__buf_addc(&b, '\0') == 0;
     }
     if (!ok)
         goto out;
@@ -195,6 +195,6 @@ char **prun__envset_build(const struct prun__envset *es, size_t task,
     envp[te->n + nown] = NULL;
 out:
     free(offs);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return envp;
 }

@@ -2,9 +2,9 @@
 /*
  * config: the runner's settings from INI files (read with inih, the only
  * module that includes it) and PARALLELRUN_* environment variables, merged
- * in the order of DESIGN §3. It validates every key and value and refuses a
- * file that holds a Redis password but is readable by others. It does not
- * know about the job file or the command line, which override these
+ * in the order README "Configuration" gives. It validates every key and value
+ * and refuses a file that holds a Redis password but is readable by others. It
+ * does not know about the job file or the command line, which override these
  * settings later, in cmd/.
  */
 #include "config.h"
@@ -20,7 +20,7 @@
 
 #define DEFAULT_ETC_PATH "/etc/parallelrun.ini"
 
-void prun_config_defaults(struct prun_config *c)
+void prun__config_defaults(struct prun_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->key_ttl_ms = 7LL * 24 * 3600 * 1000;
@@ -30,7 +30,7 @@ void prun_config_defaults(struct prun_config *c)
     c->hugepages = PRUN_HUGE_AUTO;
 }
 
-void prun_config_free(struct prun_config *c)
+void prun__config_free(struct prun_config *c)
 {
     if (c == NULL)
         return;
@@ -133,29 +133,29 @@ static int set_value(struct prun_config *next, const struct prun_config *orig,
         rc = set_str(&next->results, orig->results, val);
         break;
     case K_KEY_TTL:
-        rc = prun_parse_duration(val, &ms, err);
+        rc = prun__parse_duration(val, &ms, err);
         if (rc == 0 && ms <= 0)
-            rc = prun_err_set(err, PRUN_EINVAL,
+            rc = prun__err_set(err, PRUN_EINVAL,
                 "key_ttl must be longer than 0, not '%s'", val);
         if (rc == 0)
             next->key_ttl_ms = ms;
         return rc;
     case K_KILL_GRACE:
-        rc = prun_parse_duration(val, &ms, err);
+        rc = prun__parse_duration(val, &ms, err);
         if (rc == 0)
             next->kill_grace_ms = ms;
         return rc;
     case K_LOCK_LEASE:
-        rc = prun_parse_duration(val, &ms, err);
+        rc = prun__parse_duration(val, &ms, err);
         /* Renewals come every lease/3 from a loop that ticks every 500 ms. */
         if (rc == 0 && ms < 2000)
-            rc = prun_err_set(err, PRUN_EINVAL,
+            rc = prun__err_set(err, PRUN_EINVAL,
                 "lock_lease must be at least 2s, not '%s'", val);
         if (rc == 0)
             next->lock_lease_ms = ms;
         return rc;
     case K_JOBS:
-        rc = prun_parse_int(val, 1, INT_MAX, &n, err);
+        rc = prun__parse_int(val, 1, INT_MAX, &n, err);
         if (rc == 0)
             next->jobs = (unsigned)n;
         return rc;
@@ -165,12 +165,12 @@ static int set_value(struct prun_config *next, const struct prun_config *orig,
         else if (strcmp(val, "never") == 0)
             next->hugepages = PRUN_HUGE_NEVER;
         else
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "'%s' is not a hugepages mode (auto or never)", val);
         return 0;
     }
     if (rc < 0)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -271,7 +271,7 @@ static int handler(
         if (*section == '\0')
             return handler_fail(p, PRUN_EINVAL,
                 "key '%s' is outside any section", name ? name : "");
-        hint = prun_closest(
+        hint = prun__closest(
             section, sections, sizeof(sections) / sizeof(sections[0]));
         if (hint != NULL)
             return handler_fail(p, PRUN_EINVAL,
@@ -291,7 +291,7 @@ static int handler(
         cands[n++] = keys[i].name;
     }
     if (i == NKEYS) {
-        hint = prun_closest(name, cands, n);
+        hint = prun__closest(name, cands, n);
         if (hint != NULL)
             return handler_fail(p, PRUN_EINVAL,
                 "unknown key '%s' in section [%s] (did you mean '%s'?)", name,
@@ -301,7 +301,7 @@ static int handler(
     }
     /* A password in the URL is a password all the same. */
     if (keys[i].key == K_PASSWORD ||
-        (keys[i].key == K_URL && prun_redis_url_has_password(value)))
+        (keys[i].key == K_URL && prun__redis_url_has_password(value)))
         p->password = 1;
     memset(&verr, 0, sizeof(verr));
     rc = set_value(&p->next, p->orig, keys[i].key, value, &verr);
@@ -310,7 +310,7 @@ static int handler(
     return 1;
 }
 
-int prun_config_load_file(struct prun_config *c, const char *path,
+int prun__config_load_file(struct prun_config *c, const char *path,
     int must_exist, struct prun_err *err)
 {
     struct parse p;
@@ -329,7 +329,7 @@ int prun_config_load_file(struct prun_config *c, const char *path,
     if (p.fp == NULL)
         goto missing;
     if (fstat(fileno(p.fp), &st) < 0) {
-        rc = prun_err_sys(err, "cannot stat config '%s'", path);
+        rc = prun__err_sys(err, "cannot stat config '%s'", path);
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -338,37 +338,37 @@ int prun_config_load_file(struct prun_config *c, const char *path,
     }
     line = ini_parse_stream(reader, &p, handler, &p);
     if (ferror(p.fp)) {
-        rc = prun_err_sys(err, "cannot read config '%s'", path);
+        rc = prun__err_sys(err, "cannot read config '%s'", path);
         goto fail;
     }
     if (line == -2) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     stop = p.long_line ? p.long_line : p.ctrl_line;
     if (line > 0 && (stop == 0 || line <= stop)) {
         if (line == p.err_line)
-            rc = prun_err_set(err, p.err_code, "%s:%d: %s", path, line, p.msg);
+            rc = prun__err_set(err, p.err_code, "%s:%d: %s", path, line, p.msg);
         else
-            rc = prun_err_set(err, PRUN_EINVAL,
+            rc = prun__err_set(err, PRUN_EINVAL,
                 "%s:%d: syntax error (expected '[section]' or "
                 "'key = value')",
                 path, line);
         goto fail;
     }
     if (p.ctrl_line) {
-        rc = prun_err_set(err, PRUN_EINVAL,
+        rc = prun__err_set(err, PRUN_EINVAL,
             "%s:%d: control character 0x%02x (a config file is text)", path,
             p.ctrl_line, p.ctrl_byte);
         goto fail;
     }
     if (p.long_line) {
-        rc = prun_err_set(
+        rc = prun__err_set(
             err, PRUN_EINVAL, "%s:%d: line is too long", path, p.long_line);
         goto fail;
     }
     if (p.password && (st.st_mode & (S_IRGRP | S_IROTH))) {
-        rc = prun_err_set(err, PRUN_EINVAL,
+        rc = prun__err_set(err, PRUN_EINVAL,
             "%s: contains a Redis password but is readable by others "
             "(mode %04o); run: chmod 600 %s",
             path, (unsigned)(st.st_mode & 07777), path);
@@ -379,8 +379,8 @@ int prun_config_load_file(struct prun_config *c, const char *path,
     return 0;
 missing:
     if (must_exist)
-        rc = prun_err_set(err, PRUN_EINVAL, "cannot open config '%s': %s", path,
-            strerror(errno));
+        rc = prun__err_set(err, PRUN_EINVAL, "cannot open config '%s': %s",
+            path, strerror(errno));
 fail:
     if (p.fp != NULL)
         fclose(p.fp);
@@ -388,7 +388,7 @@ fail:
     return rc;
 }
 
-int prun_config_load_env(struct prun_config *c, struct prun_err *err)
+int prun__config_load_env(struct prun_config *c, struct prun_err *err)
 {
     struct prun_config next = *c;
     struct prun_err verr;
@@ -404,7 +404,7 @@ int prun_config_load_env(struct prun_config *c, struct prun_err *err)
         memset(&verr, 0, sizeof(verr));
         rc = set_value(&next, c, keys[i].key, val, &verr);
         if (rc < 0) {
-            prun_err_set(err, rc, "%s: %s", keys[i].env, verr.msg);
+            prun__err_set(err, rc, "%s: %s", keys[i].env, verr.msg);
             discard(c, &next);
             return rc;
         }
@@ -413,7 +413,7 @@ int prun_config_load_env(struct prun_config *c, struct prun_err *err)
     return 0;
 }
 
-int prun_config_load(
+int prun__config_load(
     struct prun_config *c, const char *etc_path, struct prun_err *err)
 {
     struct prun_config cfg;
@@ -421,37 +421,37 @@ int prun_config_load(
     const char *env, *base;
     int rc;
 
-    prun_config_defaults(&cfg);
-    rc = prun_config_load_file(
+    prun__config_defaults(&cfg);
+    rc = prun__config_load_file(
         &cfg, etc_path ? etc_path : DEFAULT_ETC_PATH, 0, err);
     if (rc < 0)
         goto fail;
     env = getenv("PARALLELRUN_CONFIG");
     if (env != NULL && *env != '\0') {
-        rc = prun_config_load_file(&cfg, env, 1, err);
+        rc = prun__config_load_file(&cfg, env, 1, err);
     } else {
         /* The XDG spec says a relative XDG_CONFIG_HOME is to be ignored. */
         base = getenv("XDG_CONFIG_HOME");
         if (base != NULL && base[0] == '/')
-            rc = prun_buf_printf(&path, "%s/parallelrun/config.ini", base);
+            rc = prun__buf_printf(&path, "%s/parallelrun/config.ini", base);
         else if ((base = getenv("HOME")) != NULL && *base != '\0')
-            rc = prun_buf_printf(
+            rc = prun__buf_printf(
                 &path, "%s/.config/parallelrun/config.ini", base);
         if (rc < 0)
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         else if (path.data != NULL)
-            rc = prun_config_load_file(&cfg, path.data, 0, err);
+            rc = prun__config_load_file(&cfg, path.data, 0, err);
     }
     if (rc < 0)
         goto fail;
-    rc = prun_config_load_env(&cfg, err);
+    rc = prun__config_load_env(&cfg, err);
     if (rc < 0)
         goto fail;
-    prun_buf_free(&path);
+    prun__buf_free(&path);
     *c = cfg;
     return 0;
 fail:
-    prun_buf_free(&path);
-    prun_config_free(&cfg);
+    prun__buf_free(&path);
+    prun__config_free(&cfg);
     return rc;
 }

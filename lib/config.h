@@ -3,11 +3,11 @@
 #define PRUN_CONFIG_H
 
 /*
- * Configuration from INI files and the environment (DESIGN §3), lowest to
- * highest precedence: built-in defaults, /etc/parallelrun.ini, the user's
- * file (~/.config/parallelrun/config.ini, or $PARALLELRUN_CONFIG instead),
- * then PARALLELRUN_* variables. The job file and the command line override
- * these later, in cmd/.
+ * Configuration from INI files and the environment (README "Configuration"),
+ * lowest to highest precedence: built-in defaults, /etc/parallelrun.ini, the
+ * user's file (~/.config/parallelrun/config.ini, or $PARALLELRUN_CONFIG
+ * instead), then PARALLELRUN_* variables. The job file and the command line
+ * override these later, in cmd/.
  */
 
 #include <stdint.h>
@@ -27,7 +27,7 @@ struct prun_config {
 };
 
 /* Fills c with the built-in defaults (no allocation). */
-void prun_config_defaults(struct prun_config *c);
+void prun__config_defaults(struct prun_config *c);
 
 /*
  * Merges one INI file into c. A missing file is not an error unless
@@ -35,20 +35,20 @@ void prun_config_defaults(struct prun_config *c);
  * with "FILE:LINE: message". A file that sets a password and is readable by
  * group or others is refused (PRUN_EINVAL naming the file and its mode).
  */
-int prun_config_load_file(struct prun_config *c, const char *path,
+int prun__config_load_file(struct prun_config *c, const char *path,
     int must_exist, struct prun_err *err);
 
 /* Merges PARALLELRUN_* variables from the environment. */
-int prun_config_load_env(struct prun_config *c, struct prun_err *err);
+int prun__config_load_env(struct prun_config *c, struct prun_err *err);
 
 /*
  * The whole chain: defaults, /etc/parallelrun.ini, the user file or
  * $PARALLELRUN_CONFIG (which must exist when set), the environment.
  * etc_path overrides /etc/parallelrun.ini (tests); NULL for the default.
  */
-int prun_config_load(
+int prun__config_load(
     struct prun_config *c, const char *etc_path, struct prun_err *err);
 
-void prun_config_free(struct prun_config *c);
+void prun__config_free(struct prun_config *c);
 
 #endif

@@ -3,24 +3,26 @@
  * coord: Redis addresses, blocking connections, and the embedded server.
  *
  * The embedded server is a private redis-server per user, listening only on
- * a unix socket (mode 0700) in a 0700 directory, never on TCP. Processes
- * that use it take a shared flock on its "users" file for as long as they
- * need it; starting and stopping happen under an exclusive flock on its
- * "lock" file, and whoever leaves last (its exclusive try on "users"
- * succeeds) shuts it down with SAVE, so status, runs and --resume still
- * work from its data file later. A process that dies drops its flocks
- * with it, so a crash can never keep the server alive forever or stop it
- * under a live user.
+ * a unix socket (mode 0700) in a 0700 directory, never on TCP, in a place
+ * that depends on the user alone. Processes that use it take a shared
+ * flock on its "users" file for as long as they need it; starting happens
+ * under an exclusive flock on its "lock" file. A keeper process
+ * (coord_keeper.c) owns the server and stops it, saving, once it has had
+ * no user for a short linger. A process that dies drops its flocks with
+ * it, so a crash can never keep the server alive or stop it under a live
+ * user.
  *
  * The runner's pipelined state writer is in coord_state.c, the children's
  * primitives in coord_sync.c.
  */
 #include "coord_int.h"
+#include "coord_keeper.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,14 +155,14 @@ static const char *password_span(const char *url, size_t *len)
     return c + 1;
 }
 
-int prun_redis_url_has_password(const char *url)
+int prun__redis_url_has_password(const char *url)
 {
     size_t len;
 
     return password_span(url, &len) != NULL;
 }
 
-void prun_redis_url_redact(const char *url, char *buf, size_t n)
+void prun__redis_url_redact(const char *url, char *buf, size_t n)
 {
     size_t len;
     const char *pw = password_span(url, &len);
@@ -187,7 +189,7 @@ static int parse_userinfo(const char *u, size_t len, struct prun_redis_addr *a)
     return 0;
 }
 
-int prun_redis_url_parse(
+int prun__redis_url_parse(
     const char *url, struct prun_redis_addr *a, struct prun_err *err)
 {
     const char *p, *slash, *colon, *q, *ui;
@@ -199,11 +201,11 @@ int prun_redis_url_parse(
     memset(a, 0, sizeof(*a));
     a->port = 6379;
     /* Messages show the URL without its password. */
-    prun_redis_url_redact(url, shown, sizeof(shown));
+    prun__redis_url_redact(url, shown, sizeof(shown));
     ui = userinfo(url, &uilen);
     if (ui != NULL && parse_userinfo(ui, uilen, a) < 0) {
         memset(a, 0, sizeof(*a));
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "invalid Redis URL '%s': bad user or password (too long, or a "
             "bad %%-escape)",
             shown);
@@ -220,9 +222,9 @@ int prun_redis_url_parse(
             (int)(q ? (size_t)(q - p) : strlen(p)), p);
         if (q != NULL) {
             if (strncmp(q, "?db=", 4) != 0 ||
-                prun_parse_int(q + 4, 0, 100000, &v, &e) < 0) {
+                prun__parse_int(q + 4, 0, 100000, &v, &e) < 0) {
                 memset(a, 0, sizeof(*a));
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "invalid Redis URL '%s' (expected ?db=N)", shown);
             }
             a->db = (int)v;
@@ -231,7 +233,7 @@ int prun_redis_url_parse(
     }
     if (strncmp(url, "redis://", 8) != 0) {
         memset(a, 0, sizeof(*a));
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "invalid Redis URL '%s' (expected redis://host:port/db or "
             "unix:///path)",
             shown);
@@ -248,9 +250,9 @@ int prun_redis_url_parse(
         hostport[hl] = '\0';
         colon = strrchr(hostport, ':');
         if (colon != NULL && strchr(hostport, ']') < colon) {
-            if (prun_parse_int(colon + 1, 1, 65535, &v, &e) < 0) {
+            if (prun__parse_int(colon + 1, 1, 65535, &v, &e) < 0) {
                 memset(a, 0, sizeof(*a));
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "invalid Redis URL '%s': bad port", shown);
             }
             a->port = (int)v;
@@ -268,9 +270,9 @@ int prun_redis_url_parse(
         memcpy(a->host, hostport, strlen(hostport) + 1);
     }
     if (slash != NULL && slash[1] != '\0') {
-        if (prun_parse_int(slash + 1, 0, 100000, &v, &e) < 0) {
+        if (prun__parse_int(slash + 1, 0, 100000, &v, &e) < 0) {
             memset(a, 0, sizeof(*a));
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "invalid Redis URL '%s': bad database number", shown);
         }
         a->db = (int)v;
@@ -278,21 +280,22 @@ int prun_redis_url_parse(
     for (q = a->host; *q; q++)
         if (isspace((unsigned char)*q) || *q == '@') {
             memset(a, 0, sizeof(*a));
-            return prun_err_set(
+            return prun__err_set(
                 err, PRUN_EINVAL, "invalid Redis URL '%s': bad host", shown);
         }
     return 0;
 no_host:
     memset(a, 0, sizeof(*a));
-    return prun_err_set(
+    return prun__err_set(
         err, PRUN_EINVAL, "invalid Redis URL '%s': no host", shown);
 bad_unix:
     memset(a, 0, sizeof(*a));
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "invalid Redis URL '%s' (expected unix:///absolute/path)", shown);
 }
 
-void prun_redis_url_format(const struct prun_redis_addr *a, char *buf, size_t n)
+void prun__redis_url_format(
+    const struct prun_redis_addr *a, char *buf, size_t n)
 {
     char user[200] = "";
 
@@ -336,14 +339,14 @@ static redisReply *check_reply(
 
         if (c->ctx->err == REDIS_ERR_IO &&
             (errno == EAGAIN || errno == EWOULDBLOCK))
-            prun_err_set(
+            prun__err_set(
                 err, PRUN_ETIMEDOUT, "Redis at %s: no reply in time", c->url);
         else
-            prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, why);
+            prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, why);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, r->str);
+        prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -381,7 +384,7 @@ redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,
     int i, slot = -1;
 
     if (nargs + 3 > 64)
-        return prun_err_set(err, PRUN_EINVAL, "too many script arguments"),
+        return prun__err_set(err, PRUN_EINVAL, "too many script arguments"),
                NULL;
     for (i = 0; i < PRUN_SCRIPT_CACHE; i++) {
         if (c->scripts[i].script == script) {
@@ -420,7 +423,7 @@ redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,
     return check_reply(c, redisCommandArgv(c->ctx, nargs + 3, argv, NULL), err);
 }
 
-int prun_conn_open(const char *url, const char *password, int timeout_ms,
+int prun__conn_open(const char *url, const char *password, int timeout_ms,
     struct prun_conn **out, struct prun_err *err)
 {
     struct prun_redis_addr a;
@@ -429,23 +432,24 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     redisReply *r, *replies[3] = {NULL, NULL, NULL};
     int rc, i, nauth = 0;
 
-    rc = prun_redis_url_parse(url, &a, err);
+    rc = prun__redis_url_parse(url, &a, err);
     if (rc < 0)
         return rc;
     if (password != NULL && *password != '\0')
         snprintf(a.password, sizeof(a.password), "%s", password);
     c = calloc(1, sizeof(*c));
     if (c == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    prun_redis_url_format(&a, c->url, sizeof(c->url));
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    prun__redis_url_format(&a, c->url, sizeof(c->url));
     c->timeout_ms = timeout_ms;
     if (a.is_unix)
         c->ctx = redisConnectUnixWithTimeout(a.path, tv);
     else
         c->ctx = redisConnectWithTimeout(a.host, a.port, tv);
     if (c->ctx == NULL || c->ctx->err) {
-        rc = prun_err_set(err, PRUN_EREDIS, "cannot connect to Redis at %s: %s",
-            c->url, c->ctx ? c->ctx->errstr : "out of memory");
+        rc =
+            prun__err_set(err, PRUN_EREDIS, "cannot connect to Redis at %s: %s",
+                c->url, c->ctx ? c->ctx->errstr : "out of memory");
         goto fail;
     }
     /* hiredis 0.14 opens sockets without close-on-exec. */
@@ -472,7 +476,7 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
         void *v = NULL;
 
         if (redisGetReply(c->ctx, &v) != REDIS_OK) {
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: %s", c->url,
                 c->ctx->errstr[0] ? c->ctx->errstr : "no reply");
             goto fail;
@@ -482,12 +486,12 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     r = replies[0];
     if (nauth && r->type == REDIS_REPLY_ERROR) {
         if (a.user[0])
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: authentication as user '%s' "
                 "failed: %s",
                 c->url, a.user, r->str);
         else
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: authentication failed: %s",
                 c->url, r->str);
         goto fail;
@@ -495,12 +499,12 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     r = replies[nauth];
     if (r->type == REDIS_REPLY_ERROR) {
         if (strncmp(r->str, "NOAUTH", 6) == 0)
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: it needs a password "
                 "([redis] password or PARALLELRUN_REDIS_PASSWORD): %s",
                 c->url, r->str);
         else
-            rc = prun_err_set(err, PRUN_EREDIS,
+            rc = prun__err_set(err, PRUN_EREDIS,
                 "cannot connect to Redis at %s: %s", c->url, r->str);
         goto fail;
     }
@@ -512,7 +516,7 @@ int prun_conn_open(const char *url, const char *password, int timeout_ms,
     r = replies[nauth + 1];
     if (r->type == REDIS_REPLY_STRING &&
         strstr(r->str, "cluster_enabled:1") != NULL) {
-        rc = prun_err_set(err, PRUN_EREDIS,
+        rc = prun__err_set(err, PRUN_EREDIS,
             "Redis at %s is a Redis Cluster node (cluster_enabled:1): "
             "parallelrun needs a standalone Redis server (or a primary "
             "with replicas), since it does not follow cluster redirects",
@@ -529,23 +533,23 @@ fail:
     for (i = 0; i < 3; i++)
         if (replies[i])
             freeReplyObject(replies[i]);
-    prun_conn_close(c);
+    prun__conn_close(c);
     return rc;
 }
 
-int prun_conn_from_env(struct prun_conn **out, struct prun_err *err)
+int prun__conn_from_env(struct prun_conn **out, struct prun_err *err)
 {
     const char *url = getenv("PARALLELRUN_REDIS");
 
     if (url == NULL || *url == '\0')
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "PARALLELRUN_REDIS is not set: run this inside a task started "
             "by 'parallelrun run'");
-    return prun_conn_open(
+    return prun__conn_open(
         url, getenv("PARALLELRUN_REDIS_PASSWORD"), 5000, out, err);
 }
 
-void prun_conn_close(struct prun_conn *c)
+void prun__conn_close(struct prun_conn *c)
 {
     if (c == NULL)
         return;
@@ -554,7 +558,7 @@ void prun_conn_close(struct prun_conn *c)
     free(c);
 }
 
-const char *prun_conn_url(const struct prun_conn *c)
+const char *prun__conn_url(const struct prun_conn *c)
 {
     return c->url;
 }
@@ -573,59 +577,95 @@ static int private_dir(char *path, struct prun_err *err)
             continue;
         *p = '\0';
         if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-            int rc = prun_err_sys(err, "cannot create '%s'", path);
+            int rc = prun__err_sys(err, "cannot create '%s'", path);
             *p = '/';
             return rc;
         }
         *p = '/';
     }
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return prun_err_sys(err, "cannot create '%s'", path);
+        return prun__err_sys(err, "cannot create '%s'", path);
     if (lstat(path, &st) < 0)
-        return prun_err_sys(err, "cannot stat '%s'", path);
+        return prun__err_sys(err, "cannot stat '%s'", path);
     if (!S_ISDIR(st.st_mode) || st.st_uid != getuid())
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_ESYS, "'%s' is not a directory owned by this user", path);
     if ((st.st_mode & 077) != 0 && chmod(path, 0700) < 0)
-        return prun_err_sys(err, "cannot make '%s' private", path);
+        return prun__err_sys(err, "cannot make '%s' private", path);
     return 0;
 }
 
-static const char *home_dir(void)
+/*
+ * The state directory depends on the user alone: two runs of one user must
+ * find one embedded server whatever their environment (cron sets neither
+ * XDG_RUNTIME_DIR nor XDG_STATE_HOME, a login shell may set both, sudo may
+ * keep another HOME), or `lock: true` would exclude nothing. Only an
+ * explicit PARALLELRUN_STATE_DIR (tests, containers) moves it.
+ */
+int prun__state_dir(char *buf, size_t n, struct prun_err *err)
 {
-    const char *h = getenv("HOME");
-    return h && *h == '/' ? h : "/tmp";
-}
+    const char *x = getenv("PARALLELRUN_STATE_DIR");
+    struct passwd pw, *res = NULL;
+    char pwbuf[4096];
 
-int prun_state_dir(char *buf, size_t n, struct prun_err *err)
-{
-    const char *x = getenv("XDG_STATE_HOME");
-
-    if (x && *x == '/')
-        snprintf(buf, n, "%s/parallelrun", x);
-    else
-        snprintf(buf, n, "%s/.local/state/parallelrun", home_dir());
+    if (x != NULL && *x != '\0') {
+        if (*x != '/')
+            return prun__err_set(err, PRUN_EINVAL,
+                "PARALLELRUN_STATE_DIR must be an absolute path, not '%s'", x);
+        snprintf(buf, n, "%s", x);
+    } else if (getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
+               res != NULL && pw.pw_dir != NULL && pw.pw_dir[0] == '/') {
+        snprintf(buf, n, "%s/.local/state/parallelrun",
+            strcmp(pw.pw_dir, "/") == 0 ? "" : pw.pw_dir);
+    } else if ((x = getenv("HOME")) != NULL && *x == '/') {
+        /* No passwd entry (a container's arbitrary uid): HOME is all
+         * there is, and cron cannot run such a user anyway. */
+        snprintf(buf, n, "%s/.local/state/parallelrun", x);
+    } else {
+        return prun__err_set(err, PRUN_ESYS,
+            "no home directory for uid %u: set PARALLELRUN_STATE_DIR",
+            (unsigned)getuid());
+    }
     return private_dir(buf, err);
 }
 
-int prun_runtime_dir(char *buf, size_t n, struct prun_err *err)
+int prun__runtime_dir(char *buf, size_t n, struct prun_err *err)
 {
-    const char *x = getenv("XDG_RUNTIME_DIR");
     char st[PATH_MAX];
     int rc;
 
-    if (x && *x == '/' && access(x, W_OK) == 0) {
-        snprintf(buf, n, "%s/parallelrun", x);
-    } else {
-        rc = prun_state_dir(st, sizeof(st), err);
-        if (rc < 0)
-            return rc;
-        snprintf(buf, n, "%s/run", st);
-    }
-    /* A unix socket path must fit in sun_path (108 bytes). */
-    if (strlen(buf) + sizeof("/redis.sock") > 100)
-        snprintf(buf, n, "/tmp/parallelrun-%u", (unsigned)getuid());
+    rc = prun__state_dir(st, sizeof(st), err);
+    if (rc < 0)
+        return rc;
+    snprintf(buf, n, "%.*s/run", (int)(n > 5 ? n - 5 : 0), st);
     return private_dir(buf, err);
+}
+
+/*
+ * The server's socket: in the runtime directory when the path fits in
+ * sun_path (108 bytes), else in /tmp/parallelrun-UID (0700, ours), named
+ * by a hash of the runtime directory, so it still depends on nothing else.
+ */
+static int embedded_socket(
+    const char *dir, char *buf, size_t n, struct prun_err *err)
+{
+    char tmp[64];
+    uint64_t h = 1469598103934665603ULL;
+    const char *p;
+    int rc;
+
+    if (strlen(dir) + sizeof("/redis.sock") <= 108) {
+        snprintf(buf, n, "%s/redis.sock", dir);
+        return 0;
+    }
+    for (p = dir; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(tmp, sizeof(tmp), "/tmp/parallelrun-%u", (unsigned)getuid());
+    rc = private_dir(tmp, err);
+    if (rc < 0)
+        return rc;
+    snprintf(buf, n, "%s/%016llx.sock", tmp, (unsigned long long)h);
+    return 0;
 }
 
 /* ---- The embedded server -------------------------------------------------
@@ -634,7 +674,9 @@ int prun_runtime_dir(char *buf, size_t n, struct prun_err *err)
 struct prun_embedded {
     int lockfd;  /* exclusive while starting or stopping */
     int usersfd; /* shared while in use */
+    int64_t linger_ms;
     char dir[PATH_MAX];
+    char state[PATH_MAX];
     char sock[128];
 };
 
@@ -687,96 +729,58 @@ static int find_redis_server(char *out, size_t n)
     return -1;
 }
 
-static void log_tail(const char *path, char *buf, size_t n)
+static void nap_ms(int64_t ms)
 {
-    char tmp[4096];
-    ssize_t got;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    char *last;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
 
-    buf[0] = '\0';
-    if (fd < 0)
-        return;
-    if (lseek(fd, 0, SEEK_END) > (off_t)sizeof(tmp) - 1)
-        lseek(fd, -(off_t)sizeof(tmp) + 1, SEEK_END);
-    else
-        lseek(fd, 0, SEEK_SET);
-    got = read(fd, tmp, sizeof(tmp) - 1);
-    close(fd);
-    if (got <= 0)
-        return;
-    tmp[got] = '\0';
-    while (got > 0 && tmp[got - 1] == '\n')
-        tmp[--got] = '\0';
-    last = strrchr(tmp, '\n');
-    snprintf(buf, n, "%.*s", (int)(n - 1), last ? last + 1 : tmp);
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }
 
 /*
- * Starts redis-server detached from us: its own session (a Ctrl-C in our
- * terminal must not reach it), not our child (the runner kills its
- * descendants at the end and is a subreaper), no fd of ours.
+ * Under the start/stop lock: makes sure a server answers on e->sock and
+ * that a keeper looks after it.
  */
-static int start_server(const char *dir, const char *sock, struct prun_err *err)
+static int ensure_server(struct prun_embedded *e, struct prun_err *err)
 {
-    char bin[PATH_MAX], state[PATH_MAX], logf[PATH_MAX + 16],
-        pidf[PATH_MAX + 16], tail[200];
-    int was_subreaper = 0, status, i;
-    pid_t pid;
+    char bin[PATH_MAX];
+    int64_t deadline = prun__now_ms() + 10000, delay = 1;
 
-    if (find_redis_server(bin, sizeof(bin)) < 0)
-        return prun_err_set(err, PRUN_EREDIS,
-            "cannot start the embedded Redis: redis-server not found "
-            "(install Debian's redis-server, or set [redis] url)");
-    if (prun_state_dir(state, sizeof(state), err) < 0)
-        return err ? err->code : PRUN_ESYS;
-    snprintf(logf, sizeof(logf), "%s/redis.log", state);
-    snprintf(pidf, sizeof(pidf), "%s/redis.pid", dir);
-    unlink(sock);
+    for (;;) {
+        int kept = prun__keeper_alive(e->dir);
+        int up = ping(e->sock, kept ? 2000 : 500);
 
-    prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
-    if (was_subreaper)
-        prctl(PR_SET_CHILD_SUBREAPER, 0);
-    pid = fork();
-    if (pid == 0) {
-        int fd;
-
-        setsid();
-        if (fork() != 0)
-            _exit(0);
-        fd = open("/dev/null", O_RDWR);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(bin, bin, "--port", "0", "--unixsocket", sock, "--unixsocketperm",
-            "700", "--dir", state, "--dbfilename", "dump.rdb", "--save", "30 1",
-            "--appendonly", "no", "--logfile", logf, "--loglevel", "warning",
-            "--pidfile", pidf, "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, &status, 0);
-    if (was_subreaper)
-        prctl(PR_SET_CHILD_SUBREAPER, 1);
-    if (pid < 0)
-        return prun_err_sys(err, "cannot start redis-server");
-    /* It is up in a few ms: poll finely, it is on every run's path. */
-    for (i = 0; i < 5000; i++) {
-        struct timespec ts = {0, 1000 * 1000};
-
-        if (access(sock, F_OK) == 0 && ping(sock, 500))
+        if (up && kept)
             return 0;
-        nanosleep(&ts, NULL);
+        if (!kept && up) /* its keeper was killed: adopt it */
+            return prun__keeper_start(
+                e->dir, e->state, e->sock, "", 1, e->linger_ms, err);
+        if (!kept) {
+            if (find_redis_server(bin, sizeof(bin)) < 0)
+                return prun__err_set(err, PRUN_EREDIS,
+                    "cannot start the embedded Redis: redis-server not found "
+                    "(install Debian's redis-server, or set [redis] url)");
+            return prun__keeper_start(
+                e->dir, e->state, e->sock, bin, 0, e->linger_ms, err);
+        }
+        /*
+         * A keeper, but no answer: its server is busy, or was just
+         * stopped and the keeper is on its way out, for which it may need
+         * the lock: let go of it while we wait.
+         */
+        if (prun__now_ms() > deadline)
+            return prun__err_set(err, PRUN_EREDIS,
+                "the embedded Redis on %s does not answer (see %s/redis.log)",
+                e->sock, e->state);
+        flock(e->lockfd, LOCK_UN);
+        nap_ms(delay);
+        while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
+            ;
+        delay = delay < 4 ? delay * 2 : 4;
     }
-    log_tail(logf, tail, sizeof(tail));
-    return prun_err_set(err, PRUN_EREDIS,
-        "the embedded Redis (%s) did not start within 5s%s%s", bin,
-        tail[0] ? ": " : "", tail);
 }
 
-int prun_embedded_acquire(
+int prun__embedded_acquire(
     struct prun_embedded **out, char *url_out, size_t n, struct prun_err *err)
 {
     struct prun_embedded *e;
@@ -785,25 +789,31 @@ int prun_embedded_acquire(
 
     e = calloc(1, sizeof(*e));
     if (e == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     e->lockfd = e->usersfd = -1;
-    rc = prun_runtime_dir(e->dir, sizeof(e->dir), err);
+    rc = prun__embedded_linger(&e->linger_ms, err);
     if (rc < 0)
         goto fail;
-    /* prun_runtime_dir keeps dir short enough for a socket path. */
-    snprintf(e->sock, sizeof(e->sock), "%.*s/redis.sock", 100, e->dir);
+    rc = prun__state_dir(e->state, sizeof(e->state), err);
+    if (rc < 0)
+        goto fail;
+    rc = prun__runtime_dir(e->dir, sizeof(e->dir), err);
+    if (rc < 0)
+        goto fail;
+    rc = embedded_socket(e->dir, e->sock, sizeof(e->sock), err);
+    if (rc < 0)
+        goto fail;
     snprintf(path, sizeof(path), "%s/redis.lock", e->dir);
     e->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     snprintf(path, sizeof(path), "%s/redis.users", e->dir);
     e->usersfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (e->lockfd < 0 || e->usersfd < 0) {
-        rc = prun_err_sys(err, "cannot open lock files in '%s'", e->dir);
+        rc = prun__err_sys(err, "cannot open lock files in '%s'", e->dir);
         goto fail;
     }
     while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
         ;
-    if (!ping(e->sock, 1000))
-        rc = start_server(e->dir, e->sock, err);
+    rc = ensure_server(e, err);
     if (rc == 0)
         while (flock(e->usersfd, LOCK_SH) < 0 && errno == EINTR)
             ;
@@ -822,81 +832,40 @@ fail:
     return rc;
 }
 
-static pid_t read_pidfile(const char *dir)
+int prun__embedded_check_saved(
+    struct prun_embedded *e, int save_now, struct prun_err *err)
 {
-    char path[PATH_MAX + 16], buf[32];
-    ssize_t got;
-    int fd;
-
-    snprintf(path, sizeof(path), "%s/redis.pid", dir);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    got = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (got <= 0)
-        return -1;
-    buf[got] = '\0';
-    return (pid_t)atol(buf);
+    if (e == NULL)
+        return 0;
+    return prun__server_check_saved(e->sock, e->state, save_now, err);
 }
 
-/*
- * Has pid exited? A zombie counts: the server is reparented to init, which
- * may take its time to reap it, and kill(pid, 0) succeeds on a zombie.
- */
-static int proc_gone(pid_t pid)
-{
-    char path[64], buf[256], *p;
-    ssize_t n;
-    int fd;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 1;
-    buf[n] = '\0';
-    p = strrchr(buf, ')');
-    return p == NULL || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
-}
-
-void prun_embedded_release(struct prun_embedded *e)
+void prun__embedded_release(struct prun_embedded *e)
 {
     if (e == NULL)
         return;
-    while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
-        ;
-    flock(e->usersfd, LOCK_UN);
-    if (flock(e->usersfd, LOCK_EX | LOCK_NB) == 0) {
-        /* The last user: save and stop the server. */
-        struct timeval tv = tv_ms(5000);
-        redisContext *c = redisConnectUnixWithTimeout(e->sock, tv);
-        pid_t pid = read_pidfile(e->dir);
-        int i;
+    /*
+     * The users file's mtime says until when the server should linger:
+     * this user's linger from now. The keeper stops it no earlier.
+     */
+    {
+        struct timespec ts[2];
+        int64_t until = prun__wall_ms() + (e->linger_ms > 0 ? e->linger_ms : 0);
 
-        if (c != NULL && !c->err) {
-            redisReply *r;
-
-            redisSetTimeout(c, tv);
-            r = redisCommand(c, "SHUTDOWN SAVE");
-            if (r)
-                freeReplyObject(r);
-        }
-        if (c)
-            redisFree(c);
-        for (i = 0; pid > 0 && i < 2000 && !proc_gone(pid); i++) {
-            struct timespec ts = {0, 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-        if (pid > 0 && !proc_gone(pid))
-            kill(pid, SIGKILL);
-        unlink(e->sock);
-        flock(e->usersfd, LOCK_UN);
+        ts[0].tv_sec = ts[1].tv_sec = (time_t)(until / 1000);
+        ts[0].tv_nsec = ts[1].tv_nsec = (long)(until % 1000) * 1000000L;
+        futimens(e->usersfd, ts);
     }
-    flock(e->lockfd, LOCK_UN);
+    if (e->linger_ms <= 0) {
+        /* No linger: the last user stops the server itself, so it is gone
+         * when this command returns. */
+        while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
+            ;
+        flock(e->usersfd, LOCK_UN);
+        if (flock(e->usersfd, LOCK_EX | LOCK_NB) == 0)
+            prun__server_stop(e->sock, e->state, NULL);
+        flock(e->lockfd, LOCK_UN);
+    }
     close(e->lockfd);
     close(e->usersfd);
     free(e);

@@ -3,8 +3,8 @@
 #define PRUN_COORD_H
 
 /*
- * coord: everything parallelrun does with Redis (DESIGN §6), spread over
- * coord.c (addresses, connections, the embedded server), coord_state.c
+ * coord: everything parallelrun does with Redis (docs/redis-schema.md), spread
+ * over coord.c (addresses, connections, the embedded server), coord_state.c
  * (the runner's pipelined state writer, status and runs), coord_sync.c
  * (barriers, locks, counters, queues, progress, pool items). Only these
  * files include hiredis, through coord_int.h. The key schema is in
@@ -33,24 +33,24 @@ struct prun_redis_addr {
  * percent-encoded; "user@" alone names an ACL user whose password comes
  * from elsewhere ([redis] password). A password in the URL is kept in
  * a->password (it never reaches argv). Error messages show the URL
- * redacted (prun_redis_url_redact).
+ * redacted (prun__redis_url_redact).
  */
-int prun_redis_url_parse(
+int prun__redis_url_parse(
     const char *url, struct prun_redis_addr *a, struct prun_err *err);
 /*
  * The URL of a with its user but never its password (for messages and
  * for children, who get the password in a variable of its own).
  */
-void prun_redis_url_format(
+void prun__redis_url_format(
     const struct prun_redis_addr *a, char *buf, size_t n);
 /*
  * url as given, its password (if any) replaced by "***": the one way any
- * message shows a URL that did not go through prun_redis_url_format. It
+ * message shows a URL that did not go through prun__redis_url_format. It
  * works on URLs that do not parse too.
  */
-void prun_redis_url_redact(const char *url, char *buf, size_t n);
+void prun__redis_url_redact(const char *url, char *buf, size_t n);
 /* Nonzero if url carries a non-empty password. */
-int prun_redis_url_has_password(const char *url);
+int prun__redis_url_has_password(const char *url);
 
 /* A blocking connection (CLI commands, children, startup checks). */
 struct prun_conn;
@@ -63,35 +63,53 @@ struct prun_conn;
  * Errors: PRUN_EREDIS "cannot connect to Redis at ADDR: reason", the
  * reason being Redis's own message when it refused.
  */
-int prun_conn_open(const char *url, const char *password, int timeout_ms,
+int prun__conn_open(const char *url, const char *password, int timeout_ms,
     struct prun_conn **out, struct prun_err *err);
 /* Connects to PARALLELRUN_REDIS (+ PARALLELRUN_REDIS_PASSWORD). */
-int prun_conn_from_env(struct prun_conn **out, struct prun_err *err);
-void prun_conn_close(struct prun_conn *c);
+int prun__conn_from_env(struct prun_conn **out, struct prun_err *err);
+void prun__conn_close(struct prun_conn *c);
 /* The address it is connected to, without password. */
-const char *prun_conn_url(const struct prun_conn *c);
+const char *prun__conn_url(const struct prun_conn *c);
 
 /*
- * The embedded server (DESIGN §6): a private redis-server per user on a
- * unix socket in a 0700 runtime directory, no TCP port, data saved in the
- * user's state directory. Every process using it holds a shared flock on
- * its "users" file; the last one to leave shuts it down (saving).
+ * The embedded server (README "Status, resume and cron: Redis"): a private
+ * redis-server per user on a unix socket in a 0700 directory, no TCP port, its
+ * data saved in the user's state directory. Where it lives depends on the user
+ * alone (the passwd home directory), or on an explicit PARALLELRUN_STATE_DIR.
+ * Every process using it holds a shared flock on its "users" file; a keeper
+ * process stops it (saving) once it has had no user for
+ * PARALLELRUN_EMBEDDED_LINGER (default 10 s), including after its last user was
+ * killed.
  */
 struct prun_embedded;
 
 /*
- * Starts the server if it is not running, and registers this process as a
- * user. *url_out is its unix:// URL. Errors: PRUN_EREDIS/PRUN_ESYS with the
- * reason (redis-server missing, socket path, log tail).
+ * Starts the server (and its keeper) if it is not running, and registers
+ * this process as a user. *url_out is its unix:// URL. Call it before
+ * mapping anything large: it may fork. Errors: PRUN_EREDIS/PRUN_ESYS with
+ * the reason (redis-server missing, socket path, log tail), PRUN_EINVAL
+ * for a bad PARALLELRUN_EMBEDDED_LINGER or PARALLELRUN_STATE_DIR.
  */
-int prun_embedded_acquire(
+int prun__embedded_acquire(
     struct prun_embedded **out, char *url_out, size_t n, struct prun_err *err);
-/* Unregisters; stops the server (saving its data) if this was the last. */
-void prun_embedded_release(struct prun_embedded *e);
+/*
+ * Can the server keep what it holds? With save_now, first asks it to save
+ * in the background (cheap: the server forks). Returns 0 (also for e NULL),
+ * or PRUN_ESYS with err saying why not: its last save failed (the reason
+ * from its log) or the state directory has no room for its data file.
+ */
+int prun__embedded_check_saved(
+    struct prun_embedded *e, int save_now, struct prun_err *err);
+/*
+ * Unregisters. With a linger of 0 the last user stops the server itself
+ * (saving) before this returns; otherwise its keeper does, later.
+ */
+void prun__embedded_release(struct prun_embedded *e);
 
-/* The per-user runtime and state directories (created 0700). */
-int prun_runtime_dir(char *buf, size_t n, struct prun_err *err);
-int prun_state_dir(char *buf, size_t n, struct prun_err *err);
+/* The per-user state directory and the embedded server's runtime
+ * directory inside it (created 0700). */
+int prun__runtime_dir(char *buf, size_t n, struct prun_err *err);
+int prun__state_dir(char *buf, size_t n, struct prun_err *err);
 
 /* ---- The runner's state writer (coord_state.c) ---------------------------
  *
@@ -118,7 +136,6 @@ struct prun_state_opts {
     const char *password;
     const char *run_id;
     int64_t key_ttl_ms;
-    const char *job_name; /* for the job lock, or NULL when lock: false */
     prun_state_error_fn on_error; /* or NULL */
     void *on_error_ctx;
 };
@@ -134,33 +151,33 @@ struct prun_state_error_kind {
  * the run's state is incomplete), and the kinds (at most 8, *kinds points
  * into s).
  */
-unsigned long long prun_state_refused(const struct prun_state *s,
+unsigned long long prun__state_refused(const struct prun_state *s,
     const struct prun_state_error_kind **kinds, size_t *nkinds);
 
-int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
+int prun__state_open(const struct prun_state_opts *o, struct prun_state **out,
     struct prun_err *err);
-void prun_state_close(struct prun_state *s);
+void prun__state_close(struct prun_state *s);
 
 /* The socket to watch (-1 while disconnected) and whether to watch for
  * writability too. */
-int prun_state_fd(const struct prun_state *s);
-int prun_state_want_write(const struct prun_state *s);
+int prun__state_fd(const struct prun_state *s);
+int prun__state_want_write(const struct prun_state *s);
 /*
  * Writes what was recorded since the last call, in as few writes as the
  * socket takes. Recording only queues, so the runner calls this once per
  * turn of its loop rather than once per record.
  */
-void prun_state_pump(struct prun_state *s);
+void prun__state_pump(struct prun_state *s);
 /* Records queued but not yet written (counted up to 256). */
-size_t prun_state_pending(const struct prun_state *s);
+size_t prun__state_pending(const struct prun_state *s);
 /* The socket is readable/writable. */
-void prun_state_io(struct prun_state *s, int readable, int writable);
+void prun__state_io(struct prun_state *s, int readable, int writable);
 /* Called at least every 500 ms: reconnects, heartbeat every 2 s. */
-void prun_state_tick(struct prun_state *s, int64_t now);
+void prun__state_tick(struct prun_state *s, int64_t now);
 /* Nonzero once `parallelrun cancel` asked this run to stop. */
-int prun_state_cancel_requested(const struct prun_state *s);
+int prun__state_cancel_requested(const struct prun_state *s);
 /* Sum of the progress children reported (done, total), for display. */
-void prun_state_progress(
+void prun__state_progress(
     const struct prun_state *s, long long *done, long long *total);
 
 struct prun_state_run {
@@ -168,10 +185,10 @@ struct prun_state_run {
     unsigned jobs;
     const char *resumed_from; /* or NULL */
 };
-void prun_state_run_start(struct prun_state *s, const struct prun_state_run *r,
+void prun__state_run_start(struct prun_state *s, const struct prun_state_run *r,
     const char *const *task_names, size_t ntasks);
 
-void prun_state_inst_start(struct prun_state *s, const char *task,
+void prun__state_inst_start(struct prun_state *s, const char *task,
     unsigned long long index, unsigned attempt, long pid, const char *item);
 
 struct prun_state_end {
@@ -180,7 +197,7 @@ struct prun_state_end {
     unsigned attempt;
     int final; /* not going to be retried */
     int succeeded;
-    int was_running;  /* it was listed by prun_state_inst_start */
+    int was_running;  /* it was listed by prun__state_inst_start */
     const char *item; /* the PARALLELRUN_ITEM value (done set) */
     /* for a final failure: */
     const char *kind; /* exit, signal, timeout, exec, cancelled */
@@ -188,54 +205,46 @@ struct prun_state_end {
     const char *reason;
     const char *stderr_tail;
 };
-void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e);
+void prun__state_inst_end(struct prun_state *s, const struct prun_state_end *e);
 /* Marks items of task as done without running them (--resume). */
-void prun_state_done(struct prun_state *s, const char *task, const char *item);
+void prun__state_done(struct prun_state *s, const char *task, const char *item);
 
 /* Absolute counts, written on each heartbeat and at the end. */
-struct prun_state_counts {
+struct prun__state_counts {
     long long total;
     unsigned long long succeeded, failed, cancelled, skipped, retried, running;
 };
-void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
-    const char *const *task_json, size_t ntasks);
+void prun__state_counts(struct prun_state *s,
+    const struct prun__state_counts *c, const char *const *task_json,
+    size_t ntasks);
 
 /* The run ended: final state ("succeeded", "failed", "stopped"). */
-void prun_state_run_end(
+void prun__state_run_end(
     struct prun_state *s, const char *state, int exit_code, int signal);
 /*
  * Waits up to timeout_ms for everything queued to be acknowledged,
  * reconnecting as needed. Returns 0, or PRUN_EREDIS with err saying how
  * many records could not be written and why.
  */
-int prun_state_flush(
+int prun__state_flush(
     struct prun_state *s, int64_t timeout_ms, struct prun_err *err);
 
 /*
  * Pool mode: queue items for task (entries "INDEX\tITEM"); fed: all are
  * queued, count of them.
  */
-void prun_state_pool_push(struct prun_state *s, const char *task,
+void prun__state_pool_push(struct prun_state *s, const char *task,
     unsigned long long index, const char *item);
-void prun_state_pool_fed(
+void prun__state_pool_fed(
     struct prun_state *s, const char *task, unsigned long long count);
 /*
  * Worker W (attempt A) of task ended: ok → its current item is done, else
  * it goes back to the front of the queue.
  */
-void prun_state_pool_worker_end(struct prun_state *s, const char *task,
+void prun__state_pool_worker_end(struct prun_state *s, const char *task,
     unsigned long long worker, unsigned attempt, int ok);
 
-/* ---- Run-level operations over a blocking connection (coord_state.c) ---- */
-
-/*
- * Takes the job lock of job_name for run_id (DESIGN: lock: true). Returns
- * 0, or PRUN_ELOCKED with err naming the holder's run id, host and pid.
- */
-int prun_joblock_take(struct prun_conn *c, const char *job_name,
-    const char *run_id, struct prun_err *err);
-void prun_joblock_release(
-    struct prun_conn *c, const char *job_name, const char *run_id);
+/* ---- Run-level operations over a blocking connection (coord_read.c) ---- */
 
 /*
  * The job lock with a lease and a fencing token (coord_joblock.c). The
@@ -248,53 +257,53 @@ struct prun_joblock {
     char value[256];
     unsigned long long token;
     int64_t lease_ms;
-    int64_t taken_ms; /* prun_boot_ms() just before the take */
+    int64_t taken_ms; /* prun__boot_ms() just before the take */
 };
 
 /* CLOCK_BOOTTIME in ms: it keeps counting while the machine is suspended. */
-int64_t prun_boot_ms(void);
+int64_t prun__boot_ms(void);
 
 /*
  * Takes job_name's lock for run_id with a lease of lease_ms. Returns 0
  * with *out filled, or PRUN_ELOCKED with err naming the holder's run id,
  * host and pid. A holder on this host whose pid is gone is taken over.
  */
-int prun_joblock_acquire(struct prun_conn *c, const char *job_name,
+int prun__joblock_acquire(struct prun_conn *c, const char *job_name,
     const char *run_id, int64_t lease_ms, struct prun_joblock *out,
     struct prun_err *err);
 /* Releases l if it is still ours. */
-void prun_joblock_drop(struct prun_conn *c, const struct prun_joblock *l);
+void prun__joblock_drop(struct prun_conn *c, const struct prun_joblock *l);
 /*
  * Says who holds l's lock now, for a message: "held by run RID since
  * 2026-01-02 03:04:05", "now held by no run", or "Redis unreachable: ...".
  */
-void prun_joblock_describe(
+void prun__joblock_describe(
     struct prun_conn *c, const struct prun_joblock *l, char *buf, size_t n);
 
 /*
- * The state writer keeps the lock's lease: prun_state_joblock_hold() hands
- * it l; prun_state_joblock_renew() (from the loop, at least every 500 ms)
+ * The state writer keeps the lock's lease: prun__state_joblock_hold() hands
+ * it l; prun__state_joblock_renew() (from the loop, at least every 500 ms)
  * extends the lease every lease/3, one renewal in flight at a time, and
  * learns from the reply whether the value is still ours. The lease is
  * valid until the send time of the last acknowledged renewal plus the
  * lease, on CLOCK_BOOTTIME, which is never later than Redis's own expiry.
- * prun_state_joblock_check() returns 0 while it is valid, else
+ * prun__state_joblock_check() returns 0 while it is valid, else
  * PRUN_ELOCKED with err saying why (for good: a lost lock stays lost).
  */
-void prun_state_joblock_hold(
+void prun__state_joblock_hold(
     struct prun_state *s, const struct prun_joblock *l);
-void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now);
-int prun_state_joblock_check(
+void prun__state_joblock_renew(struct prun_state *s, int64_t boot_now);
+int prun__state_joblock_check(
     struct prun_state *s, int64_t boot_now, struct prun_err *err);
 
 /* A set of item values, for --resume. */
 struct prun_strset;
 /* The done items of each task of run rid (tasks in job order). */
-int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
-    const char *const *tasks, size_t ntasks, struct prun_strset ***out,
-    struct prun_err *err);
-int prun_strset_has(const struct prun_strset *s, const char *v);
-void prun_strset_free(struct prun_strset *s);
+int prun__resume_load(struct prun_conn *c, const char *rid,
+    const char *job_name, const char *const *tasks, size_t ntasks,
+    struct prun_strset ***out, struct prun_err *err);
+int prun__strset_has(const struct prun_strset *s, const char *v);
+void prun__strset_free(struct prun_strset *s);
 
 /* What status and runs show. Strings are owned by the struct. */
 struct prun_run_info {
@@ -314,14 +323,14 @@ struct prun_status {
     char **task_json;
 };
 /* rid NULL: the newest run. PRUN_ENOTFOUND when there is none. */
-int prun_status_load(struct prun_conn *c, const char *rid,
+int prun__status_load(struct prun_conn *c, const char *rid,
     struct prun_status *st, struct prun_err *err);
-void prun_status_free(struct prun_status *st);
+void prun__status_free(struct prun_status *st);
 /* The newest runs, newest first (at most n). */
-int prun_runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
+int prun__runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
     size_t *count, struct prun_err *err);
 /* Asks run rid to stop; pid and host tell who owns it. */
-int prun_run_cancel(struct prun_conn *c, const char *rid, long *pid, char *host,
-    size_t hostlen, struct prun_err *err);
+int prun__run_cancel(struct prun_conn *c, const char *rid, long *pid,
+    char *host, size_t hostlen, struct prun_err *err);
 
 #endif

@@ -41,4 +41,8 @@ void prun__conn_timeout(struct prun_conn *c, int64_t ms);
 redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,
     const char *script, int nkeys, int nargs, const char **args);
 
+/* Progress reports of a run's running instances, as field/value pairs
+ * (KEYS: progress hash, running hash); shared by writer and readers. */
+extern const char prun__progress_lua[];
+
 #endif

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t prun_boot_ms(void)
+int64_t prun__boot_ms(void)
 {
     struct timespec ts;
 
@@ -44,7 +44,7 @@ static const char release_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0";
 
-int prun_joblock_acquire(struct prun_conn *c, const char *job_name,
+int prun__joblock_acquire(struct prun_conn *c, const char *job_name,
     const char *run_id, int64_t lease_ms, struct prun_joblock *out,
     struct prun_err *err)
 {
@@ -67,7 +67,7 @@ int prun_joblock_acquire(struct prun_conn *c, const char *job_name,
         char hrid[64] = "", hhost[128] = "";
         long hpid = 0;
 
-        snprintf(now, sizeof(now), "%lld", (long long)prun_wall_ms());
+        snprintf(now, sizeof(now), "%lld", (long long)prun__wall_ms());
         args[0] = l.key;
         args[1] = fk;
         args[2] = me;
@@ -76,14 +76,15 @@ int prun_joblock_acquire(struct prun_conn *c, const char *job_name,
         args[5] = now;
         /* The lease counts from before the request: never longer than Redis's.
          */
-        l.taken_ms = prun_boot_ms();
+        l.taken_ms = prun__boot_ms();
         r = prun__eval(c, err, acquire_lua, 2, 6, args);
         if (r == NULL)
             return err ? err->code : PRUN_EREDIS;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[1]->type != REDIS_REPLY_STRING) {
             freeReplyObject(r);
-            return prun_err_set(err, PRUN_EREDIS, "job lock: unexpected reply");
+            return prun__err_set(
+                err, PRUN_EREDIS, "job lock: unexpected reply");
         }
         if (r->element[0]->integer == 1) {
             snprintf(l.value, sizeof(l.value), "%s", r->element[1]->str);
@@ -103,16 +104,16 @@ int prun_joblock_acquire(struct prun_conn *c, const char *job_name,
             freeReplyObject(r);
             continue;
         }
-        rc = prun_err_set(err, PRUN_ELOCKED,
+        rc = prun__err_set(err, PRUN_ELOCKED,
             "job '%s' is locked by run %s (host %s, pid %ld); try later",
             job_name, hrid, hhost, hpid);
         freeReplyObject(r);
         return rc;
     }
-    return prun_err_set(err, PRUN_ELOCKED, "job '%s' is locked", job_name);
+    return prun__err_set(err, PRUN_ELOCKED, "job '%s' is locked", job_name);
 }
 
-void prun_joblock_drop(struct prun_conn *c, const struct prun_joblock *l)
+void prun__joblock_drop(struct prun_conn *c, const struct prun_joblock *l)
 {
     const char *args[2];
     redisReply *r;
@@ -126,7 +127,7 @@ void prun_joblock_drop(struct prun_conn *c, const struct prun_joblock *l)
         freeReplyObject(r);
 }
 
-void prun_joblock_describe(
+void prun__joblock_describe(
     struct prun_conn *c, const struct prun_joblock *l, char *buf, size_t n)
 {
     struct prun_err e;

@@ -30,10 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HEARTBEAT_MS     2000
-#define ALIVE_TTL_MS     10000
-#define JOBLOCK_LEASE_MS 30000
-#define RETRY_MS         500
+#define HEARTBEAT_MS 2000
+#define ALIVE_TTL_MS 6000 /* docs/redis-schema.md: 6 s */
+#define RETRY_MS     500
 /* The shortest TTL a key of a live run gets (many heartbeats). */
 #define LIVE_TTL_MIN_MS 60000
 
@@ -58,7 +57,6 @@ struct prun_state {
     char url[300];
     char run_id[64];
     char host[128];
-    char job_name[128];
     int64_t ttl_ms;
     redisContext *c;
     int want_write;
@@ -74,7 +72,7 @@ struct prun_state {
     size_t ntasks;
     char last_error[200];
     int started;
-    /* The job lock's lease (prun_state_joblock_hold), if any. */
+    /* The job lock's lease (prun__state_joblock_hold), if any. */
     struct prun_joblock lock;
     int64_t lock_until;      /* boottime ms; 0: no lock held */
     int64_t lock_next_renew; /* boottime ms */
@@ -102,7 +100,7 @@ static void disconnect(struct prun_state *s, const char *why)
         s->head->refused = 0;
     }
     s->unsent = s->head;
-    s->next_retry = prun_now_ms() + RETRY_MS;
+    s->next_retry = prun__now_ms() + RETRY_MS;
 }
 
 /* Hands queued commands to the connection and writes what the socket takes. */
@@ -244,7 +242,7 @@ static void connect_now(struct prun_state *s)
             c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
-        s->next_retry = prun_now_ms() + RETRY_MS;
+        s->next_retry = prun__now_ms() + RETRY_MS;
         return;
     }
     fcntl(c->fd, F_SETFD, FD_CLOEXEC);
@@ -265,7 +263,7 @@ static void connect_now(struct prun_state *s)
     pump(s);
 }
 
-int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
+int prun__state_open(const struct prun_state_opts *o, struct prun_state **out,
     struct prun_err *err)
 {
     struct prun_state *s;
@@ -273,18 +271,16 @@ int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
 
     s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    rc = prun_redis_url_parse(o->url, &s->addr, err);
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    rc = prun__redis_url_parse(o->url, &s->addr, err);
     if (rc < 0) {
         free(s);
         return rc;
     }
     if (o->password && *o->password)
         snprintf(s->addr.password, sizeof(s->addr.password), "%s", o->password);
-    prun_redis_url_format(&s->addr, s->url, sizeof(s->url));
+    prun__redis_url_format(&s->addr, s->url, sizeof(s->url));
     snprintf(s->run_id, sizeof(s->run_id), "%s", o->run_id);
-    snprintf(
-        s->job_name, sizeof(s->job_name), "%s", o->job_name ? o->job_name : "");
     s->ttl_ms = o->key_ttl_ms > 0 ? o->key_ttl_ms : 7 * 86400000LL;
     s->on_error = o->on_error;
     s->on_error_ctx = o->on_error_ctx;
@@ -295,7 +291,7 @@ int prun_state_open(const struct prun_state_opts *o, struct prun_state **out,
     return 0;
 }
 
-void prun_state_close(struct prun_state *s)
+void prun__state_close(struct prun_state *s)
 {
     struct cmd *c, *n;
     size_t i;
@@ -315,13 +311,13 @@ void prun_state_close(struct prun_state *s)
     free(s);
 }
 
-void prun_state_pump(struct prun_state *s)
+void prun__state_pump(struct prun_state *s)
 {
     if (s->c != NULL && s->unsent != NULL)
         pump(s);
 }
 
-size_t prun_state_pending(const struct prun_state *s)
+size_t prun__state_pending(const struct prun_state *s)
 {
     const struct cmd *c;
     size_t n = 0;
@@ -332,12 +328,12 @@ size_t prun_state_pending(const struct prun_state *s)
     return n;
 }
 
-int prun_state_fd(const struct prun_state *s)
+int prun__state_fd(const struct prun_state *s)
 {
     return s->c ? s->c->fd : -1;
 }
 
-int prun_state_want_write(const struct prun_state *s)
+int prun__state_want_write(const struct prun_state *s)
 {
     return s->c != NULL && s->want_write;
 }
@@ -487,7 +483,7 @@ static void read_replies(struct prun_state *s)
     }
 }
 
-void prun_state_io(struct prun_state *s, int readable, int writable)
+void prun__state_io(struct prun_state *s, int readable, int writable)
 {
     if (s->c == NULL)
         return;
@@ -497,7 +493,7 @@ void prun_state_io(struct prun_state *s, int readable, int writable)
         pump(s);
 }
 
-unsigned long long prun_state_refused(const struct prun_state *s,
+unsigned long long prun__state_refused(const struct prun_state *s,
     const struct prun_state_error_kind **kinds, size_t *nkinds)
 {
     if (kinds != NULL)
@@ -507,12 +503,12 @@ unsigned long long prun_state_refused(const struct prun_state *s,
     return s->refused;
 }
 
-int prun_state_cancel_requested(const struct prun_state *s)
+int prun__state_cancel_requested(const struct prun_state *s)
 {
     return s->cancel;
 }
 
-void prun_state_progress(
+void prun__state_progress(
     const struct prun_state *s, long long *done, long long *total)
 {
     *done = s->prog_done;
@@ -570,14 +566,10 @@ static void on_progress(struct prun_state *s, redisReply *r, void *arg)
 }
 
 /* Progress reports of the instances still running, as field/value pairs. */
-static const char progress_lua[] =
+const char prun__progress_lua[] =
     "local out = {} local p = redis.call('HGETALL', KEYS[1]) "
     "for i = 1, #p, 2 do if redis.call('HEXISTS', KEYS[2], p[i]) == 1 then "
     "out[#out + 1] = p[i] out[#out + 1] = p[i + 1] end end return out";
-
-static const char renew_lock_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
 static void heartbeat(struct prun_state *s)
 {
@@ -608,18 +600,9 @@ static void heartbeat(struct prun_state *s)
     enqueue(s, NULL, NULL, "SET %s %s PX %d", k, v, ALIVE_TTL_MS);
     key(s, k, sizeof(k), "cancel");
     enqueue(s, on_cancel, NULL, "EXISTS %s", k);
-
-    if (s->job_name[0]) {
-        char holder[256];
-        snprintf(k, sizeof(k), "parallelrun:lock:{%s}", s->job_name);
-        snprintf(holder, sizeof(holder), "%s %s %ld", s->run_id, s->host,
-            (long)getpid());
-        enqueue(s, NULL, NULL, "EVAL %s 1 %s %s %d", renew_lock_lua, k, holder,
-            JOBLOCK_LEASE_MS);
-    }
 }
 
-void prun_state_tick(struct prun_state *s, int64_t now)
+void prun__state_tick(struct prun_state *s, int64_t now)
 {
     if (s->started) {
         /* What running children report, for the progress line. */
@@ -627,7 +610,8 @@ void prun_state_tick(struct prun_state *s, int64_t now)
 
         key(s, k, sizeof(k), "progress");
         key(s, rk, sizeof(rk), "running");
-        enqueue(s, on_progress, NULL, "EVAL %s 2 %s %s", progress_lua, k, rk);
+        enqueue(
+            s, on_progress, NULL, "EVAL %s 2 %s %s", prun__progress_lua, k, rk);
     }
     if (s->c == NULL && now >= s->next_retry)
         connect_now(s);
@@ -638,13 +622,13 @@ void prun_state_tick(struct prun_state *s, int64_t now)
     pump(s);
 }
 
-void prun_state_run_start(struct prun_state *s, const struct prun_state_run *r,
+void prun__state_run_start(struct prun_state *s, const struct prun_state_run *r,
     const char *const *task_names, size_t ntasks)
 {
     char k[256], num[32], pidv[32], jobs[32];
     size_t i;
 
-    snprintf(num, sizeof(num), "%lld", (long long)prun_wall_ms());
+    snprintf(num, sizeof(num), "%lld", (long long)prun__wall_ms());
     snprintf(pidv, sizeof(pidv), "%ld", (long)getpid());
     snprintf(jobs, sizeof(jobs), "%u", r->jobs);
     key(s, k, sizeof(k), "run");
@@ -664,7 +648,7 @@ void prun_state_run_start(struct prun_state *s, const struct prun_state_run *r,
             s->ntasks++;
     s->started = 1;
     heartbeat(s);
-    s->next_beat = prun_now_ms() + HEARTBEAT_MS;
+    s->next_beat = prun__now_ms() + HEARTBEAT_MS;
     pump(s);
 }
 
@@ -674,7 +658,7 @@ static void inst_field(
     snprintf(buf, n, "%s[%llu]", task, index);
 }
 
-void prun_state_inst_start(struct prun_state *s, const char *task,
+void prun__state_inst_start(struct prun_state *s, const char *task,
     unsigned long long index, unsigned attempt, long pid, const char *item)
 {
     struct prun_buf v = {0};
@@ -682,19 +666,19 @@ void prun_state_inst_start(struct prun_state *s, const char *task,
 
     key(s, k, sizeof(k), "running");
     inst_field(f, sizeof(f), task, index);
-    prun_buf_adds(&v, "{\"task\":");
-    prun_buf_add_json(&v, task, strlen(task));
-    prun_buf_printf(&v,
+    prun__buf_adds(&v, "{\"task\":");
+    prun__buf_add_json(&v, task, strlen(task));
+    prun__buf_printf(&v,
         ",\"index\":%llu,\"attempt\":%u,\"pid\":%ld,\"started_ms\":%lld,"
         "\"item\":",
-        index, attempt, pid, (long long)prun_wall_ms());
-    prun_buf_add_json(&v, item, strlen(item) > 200 ? 200 : strlen(item));
-    prun_buf_addc(&v, '}');
+        index, attempt, pid, (long long)prun__wall_ms());
+    prun__buf_add_json(&v, item, strlen(item) > 200 ? 200 : strlen(item));
+    prun__buf_addc(&v, '}');
     hset_buf(s, k, f, &v);
-    prun_buf_free(&v);
+    prun__buf_free(&v);
 }
 
-void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
+void prun__state_inst_end(struct prun_state *s, const struct prun_state_end *e)
 {
     char k[256], f[200], sub[200];
 
@@ -715,25 +699,25 @@ void prun_state_inst_end(struct prun_state *s, const struct prun_state_end *e)
         struct prun_buf v = {0};
 
         key(s, k, sizeof(k), "failed");
-        prun_buf_adds(&v, "{\"task\":");
-        prun_buf_add_json(&v, e->task, strlen(e->task));
-        prun_buf_printf(&v,
+        prun__buf_adds(&v, "{\"task\":");
+        prun__buf_add_json(&v, e->task, strlen(e->task));
+        prun__buf_printf(&v,
             ",\"index\":%llu,\"attempt\":%u,\"kind\":\"%s\","
             "\"status\":%d,\"reason\":",
             e->index, e->attempt, e->kind, e->status);
-        prun_buf_add_json(&v, e->reason, strlen(e->reason));
-        prun_buf_adds(&v, ",\"item\":");
-        prun_buf_add_json(
+        prun__buf_add_json(&v, e->reason, strlen(e->reason));
+        prun__buf_adds(&v, ",\"item\":");
+        prun__buf_add_json(
             &v, e->item, strlen(e->item) > 200 ? 200 : strlen(e->item));
-        prun_buf_adds(&v, ",\"stderr_tail\":");
-        prun_buf_add_json(&v, e->stderr_tail, strlen(e->stderr_tail));
-        prun_buf_printf(&v, ",\"ended_ms\":%lld}", (long long)prun_wall_ms());
+        prun__buf_adds(&v, ",\"stderr_tail\":");
+        prun__buf_add_json(&v, e->stderr_tail, strlen(e->stderr_tail));
+        prun__buf_printf(&v, ",\"ended_ms\":%lld}", (long long)prun__wall_ms());
         hset_buf(s, k, f, &v);
-        prun_buf_free(&v);
+        prun__buf_free(&v);
     }
 }
 
-void prun_state_done(struct prun_state *s, const char *task, const char *item)
+void prun__state_done(struct prun_state *s, const char *task, const char *item)
 {
     char k[256], sub[200];
 
@@ -742,8 +726,9 @@ void prun_state_done(struct prun_state *s, const char *task, const char *item)
     enqueue_ttl(s, k, live_ttl(s), "SADD %s %s", k, item);
 }
 
-void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
-    const char *const *task_json, size_t ntasks)
+void prun__state_counts(struct prun_state *s,
+    const struct prun__state_counts *c, const char *const *task_json,
+    size_t ntasks)
 {
     const char **argv;
     char k[256], *buf = NULL;
@@ -772,7 +757,7 @@ void prun_state_counts(struct prun_state *s, const struct prun_state_counts *c,
     enqueue_with_ttl(s, k, live_ttl(s), buf, len);
 }
 
-void prun_state_run_end(
+void prun__state_run_end(
     struct prun_state *s, const char *state, int exit_code, int signal)
 {
     char k[256], sub[200];
@@ -783,7 +768,7 @@ void prun_state_run_end(
     key(s, k, sizeof(k), "run");
     enqueue_ttl(s, k, s->ttl_ms,
         "HSET %s state %s ended_ms %lld exit_code %d signal %d running 0", k,
-        state, (long long)prun_wall_ms(), exit_code, signal);
+        state, (long long)prun__wall_ms(), exit_code, signal);
     key(s, k, sizeof(k), "alive");
     enqueue(s, NULL, NULL, "DEL %s", k);
     key(s, k, sizeof(k), "progress");
@@ -822,28 +807,18 @@ void prun_state_run_end(
         sub, (long long)s->ttl_ms, k);
     enqueue(s, NULL, NULL, "EVAL %s 1 %s %lld", registry_ttl_lua,
         "parallelrun:runs", (long long)s->ttl_ms);
-    if (s->job_name[0]) {
-        char holder[256];
-        snprintf(k, sizeof(k), "parallelrun:lock:{%s}", s->job_name);
-        snprintf(holder, sizeof(holder), "%s %s %ld", s->run_id, s->host,
-            (long)getpid());
-        enqueue(s, NULL, NULL, "EVAL %s 1 %s %s",
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-            "return redis.call('DEL', KEYS[1]) end return 0",
-            k, holder);
-    }
     s->started = 0;
     pump(s);
 }
 
-int prun_state_flush(
+int prun__state_flush(
     struct prun_state *s, int64_t timeout_ms, struct prun_err *err)
 {
-    int64_t deadline = prun_now_ms() + timeout_ms;
+    int64_t deadline = prun__now_ms() + timeout_ms;
 
-    prun_state_pump(s);
+    prun__state_pump(s);
     while (s->head != NULL) {
-        int64_t now = prun_now_ms(), wait;
+        int64_t now = prun__now_ms(), wait;
         struct pollfd pfd;
 
         if (now >= deadline)
@@ -861,12 +836,12 @@ int prun_state_flush(
         pfd.events = POLLIN | (s->want_write ? POLLOUT : 0);
         wait = deadline - now;
         if (poll(&pfd, 1, (int)(wait > 200 ? 200 : wait)) > 0)
-            prun_state_io(s, (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0,
+            prun__state_io(s, (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0,
                 (pfd.revents & POLLOUT) != 0);
     }
     if (s->head == NULL)
         return 0;
-    return prun_err_set(err, PRUN_EREDIS,
+    return prun__err_set(err, PRUN_EREDIS,
         "%zu state record%s could not be written to Redis at %s (%s); "
         "status may show this run as lost",
         s->queued, s->queued == 1 ? "" : "s", s->url,
@@ -876,7 +851,7 @@ int prun_state_flush(
 /* ---- Pool mode ------------------------------------------------------------
  */
 
-void prun_state_pool_push(struct prun_state *s, const char *task,
+void prun__state_pool_push(struct prun_state *s, const char *task,
     unsigned long long index, const char *item)
 {
     struct prun_buf v = {0};
@@ -888,7 +863,7 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
      * RPUSH is not idempotent: a replay after a reconnect could queue an
      * item twice. The item is guarded by a set of queued indices instead.
      */
-    if (prun_buf_printf(&v, "%llu\t%s", index, item) == 0) {
+    if (prun__buf_printf(&v, "%llu\t%s", index, item) == 0) {
         char qk[256];
         char idx[32];
         snprintf(idx, sizeof(idx), "%llu", index);
@@ -901,10 +876,10 @@ void prun_state_pool_push(struct prun_state *s, const char *task,
             "redis.call('PEXPIRE', KEYS[2], ARGV[3]) end return 1",
             k, qk, idx, v.data, v.len, (long long)live_ttl(s));
     }
-    prun_buf_free(&v);
+    prun__buf_free(&v);
 }
 
-void prun_state_pool_fed(
+void prun__state_pool_fed(
     struct prun_state *s, const char *task, unsigned long long count)
 {
     char k[256], sub[200];
@@ -916,7 +891,7 @@ void prun_state_pool_fed(
         s, NULL, NULL, "SET %s %llu PX %lld", k, count, (long long)live_ttl(s));
 }
 
-void prun_state_pool_worker_end(struct prun_state *s, const char *task,
+void prun__state_pool_worker_end(struct prun_state *s, const char *task,
     unsigned long long worker, unsigned attempt, int ok)
 {
     char wip[256], q[256], done[256], okk[256], sub[200];
@@ -948,533 +923,6 @@ void prun_state_pool_worker_end(struct prun_state *s, const char *task,
             wip, q, (long long)live_ttl(s));
 }
 
-/* ---- Blocking operations: job lock, resume, status ----------------------
- */
-
-static const char take_lock_lua[] =
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-    "return {1, ARGV[1]} end "
-    "local h = redis.call('GET', KEYS[1]) "
-    "if h and h == ARGV[3] then "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return {1, ARGV[1]} "
-    "end "
-    "return {0, h or ''}";
-
-int prun_joblock_take(struct prun_conn *c, const char *job_name,
-    const char *run_id, struct prun_err *err)
-{
-    char k[256], me[256], host[128], lease[32], stale[256] = "-";
-    const char *args[4];
-    redisReply *r;
-    int attempt, rc = 0;
-
-    if (gethostname(host, sizeof(host)) < 0)
-        snprintf(host, sizeof(host), "localhost");
-    snprintf(k, sizeof(k), "parallelrun:lock:{%s}", job_name);
-    snprintf(me, sizeof(me), "%s %s %ld", run_id, host, (long)getpid());
-    snprintf(lease, sizeof(lease), "%d", JOBLOCK_LEASE_MS);
-    for (attempt = 0; attempt < 2; attempt++) {
-        char hrid[64] = "", hhost[128] = "";
-        long hpid = 0;
-
-        args[0] = k;
-        args[1] = me;
-        args[2] = lease;
-        args[3] = stale;
-        r = prun__eval(c, err, take_lock_lua, 1, 4, args);
-        if (r == NULL)
-            return err ? err->code : PRUN_EREDIS;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            freeReplyObject(r);
-            return prun_err_set(err, PRUN_EREDIS, "unexpected reply");
-        }
-        if (r->element[0]->integer == 1) {
-            freeReplyObject(r);
-            return 0;
-        }
-        sscanf(r->element[1]->str, "%63s %127s %ld", hrid, hhost, &hpid);
-        /*
-         * A holder on this host whose process is gone died without
-         * releasing: take the lock over rather than wait out its lease.
-         */
-        if (attempt == 0 && strcmp(hhost, host) == 0 && hpid > 0 &&
-            kill((pid_t)hpid, 0) < 0 && errno == ESRCH) {
-            snprintf(stale, sizeof(stale), "%s", r->element[1]->str);
-            freeReplyObject(r);
-            continue;
-        }
-        rc = prun_err_set(err, PRUN_ELOCKED,
-            "job '%s' is locked by run %s (host %s, pid %ld); try later",
-            job_name, hrid, hhost, hpid);
-        freeReplyObject(r);
-        return rc;
-    }
-    return prun_err_set(err, PRUN_ELOCKED, "job '%s' is locked", job_name);
-}
-
-void prun_joblock_release(
-    struct prun_conn *c, const char *job_name, const char *run_id)
-{
-    char k[256], me[256], host[128];
-    const char *args[2];
-    redisReply *r;
-
-    if (gethostname(host, sizeof(host)) < 0)
-        snprintf(host, sizeof(host), "localhost");
-    snprintf(k, sizeof(k), "parallelrun:lock:{%s}", job_name);
-    snprintf(me, sizeof(me), "%s %s %ld", run_id, host, (long)getpid());
-    args[0] = k;
-    args[1] = me;
-    r = prun__eval(c, NULL,
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('DEL', KEYS[1]) end return 0",
-        1, 2, args);
-    if (r)
-        freeReplyObject(r);
-}
-
-/* An open-addressing hash set of strings. */
-struct prun_strset {
-    size_t n, cap;
-    char **slots;
-    int all; /* holds every value: the resumed run fully succeeded */
-};
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
-static int strset_add(struct prun_strset *s, const char *v, size_t len)
-{
-    size_t i;
-
-    if ((s->n + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64, j;
-        char **slots = calloc(cap, sizeof(char *));
-
-        if (slots == NULL)
-            return -1;
-        for (j = 0; j < s->cap; j++) {
-            if (s->slots[j] == NULL)
-                continue;
-            i = hash_str(s->slots[j]) & (cap - 1);
-            while (slots[i])
-                i = (i + 1) & (cap - 1);
-            slots[i] = s->slots[j];
-        }
-        free(s->slots);
-        s->slots = slots;
-        s->cap = cap;
-    }
-    {
-        char *copy = malloc(len + 1);
-        if (copy == NULL)
-            return -1;
-        memcpy(copy, v, len);
-        copy[len] = '\0';
-        i = hash_str(copy) & (s->cap - 1);
-        while (s->slots[i]) {
-            if (strcmp(s->slots[i], copy) == 0) {
-                free(copy);
-                return 0;
-            }
-            i = (i + 1) & (s->cap - 1);
-        }
-        s->slots[i] = copy;
-        s->n++;
-    }
-    return 0;
-}
-
-int prun_strset_has(const struct prun_strset *s, const char *v)
-{
-    size_t i;
-
-    if (s != NULL && s->all)
-        return 1;
-    if (s == NULL || s->cap == 0)
-        return 0;
-    for (i = hash_str(v) & (s->cap - 1); s->slots[i];
-         i = (i + 1) & (s->cap - 1))
-        if (strcmp(s->slots[i], v) == 0)
-            return 1;
-    return 0;
-}
-
-void prun_strset_free(struct prun_strset *s)
-{
-    size_t i;
-
-    if (s == NULL)
-        return;
-    for (i = 0; i < s->cap; i++)
-        free(s->slots[i]);
-    free(s->slots);
-    free(s);
-}
-
-int prun_resume_load(struct prun_conn *c, const char *rid, const char *job_name,
-    const char *const *tasks, size_t ntasks, struct prun_strset ***out,
-    struct prun_err *err)
-{
-    struct prun_strset **sets;
-    redisReply *r;
-    char k[256];
-    size_t t;
-    int rc = 0, all;
-
-    snprintf(k, sizeof(k), "parallelrun:{%s}:run", rid);
-    r = prun__cmd(c, err, "HGET %s name", k);
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    if (r->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
-        return prun_err_set(err, PRUN_EINVAL,
-            "--resume: no run '%s' is recorded in Redis at %s", rid,
-            prun_conn_url(c));
-    }
-    if (strcmp(r->str, job_name) != 0) {
-        rc = prun_err_set(err, PRUN_EINVAL,
-            "--resume: run '%s' is of job '%s', not '%s'", rid, r->str,
-            job_name);
-        freeReplyObject(r);
-        return rc;
-    }
-    freeReplyObject(r);
-    r = prun__cmd(c, err, "HGET %s state", k);
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    all = r->type == REDIS_REPLY_STRING && strcmp(r->str, "succeeded") == 0;
-    freeReplyObject(r);
-    sets = calloc(ntasks ? ntasks : 1, sizeof(*sets));
-    if (sets == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    for (t = 0; t < ntasks; t++) {
-        char cursor[32] = "0";
-
-        sets[t] = calloc(1, sizeof(struct prun_strset));
-        if (sets[t] == NULL) {
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
-            goto fail;
-        }
-        sets[t]->all = all;
-        if (all)
-            continue;
-        snprintf(k, sizeof(k), "parallelrun:{%s}:done:%s", rid, tasks[t]);
-        do {
-            size_t i;
-
-            r = prun__cmd(c, err, "SSCAN %s %s COUNT 1000", k, cursor);
-            if (r == NULL) {
-                rc = err ? err->code : PRUN_EREDIS;
-                goto fail;
-            }
-            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-                freeReplyObject(r);
-                rc = prun_err_set(err, PRUN_EREDIS, "unexpected SSCAN reply");
-                goto fail;
-            }
-            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-            for (i = 0; i < r->element[1]->elements; i++) {
-                redisReply *m = r->element[1]->element[i];
-                if (strset_add(sets[t], m->str, m->len) < 0) {
-                    freeReplyObject(r);
-                    rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
-                    goto fail;
-                }
-            }
-            freeReplyObject(r);
-        } while (strcmp(cursor, "0") != 0);
-    }
-    *out = sets;
-    return 0;
-fail:
-    for (t = 0; t < ntasks; t++)
-        prun_strset_free(sets[t]);
-    free(sets);
-    return rc;
-}
-
-static void info_field(struct prun_run_info *in, const char *f, const char *v)
-{
-    static const struct {
-        const char *name;
-        size_t off;
-    } nums[] = {
-        {"pid", offsetof(struct prun_run_info, pid)},
-        {"started_ms", offsetof(struct prun_run_info, started_ms)},
-        {"ended_ms", offsetof(struct prun_run_info, ended_ms)},
-        {"exit_code", offsetof(struct prun_run_info, exit_code)},
-        {"total", offsetof(struct prun_run_info, total)},
-        {"succeeded", offsetof(struct prun_run_info, succeeded)},
-        {"failed", offsetof(struct prun_run_info, failed)},
-        {"cancelled", offsetof(struct prun_run_info, cancelled)},
-        {"skipped", offsetof(struct prun_run_info, skipped)},
-        {"retried", offsetof(struct prun_run_info, retried)},
-        {"running", offsetof(struct prun_run_info, running)},
-        {"jobs", offsetof(struct prun_run_info, jobs)},
-        {"signal", offsetof(struct prun_run_info, signal)},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
-        if (strcmp(f, nums[i].name) == 0) {
-            *(long long *)((char *)in + nums[i].off) = atoll(v);
-            return;
-        }
-    if (strcmp(f, "name") == 0)
-        snprintf(in->name, sizeof(in->name), "%s", v);
-    else if (strcmp(f, "job") == 0)
-        snprintf(in->job, sizeof(in->job), "%s", v);
-    else if (strcmp(f, "host") == 0)
-        snprintf(in->host, sizeof(in->host), "%s", v);
-    else if (strcmp(f, "state") == 0)
-        snprintf(in->state, sizeof(in->state), "%s", v);
-    else if (strcmp(f, "resumed_from") == 0)
-        snprintf(in->resumed_from, sizeof(in->resumed_from), "%s", v);
-    else if (strcmp(f, "redis_note") == 0)
-        snprintf(in->redis_note, sizeof(in->redis_note), "%s", v);
-}
-
-/* Reads run rid's hash into in; 0, or PRUN_ENOTFOUND when it is gone. */
-static int load_info(struct prun_conn *c, const char *rid,
-    struct prun_run_info *in, struct prun_err *err)
-{
-    redisReply *r;
-    char k[256];
-    size_t i;
-
-    memset(in, 0, sizeof(*in));
-    in->total = -1;
-    snprintf(in->run_id, sizeof(in->run_id), "%s", rid);
-    snprintf(k, sizeof(k), "parallelrun:{%s}:run", rid);
-    r = prun__cmd(c, err, "HGETALL %s", k);
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
-        freeReplyObject(r);
-        return prun_err_set(err, PRUN_ENOTFOUND, "no run '%s' in Redis at %s",
-            rid, prun_conn_url(c));
-    }
-    for (i = 0; i + 1 < r->elements; i += 2)
-        info_field(in, r->element[i]->str, r->element[i + 1]->str);
-    freeReplyObject(r);
-    if (strcmp(in->state, "running") == 0) {
-        snprintf(k, sizeof(k), "parallelrun:{%s}:alive", rid);
-        r = prun__cmd(c, err, "EXISTS %s", k);
-        if (r == NULL)
-            return err ? err->code : PRUN_EREDIS;
-        if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
-            snprintf(in->state, sizeof(in->state), "lost");
-        freeReplyObject(r);
-    }
-    return 0;
-}
-
-static int load_hash(struct prun_conn *c, const char *rid, const char *what,
-    char ***keys, char ***vals, size_t *n, struct prun_err *err)
-{
-    redisReply *r;
-    char k[256];
-    size_t i, m = 0;
-
-    *keys = *vals = NULL;
-    *n = 0;
-    snprintf(k, sizeof(k), "parallelrun:{%s}:%s", rid, what);
-    r = prun__cmd(c, err, "HGETALL %s", k);
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-        *keys = calloc(r->elements / 2, sizeof(char *));
-        *vals = calloc(r->elements / 2, sizeof(char *));
-        if (*keys == NULL || *vals == NULL) {
-            freeReplyObject(r);
-            return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-        }
-        for (i = 0; i + 1 < r->elements; i += 2) {
-            (*keys)[m] = strdup(r->element[i]->str);
-            (*vals)[m] = strdup(r->element[i + 1]->str);
-            m++;
-        }
-    }
-    *n = m;
-    freeReplyObject(r);
-    return 0;
-}
-
-/* Progress of the instances still running (finished ones may linger). */
-static int load_progress(struct prun_conn *c, const char *rid,
-    struct prun_status *st, struct prun_err *err)
-{
-    char pk[256], rk[256];
-    const char *args[2] = {pk, rk};
-    redisReply *r;
-    size_t i, n;
-
-    snprintf(pk, sizeof(pk), "parallelrun:{%s}:progress", rid);
-    snprintf(rk, sizeof(rk), "parallelrun:{%s}:running", rid);
-    r = prun__eval(c, err, progress_lua, 2, 2, args);
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-    st->progress_keys = calloc(n ? n : 1, sizeof(char *));
-    st->progress_vals = calloc(n ? n : 1, sizeof(char *));
-    if (st->progress_keys == NULL || st->progress_vals == NULL) {
-        freeReplyObject(r);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    }
-    for (i = 0; i < n; i++) {
-        st->progress_keys[i] = strdup(r->element[2 * i]->str);
-        st->progress_vals[i] = strdup(r->element[2 * i + 1]->str);
-    }
-    st->nprogress = n;
-    freeReplyObject(r);
-    return 0;
-}
-
-static void free_strv(char **v, size_t n)
-{
-    size_t i;
-
-    if (v == NULL)
-        return;
-    for (i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static int newest_run(
-    struct prun_conn *c, char *rid, size_t n, struct prun_err *err)
-{
-    redisReply *r = prun__cmd(c, err, "ZREVRANGE parallelrun:runs 0 0");
-    int rc = 0;
-
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-        rc = prun_err_set(err, PRUN_ENOTFOUND,
-            "no runs recorded in Redis at %s", prun_conn_url(c));
-    else
-        snprintf(rid, n, "%s", r->element[0]->str);
-    freeReplyObject(r);
-    return rc;
-}
-
-int prun_status_load(struct prun_conn *c, const char *rid,
-    struct prun_status *st, struct prun_err *err)
-{
-    char newest[64], **keys = NULL;
-    int rc;
-
-    memset(st, 0, sizeof(*st));
-    if (rid == NULL) {
-        rc = newest_run(c, newest, sizeof(newest), err);
-        if (rc < 0)
-            return rc;
-        rid = newest;
-    }
-    rc = load_info(c, rid, &st->run, err);
-    if (rc < 0)
-        return rc;
-    rc = load_hash(c, rid, "running", &keys, &st->running, &st->nrunning, err);
-    free_strv(keys, st->nrunning);
-    if (rc == 0)
-        rc = load_hash(c, rid, "failed", &keys, &st->failed, &st->nfailed, err);
-    if (rc == 0)
-        free_strv(keys, st->nfailed);
-    if (rc == 0)
-        rc = load_progress(c, rid, st, err);
-    if (rc == 0)
-        rc = load_hash(
-            c, rid, "tasks", &st->task_names, &st->task_json, &st->ntasks, err);
-    if (rc < 0)
-        prun_status_free(st);
-    return rc;
-}
-
-void prun_status_free(struct prun_status *st)
-{
-    free_strv(st->running, st->nrunning);
-    free_strv(st->failed, st->nfailed);
-    free_strv(st->progress_keys, st->nprogress);
-    free_strv(st->progress_vals, st->nprogress);
-    free_strv(st->task_names, st->ntasks);
-    free_strv(st->task_json, st->ntasks);
-    memset(st, 0, sizeof(*st));
-}
-
-int prun_runs_list(struct prun_conn *c, size_t n, struct prun_run_info **out,
-    size_t *count, struct prun_err *err)
-{
-    struct prun_run_info *v;
-    redisReply *r;
-    size_t i, m = 0;
-
-    r = prun__cmd(c, err, "ZREVRANGE parallelrun:runs 0 %lld",
-        (long long)(n > 0 ? n - 1 : 0));
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    v = calloc(r->elements ? r->elements : 1, sizeof(*v));
-    if (v == NULL) {
-        freeReplyObject(r);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    }
-    for (i = 0; i < r->elements; i++) {
-        struct prun_err e;
-        int rc = load_info(c, r->element[i]->str, &v[m], &e);
-
-        if (rc == PRUN_ENOTFOUND) {
-            /* Expired: forget it in the registry too. */
-            redisReply *d = prun__cmd(
-                c, NULL, "ZREM parallelrun:runs %s", r->element[i]->str);
-            if (d)
-                freeReplyObject(d);
-            continue;
-        }
-        if (rc < 0) {
-            if (err)
-                *err = e;
-            freeReplyObject(r);
-            free(v);
-            return rc;
-        }
-        m++;
-    }
-    freeReplyObject(r);
-    *out = v;
-    *count = m;
-    return 0;
-}
-
-int prun_run_cancel(struct prun_conn *c, const char *rid, long *pid, char *host,
-    size_t hostlen, struct prun_err *err)
-{
-    struct prun_run_info in;
-    redisReply *r;
-    char k[256];
-    int rc;
-
-    rc = load_info(c, rid, &in, err);
-    if (rc < 0)
-        return rc;
-    if (strcmp(in.state, "running") != 0)
-        return prun_err_set(
-            err, PRUN_EINVAL, "run %s is not running (%s)", rid, in.state);
-    snprintf(k, sizeof(k), "parallelrun:{%s}:cancel", rid);
-    r = prun__cmd(c, err, "SET %s 1 PX %d", k, 86400000);
-    if (r == NULL)
-        return err ? err->code : PRUN_EREDIS;
-    freeReplyObject(r);
-    *pid = (long)in.pid;
-    snprintf(host, hostlen, "%s", in.host);
-    return 0;
-}
-
 /* ---- The job lock's lease ------------------------------------------------
  */
 
@@ -1483,7 +931,8 @@ static const char joblock_renew_lua[] =
     "if h == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
     "if h then return h end return 0";
 
-void prun_state_joblock_hold(struct prun_state *s, const struct prun_joblock *l)
+void prun__state_joblock_hold(
+    struct prun_state *s, const struct prun_joblock *l)
 {
     s->lock = *l;
     s->lock_until = l->taken_ms + l->lease_ms;
@@ -1512,7 +961,7 @@ static void on_joblock_renew(struct prun_state *s, redisReply *r, void *arg)
     /* An error reply (script trouble) renews nothing: the lease runs out. */
 }
 
-void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now)
+void prun__state_joblock_renew(struct prun_state *s, int64_t boot_now)
 {
     if (s == NULL || s->lock_until == 0 || s->lock_lost || s->lock_inflight ||
         boot_now < s->lock_next_renew)
@@ -1526,7 +975,7 @@ void prun_state_joblock_renew(struct prun_state *s, int64_t boot_now)
     pump(s);
 }
 
-int prun_state_joblock_check(
+int prun__state_joblock_check(
     struct prun_state *s, int64_t boot_now, struct prun_err *err)
 {
     if (s == NULL || s->lock_until == 0)
@@ -1535,23 +984,23 @@ int prun_state_joblock_check(
         char rid[64] = "?";
 
         sscanf(s->lock_holder, "%63s", rid);
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "run %s took the lock over after this run's lease of %gs ran "
             "out",
             rid, (double)s->lock.lease_ms / 1000.0);
     }
     if (s->lock_lost == 2)
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "the lock expired in Redis (lease %gs)",
             (double)s->lock.lease_ms / 1000.0);
     if (boot_now < s->lock_until)
         return 0;
     s->lock_lost = 3;
     if (s->c == NULL)
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "its lease of %gs ran out while Redis was unreachable (%s)",
             (double)s->lock.lease_ms / 1000.0, s->last_error);
-    return prun_err_set(err, PRUN_ELOCKED,
+    return prun__err_set(err, PRUN_ELOCKED,
         "its lease of %gs ran out %.1fs ago without being renewed (was "
         "the runner stopped or suspended?)",
         (double)s->lock.lease_ms / 1000.0,

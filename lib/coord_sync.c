@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * coord_sync: the synchronization primitives a child uses through Redis
- * (DESIGN §6): barriers, locks with a lease and a fencing token, counters,
- * queues, progress reports and the pool mode's next item. The key names
- * and algorithms are the ones in docs/redis-schema.md; every multi-key
- * step is one Lua script or one MULTI block, so a crash between two
- * commands can never leave a half-done state, and every key created here
+ * (README "Synchronization for children"): barriers, locks with a lease and a
+ * fencing token, counters, queues, progress reports and the pool mode's next
+ * item. The key names and algorithms are the ones in docs/redis-schema.md;
+ * every multi-key step is one Lua script or one MULTI block, so a crash between
+ * two commands can never leave a half-done state, and every key created here
  * gets a TTL in the same step so nothing outlives the run forever.
  *
  * It is not the runner's side: feeding pool items, requeueing a dead
@@ -48,7 +48,7 @@ static struct {
 
 void prun__sync_disconnect(void)
 {
-    prun_conn_close(g.c);
+    prun__conn_close(g.c);
     g.c = NULL;
 }
 
@@ -68,7 +68,7 @@ static int conn_get(struct prun_conn **out, struct prun_err *err)
                            strcmp(url, g.url) != 0))
         prun__sync_disconnect();
     if (g.c == NULL) {
-        rc = prun_conn_from_env(&g.c, err);
+        rc = prun__conn_from_env(&g.c, err);
         if (rc < 0)
             return rc;
         g.pid = getpid();
@@ -92,7 +92,7 @@ static int redis_fail(struct prun_err *err)
 
 static int io_fail(struct prun_conn *c, struct prun_err *err)
 {
-    return prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
+    return prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
         c->ctx->errstr[0] ? c->ctx->errstr : "no reply");
 }
 
@@ -104,7 +104,7 @@ static int env_need(const char *var, const char **out, struct prun_err *err)
     const char *v = getenv(var);
 
     if (v == NULL || *v == '\0')
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s is not set: run this inside a task started by "
             "'parallelrun run'",
             var);
@@ -123,14 +123,14 @@ static int check_name(const char *kind, const char *name, struct prun_err *err)
     const unsigned char *p;
 
     if (name == NULL || *name == '\0')
-        return prun_err_set(err, PRUN_EINVAL, "%s name is empty", kind);
+        return prun__err_set(err, PRUN_EINVAL, "%s name is empty", kind);
     if (strlen(name) > NAME_MAX_LEN)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s name '%.40s...' is longer than %d bytes", kind, name,
             NAME_MAX_LEN);
     for (p = (const unsigned char *)name; *p; p++)
         if (*p == ':' || *p <= ' ' || *p == 0x7f)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "invalid %s name '%s': it may not contain ':', blanks or "
                 "control characters",
                 kind, name);
@@ -152,12 +152,13 @@ static int key(char *buf, struct prun_err *err, const char *fmt, ...)
         return rc;
     n = snprintf(buf, KEY_MAX, "parallelrun:{%s}:", rid);
     if (n < 0 || n >= KEY_MAX)
-        return prun_err_set(err, PRUN_EINVAL, "PARALLELRUN_RUN_ID is too long");
+        return prun__err_set(
+            err, PRUN_EINVAL, "PARALLELRUN_RUN_ID is too long");
     va_start(ap, fmt);
     m = vsnprintf(buf + n, (size_t)(KEY_MAX - n), fmt, ap);
     va_end(ap);
     if (m < 0 || m >= KEY_MAX - n)
-        return prun_err_set(err, PRUN_EINVAL, "key name too long");
+        return prun__err_set(err, PRUN_EINVAL, "key name too long");
     return 0;
 }
 
@@ -173,9 +174,9 @@ static void key_ttl(char *buf, size_t n)
     struct prun_err e;
 
     if (v != NULL && *v != '\0') {
-        if (prun_parse_int(v, 1, INT64_MAX / 2, &x, &e) == 0)
+        if (prun__parse_int(v, 1, INT64_MAX / 2, &x, &e) == 0)
             ms = x;
-        else if (prun_parse_duration(v, &d, &e) == 0 && d > 0)
+        else if (prun__parse_duration(v, &d, &e) == 0 && d > 0)
             ms = d;
     }
     snprintf(buf, n, "%lld", ms);
@@ -186,7 +187,7 @@ static void fmt_wait(int64_t ms, char *buf, size_t n)
     if (ms >= 1000 && ms % 1000 == 0 && ms < 60000)
         snprintf(buf, n, "%llds", (long long)(ms / 1000));
     else
-        prun_fmt_duration(ms, buf, n);
+        prun__fmt_duration(ms, buf, n);
 }
 
 /* A blocking command's timeout argument, in seconds (never 0: forever). */
@@ -243,20 +244,20 @@ static redisReply *multi_exec(struct prun_conn *c, size_t n,
             freeReplyObject(r);
     }
     if (res->type == REDIS_REPLY_ERROR) {
-        prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
+        prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
             first[0] ? first : res->str);
         freeReplyObject(res);
         return NULL;
     }
     if (res->type != REDIS_REPLY_ARRAY || res->elements != n) {
-        prun_err_set(
+        prun__err_set(
             err, PRUN_EREDIS, "Redis at %s: transaction aborted", c->url);
         freeReplyObject(res);
         return NULL;
     }
     for (i = 0; i < n; i++)
         if (res->element[i]->type == REDIS_REPLY_ERROR) {
-            prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
+            prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
                 res->element[i]->str);
             freeReplyObject(res);
             return NULL;
@@ -276,7 +277,7 @@ static int reply_int(const redisReply *r, long long *out)
 static int bad_reply(
     struct prun_conn *c, const char *what, struct prun_err *err)
 {
-    return prun_err_set(
+    return prun__err_set(
         err, PRUN_EREDIS, "Redis at %s: unexpected reply to %s", c->url, what);
 }
 
@@ -366,12 +367,12 @@ static int barrier_wait(
     if (count <= 0) {
         rc = env_need("PARALLELRUN_COUNT", &cnt, err);
         if (rc < 0)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "barrier '%s': no count given and PARALLELRUN_COUNT is not "
                 "set (the task's instance count is unknown)",
                 name);
-        if (prun_parse_int(cnt, 1, 1000000000, &x, err) < 0)
-            return prun_err_set(err, PRUN_EINVAL,
+        if (prun__parse_int(cnt, 1, 1000000000, &x, err) < 0)
+            return prun__err_set(err, PRUN_EINVAL,
                 "barrier '%s': PARALLELRUN_COUNT='%s' is not a count", name,
                 cnt);
         count = (long)x;
@@ -381,8 +382,8 @@ static int barrier_wait(
      * what the task may run at once would wait forever.
      */
     if ((cnt = getenv("PARALLELRUN_CONCURRENCY")) != NULL &&
-        prun_parse_int(cnt, 1, 1000000000, &x, NULL) == 0 && count > x)
-        return prun_err_set(err, PRUN_EINVAL,
+        prun__parse_int(cnt, 1, 1000000000, &x, NULL) == 0 && count > x)
+        return prun__err_set(err, PRUN_EINVAL,
             "barrier '%s' waits for %ld instances, but at most %lld of this "
             "task run at once (jobs / -j); it can never fill",
             name, count, x);
@@ -394,7 +395,7 @@ static int barrier_wait(
         return rc;
     key_ttl(ttl, sizeof(ttl));
     snprintf(n, sizeof(n), "%ld", count);
-    deadline = timeout_ms < 0 ? -1 : prun_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : prun__now_ms() + timeout_ms;
     r = prun__eval(c, err, barrier_arrive_lua, 1, 3, args);
     if (r == NULL)
         return redis_fail(err);
@@ -412,7 +413,7 @@ static int barrier_wait(
     for (;;) {
         slice = BLOCK_SLICE_MS;
         if (deadline >= 0) {
-            slice = deadline - prun_now_ms();
+            slice = deadline - prun__now_ms();
             if (slice <= 0)
                 break;
             if (slice > BLOCK_SLICE_MS)
@@ -447,7 +448,7 @@ static int barrier_wait(
     if (rc == 1)
         return 0;
     fmt_wait(timeout_ms, waited, sizeof(waited));
-    return prun_err_set(err, PRUN_ETIMEDOUT,
+    return prun__err_set(err, PRUN_ETIMEDOUT,
         "barrier '%s' timed out after %s (%lld of %ld arrived)", name, waited,
         arrived, count);
 }
@@ -534,7 +535,7 @@ static int lock_renew_on(
     }
     freeReplyObject(r);
     if (!ok)
-        return prun_err_set(err, PRUN_ELOCKED,
+        return prun__err_set(err, PRUN_ELOCKED,
             "lock '%s' was lost: its lease ran out before it was renewed",
             l->name);
     return 0;
@@ -574,11 +575,11 @@ static void *renew_main(void *arg)
         rc = 0;
         pthread_mutex_unlock(&l->mu);
         if (l->own != NULL && l->own->ctx->err) {
-            prun_conn_close(l->own);
+            prun__conn_close(l->own);
             l->own = NULL;
         }
         if (l->own == NULL)
-            prun_conn_open(
+            prun__conn_open(
                 l->url, l->password, (int)(l->lease_ms / 3), &l->own, &e);
         if (l->own != NULL && lock_renew_on(l, l->own, &e) == PRUN_ELOCKED) {
             pthread_mutex_lock(&l->mu);
@@ -601,7 +602,7 @@ static void lock_free(struct prun_lock *l)
         pthread_cond_destroy(&l->cv);
         pthread_mutex_destroy(&l->mu);
     }
-    prun_conn_close(l->own);
+    prun__conn_close(l->own);
     memset(l->password, 0, sizeof(l->password));
     free(l);
 }
@@ -615,7 +616,7 @@ static int start_renewal(struct prun_lock *l, struct prun_err *err)
 
     snprintf(l->url, sizeof(l->url), "%s", url ? url : "");
     snprintf(l->password, sizeof(l->password), "%s", pw ? pw : "");
-    rc = prun_conn_open(l->url, l->password, 5000, &l->own, err);
+    rc = prun__conn_open(l->url, l->password, 5000, &l->own, err);
     if (rc < 0)
         return rc;
     pthread_condattr_init(&ca);
@@ -628,7 +629,7 @@ static int start_renewal(struct prun_lock *l, struct prun_err *err)
         pthread_cond_destroy(&l->cv);
         pthread_mutex_destroy(&l->mu);
         errno = rc;
-        return prun_err_sys(
+        return prun__err_sys(
             err, "lock '%s': cannot start the renewal thread", l->name);
     }
     l->has_thread = 1;
@@ -653,13 +654,13 @@ static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
     if (rc < 0)
         return rc;
     if (lease_ms < 30)
-        return prun_err_set(err, PRUN_EINVAL, "lock lease too short");
+        return prun__err_set(err, PRUN_EINVAL, "lock lease too short");
     rc = conn_get(&c, err);
     if (rc < 0)
         return rc;
     l = calloc(1, sizeof(*l));
     if (l == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     snprintf(l->name, sizeof(l->name), "%s", name);
     l->lease_ms = lease_ms;
     snprintf(l->lease, sizeof(l->lease), "%lld", (long long)lease_ms);
@@ -668,7 +669,7 @@ static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
         goto fail;
     snprintf(fence, sizeof(fence), "%s:fence", l->key);
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        rc = prun_err_sys(err, "lock '%s': getrandom", name);
+        rc = prun__err_sys(err, "lock '%s': getrandom", name);
         goto fail;
     }
     for (i = 0; i < 16; i++)
@@ -679,7 +680,7 @@ static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
     args[2] = l->owner;
     args[3] = l->lease;
     args[4] = ttl;
-    deadline = timeout_ms < 0 ? -1 : prun_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : prun__now_ms() + timeout_ms;
     for (;;) {
         r = prun__eval(c, err, lock_acquire_lua, 2, 5, args);
         if (r == NULL) {
@@ -696,10 +697,10 @@ static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
             break;
         slice = LOCK_POLL_MS;
         if (deadline >= 0) {
-            slice = deadline - prun_now_ms();
+            slice = deadline - prun__now_ms();
             if (slice <= 0) {
                 fmt_wait(timeout_ms, waited, sizeof(waited));
-                rc = prun_err_set(err, PRUN_ETIMEDOUT,
+                rc = prun__err_set(err, PRUN_ETIMEDOUT,
                     "lock '%s' is held (waited %s)", name, waited);
                 goto fail;
             }
@@ -827,7 +828,7 @@ int prun_lock_release(struct prun_lock *l, struct prun_err *err)
             if (reply_int(r, &ok) < 0)
                 rc = bad_reply(c, "lock release", &e);
             else if (!ok)
-                rc = prun_err_set(&e, PRUN_ELOCKED,
+                rc = prun__err_set(&e, PRUN_ELOCKED,
                     "lock '%s' had been lost before its release: its lease "
                     "(%lldms) ran out, so another holder may have overlapped "
                     "(fencing token %llu)",
@@ -904,7 +905,7 @@ static int queue_push(
     if (n == 0)
         return 0;
     if (n > (size_t)1 << 20)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "queue '%s': too many values at once", name);
     if ((rc = conn_get(&c, err)) < 0 ||
         (rc = key(k, err, "queue:%s", name)) < 0)
@@ -912,7 +913,7 @@ static int queue_push(
     key_ttl(ttl, sizeof(ttl));
     argv = malloc((n + 2) * sizeof(*argv));
     if (argv == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     argv[0] = "RPUSH";
     argv[1] = k;
     for (i = 0; i < n; i++)
@@ -943,7 +944,7 @@ static int take_string(const redisReply *r, char **out, struct prun_err *err)
     char *s = malloc(r->len + 1);
 
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     memcpy(s, r->str, r->len);
     s[r->len] = '\0';
     *out = s;
@@ -973,11 +974,11 @@ static int queue_pop(
         freeReplyObject(r);
         return rc;
     }
-    deadline = timeout_ms < 0 ? -1 : prun_now_ms() + timeout_ms;
+    deadline = timeout_ms < 0 ? -1 : prun__now_ms() + timeout_ms;
     for (;;) {
         slice = BLOCK_SLICE_MS;
         if (deadline >= 0) {
-            slice = deadline - prun_now_ms();
+            slice = deadline - prun__now_ms();
             if (slice <= 0)
                 return 0;
             if (slice > BLOCK_SLICE_MS)
@@ -1099,7 +1100,7 @@ static int split_entry(const redisReply *r, char **item,
     }
     s = malloc(r->len - off + 1);
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     memcpy(s, r->str + off, r->len - off);
     s[r->len - off] = '\0';
     *item = s;
@@ -1198,7 +1199,7 @@ static int next_item(
         failures = 0;
         if (r->type == REDIS_REPLY_ERROR ||
             ((redisReply *)v)->type == REDIS_REPLY_ERROR) {
-            prun_err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
+            prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
                 r->type == REDIS_REPLY_ERROR ? r->str : ((redisReply *)v)->str);
             freeReplyObject(v);
             freeReplyObject(r);

@@ -101,8 +101,8 @@ static void read_stream(struct proc *p, int i)
     for (rounds = 0; rounds < 16 && p->fd[i] >= 0; rounds++) {
         n = read(p->fd[i], x->readbuf, sizeof(x->readbuf));
         if (n > 0) {
-            if (prun_capture_feed(p->a->cap, i + 1, x->readbuf, (size_t)n, &e) <
-                0)
+            if (prun__capture_feed(
+                    p->a->cap, i + 1, x->readbuf, (size_t)n, &e) < 0)
                 warn(x, &e);
             continue;
         }
@@ -193,7 +193,7 @@ static int spawn_attempt(struct local *x, struct proc *p,
     so.stderr_fd = errp[1];
     so.keep_fds = sc->fds;
     so.nkeep = sc->nfds;
-    rc = prun_spawn(&so, &p->pid, &e);
+    rc = prun__spawn(&so, &p->pid, &e);
     close(outp[1]);
     close(errp[1]);
     p->fd[0] = outp[0];
@@ -230,7 +230,7 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
 
     memset(&sc, 0, sizeof(sc));
     if (x->o.segs != NULL) {
-        if (prun_segset_child(x->o.segs, a->inst->task, &sc, &e) < 0) {
+        if (prun__segset_child(x->o.segs, a->inst->task, &sc, &e) < 0) {
             snprintf(a->exec_err, sizeof(a->exec_err), "%s", e.msg);
             goto fail;
         }
@@ -238,10 +238,10 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
     }
     /* {%} and PARALLELRUN_SLOT: GNU parallel's slot number, 1-based. */
     a->ctx.slot = (unsigned)slot + 1;
-    argv = prun_task_argv(task, &a->ctx);
+    argv = prun__task_argv(task, &a->ctx);
     envp = prun__envset_build(x->envs, a->inst->task, &a->ctx, &sc);
     if (argv == NULL || envp == NULL ||
-        (task->cwd && prun_tpl_expand(task->cwd, &a->ctx, 0, &cwd) < 0)) {
+        (task->cwd && prun__tpl_expand(task->cwd, &a->ctx, 0, &cwd) < 0)) {
         snprintf(a->exec_err, sizeof(a->exec_err), "out of memory");
         goto fail;
     }
@@ -263,14 +263,14 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
     }
     if (task->timeout_ms > 0)
         p->deadline = a->start_mono + task->timeout_ms;
-    prun_guardian_add(x->guardian, p->pid);
+    prun__guardian_add(x->guardian, p->pid);
     goto out;
 fail:
     release(p, -1);
 out:
     if (have_sc)
-        prun_segset_child_done(x->o.segs, &sc);
-    prun_buf_free(&cwd);
+        prun__segset_child_done(x->o.segs, &sc);
+    prun__buf_free(&cwd);
     free(argv);
     free(envp);
 }
@@ -320,7 +320,7 @@ static const char *signame(int sig, char *buf, size_t n)
 static void guardian_died(struct local *x, int status)
 {
     const struct prun__exec_hooks *h = &x->base.hooks;
-    pid_t old = prun_guardian_pid(x->guardian);
+    pid_t old = prun__guardian_pid(x->guardian);
     char how[64], sig[32], msg[300];
     struct prun_err e;
     size_t i;
@@ -330,10 +330,10 @@ static void guardian_died(struct local *x, int status)
             signame(WTERMSIG(status), sig, sizeof(sig)));
     else
         snprintf(how, sizeof(how), "exit %d", WEXITSTATUS(status));
-    if (prun_guardian_restart(x->guardian, &e) < 0) {
+    if (prun__guardian_restart(x->guardian, &e) < 0) {
         struct prun_err f;
 
-        prun_err_set(&f, PRUN_ESYS,
+        prun__err_set(&f, PRUN_ESYS,
             "the guardian process (pid %ld) died (%s) and no new one could "
             "be started: %s; stopping the run",
             (long)old, how, e.msg);
@@ -343,12 +343,12 @@ static void guardian_died(struct local *x, int status)
     }
     for (i = 0; i < x->nprocs; i++)
         if (x->procs[i].a != NULL && x->procs[i].pid > 0)
-            prun_guardian_add(x->guardian, x->procs[i].pid);
+            prun__guardian_add(x->guardian, x->procs[i].pid);
     for (i = 0; i < x->nstrag; i++)
-        prun_guardian_add(x->guardian, x->strag[i].pgid);
+        prun__guardian_add(x->guardian, x->strag[i].pgid);
     snprintf(msg, sizeof(msg),
         "the guardian process (pid %ld) died (%s); started a new one (pid %ld)",
-        (long)old, how, (long)prun_guardian_pid(x->guardian));
+        (long)old, how, (long)prun__guardian_pid(x->guardian));
     h->say(h->ctx, msg);
 }
 
@@ -364,7 +364,7 @@ static void reap(struct local *x)
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
             si.si_pid == 0)
             return;
-        if (si.si_pid == prun_guardian_pid(x->guardian)) {
+        if (si.si_pid == prun__guardian_pid(x->guardian)) {
             if (waitpid(si.si_pid, &status, 0) < 0)
                 status = 0;
             guardian_died(x, status);
@@ -384,9 +384,9 @@ static void reap(struct local *x)
         if (waitpid(p->pid, &status, 0) < 0)
             status = 0;
         if (kill(-p->pid, 0) == 0)
-            add_straggler(x, p->pid, prun_now_ms() + p->grace);
+            add_straggler(x, p->pid, prun__now_ms() + p->grace);
         else
-            prun_guardian_del(x->guardian, p->pid);
+            prun__guardian_del(x->guardian, p->pid);
         read_stream(p, 0);
         read_stream(p, 1);
         release(p, status);
@@ -403,7 +403,7 @@ static void local_on_signal(struct prun__executor *base, int signo)
 static int group_is_ours(pid_t pgid)
 {
     pid_t kids[512];
-    int n = prun_children(kids, 512), i;
+    int n = prun__children(kids, 512), i;
 
     for (i = 0; i < n; i++)
         if (getpgid(kids[i]) == pgid)
@@ -414,7 +414,7 @@ static int group_is_ours(pid_t pgid)
 static void local_stop_all(struct prun__executor *base, int hard)
 {
     struct local *x = (struct local *)base;
-    int64_t now = prun_now_ms();
+    int64_t now = prun__now_ms();
     size_t i;
 
     for (i = 0; i < x->nprocs; i++) {
@@ -458,7 +458,7 @@ static void local_tick(struct prun__executor *base, int64_t now)
         if (now >= x->strag[i].kill_at) {
             if (group_is_ours(x->strag[i].pgid))
                 kill(-x->strag[i].pgid, SIGKILL);
-            prun_guardian_del(x->guardian, x->strag[i].pgid);
+            prun__guardian_del(x->guardian, x->strag[i].pgid);
             continue;
         }
         x->strag[j++] = x->strag[i];
@@ -492,10 +492,10 @@ static void local_shutdown(struct prun__executor *base, int hurry)
 {
     struct local *x = (struct local *)base;
 
-    prun_guardian_stop(x->guardian);
+    prun__guardian_stop(x->guardian);
     x->guardian = NULL;
     /* Whatever is still alive below us (stragglers) goes now. */
-    prun_kill_descendants(x->nstrag > 0 || hurry ? 2000 : 200);
+    prun__kill_descendants(x->nstrag > 0 || hurry ? 2000 : 200);
 }
 
 static void local_free(struct prun__executor *base)
@@ -565,28 +565,29 @@ int prun__local_new(const struct prun__local_opts *o,
 
     x = calloc(1, sizeof(*x));
     if (x == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     x->base.ops = &local_ops;
     x->base.hooks = *hooks;
     x->o = *o;
     x->nullfd = -1;
-    prun_spawn_init();
-    rc = prun_guardian_start(&x->guardian, err);
+    prun__spawn_init();
+    rc = prun__guardian_start(&x->guardian, err);
     if (rc < 0)
         goto fail;
     if (o->segs != NULL) {
         /* Published segments: the guardian removes them if we die. */
         const char *const *env;
-        size_t n = prun_segset_env_all(o->segs, &env), k;
+        size_t n = prun__segset_env_all(o->segs, &env), k;
 
         for (k = 0; k < n; k++)
             if (strncmp(env[k], "PARALLELRUN_SHM_DIR=", 20) == 0 &&
-                (rc = prun_guardian_set_dir(x->guardian, env[k] + 20, err)) < 0)
+                (rc = prun__guardian_set_dir(x->guardian, env[k] + 20, err)) <
+                    0)
                 goto fail;
     }
     x->nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (x->nullfd < 0) {
-        rc = prun_err_sys(err, "/dev/null");
+        rc = prun__err_sys(err, "/dev/null");
         goto fail;
     }
     rc = prun__envset_new(o->job, o->run_id, o->slots, o->extra_env,
@@ -597,7 +598,7 @@ int prun__local_new(const struct prun__local_opts *o,
     x->procs = calloc(x->nprocs, sizeof(*x->procs));
     x->free_slots = calloc(x->nprocs, sizeof(size_t));
     if (x->procs == NULL || x->free_slots == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     for (i = 0; i < x->nprocs; i++) {

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * iter: streaming iteration over the foreach sources of DESIGN §3 (none,
- * list, range, lines, glob, matrix), grouped into instances of `chunk`
- * items. Ranges and matrices are computed, lists and globs walk arrays, and
- * lines files are read through a fixed-size buffer so that only the current
- * instance's lines are ever held in memory. This module does not parse the
- * job file, expand templates or decide when anything runs.
+ * iter: streaming iteration over the foreach sources (none, list, range,
+ * lines, glob, matrix), grouped into instances of `chunk` items. Ranges and
+ * matrices are computed, lists and globs walk arrays, and lines files are
+ * read through a fixed-size buffer so that only the current instance's
+ * lines are ever held in memory.
+ *
+ * Nothing here waits unless asked to: opening a FIFO does not wait for a
+ * writer, and in async mode a pipe, FIFO or terminal is read only after the
+ * caller's event loop saw it readable, one read() per readiness, so a slow
+ * producer never holds up the loop. Regular files are read directly (they
+ * never block for long). This module does not parse the job file, expand
+ * templates or decide when anything runs.
  */
 #include "job.h"
 
@@ -13,6 +19,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +29,21 @@
 /* Read size for lines files, both when counting and when iterating. */
 #define READ_SIZE (64 * 1024)
 
-int prun_items_value(
+int prun__items_value(
     const struct prun_item *items, size_t n, struct prun_buf *out)
 {
     size_t i;
 
-    if (prun_buf_reserve(out, 0) < 0)
+    if (prun__buf_reserve(out, 0) < 0)
         return PRUN_ENOMEM;
     for (i = 0; i < n; i++)
-        if ((i > 0 && prun_buf_addc(out, '\n') < 0) ||
-            prun_buf_adds(out, items[i].text) < 0)
+        if ((i > 0 && prun__buf_addc(out, '\n') < 0) ||
+            prun__buf_adds(out, items[i].text) < 0)
             return PRUN_ENOMEM;
     return 0;
 }
 
-struct prun_item *prun_items_dup(const struct prun_item *items, size_t n)
+struct prun_item *prun__items_dup(const struct prun_item *items, size_t n)
 {
     size_t nptr = 0, nchar = 0, size, i, k;
     struct prun_item *out;
@@ -120,6 +127,16 @@ struct prun_iter {
     char *rbuf; /* LINES read buffer */
     size_t rpos, rend;
     int eof;
+    int stream;    /* a pipe, FIFO, terminal...: never read unasked */
+    int gate;      /* stream: wait for readiness before the next read */
+    int async;     /* PRUN_ITER_ASYNC */
+    int strict;    /* PRUN_ITER_STRICT */
+    int old_flags; /* stdin's file status flags to restore, -1 none */
+    int pending;   /* an instance is being gathered across calls */
+    size_t have;   /* its items so far */
+    int in_line;   /* a line is being gathered across calls */
+    int line_got;  /* ... and has at least one byte or its end */
+    unsigned long long lineno; /* lines read so far, for messages */
 };
 
 static int fail_at(struct prun_err *err, const struct prun_job *job,
@@ -127,7 +144,7 @@ static int fail_at(struct prun_err *err, const struct prun_job *job,
 {
     int saved = errno;
 
-    prun_err_set(err, PRUN_EINVAL, "%s:%u:%u: cannot %s '%s': %s",
+    prun__err_set(err, PRUN_EINVAL, "%s:%u:%u: cannot %s '%s': %s",
         job && job->path ? job->path : "?", f->pos.line, f->pos.col, what,
         f->path, strerror(saved));
     if (err != NULL)
@@ -166,36 +183,67 @@ static unsigned long long range_len(
     return (diff - 1) / ustep + 1;
 }
 
+/* The name a lines source goes by in messages. */
+static const char *lines_name(const struct prun_foreach *f)
+{
+    return strcmp(f->path, "-") == 0 ? "stdin" : f->path;
+}
+
+/*
+ * A NUL byte cannot be passed in an argv element or an environment value:
+ * it would silently cut the item short, so it is refused, with its line.
+ */
+static int nul_error(
+    struct prun_iter *it, unsigned long long line, struct prun_err *err)
+{
+    const struct prun_foreach *f = it->f;
+
+    return prun__err_set(err, PRUN_EINVAL,
+        "%s:%llu: NUL byte in a line (foreach 'lines' at %s:%u:%u; for "
+        "NUL-separated items set 'separator: nul')",
+        lines_name(f), line, it->job && it->job->path ? it->job->path : "?",
+        f->pos.line, f->pos.col);
+}
+
+static char sep_of(const struct prun_iter *it)
+{
+    return it->f->nul_sep ? '\0' : '\n';
+}
+
 /* Counts the lines of the regular file fd, then rewinds it. */
 static int count_lines(struct prun_iter *it, struct prun_err *err)
 {
     unsigned long long lines = 0;
-    char last = '\n';
+    char sep = sep_of(it), last = sep;
     ssize_t n;
 
     for (;;) {
-        char *p, *end;
+        char *p, *end, *z;
 
         n = read(it->fd, it->rbuf, READ_SIZE);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return prun_err_sys(err, "%s:%u:%u: cannot read '%s'",
+            return prun__err_sys(err, "%s:%u:%u: cannot read '%s'",
                 it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
                 it->f->pos.col, it->f->path);
         if (n == 0)
             break;
         end = it->rbuf + n;
-        for (p = it->rbuf; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
-             p++)
+        z = sep ? memchr(it->rbuf, '\0', (size_t)n) : NULL;
+        if (z != NULL)
+            end = z;
+        for (p = it->rbuf; (p = memchr(p, sep, (size_t)(end - p))) != NULL; p++)
             lines++;
+        if (z != NULL)
+            return nul_error(it, lines + 1, err);
         last = it->rbuf[n - 1];
     }
     /* A last line without a newline is still a line. */
-    if (last != '\n')
+    if (last != sep)
         lines++;
     if (lseek(it->fd, 0, SEEK_SET) < 0)
-        return prun_err_sys(err, "%s:%u:%u: cannot rewind '%s'",
+        return prun__err_sys(err, "%s:%u:%u: cannot rewind '%s'",
             it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
             it->f->pos.col, it->f->path);
     it->nall = lines;
@@ -206,14 +254,19 @@ static int open_lines(struct prun_iter *it, struct prun_err *err)
 {
     const struct prun_foreach *f = it->f;
     struct stat st;
+    int fl, rc;
 
     it->rbuf = malloc(READ_SIZE);
     if (it->rbuf == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     if (strcmp(f->path, "-") == 0) {
         it->fd = 0;
     } else {
-        it->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+        /*
+         * O_NONBLOCK: opening a FIFO for reading would otherwise wait for
+         * a writer, with nothing else (signals included) served meanwhile.
+         */
+        it->fd = open(f->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         if (it->fd < 0)
             return fail_at(err, it->job, f, "open");
         it->own_fd = 1;
@@ -225,12 +278,28 @@ static int open_lines(struct prun_iter *it, struct prun_err *err)
         return fail_at(err, it->job, f, "open");
     }
     if (!S_ISREG(st.st_mode)) {
-        /* Pipes and terminals can be read once only: the count is unknown. */
+        /*
+         * Pipes and terminals can be read once only: the count is unknown.
+         * A FIFO without a writer yet reads as end of file, so the first
+         * read, like every later one, waits until poll says readable or
+         * hung up (which a FIFO only says once a writer came and went).
+         */
         it->count = -1;
+        it->stream = 1;
+        it->gate = 1;
+        /*
+         * stdin as a pipe or FIFO also gets O_NONBLOCK, restored when the
+         * source is freed. A terminal does not: its file description is
+         * the interactive shell's too; one read per readiness is enough.
+         */
+        if (!it->own_fd && it->async && S_ISFIFO(st.st_mode) &&
+            (fl = fcntl(0, F_GETFL)) >= 0 && !(fl & O_NONBLOCK) &&
+            fcntl(0, F_SETFL, fl | O_NONBLOCK) == 0)
+            it->old_flags = fl;
         return 0;
     }
-    if (count_lines(it, err) < 0)
-        return PRUN_ESYS;
+    if ((rc = count_lines(it, err)) < 0)
+        return rc;
     it->count = instances(it->nall, it->chunk);
     return 0;
 }
@@ -277,11 +346,11 @@ static int open_glob(struct prun_iter *it, struct prun_err *err)
         it->gl.gl_pathc = 0;
     else if (rc == GLOB_ABORTED) {
         errno = glob_errno ? glob_errno : EIO;
-        return prun_err_sys(err, "%s:%u:%u: glob '%s': cannot read '%s'",
+        return prun__err_sys(err, "%s:%u:%u: glob '%s': cannot read '%s'",
             it->job && it->job->path ? it->job->path : "?", f->pos.line,
             f->pos.col, f->path, glob_errpath);
     } else if (rc != 0)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_ENOMEM, "out of memory in glob '%s'", f->path);
     if (it->gl.gl_pathc > 1)
         qsort(it->gl.gl_pathv, it->gl.gl_pathc, sizeof(char *), cmp_str);
@@ -297,7 +366,7 @@ static int open_matrix(struct prun_iter *it, struct prun_err *err)
 
     for (i = 0; i < f->naxes; i++) {
         if (f->axes[i].nvals != 0 && n > ULLONG_MAX / f->axes[i].nvals)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s:%u:%u: matrix has too many combinations",
                 it->job && it->job->path ? it->job->path : "?", f->pos.line,
                 f->pos.col);
@@ -311,29 +380,74 @@ static int open_matrix(struct prun_iter *it, struct prun_err *err)
     it->vals = calloc(
         (size_t)it->chunk * (f->naxes ? f->naxes : 1), sizeof(*it->vals));
     if (it->idx == NULL || it->keys == NULL || it->vals == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (i = 0; i < f->naxes; i++)
         it->keys[i] = f->axes[i].name;
     return 0;
 }
 
-int prun_iter_open(const struct prun_job *job, const struct prun_foreach *f,
+/*
+ * Zero items: an error unless the foreach allows it, since a glob that
+ * matches nothing or an empty list file is far more often a mistake (a
+ * wrong path, a step that made nothing) than an intended no-op.
+ */
+static int empty_error(const struct prun_iter *it, struct prun_err *err)
+{
+    const struct prun_foreach *f = it->f;
+    const char *file = it->job && it->job->path ? it->job->path : "?";
+    char what[PATH_MAX + 64];
+
+    switch (f->kind) {
+    case PRUN_SRC_LIST:
+        snprintf(what, sizeof(what), "'list' is empty");
+        break;
+    case PRUN_SRC_RANGE:
+        snprintf(what, sizeof(what), "range [%lld, %lld, %lld] is empty",
+            f->from, f->to, f->step);
+        break;
+    case PRUN_SRC_MATRIX:
+        snprintf(what, sizeof(what), "matrix has no combinations");
+        break;
+    case PRUN_SRC_GLOB:
+        snprintf(what, sizeof(what), "glob '%s' matches nothing", f->path);
+        break;
+    default:
+        snprintf(what, sizeof(what), "lines '%s' has no lines", lines_name(f));
+        break;
+    }
+    return prun__err_set(err, PRUN_EINVAL,
+        "%s:%u:%u: %s (set 'allow_empty: true' in the foreach if no "
+        "instance is fine)",
+        file, f->pos.line, f->pos.col, what);
+}
+
+int prun__iter_open(const struct prun_job *job, const struct prun_foreach *f,
     struct prun_iter **out, struct prun_err *err)
+{
+    return prun__iter_open_flags(job, f, 0, out, err);
+}
+
+int prun__iter_open_flags(const struct prun_job *job,
+    const struct prun_foreach *f, int flags, struct prun_iter **out,
+    struct prun_err *err)
 {
     struct prun_iter *it;
     int rc = 0;
 
     it = calloc(1, sizeof(*it));
     if (it == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     it->job = job;
     it->f = f;
     it->fd = -1;
+    it->old_flags = -1;
+    it->async = (flags & PRUN_ITER_ASYNC) != 0;
+    it->strict = (flags & PRUN_ITER_STRICT) && !f->allow_empty;
     it->chunk = f->chunk ? f->chunk : 1;
     it->items = calloc(it->chunk, sizeof(*it->items));
     it->offs = calloc(it->chunk, sizeof(*it->offs));
     if (it->items == NULL || it->offs == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     switch (f->kind) {
@@ -345,7 +459,7 @@ int prun_iter_open(const struct prun_job *job, const struct prun_foreach *f,
         break;
     case PRUN_SRC_RANGE:
         if (f->step == 0) {
-            rc = prun_err_set(err, PRUN_EINVAL, "%s:%u:%u: range step is 0",
+            rc = prun__err_set(err, PRUN_EINVAL, "%s:%u:%u: range step is 0",
                 job && job->path ? job->path : "?", f->pos.line, f->pos.col);
             goto fail;
         }
@@ -362,17 +476,21 @@ int prun_iter_open(const struct prun_job *job, const struct prun_foreach *f,
         rc = open_matrix(it, err);
         break;
     default:
-        rc = prun_err_set(err, PRUN_EINVAL, "unknown foreach source");
+        rc = prun__err_set(err, PRUN_EINVAL, "unknown foreach source");
         break;
     }
     if (rc < 0)
         goto fail;
     if (f->kind != PRUN_SRC_LINES)
         it->count = instances(it->nall, it->chunk);
+    if (it->strict && it->count == 0) {
+        rc = empty_error(it, err);
+        goto fail;
+    }
     *out = it;
     return 0;
 fail:
-    prun_iter_free(it);
+    prun__iter_free(it);
     return rc;
 }
 
@@ -380,7 +498,7 @@ fail:
 static int add_text(struct prun_iter *it, size_t i, const char *s, size_t n)
 {
     it->offs[i] = it->buf.len;
-    if (prun_buf_add(&it->buf, s, n) < 0 || prun_buf_addc(&it->buf, '\0') < 0)
+    if (prun__buf_add(&it->buf, s, n) < 0 || prun__buf_addc(&it->buf, '\0') < 0)
         return PRUN_ENOMEM;
     return 0;
 }
@@ -408,11 +526,11 @@ static int next_matrix(struct prun_iter *it, size_t i)
     it->offs[i] = it->buf.len;
     for (a = 0; a < f->naxes; a++) {
         vals[a] = f->axes[a].vals[it->idx[a]];
-        if ((a > 0 && prun_buf_addc(&it->buf, ' ') < 0) ||
-            prun_buf_adds(&it->buf, vals[a]) < 0)
+        if ((a > 0 && prun__buf_addc(&it->buf, ' ') < 0) ||
+            prun__buf_adds(&it->buf, vals[a]) < 0)
             return PRUN_ENOMEM;
     }
-    if (prun_buf_addc(&it->buf, '\0') < 0)
+    if (prun__buf_addc(&it->buf, '\0') < 0)
         return PRUN_ENOMEM;
     /* Like an odometer: the last axis turns fastest. */
     for (a = f->naxes; a-- > 0;) {
@@ -426,64 +544,108 @@ static int next_matrix(struct prun_iter *it, size_t i)
     return 0;
 }
 
+/* Blocking mode: waits until the stream is readable or hung up. */
+static int wait_readable(struct prun_iter *it, struct prun_err *err)
+{
+    struct pollfd pfd;
+
+    pfd.fd = it->fd;
+    pfd.events = POLLIN;
+    while (poll(&pfd, 1, -1) < 0)
+        if (errno != EINTR)
+            return prun__err_sys(err, "%s:%u:%u: cannot wait for '%s'",
+                it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
+                it->f->pos.col, it->f->path);
+    it->gate = 0;
+    return 0;
+}
+
 /*
  * Reads the next line of a lines source into buf as item i. Returns 1 for a
- * line, 0 at the end of the input, or a negative PRUN_E*.
+ * line, 0 at the end of the input, PRUN_ITER_AGAIN when a stream has
+ * nothing more yet (the line so far is kept for the next call), or a
+ * negative PRUN_E*.
  */
 static int next_line(struct prun_iter *it, size_t i, struct prun_err *err)
 {
-    size_t start = it->buf.len;
-    int got = 0, newline = 0;
+    char sep = sep_of(it);
+    size_t start;
 
-    it->offs[i] = start;
+    if (!it->in_line) {
+        it->offs[i] = it->buf.len;
+        it->in_line = 1;
+        it->line_got = 0;
+    }
+    start = it->offs[i];
     for (;;) {
-        char *p, *s = it->rbuf + it->rpos;
-        size_t avail = it->rend - it->rpos;
+        char *p, *z, *s = it->rbuf + it->rpos;
+        size_t avail = it->rend - it->rpos, len;
         ssize_t n;
 
         if (avail > 0) {
-            got = 1;
-            p = memchr(s, '\n', avail);
+            it->line_got = 1;
+            p = memchr(s, sep, avail);
+            len = p != NULL ? (size_t)(p - s) : avail;
+            z = sep ? memchr(s, '\0', len) : NULL;
+            if (z != NULL)
+                return nul_error(it, it->lineno + 1, err);
+            /* A line longer than the buffer continues in the next read. */
+            if (prun__buf_add(&it->buf, s, len) < 0)
+                return PRUN_ENOMEM;
+            it->rpos += len;
             if (p != NULL) {
-                if (prun_buf_add(&it->buf, s, (size_t)(p - s)) < 0)
-                    return PRUN_ENOMEM;
-                it->rpos += (size_t)(p - s) + 1;
-                newline = 1;
+                it->rpos++;
                 break;
             }
-            /* A line longer than the buffer continues in the next read. */
-            if (prun_buf_add(&it->buf, s, avail) < 0)
-                return PRUN_ENOMEM;
-            it->rpos = it->rend;
         }
         if (it->eof)
             break;
+        if (it->gate) {
+            if (it->async)
+                return PRUN_ITER_AGAIN;
+            if (wait_readable(it, err) < 0)
+                return PRUN_ESYS;
+        }
         n = read(it->fd, it->rbuf, READ_SIZE);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            it->gate = 1;
+            continue;
+        }
         if (n < 0)
-            return prun_err_sys(err, "%s:%u:%u: cannot read '%s'",
+            return prun__err_sys(err, "%s:%u:%u: cannot read '%s'",
                 it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
                 it->f->pos.col, it->f->path);
+        /* One read per readiness: the next one could block otherwise. */
+        if (it->stream)
+            it->gate = 1;
         it->rpos = 0;
         it->rend = (size_t)n;
         if (n == 0)
             it->eof = 1;
     }
-    if (!got)
+    it->in_line = 0;
+    if (!it->line_got)
         return 0;
-    if (newline && it->buf.len > start && it->buf.data[it->buf.len - 1] == '\r')
+    it->lineno++;
+    /*
+     * CRLF line ends lose their CR, the last line's included, whether or
+     * not it ends in a newline: every line is treated the same.
+     */
+    if (!it->f->nul_sep && it->buf.len > start &&
+        it->buf.data[it->buf.len - 1] == '\r')
         it->buf.len--;
-    if (prun_buf_addc(&it->buf, '\0') < 0)
+    if (prun__buf_addc(&it->buf, '\0') < 0)
         return PRUN_ENOMEM;
     return 1;
 }
 
-int prun_iter_next(
+int prun__iter_next(
     struct prun_iter *it, const struct prun_item **items, struct prun_err *err)
 {
     const struct prun_foreach *f = it->f;
-    size_t n = 0, i;
+    size_t n, i;
     int rc = 0;
 
     if (it->failed) {
@@ -491,11 +653,16 @@ int prun_iter_next(
             *err = it->fail;
         return it->fail.code;
     }
-    prun_buf_reset(&it->buf);
+    if (!it->pending) {
+        prun__buf_reset(&it->buf);
+        it->have = 0;
+    }
+    n = it->have;
     while (n < it->chunk && !it->ended) {
         struct prun_item *item = &it->items[n];
 
-        memset(item, 0, sizeof(*item));
+        if (!it->in_line)
+            memset(item, 0, sizeof(*item));
         if (f->kind != PRUN_SRC_LINES && it->pos >= it->nall) {
             it->ended = 1;
             break;
@@ -518,6 +685,11 @@ int prun_iter_next(
             break;
         case PRUN_SRC_LINES:
             rc = next_line(it, n, err);
+            if (rc == PRUN_ITER_AGAIN) {
+                it->pending = 1;
+                it->have = n;
+                return PRUN_ITER_AGAIN;
+            }
             if (rc == 0)
                 it->ended = 1;
             if (rc <= 0)
@@ -535,6 +707,12 @@ int prun_iter_next(
         it->pos++;
         n++;
     }
+    it->pending = 0;
+    it->have = 0;
+    if (n == 0 && it->pos == 0 && it->strict) {
+        rc = empty_error(it, err);
+        goto fail;
+    }
     /* buf may have moved while it grew, so texts are pointed at only now. */
     if (f->kind == PRUN_SRC_RANGE || f->kind == PRUN_SRC_MATRIX ||
         f->kind == PRUN_SRC_LINES)
@@ -544,7 +722,7 @@ int prun_iter_next(
     return (int)n;
 fail:
     if (rc == PRUN_ENOMEM)
-        prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        prun__err_set(err, PRUN_ENOMEM, "out of memory");
     it->failed = 1;
     it->ended = 1;
     if (err != NULL)
@@ -554,17 +732,30 @@ fail:
     return rc;
 }
 
-long long prun_iter_count(const struct prun_iter *it)
+int prun__iter_fd(const struct prun_iter *it)
+{
+    return it != NULL && it->pending && it->gate ? it->fd : -1;
+}
+
+void prun__iter_readable(struct prun_iter *it)
+{
+    if (it != NULL)
+        it->gate = 0;
+}
+
+long long prun__iter_count(const struct prun_iter *it)
 {
     return it->count;
 }
 
-void prun_iter_free(struct prun_iter *it)
+void prun__iter_free(struct prun_iter *it)
 {
     if (it == NULL)
         return;
     if (it->own_fd && it->fd >= 0)
         close(it->fd);
+    if (it->old_flags >= 0)
+        fcntl(0, F_SETFL, it->old_flags);
     if (it->have_gl)
         globfree(&it->gl);
     free(it->rbuf);
@@ -573,6 +764,61 @@ void prun_iter_free(struct prun_iter *it)
     free(it->vals);
     free(it->items);
     free(it->offs);
-    prun_buf_free(&it->buf);
+    prun__buf_free(&it->buf);
     free(it);
+}
+
+int prun__task_source_deferred(const struct prun_task *t)
+{
+    return t->nneeds > 0 && (t->foreach.kind == PRUN_SRC_LINES ||
+                                t->foreach.kind == PRUN_SRC_GLOB);
+}
+
+int prun__job_check_sources(const struct prun_job *job, struct prun_err *err)
+{
+    struct prun_iter *it = NULL;
+    const struct prun_foreach *stdin_by = NULL;
+    struct stat st;
+    size_t t;
+    int rc;
+
+    for (t = 0; t < job->ntasks; t++) {
+        const struct prun_foreach *f = &job->tasks[t].foreach;
+
+        /* Two readers of one stdin would each get some lines, at random. */
+        if (f->kind == PRUN_SRC_LINES && strcmp(f->path, "-") == 0) {
+            if (stdin_by != NULL)
+                return prun__err_set(err, PRUN_EINVAL,
+                    "%s:%u:%u: only one task can read stdin ('lines: -'); "
+                    "line %u reads it already",
+                    job->path ? job->path : "?", f->pos.line, f->pos.col,
+                    stdin_by->pos.line);
+            stdin_by = f;
+        }
+
+        if (prun__task_source_deferred(&job->tasks[t]))
+            continue;
+        /*
+         * Only regular files are opened: opening a FIFO and closing it
+         * again would let its writer in and then break its pipe, and
+         * stdin is the run's to read.
+         */
+        if (f->kind == PRUN_SRC_LINES) {
+            rc = strcmp(f->path, "-") == 0 ? fstat(0, &st) : stat(f->path, &st);
+            if (rc < 0)
+                return fail_at(err, job, f, "open");
+            if (S_ISDIR(st.st_mode)) {
+                errno = EISDIR;
+                return fail_at(err, job, f, "open");
+            }
+            if (!S_ISREG(st.st_mode) || strcmp(f->path, "-") == 0)
+                continue;
+        }
+        rc = prun__iter_open_flags(job, f, PRUN_ITER_STRICT, &it, err);
+        if (rc < 0)
+            return rc;
+        prun__iter_free(it);
+        it = NULL;
+    }
+    return 0;
 }

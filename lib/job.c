@@ -19,11 +19,11 @@
  * there) or anywhere else (a model built by hand in a test); either way
  * only the arena is freed, and the arena pointer is read before the free.
  */
-void prun_job_free(struct prun_job *job)
+void prun__job_free(struct prun_job *job)
 {
     if (job == NULL)
         return;
-    prun_arena_free(job->arena);
+    prun__arena_free(job->arena);
 }
 
 /* Placeholders without an argument, in the order of enum prun_ph. */
@@ -243,7 +243,7 @@ static int tpl_fail(struct tplc *c, size_t off, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return prun_err_set(c->err, PRUN_EINVAL, "%s:%u:%u: %s",
+    return prun__err_set(c->err, PRUN_EINVAL, "%s:%u:%u: %s",
         c->job->path ? c->job->path : "job", c->pos.line,
         c->pos.col + utf8_chars(c->src, off), msg);
 }
@@ -279,10 +279,10 @@ static int tpl_flush(struct tplc *c)
         return 0;
     n = c->lit.len;
 
-    s = prun_arena_strndup(c->job->arena, c->lit.data, n);
+    s = prun__arena_strndup(c->job->arena, c->lit.data, n);
     if (s == NULL)
         return PRUN_ENOMEM;
-    prun_buf_reset(&c->lit);
+    prun__buf_reset(&c->lit);
     return tpl_push(c, PRUN_PH_LIT, s, n, PRUN_Q_NONE);
 }
 
@@ -294,7 +294,7 @@ static int tpl_lit(struct tplc *c, char ch)
     c->raw_len++;
     if (!isspace((unsigned char)ch))
         c->raw_blank = 0;
-    return prun_buf_addc(&c->lit, ch);
+    return prun__buf_addc(&c->lit, ch);
 }
 
 /* Bytes that mean nothing to the shell in any context. */
@@ -359,25 +359,25 @@ static int add_quoted(struct prun_buf *out, const char *v, enum prun_quote q)
 
     switch (q) {
     case PRUN_Q_NONE:
-        return prun_buf_adds(out, v);
+        return prun__buf_adds(out, v);
     case PRUN_Q_BARE:
-        return prun_buf_add_shquoted(out, v);
+        return prun__buf_add_shquoted(out, v);
     case PRUN_Q_SINGLE:
         for (; *v && rc == 0; v++)
-            rc = *v == '\'' ? prun_buf_adds(out, "'\\''")
-                            : prun_buf_addc(out, *v);
+            rc = *v == '\'' ? prun__buf_adds(out, "'\\''")
+                            : prun__buf_addc(out, *v);
         return rc;
     case PRUN_Q_COMMENT:
         /* Only a newline ends a comment; the rest is never read. */
         for (; *v && rc == 0; v++)
-            rc = prun_buf_addc(out, *v == '\n' ? ' ' : *v);
+            rc = prun__buf_addc(out, *v == '\n' ? ' ' : *v);
         return rc;
     case PRUN_Q_DOUBLE:
         for (; *v && rc == 0; v++) {
             if (strchr("$`\"\\", *v) != NULL)
-                rc = prun_buf_addc(out, '\\');
+                rc = prun__buf_addc(out, '\\');
             if (rc == 0)
-                rc = prun_buf_addc(out, *v);
+                rc = prun__buf_addc(out, *v);
         }
         return rc;
     }
@@ -482,7 +482,7 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
                     c->raw_blank = 0;
             goto out;
         }
-        sugg = prun_closest(
+        sugg = prun__closest(
             var, (const char *const *)c->job->var_keys, c->job->nvars);
         if (sugg != NULL)
             rc = tpl_fail(c, off,
@@ -511,7 +511,7 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
                 goto out;
             }
         }
-        sugg = prun_closest(key, item_keys, nkeys);
+        sugg = prun__closest(key, item_keys, nkeys);
         if (sugg != NULL)
             rc = tpl_fail(c, off,
                 "unknown placeholder '{%.*s%s}' (did you mean '{item.%s}'?)", w,
@@ -525,7 +525,7 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
     }
     for (i = 0; i < NSIMPLE; i++)
         cands[i] = simple_ph[i].name;
-    sugg = prun_closest(word, cands, NSIMPLE);
+    sugg = prun__closest(word, cands, NSIMPLE);
     if (sugg != NULL)
         rc = tpl_fail(c, off,
             "unknown placeholder '{%.*s%s}' (did you mean '{%s}'?)", w, word,
@@ -616,11 +616,11 @@ static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
     }
     if ((rc = tpl_flush(&c)) < 0)
         goto fail;
-    copy = prun_arena_strdup(job->arena, src);
+    copy = prun__arena_strdup(job->arena, src);
     if (c.nparts > 0)
-        parts = prun_arena_alloc(job->arena, c.nparts * sizeof(*parts));
+        parts = prun__arena_alloc(job->arena, c.nparts * sizeof(*parts));
     if (copy == NULL || (c.nparts > 0 && parts == NULL)) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     if (c.nparts > 0)
@@ -634,20 +634,20 @@ static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
 fail:
     /* The buffer helpers return PRUN_ENOMEM without filling err. */
     if (rc == PRUN_ENOMEM)
-        prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    prun_buf_free(&c.lit);
+        prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    prun__buf_free(&c.lit);
     free(c.parts);
     return rc;
 }
 
-int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
+int prun__tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
     struct prun_pos pos, const char *const *item_keys, size_t nkeys,
     struct prun_err *err)
 {
     return tpl_compile(job, t, src, pos, item_keys, nkeys, 0, err);
 }
 
-int prun_tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
+int prun__tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
     const char *src, struct prun_pos pos, const char *const *item_keys,
     size_t nkeys, struct prun_err *err)
 {
@@ -743,14 +743,14 @@ static const char *ctx_value(const struct prun_ctx *ctx, size_t k)
     return "";
 }
 
-int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
+int prun__tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
     int shell_quote, struct prun_buf *out)
 {
     size_t i, j, n;
     int rc = 0;
 
     /* An empty template still yields a terminated, empty string. */
-    if ((rc = prun_buf_reserve(out, 0)) < 0)
+    if ((rc = prun__buf_reserve(out, 0)) < 0)
         return rc;
     for (i = 0; i < t->nparts && rc == 0; i++) {
         const struct prun_tpl_part *p = &t->parts[i];
@@ -760,7 +760,7 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
 
         switch (p->kind) {
         case PRUN_PH_LIT:
-            rc = prun_buf_add(out, p->text, p->len);
+            rc = prun__buf_add(out, p->text, p->len);
             break;
         case PRUN_PH_ITEM:
         case PRUN_PH_ITEM_KEY:
@@ -771,17 +771,17 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
                                     ? ctx->items[j].text
                                     : item_get(&ctx->items[j], p->text);
                 if (j > 0)
-                    rc = prun_buf_addc(out, ' ');
+                    rc = prun__buf_addc(out, ' ');
                 if (rc == 0)
                     rc = add_quoted(out, v, q);
             }
             break;
         case PRUN_PH_INDEX:
-            rc = prun_buf_printf(out, "%llu", ctx->index);
+            rc = prun__buf_printf(out, "%llu", ctx->index);
             break;
         case PRUN_PH_COUNT:
             if (ctx->count >= 0)
-                rc = prun_buf_printf(out, "%lld", ctx->count);
+                rc = prun__buf_printf(out, "%lld", ctx->count);
             break;
         case PRUN_PH_TASK:
             rc = add_quoted(out, ctx->task ? ctx->task : "", q);
@@ -790,13 +790,13 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
             rc = add_quoted(out, ctx->run_id ? ctx->run_id : "", q);
             break;
         case PRUN_PH_ATTEMPT:
-            rc = prun_buf_printf(out, "%u", ctx->attempt);
+            rc = prun__buf_printf(out, "%u", ctx->attempt);
             break;
         case PRUN_PH_SEQ:
-            rc = prun_buf_printf(out, "%llu", ctx->index + 1);
+            rc = prun__buf_printf(out, "%llu", ctx->index + 1);
             break;
         case PRUN_PH_SLOT:
-            rc = prun_buf_printf(out, "%u", ctx->slot);
+            rc = prun__buf_printf(out, "%u", ctx->slot);
             break;
         case PRUN_PH_ARG:
             if (p->arg > 0) {
@@ -808,7 +808,7 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
                 rc = add_xf(out, "", p->xf, q);
             for (j = 0; j < n && rc == 0; j++) {
                 if (j > 0)
-                    rc = prun_buf_addc(out, ' ');
+                    rc = prun__buf_addc(out, ' ');
                 if (rc == 0)
                     rc = add_xf(out, ctx_value(ctx, j), p->xf, q);
             }
@@ -820,7 +820,7 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
 
 /*
  * Appends the elements of an instance's argv to b, each NUL-terminated,
- * and counts them in *n. Shared by prun_task_argv and prun_task_cmdline
+ * and counts them in *n. Shared by prun__task_argv and prun__task_cmdline
  * so that both see exactly the same elements.
  */
 static int build_elems(const struct prun_task *t, const struct prun_ctx *ctx,
@@ -831,12 +831,12 @@ static int build_elems(const struct prun_task *t, const struct prun_ctx *ctx,
 
     *n = 0;
     if (t->shell) {
-        if ((rc = prun_buf_add(b, "/bin/sh\0-c", 11)) < 0)
+        if ((rc = prun__buf_add(b, "/bin/sh\0-c", 11)) < 0)
             return rc;
-        if (t->argc > 0 && (rc = prun_tpl_expand(&t->argv[0], ctx, 1, b)) < 0)
+        if (t->argc > 0 && (rc = prun__tpl_expand(&t->argv[0], ctx, 1, b)) < 0)
             return rc;
         *n = 3;
-        return prun_buf_addc(b, '\0');
+        return prun__buf_addc(b, '\0');
     }
     for (i = 0; i < t->argc; i++) {
         const struct prun_tpl *tp = &t->argv[i];
@@ -845,7 +845,7 @@ static int build_elems(const struct prun_task *t, const struct prun_ctx *ctx,
         if (tp->nparts == 1 && tp->parts[0].kind == PRUN_PH_ITEM &&
             ctx->nitems > 1) {
             for (j = 0; j < ctx->nitems; j++) {
-                rc = prun_buf_add(
+                rc = prun__buf_add(
                     b, ctx->items[j].text, strlen(ctx->items[j].text) + 1);
                 if (rc < 0)
                     return rc;
@@ -859,28 +859,28 @@ static int build_elems(const struct prun_task *t, const struct prun_ctx *ctx,
             for (j = 0; j < nv; j++) {
                 if ((rc = add_xf(b, ctx_value(ctx, j), tp->parts[0].xf,
                          PRUN_Q_NONE)) < 0 ||
-                    (rc = prun_buf_addc(b, '\0')) < 0)
+                    (rc = prun__buf_addc(b, '\0')) < 0)
                     return rc;
                 (*n)++;
             }
             continue;
         }
-        if ((rc = prun_tpl_expand(tp, ctx, 0, b)) < 0 ||
-            (rc = prun_buf_addc(b, '\0')) < 0)
+        if ((rc = prun__tpl_expand(tp, ctx, 0, b)) < 0 ||
+            (rc = prun__buf_addc(b, '\0')) < 0)
             return rc;
         (*n)++;
     }
     return 0;
 }
 
-char **prun_task_argv(const struct prun_task *t, const struct prun_ctx *ctx)
+char **prun__task_argv(const struct prun_task *t, const struct prun_ctx *ctx)
 {
     struct prun_buf b = {0};
     char **argv = NULL;
     char *s;
     size_t n, i, head;
 
-    if (build_elems(t, ctx, &b, &n) < 0 || prun_buf_reserve(&b, 0) < 0)
+    if (build_elems(t, ctx, &b, &n) < 0 || prun__buf_reserve(&b, 0) < 0)
         goto fail;
     head = (n + 1) * sizeof(char *);
     argv = malloc(head + b.len + 1);
@@ -894,11 +894,11 @@ char **prun_task_argv(const struct prun_task *t, const struct prun_ctx *ctx)
     }
     argv[n] = NULL;
 fail:
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return argv;
 }
 
-int prun_task_cmdline(
+int prun__task_cmdline(
     const struct prun_task *t, const struct prun_ctx *ctx, struct prun_buf *out)
 {
     struct prun_buf b = {0};
@@ -907,20 +907,20 @@ int prun_task_cmdline(
     int rc;
 
     if (t->shell)
-        return t->argc > 0 ? prun_tpl_expand(&t->argv[0], ctx, 1, out)
-                           : prun_buf_reserve(out, 0);
+        return t->argc > 0 ? prun__tpl_expand(&t->argv[0], ctx, 1, out)
+                           : prun__buf_reserve(out, 0);
     if ((rc = build_elems(t, ctx, &b, &n)) < 0)
         goto fail;
-    if ((rc = prun_buf_reserve(out, 0)) < 0)
+    if ((rc = prun__buf_reserve(out, 0)) < 0)
         goto fail;
     for (i = 0, s = b.data; i < n && rc == 0; i++, s += strlen(s) + 1) {
         if (i > 0)
-            rc = prun_buf_addc(out, ' ');
+            rc = prun__buf_addc(out, ' ');
         if (rc == 0)
-            rc = prun_buf_add_shquoted(out, s);
+            rc = prun__buf_add_shquoted(out, s);
     }
 fail:
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return rc;
 }
 
@@ -939,23 +939,23 @@ static int report_cycle(const struct prun_job *job, const size_t *stack,
     for (i = 1; i < len; i++)
         if (stack[from + i] < stack[from + start])
             start = i;
-    rc = prun_buf_adds(&b, "dependency cycle: ");
+    rc = prun__buf_adds(&b, "dependency cycle: ");
     for (i = 0; i <= len && rc == 0; i++) {
         size_t ti = stack[from + (start + i) % len];
-        rc = prun_buf_printf(
+        rc = prun__buf_printf(
             &b, "%s%s", i > 0 ? " -> " : "", job->tasks[ti].name);
     }
     pos = job->tasks[stack[from + start]].pos;
     if (rc < 0)
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
     else
-        rc = prun_err_set(err, PRUN_EINVAL, "%s:%u:%u: %s",
+        rc = prun__err_set(err, PRUN_EINVAL, "%s:%u:%u: %s",
             job->path ? job->path : "job", pos.line, pos.col, b.data);
-    prun_buf_free(&b);
+    prun__buf_free(&b);
     return rc;
 }
 
-int prun_job_check(const struct prun_job *job, struct prun_err *err)
+int prun__job_check(const struct prun_job *job, struct prun_err *err)
 {
     const char *path = job->path ? job->path : "job";
     unsigned char *color = NULL; /* 0 new, 1 on the stack, 2 done */
@@ -967,18 +967,18 @@ int prun_job_check(const struct prun_job *job, struct prun_err *err)
         const struct prun_task *t = &job->tasks[i];
         for (j = 0; j < t->nneeds; j++) {
             if (t->needs[j] >= job->ntasks)
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "%s:%u:%u: task '%s' needs task #%zu, which is not "
                     "defined",
                     path, t->pos.line, t->pos.col, t->name, t->needs[j]);
             if (t->needs[j] == i)
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "%s:%u:%u: task '%s' needs itself", path, t->pos.line,
                     t->pos.col, t->name);
         }
         for (j = 0; j < t->nsegs; j++)
             if (t->segs[j] >= job->nsegs)
-                return prun_err_set(err, PRUN_EINVAL,
+                return prun__err_set(err, PRUN_EINVAL,
                     "%s:%u:%u: task '%s' uses segment #%zu, which is not "
                     "defined",
                     path, t->pos.line, t->pos.col, t->name, t->segs[j]);
@@ -995,7 +995,7 @@ int prun_job_check(const struct prun_job *job, struct prun_err *err)
     edge = malloc(job->ntasks * sizeof(*edge));
     where = malloc(job->ntasks * sizeof(*where));
     if (color == NULL || stack == NULL || edge == NULL || where == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     for (i = 0; i < job->ntasks; i++) {

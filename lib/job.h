@@ -6,7 +6,7 @@
  * The job model: what a job file means once it has been parsed and checked.
  * jobfile.c builds it from YAML; job.c checks it, compiles and expands the
  * placeholders and iterates over foreach sources. Every string and array in
- * a struct prun_job lives in job->arena and dies with prun_job_free().
+ * a struct prun_job lives in job->arena and dies with prun__job_free().
  */
 
 #include <stddef.h>
@@ -32,14 +32,14 @@ struct prun_item {
 };
 
 /* Copies n items (strings included) into one malloc'd block; free() it. */
-struct prun_item *prun_items_dup(const struct prun_item *items, size_t n);
+struct prun_item *prun__items_dup(const struct prun_item *items, size_t n);
 
 /*
  * Appends the value of n items as PARALLELRUN_ITEM carries it: their texts
  * joined by newlines. It is also what --resume matches on. out->data is
  * non-NULL on success (an empty string for no text).
  */
-int prun_items_value(
+int prun__items_value(
     const struct prun_item *items, size_t n, struct prun_buf *out);
 
 /*
@@ -153,6 +153,8 @@ struct prun_foreach {
     size_t naxes;             /* MATRIX */
     struct prun_axis *axes;   /* MATRIX */
     unsigned chunk;           /* items per instance, >= 1 */
+    int allow_empty;          /* zero items is fine, not an error */
+    int nul_sep;              /* LINES: items end with NUL, not newline */
 };
 
 enum prun_halt {
@@ -233,14 +235,14 @@ struct prun_set {
     const char *value;
 };
 
-void prun_job_free(struct prun_job *job);
+void prun__job_free(struct prun_job *job);
 
 /*
  * Whole-model checks that need every task: needs naming undefined tasks,
  * dependency cycles, segments naming undefined segments. Called by the
  * loader; err->msg is "FILE:LINE:COL: message".
  */
-int prun_job_check(const struct prun_job *job, struct prun_err *err);
+int prun__job_check(const struct prun_job *job, struct prun_err *err);
 
 /*
  * Compiles src into t for the given job (vars resolved). item_keys lists the
@@ -249,7 +251,7 @@ int prun_job_check(const struct prun_job *job, struct prun_err *err);
  * at the offending placeholder when the scalar was plain. Placeholders of
  * any length are accepted; the only names are those of the job and items.
  */
-int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
+int prun__tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
     struct prun_pos pos, const char *const *item_keys, size_t nkeys,
     struct prun_err *err);
 
@@ -262,7 +264,7 @@ int prun_tpl_compile(struct prun_job *job, struct prun_tpl *t, const char *src,
  * (inside backquotes, ${...}, $((...)), after a here-document
  * operator, right after '\' or '$') is an error with its position.
  */
-int prun_tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
+int prun__tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
     const char *src, struct prun_pos pos, const char *const *item_keys,
     size_t nkeys, struct prun_err *err);
 
@@ -272,7 +274,7 @@ int prun_tpl_compile_shell(struct prun_job *job, struct prun_tpl *t,
  * template was not compiled for the shell); literal text is not. With
  * several items (chunk), {item} is the items joined by one space.
  */
-int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
+int prun__tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
     int shell_quote, struct prun_buf *out);
 
 /*
@@ -285,13 +287,13 @@ int prun_tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
  * String form: {"/bin/sh", "-c", expanded, NULL} with values shell-quoted.
  * Returns NULL on allocation failure.
  */
-char **prun_task_argv(const struct prun_task *t, const struct prun_ctx *ctx);
+char **prun__task_argv(const struct prun_task *t, const struct prun_ctx *ctx);
 
 /*
  * The command line as GNU parallel's joblog shows it: the shell string, or
  * the argv joined with spaces, each element shell-quoted where needed.
  */
-int prun_task_cmdline(const struct prun_task *t, const struct prun_ctx *ctx,
+int prun__task_cmdline(const struct prun_task *t, const struct prun_ctx *ctx,
     struct prun_buf *out);
 
 /*
@@ -307,18 +309,65 @@ struct prun_iter;
  * memory kept) so that {count} is known; a missing file is PRUN_EINVAL with
  * "FILE:LINE:COL: cannot open 'x': reason".
  */
-int prun_iter_open(const struct prun_job *job, const struct prun_foreach *f,
+int prun__iter_open(const struct prun_job *job, const struct prun_foreach *f,
     struct prun_iter **out, struct prun_err *err);
 /*
  * Advances to the next instance's items (up to f->chunk of them). Returns
  * the number of items (0 at the end) with *items pointing at storage valid
  * until the next call, or a negative PRUN_E* on a read error.
  */
-int prun_iter_next(
+int prun__iter_next(
     struct prun_iter *it, const struct prun_item **items, struct prun_err *err);
 /* Number of instances this source yields in all, or -1 if not known. */
-long long prun_iter_count(const struct prun_iter *it);
-void prun_iter_free(struct prun_iter *it);
+long long prun__iter_count(const struct prun_iter *it);
+void prun__iter_free(struct prun_iter *it);
+
+/*
+ * prun__iter_next()'s answer, in async mode only, when a lines source has
+ * no complete item yet: wait until prun__iter_fd() is readable (or hung up),
+ * call prun__iter_readable(), then ask again. Items gathered so far are kept.
+ */
+#define PRUN_ITER_AGAIN (-100)
+
+enum {
+    /* Zero items in all is an error unless the foreach has allow_empty. */
+    PRUN_ITER_STRICT = 1,
+    /*
+     * Never block: a pipe, FIFO or terminal is read only after the caller
+     * saw it readable, and prun__iter_next() says PRUN_ITER_AGAIN instead of
+     * waiting. Without it, prun__iter_next() waits in poll() itself.
+     */
+    PRUN_ITER_ASYNC = 2,
+};
+
+/*
+ * prun__iter_open() with flags (PRUN_ITER_*). Opening never blocks, not even
+ * on a FIFO that has no writer yet. A lines file holding a NUL byte is
+ * refused (with its line) unless f->nul_sep.
+ */
+int prun__iter_open_flags(const struct prun_job *job,
+    const struct prun_foreach *f, int flags, struct prun_iter **out,
+    struct prun_err *err);
+/* After PRUN_ITER_AGAIN: the fd to wait for; otherwise -1. */
+int prun__iter_fd(const struct prun_iter *it);
+/* The fd of prun__iter_fd() is readable or hung up: the next read may go. */
+void prun__iter_readable(struct prun_iter *it);
+
+/*
+ * Nonzero if task t's source is only resolved when its needs succeed: a
+ * lines file or glob of a task with needs (an earlier task may make it).
+ */
+int prun__task_source_deferred(const struct prun_task *t);
+
+/*
+ * Checks, without waiting on anything or consuming input, every source
+ * that can be checked before the run: all but the deferred ones. Lines
+ * files are read (missing, NUL bytes, empty), globs matched (nothing
+ * matched), lists, ranges and matrices counted; a FIFO, terminal or stdin
+ * is only looked at, never opened or read. PRUN_EINVAL with
+ * "FILE:LINE:COL: message" (or "DATA:LINE: ..." for a NUL byte).
+ */
+int prun__job_check_sources(const struct prun_job *job, struct prun_err *err);
 
 /* The loader (jobfile.c). */
 
@@ -328,10 +377,10 @@ void prun_iter_free(struct prun_iter *it);
  * job. Errors: PRUN_EINVAL with err->msg "FILE:LINE:COL: message", or
  * PRUN_ESYS when the file cannot be read.
  */
-int prun_jobfile_load(const char *path, const struct prun_set *sets,
+int prun__jobfile_load(const char *path, const struct prun_set *sets,
     size_t nsets, struct prun_job **out, struct prun_err *err);
 /* The same from memory; name is used in messages and as the default name. */
-int prun_jobfile_load_mem(const char *name, const char *buf, size_t len,
+int prun__jobfile_load_mem(const char *name, const char *buf, size_t len,
     const struct prun_set *sets, size_t nsets, struct prun_job **out,
     struct prun_err *err);
 

@@ -72,7 +72,7 @@ static int check_shape(const struct prun_job *job, const struct prun_segdef *d,
     want = item;
     for (i = 0; i < d->ndim; i++) {
         if (d->shape[i] != 0 && want > UINT64_MAX / d->shape[i])
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s:%u:%u: segment '%s': dtype %s and its shape describe "
                 "more than 2^64 bytes",
                 job->path, d->pos.line, d->pos.col, d->name, d->dtype);
@@ -80,7 +80,7 @@ static int check_shape(const struct prun_job *job, const struct prun_segdef *d,
     }
     if (want == bytes)
         return 0;
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "%s:%u:%u: segment '%s': dtype %s and its shape make %llu bytes, "
         "but %s %llu",
         job->path, d->pos.line, d->pos.col, d->name, d->dtype,
@@ -120,7 +120,7 @@ static int check_file_segment(
     if (stat(d->file, &st) < 0) {
         if (errno == ENOENT && made_by_earlier_task(job, si))
             return 0;
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
             d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
     }
@@ -132,7 +132,7 @@ static int check_file_segment(
      */
     fd = open(d->file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
             d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -150,7 +150,7 @@ static int check_file_segment(
     rc = check_shape(job, d, bytes, "the file holds", err);
     return rc;
 notreg:
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path, d->pos.line,
         d->pos.col, d->name, d->file,
         S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
@@ -169,17 +169,17 @@ static int check_lines(
     if (stat(f->path, &st) < 0) {
         if (errno == ENOENT && t->nneeds > 0)
             return 0;
-        return prun_err_set(err, PRUN_EINVAL, "%s:%u:%u: cannot open '%s': %s",
+        return prun__err_set(err, PRUN_EINVAL, "%s:%u:%u: cannot open '%s': %s",
             job->path, f->pos.line, f->pos.col, f->path, strerror(errno));
     }
     if (S_ISDIR(st.st_mode))
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s:%u:%u: cannot open '%s': Is a directory", job->path,
             f->pos.line, f->pos.col, f->path);
     return 0;
 }
 
-int prun_job_check_files(const struct prun_job *job, struct prun_err *err)
+int prun__job_check_files(const struct prun_job *job, struct prun_err *err)
 {
     size_t i;
     int rc;

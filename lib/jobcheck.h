@@ -13,6 +13,6 @@
  * are not directories. Never blocks and reads no item source. Returns 0 or
  * PRUN_EINVAL with err->msg "FILE:LINE:COL: message".
  */
-int prun_job_check_files(const struct prun_job *job, struct prun_err *err);
+int prun__job_check_files(const struct prun_job *job, struct prun_err *err);
 
 #endif

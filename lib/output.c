@@ -67,7 +67,7 @@ struct prun_capture {
     struct prun_output *o;
     unsigned long long index;
     int print;       /* keep_order: held, to be printed (or not) */
-    char *tag;       /* "TAG\t" from prun_capture_set_tag, or NULL */
+    char *tag;       /* "TAG\t" from prun__capture_set_tag, or NULL */
     char prefix[96]; /* "task[index]\t" */
     char name[96];   /* "task[index]", for messages */
     struct stream s[2];
@@ -76,7 +76,7 @@ struct prun_capture {
     char tail_out[TAIL_BYTES + 1];
 };
 
-int prun_write_all(int fd, const void *buf, size_t n)
+int prun__write_all(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
 
@@ -140,14 +140,14 @@ static int open_err(
     if ((saved == ELOOP || saved == ENOTDIR || saved == EEXIST) &&
         fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISLNK(st.st_mode)) {
-        prun_err_set(err, PRUN_EINVAL,
+        prun__err_set(err, PRUN_EINVAL,
             "'%s' is a symbolic link: refusing to follow it", path);
         if (err != NULL)
             err->sys_errno = ELOOP;
         return PRUN_EINVAL;
     }
     errno = saved;
-    return path_err(prun_err_sys(err, "cannot open '%s'", path), err);
+    return path_err(prun__err_sys(err, "cannot open '%s'", path), err);
 }
 
 /*
@@ -161,18 +161,18 @@ static int check_own_file(int fd, const char *path, struct prun_err *err)
     struct stat st;
 
     if (fstat(fd, &st) < 0)
-        return prun_err_sys(err, "cannot stat '%s'", path);
+        return prun__err_sys(err, "cannot stat '%s'", path);
     if (S_ISCHR(st.st_mode))
         return 1;
     if (!S_ISREG(st.st_mode))
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "'%s' is not a regular file: refusing it", path);
     if (st.st_uid != geteuid())
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "'%s' belongs to uid %u, not to us: refusing to overwrite it", path,
             (unsigned)st.st_uid);
     if (st.st_nlink > 1)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "'%s' has other hard links: refusing to overwrite it", path);
     return 0;
 }
@@ -197,7 +197,7 @@ static int open_output_file(int dfd, const char *name, int flags,
         return rc;
     }
     if (rc == 0 && !(flags & O_APPEND) && ftruncate(fd, 0) < 0) {
-        rc = prun_err_sys(err, "cannot truncate '%s'", path);
+        rc = prun__err_sys(err, "cannot truncate '%s'", path);
         close(fd);
         return rc;
     }
@@ -215,7 +215,7 @@ static int open_own_dir(
     if (fd < 0)
         return open_err(err, dfd, name, path);
     if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
-        int rc = prun_err_set(err, PRUN_EINVAL,
+        int rc = prun__err_set(err, PRUN_EINVAL,
             "'%s' belongs to uid %u, not to us: refusing to write in it", path,
             (unsigned)st.st_uid);
         close(fd);
@@ -258,28 +258,28 @@ static int open_results_root(struct prun_output *o, struct prun_err *err)
             (int)sizeof(dir) ||
         snprintf(o->results_path, sizeof(o->results_path), "%s/%s", dir,
             opts->run_id) >= (int)sizeof(o->results_path))
-        return prun_err_set(err, PRUN_EINVAL, "results path too long");
+        return prun__err_set(err, PRUN_EINVAL, "results path too long");
     if (mkdirs(dir) < 0) {
-        rc = prun_err_sys(
+        rc = prun__err_sys(
             err, "cannot create results directory '%s'", opts->results_dir);
         return path_err(rc, err);
     }
     dfd = open(opts->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
-        rc = prun_err_sys(
+        rc = prun__err_sys(
             err, "cannot open results directory '%s'", opts->results_dir);
         return path_err(rc, err);
     }
     if (mkdirat(dfd, opts->run_id, 0755) < 0) {
         rc = errno == EEXIST ? open_err(err, dfd, opts->run_id, o->results_path)
-                             : path_err(prun_err_sys(err,
+                             : path_err(prun__err_sys(err,
                                             "cannot create results directory "
                                             "'%s'",
                                             o->results_path),
                                    err);
         if (rc == PRUN_EINVAL && errno == EEXIST && err != NULL &&
             err->sys_errno != ELOOP)
-            prun_err_set(err, PRUN_EINVAL,
+            prun__err_set(err, PRUN_EINVAL,
                 "results directory '%s' already exists", o->results_path);
         goto fail;
     }
@@ -380,7 +380,7 @@ static void choose_tmpdir(struct prun_output *o)
                                 : ": past that, output is cut");
 }
 
-int prun_output_new(const struct prun_output_opts *opts,
+int prun__output_new(const struct prun_output_opts *opts,
     struct prun_output **out, struct prun_err *err)
 {
     struct prun_output *o;
@@ -390,7 +390,7 @@ int prun_output_new(const struct prun_output_opts *opts,
 
     o = calloc(1, sizeof(*o));
     if (o == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     o->opts = *opts;
     o->joblog_fd = -1;
     o->results_fd = -1;
@@ -404,8 +404,8 @@ int prun_output_new(const struct prun_output_opts *opts,
         rc = 0;
         /* An appended joblog that has its header already gets no second. */
         if (lseek(o->joblog_fd, 0, SEEK_END) == 0 &&
-            prun_write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
-            rc = prun_err_sys(err, "cannot write joblog '%s'", opts->joblog);
+            prun__write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
+            rc = prun__err_sys(err, "cannot write joblog '%s'", opts->joblog);
             goto fail;
         }
     }
@@ -423,19 +423,19 @@ fail:
     return rc;
 }
 
-const char *prun_output_note(const struct prun_output *o)
+const char *prun__output_note(const struct prun_output *o)
 {
     return o != NULL ? o->note : "";
 }
 
-void prun_output_free(struct prun_output *o)
+void prun__output_free(struct prun_output *o)
 {
     if (o == NULL)
         return;
     /* Indices that never ran (skipped, halted) no longer hold the rest. */
     release_held(o, 1, NULL);
     free(o->held);
-    prun_output_progress_clear(o);
+    prun__output_progress_clear(o);
     if (o->joblog_fd >= 0)
         close(o->joblog_fd);
     if (o->results_fd >= 0) {
@@ -443,7 +443,7 @@ void prun_output_free(struct prun_output *o)
         /* A run that started nothing leaves no empty directory behind. */
         rmdir(o->results_path);
     }
-    prun_buf_free(&o->line);
+    prun__buf_free(&o->line);
     free(o);
 }
 
@@ -456,9 +456,9 @@ static int open_results(struct prun_capture *c, const char *task,
 
     if (snprintf(dir, sizeof(dir), "%s/%s", o->results_path, task) >=
         (int)sizeof(dir))
-        return prun_err_set(err, PRUN_EINVAL, "results path too long");
+        return prun__err_set(err, PRUN_EINVAL, "results path too long");
     if (mkdirat(o->results_fd, task, 0755) < 0 && errno != EEXIST)
-        return prun_err_sys(err, "cannot create results directory '%s'", dir);
+        return prun__err_sys(err, "cannot create results directory '%s'", dir);
     tfd = open_own_dir(o->results_fd, task, dir, err);
     if (tfd < 0)
         return tfd;
@@ -476,7 +476,7 @@ static int open_results(struct prun_capture *c, const char *task,
     return rc;
 }
 
-struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
+struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
     unsigned long long index, struct prun_err *err)
 {
     struct prun_capture *c;
@@ -484,7 +484,7 @@ struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
 
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        prun__err_set(err, PRUN_ENOMEM, "out of memory");
         return NULL;
     }
     c->o = o;
@@ -528,7 +528,7 @@ static void print_bytes(struct prun_output *o, int fd, const char *p, size_t n)
 {
     if (fd == 1 && o->stdout_broken)
         return;
-    if (prun_write_all(fd, p, n) < 0 && fd == 1 && errno == EPIPE)
+    if (prun__write_all(fd, p, n) < 0 && fd == 1 && errno == EPIPE)
         o->stdout_broken = 1;
 }
 
@@ -543,14 +543,13 @@ static void tag_emit(
     struct prun_output *o = c->o;
     struct prun_buf *line = &o->line;
     int nl = n > 0 && p[n - 1] == '\n';
-
-    if (o->progress_shown)
-        prun_output_progress_clear(o);
     const char *prefix = c->tag ? c->tag : c->prefix;
 
-    prun_buf_reset(line);
-    if (prun_buf_adds(line, prefix) == 0 && prun_buf_add(line, p, n) == 0 &&
-        (nl || prun_buf_addc(line, '\n') == 0)) {
+    if (o->progress_shown)
+        prun__output_progress_clear(o);
+    prun__buf_reset(line);
+    if (prun__buf_adds(line, prefix) == 0 && prun__buf_add(line, p, n) == 0 &&
+        (nl || prun__buf_addc(line, '\n') == 0)) {
         print_bytes(o, s->fd, line->data, line->len);
         return;
     }
@@ -565,7 +564,7 @@ static void tag_flush(struct prun_capture *c, struct stream *s)
 {
     if (s->partial.len > 0)
         tag_emit(c, s, s->partial.data, s->partial.len);
-    prun_buf_reset(&s->partial);
+    prun__buf_reset(&s->partial);
 }
 
 /*
@@ -588,7 +587,7 @@ static void feed_tagged(
         if (s->partial.len == 0 && complete) {
             /* A whole line (or a whole piece): no need to copy it. */
             tag_emit(c, s, data, take);
-        } else if (prun_buf_add(&s->partial, data, take) < 0) {
+        } else if (prun__buf_add(&s->partial, data, take) < 0) {
             tag_flush(c, s);
             tag_emit(c, s, data, take);
         } else if (complete) {
@@ -621,37 +620,37 @@ static int keep(struct prun_capture *c, struct stream *s, const char *data,
         return 0;
     }
     if (s->spill_fd < 0 && s->mem.len + n <= SPILL_AT) {
-        if (prun_buf_add(&s->mem, data, n) == 0)
+        if (prun__buf_add(&s->mem, data, n) == 0)
             return 0;
         s->dropped += n;
-        return prun_err_set(err, PRUN_ENOMEM,
+        return prun__err_set(err, PRUN_ENOMEM,
             "%s: out of memory: %s output dropped", c->name, what);
     }
     if (s->spill_fd < 0) {
         if (s->results_fd >= 0 && !s->results_failed) {
             s->from_results = 1;
-            prun_buf_free(&s->mem);
+            prun__buf_free(&s->mem);
             return 0;
         }
         s->spill_fd = open_spill(o);
         if (s->spill_fd < 0) {
             s->dropped += n;
-            return prun_err_set(err, PRUN_ESYS,
+            return prun__err_set(err, PRUN_ESYS,
                 "%s: %s past 64 KiB dropped: no directory can hold it (%s)",
                 c->name, what, o->spill_why);
         }
-        if (prun_write_all(s->spill_fd, s->mem.data, s->mem.len) < 0) {
+        if (prun__write_all(s->spill_fd, s->mem.data, s->mem.len) < 0) {
             s->dropped += s->mem.len + n;
-            prun_buf_reset(&s->mem);
-            return prun_err_sys(err,
+            prun__buf_reset(&s->mem);
+            return prun__err_sys(err,
                 "%s: %s past 64 KiB dropped: cannot write a spill file in %s",
                 c->name, what, o->tmpdir);
         }
-        prun_buf_free(&s->mem);
+        prun__buf_free(&s->mem);
     }
-    if (prun_write_all(s->spill_fd, data, n) < 0) {
+    if (prun__write_all(s->spill_fd, data, n) < 0) {
         s->dropped += n;
-        return prun_err_sys(err,
+        return prun__err_sys(err,
             "%s: the rest of its %s is dropped: cannot write a spill file in "
             "%s",
             c->name, what, o->tmpdir);
@@ -659,7 +658,7 @@ static int keep(struct prun_capture *c, struct stream *s, const char *data,
     return 0;
 }
 
-int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
+int prun__capture_feed(struct prun_capture *c, int stream, const char *data,
     size_t n, struct prun_err *err)
 {
     struct stream *s = &c->s[stream == 2 ? 1 : 0];
@@ -669,8 +668,8 @@ int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
     if (stream == 2)
         tail_add(c, data, n);
     if (s->results_fd >= 0 && !s->results_failed &&
-        prun_write_all(s->results_fd, data, n) < 0) {
-        rc = prun_err_sys(err, "cannot write '%s'",
+        prun__write_all(s->results_fd, data, n) < 0) {
+        rc = prun__err_sys(err, "cannot write '%s'",
             s->results_path ? s->results_path : "results file");
         s->results_failed = 1;
     }
@@ -685,7 +684,7 @@ int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
     return rc;
 }
 
-const char *prun_capture_err_tail(struct prun_capture *c)
+const char *prun__capture_err_tail(struct prun_capture *c)
 {
     size_t start = (c->tail_pos + TAIL_BYTES - c->tail_len) % TAIL_BYTES;
     size_t i, n = c->tail_len, lines = 0;
@@ -708,7 +707,7 @@ const char *prun_capture_err_tail(struct prun_capture *c)
     return t;
 }
 
-uint64_t prun_capture_bytes(const struct prun_capture *c, int stream)
+uint64_t prun__capture_bytes(const struct prun_capture *c, int stream)
 {
     return c->s[stream == 2 ? 1 : 0].bytes;
 }
@@ -768,7 +767,8 @@ static void print_stream(struct prun_capture *c, struct stream *s)
         tag_flush(c, s);
 }
 
-int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
+int prun__capture_finish(
+    struct prun_capture *c, int print, struct prun_err *err)
 {
     struct prun_output *o;
     int i, rc = 0;
@@ -780,7 +780,7 @@ int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
         int cleared = o->progress_shown;
 
         if (cleared)
-            prun_output_progress_clear(o);
+            prun__output_progress_clear(o);
         for (i = 0; i < 2; i++) {
             struct stream *s = &c->s[i];
 
@@ -790,7 +790,7 @@ int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
                 print_stream(c, s);
         }
         if (cleared && o->progress_line[0] != '\0') {
-            prun_write_all(2, o->progress_line, strlen(o->progress_line));
+            prun__write_all(2, o->progress_line, strlen(o->progress_line));
             o->progress_shown = 1;
         }
     }
@@ -798,20 +798,20 @@ int prun_capture_finish(struct prun_capture *c, int print, struct prun_err *err)
         struct stream *s = &c->s[i];
 
         if (s->results_fd >= 0 && close(s->results_fd) < 0 && rc == 0)
-            rc = prun_err_sys(err, "cannot write '%s'",
+            rc = prun__err_sys(err, "cannot write '%s'",
                 s->results_path ? s->results_path : "results file");
         free(s->results_path);
         if (s->spill_fd >= 0)
             close(s->spill_fd);
-        prun_buf_free(&s->mem);
-        prun_buf_free(&s->partial);
+        prun__buf_free(&s->mem);
+        prun__buf_free(&s->partial);
     }
     free(c->tag);
     free(c);
     return rc;
 }
 
-int prun_capture_set_tag(struct prun_capture *c, const char *tag)
+int prun__capture_set_tag(struct prun_capture *c, const char *tag)
 {
     size_t n = strlen(tag);
     char *t = malloc(n + 2);
@@ -842,20 +842,20 @@ static int release_held(struct prun_output *o, int all, struct prun_err *err)
         c = o->held[best];
         o->held[best] = o->held[--o->nheld];
         o->next_index = c->index + 1;
-        if (prun_capture_finish(c, c->print, rc < 0 ? NULL : err) < 0 &&
+        if (prun__capture_finish(c, c->print, rc < 0 ? NULL : err) < 0 &&
             rc == 0)
             rc = err ? err->code : PRUN_ESYS;
     }
     return rc;
 }
 
-void prun_output_release(struct prun_output *o)
+void prun__output_release(struct prun_output *o)
 {
     if (o != NULL)
         release_held(o, 1, NULL);
 }
 
-int prun_capture_finish_ordered(
+int prun__capture_finish_ordered(
     struct prun_capture *c, int print, int final, struct prun_err *err)
 {
     struct prun_output *o;
@@ -864,12 +864,12 @@ int prun_capture_finish_ordered(
         return 0;
     o = c->o;
     if (!o->opts.keep_order || !final)
-        return prun_capture_finish(c, print, err);
+        return prun__capture_finish(c, print, err);
     if (o->nheld == o->held_cap) {
         size_t ncap = o->held_cap ? o->held_cap * 2 : 16;
         void *p = realloc(o->held, ncap * sizeof(*o->held));
         if (p == NULL) /* No room to wait: print it now, out of order. */
-            return prun_capture_finish(c, print, err);
+            return prun__capture_finish(c, print, err);
         o->held = p;
         o->held_cap = ncap;
     }
@@ -878,7 +878,7 @@ int prun_capture_finish_ordered(
     return release_held(o, 0, err);
 }
 
-int prun_output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
+int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
     struct prun_err *err)
 {
     struct prun_buf b = {0};
@@ -886,20 +886,20 @@ int prun_output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
 
     if (o->joblog_fd < 0)
         return 0;
-    if (prun_buf_printf(&b,
+    if (prun__buf_printf(&b,
             "%llu\t:\t%lld.%03lld\t%10.3f\t0\t%llu\t%d\t%d\t%s\n", r->seq,
             (long long)(r->start_wall_ms / 1000),
             (long long)(r->start_wall_ms % 1000),
             (double)r->runtime_ms / 1000.0, (unsigned long long)r->receive,
             r->exitval, r->signal, r->command) < 0)
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    else if (prun_write_all(o->joblog_fd, b.data, b.len) < 0)
-        rc = prun_err_sys(err, "cannot write joblog '%s'", o->opts.joblog);
-    prun_buf_free(&b);
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    else if (prun__write_all(o->joblog_fd, b.data, b.len) < 0)
+        rc = prun__err_sys(err, "cannot write joblog '%s'", o->opts.joblog);
+    prun__buf_free(&b);
     return rc;
 }
 
-void prun_output_progress(struct prun_output *o, const struct prun_progress *p)
+void prun__output_progress(struct prun_output *o, const struct prun_progress *p)
 {
     char line[200], eta[32] = "", el[32];
     unsigned long long done = p->done + p->failed;
@@ -908,7 +908,7 @@ void prun_output_progress(struct prun_output *o, const struct prun_progress *p)
 
     if (!o->opts.progress)
         return;
-    prun_fmt_duration(p->elapsed_ms, el, sizeof(el));
+    prun__fmt_duration(p->elapsed_ms, el, sizeof(el));
     if (p->total > 0) {
         int width = 24, fill = (int)((double)done * width / (double)p->total);
         char bar[32];
@@ -924,7 +924,7 @@ void prun_output_progress(struct prun_output *o, const struct prun_progress *p)
                           (double)((unsigned long long)p->total - done));
             char d[24];
             snprintf(eta, sizeof(eta), "  ETA %s",
-                prun_fmt_duration(left, d, sizeof(d)));
+                prun__fmt_duration(left, d, sizeof(d)));
         }
         n = snprintf(line, sizeof(line),
             "[%s] %llu/%lld  %llu failed  %llu running  %s%s", bar, done,
@@ -952,14 +952,14 @@ void prun_output_progress(struct prun_output *o, const struct prun_progress *p)
         strlen(line) >= ws.ws_col)
         line[ws.ws_col - 1] = '\0';
     snprintf(o->progress_line, sizeof(o->progress_line), "\r\033[K%s", line);
-    prun_write_all(2, o->progress_line, strlen(o->progress_line));
+    prun__write_all(2, o->progress_line, strlen(o->progress_line));
     o->progress_shown = 1;
 }
 
-void prun_output_progress_clear(struct prun_output *o)
+void prun__output_progress_clear(struct prun_output *o)
 {
     if (!o->progress_shown)
         return;
-    prun_write_all(2, "\r\033[K", 4);
+    prun__write_all(2, "\r\033[K", 4);
     o->progress_shown = 0;
 }

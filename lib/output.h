@@ -53,15 +53,15 @@ struct prun_output;
  * Returns 0, PRUN_EINVAL for a location that cannot be used (the message
  * names the path and why), or PRUN_ESYS.
  */
-int prun_output_new(const struct prun_output_opts *o, struct prun_output **out,
+int prun__output_new(const struct prun_output_opts *o, struct prun_output **out,
     struct prun_err *err);
 /*
  * Something worth telling the user (e.g. $TMPDIR is unusable and output
  * spills elsewhere), or "". Owned by o.
  */
-const char *prun_output_note(const struct prun_output *o);
+const char *prun__output_note(const struct prun_output *o);
 /* Removes DIR/RUN_ID again if nothing was put in it. */
-void prun_output_free(struct prun_output *o);
+void prun__output_free(struct prun_output *o);
 
 /* Captured output of one running instance: its stdout and stderr. */
 struct prun_capture;
@@ -70,7 +70,7 @@ struct prun_capture;
  * Begins capturing for an attempt of task[index]. Opens the --results files
  * (truncating those of an earlier attempt). Returns NULL with err set.
  */
-struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
+struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
     unsigned long long index, struct prun_err *err);
 
 /*
@@ -80,33 +80,33 @@ struct prun_capture *prun_capture_new(struct prun_output *o, const char *task,
  * a PRUN_E* when a results file or spill file cannot be written (disk
  * full, no usable directory); the capture keeps going without it.
  */
-int prun_capture_feed(struct prun_capture *c, int stream, const char *data,
+int prun__capture_feed(struct prun_capture *c, int stream, const char *data,
     size_t n, struct prun_err *err);
 
 /* Replaces the line prefix of tag mode with tag (a tab follows it). */
-int prun_capture_set_tag(struct prun_capture *c, const char *tag);
+int prun__capture_set_tag(struct prun_capture *c, const char *tag);
 
 /*
  * The attempt ended for good (final) or will be retried: like
- * prun_capture_finish, except that with keep_order a final attempt's
+ * prun__capture_finish, except that with keep_order a final attempt's
  * output waits until every lower index has been printed.
  */
-int prun_capture_finish_ordered(
+int prun__capture_finish_ordered(
     struct prun_capture *c, int print, int final, struct prun_err *err);
 
 /* keep_order: prints every held output now, in index order. */
-void prun_output_release(struct prun_output *o);
+void prun__output_release(struct prun_output *o);
 
 /* The last lines of stderr (at most ~1 KiB), NUL-terminated. */
-const char *prun_capture_err_tail(struct prun_capture *c);
-uint64_t prun_capture_bytes(const struct prun_capture *c, int stream);
+const char *prun__capture_err_tail(struct prun_capture *c);
+uint64_t prun__capture_bytes(const struct prun_capture *c, int stream);
 
 /*
  * The attempt ended. With print (a final attempt, or quiet mode with a
  * failure), grouped output is written to stdout/stderr now; tag mode
  * flushes a trailing partial line. Frees c.
  */
-int prun_capture_finish(
+int prun__capture_finish(
     struct prun_capture *c, int print, struct prun_err *err);
 
 /* One joblog row (GNU parallel format). */
@@ -119,7 +119,7 @@ struct prun_joblog_row {
     uint64_t receive; /* bytes of stdout */
     const char *command;
 };
-int prun_output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
+int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
     struct prun_err *err);
 
 /* Progress counts for the terminal line. */
@@ -129,11 +129,12 @@ struct prun_progress {
     int64_t elapsed_ms;
     long long child_done, child_total; /* what running children report */
 };
-void prun_output_progress(struct prun_output *o, const struct prun_progress *p);
+void prun__output_progress(
+    struct prun_output *o, const struct prun_progress *p);
 /* Erases the progress line (before other text goes to the terminal). */
-void prun_output_progress_clear(struct prun_output *o);
+void prun__output_progress_clear(struct prun_output *o);
 
 /* Writes all of buf to fd, retrying on EINTR/short writes. */
-int prun_write_all(int fd, const void *buf, size_t n);
+int prun__write_all(int fd, const void *buf, size_t n);
 
 #endif

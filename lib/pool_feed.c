@@ -14,11 +14,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #define BATCH 2000
 
 /* One pool task's items on their way to Redis. */
 struct feed {
+    struct prun__watch w; /* first: its source's fd, while waiting */
+    struct prun__pool *p;
+    int fd; /* registered, -1 none */
+    int armed;
+    int busy; /* epoll refused the fd: read it at once */
     struct prun_iter *it;
     int started, finished;
     unsigned long long next_index; /* items read */
@@ -36,6 +42,8 @@ struct prun__pool {
     struct feed *feeds;
 };
 
+static void on_input(struct prun__watch *w, uint32_t events);
+
 int prun__pool_new(const struct prun_job *job, unsigned jobs,
     struct prun_state *state, prun_sched_skip_fn skip, void *skip_ctx,
     const struct prun__exec_hooks *loop, struct prun__pool **out,
@@ -52,11 +60,11 @@ int prun__pool_new(const struct prun_job *job, unsigned jobs,
     if (!any)
         return 0;
     if (state == NULL)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "%s: pool tasks need Redis, which is off (--redis off)", job->path);
     p = calloc(1, sizeof(*p));
     if (p == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     p->job = job;
     p->state = state;
     p->skip = skip;
@@ -67,11 +75,14 @@ int prun__pool_new(const struct prun_job *job, unsigned jobs,
     p->feeds = calloc(job->ntasks, sizeof(*p->feeds));
     if (p->shadow_tasks == NULL || p->feeds == NULL) {
         prun__pool_free(p);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
     for (t = 0; t < job->ntasks; t++) {
         struct prun_task *st = &p->shadow_tasks[t];
 
+        p->feeds[t].w.cb = on_input;
+        p->feeds[t].p = p;
+        p->feeds[t].fd = -1;
         *st = job->tasks[t];
         if (!st->pool)
             continue;
@@ -95,8 +106,11 @@ void prun__pool_free(struct prun__pool *p)
 
     if (p == NULL)
         return;
-    for (t = 0; p->feeds && t < p->job->ntasks; t++)
-        prun_iter_free(p->feeds[t].it);
+    for (t = 0; p->feeds && t < p->job->ntasks; t++) {
+        if (p->feeds[t].fd >= 0)
+            p->loop->unwatch(p->loop->ctx, p->feeds[t].fd);
+        prun__iter_free(p->feeds[t].it);
+    }
     free(p->feeds);
     free(p->shadow_tasks);
     free(p);
@@ -113,11 +127,40 @@ void prun__pool_start(struct prun__pool *p, size_t t)
     if (f->started)
         return;
     f->started = 1;
-    if (prun_iter_open(p->job, &p->job->tasks[t].foreach, &f->it, &e) < 0) {
+    if (prun__iter_open_flags(p->job, &p->job->tasks[t].foreach,
+            PRUN_ITER_STRICT | PRUN_ITER_ASYNC, &f->it, &e) < 0) {
         p->loop->warn(p->loop->ctx, e.msg);
         f->finished = 1;
-        prun_state_pool_fed(p->state, p->job->tasks[t].name, f->queued);
+        prun__state_pool_fed(p->state, p->job->tasks[t].name, f->queued);
     }
+}
+
+static void on_input(struct prun__watch *w, uint32_t events)
+{
+    struct feed *f = (struct feed *)w;
+
+    (void)events;
+    f->armed = 0;
+    prun__iter_readable(f->it);
+}
+
+/* Waits (one readiness report) for f's source to have input. */
+static void watch_input(struct prun__pool *p, struct feed *f, int fd)
+{
+    if (f->fd == fd && f->armed)
+        return;
+    if (f->fd >= 0 && f->fd != fd) {
+        p->loop->unwatch(p->loop->ctx, f->fd);
+        f->fd = -1;
+    }
+    if (p->loop->watch(p->loop->ctx, fd, EPOLLIN | EPOLLONESHOT, &f->w) == 0) {
+        f->fd = fd;
+        f->armed = 1;
+        return;
+    }
+    /* epoll refuses what is always ready: read it on the next turn. */
+    prun__iter_readable(f->it);
+    f->busy = 1;
 }
 
 /* Queues up to BATCH items of task t; returns nonzero if more are left. */
@@ -132,26 +175,30 @@ static int feed_one(struct prun__pool *p, size_t t)
     for (batch = 0; batch < BATCH; batch++) {
         struct prun_buf v = {0};
 
-        n = prun_iter_next(f->it, &items, &e);
+        n = prun__iter_next(f->it, &items, &e);
+        if (n == PRUN_ITER_AGAIN) {
+            watch_input(p, f, prun__iter_fd(f->it));
+            return f->busy;
+        }
         if (n <= 0)
             break;
-        prun_items_value(items, (size_t)n, &v);
+        prun__items_value(items, (size_t)n, &v);
         if (p->skip != NULL && p->skip(p->skip_ctx, t, items, (size_t)n)) {
             /* --resume: done in the earlier run; done in this one. */
-            prun_state_done(p->state, name, v.data ? v.data : "");
+            prun__state_done(p->state, name, v.data ? v.data : "");
             f->next_index++;
         } else {
-            prun_state_pool_push(
+            prun__state_pool_push(
                 p->state, name, f->next_index++, v.data ? v.data : "");
             f->queued++;
         }
-        prun_buf_free(&v);
+        prun__buf_free(&v);
     }
     if (n > 0)
         return 1;
     if (n < 0)
         p->loop->warn(p->loop->ctx, e.msg);
-    prun_state_pool_fed(p->state, name, f->queued);
+    prun__state_pool_fed(p->state, name, f->queued);
     f->finished = 1;
     return 0;
 }
@@ -161,8 +208,10 @@ int prun__pool_feed(struct prun__pool *p)
     size_t t;
     int more = 0;
 
-    for (t = 0; p != NULL && t < p->job->ntasks; t++)
+    for (t = 0; p != NULL && t < p->job->ntasks; t++) {
+        p->feeds[t].busy = 0;
         if (p->feeds[t].started && !p->feeds[t].finished)
             more |= feed_one(p, t);
+    }
     return more;
 }

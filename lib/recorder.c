@@ -29,7 +29,7 @@ static void on_socket(struct prun__watch *w, uint32_t events)
                                   offsetof(struct prun__recorder, w));
 
     if (rc->state != NULL)
-        prun_state_io(rc->state,
+        prun__state_io(rc->state,
             (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0,
             (events & EPOLLOUT) != 0);
 }
@@ -52,18 +52,18 @@ void prun__recorder_sync(struct prun__recorder *rc, int64_t now)
 
     if (rc->state == NULL)
         return;
-    if (prun_state_pending(rc->state) == 0) {
+    if (prun__state_pending(rc->state) == 0) {
         rc->next_flush = 0;
     } else if (rc->next_flush == 0) {
         rc->next_flush = now + FLUSH_MS;
     }
     if (rc->next_flush != 0 &&
-        (now >= rc->next_flush || prun_state_pending(rc->state) >= 256)) {
-        prun_state_pump(rc->state);
+        (now >= rc->next_flush || prun__state_pending(rc->state) >= 256)) {
+        prun__state_pump(rc->state);
         rc->next_flush = 0;
     }
-    fd = prun_state_fd(rc->state);
-    want = EPOLLIN | (prun_state_want_write(rc->state) ? EPOLLOUT : 0);
+    fd = prun__state_fd(rc->state);
+    want = EPOLLIN | (prun__state_want_write(rc->state) ? EPOLLOUT : 0);
     if (fd != rc->fd) {
         /* A closed socket left the epoll set by itself. */
         rc->fd = fd;
@@ -93,14 +93,14 @@ void prun__recorder_counts(
     struct prun__recorder *rc, const struct prun__record_view *v)
 {
     const struct prun_job *job = rc->job;
-    struct prun_sched_stats st;
-    struct prun_state_counts c;
+    struct prun__sched_stats st;
+    struct prun__state_counts c;
     const char **tj;
     size_t t;
 
     if (rc->state == NULL || v->res->tasks == NULL)
         return;
-    prun_sched_stats(v->sched, &st);
+    prun__sched_stats(v->sched, &st);
     c.total = st.total;
     c.succeeded = st.succeeded;
     c.failed = st.failed;
@@ -119,12 +119,12 @@ void prun__recorder_counts(
             snprintf(j, 160,
                 "{\"count\":%lld,\"succeeded\":%llu,\"failed\":%llu,"
                 "\"cancelled\":%llu}",
-                prun_sched_task_count(v->sched, t), tr->succeeded, tr->failed,
+                prun__sched_task_count(v->sched, t), tr->succeeded, tr->failed,
                 tr->cancelled);
         tj[2 * t] = job->tasks[t].name;
         tj[2 * t + 1] = j ? j : "{}";
     }
-    prun_state_counts(rc->state, &c, tj, job->ntasks);
+    prun__state_counts(rc->state, &c, tj, job->ntasks);
     for (t = 0; t < job->ntasks; t++)
         if (strcmp(tj[2 * t + 1], "{}") != 0)
             free((char *)tj[2 * t + 1]);
@@ -146,10 +146,10 @@ static void record_running(
 
         if (a->pid <= 0 || a->recorded || now - a->start_mono < TICK_MS / 2)
             continue;
-        prun_items_value(a->inst->items, a->inst->nitems, &item);
-        prun_state_inst_start(rc->state, a->task->name, a->inst->index,
+        prun__items_value(a->inst->items, a->inst->nitems, &item);
+        prun__state_inst_start(rc->state, a->task->name, a->inst->index,
             a->inst->attempt, a->pid, item.data ? item.data : "");
-        prun_buf_free(&item);
+        prun__buf_free(&item);
         /* The loop's flag; the list is the loop's, written only here. */
         ((struct prun__attempt *)a)->recorded = 1;
     }
@@ -160,12 +160,12 @@ int prun__recorder_tick(
 {
     if (rc->state == NULL || now < rc->next_tick)
         return 0;
-    prun_state_tick(rc->state, now);
-    prun_state_joblock_renew(rc->state, prun_boot_ms());
+    prun__state_tick(rc->state, now);
+    prun__state_joblock_renew(rc->state, prun__boot_ms());
     record_running(rc, now, v->running);
     prun__recorder_counts(rc, v);
     rc->next_tick = now + TICK_MS;
-    return prun_state_cancel_requested(rc->state);
+    return prun__state_cancel_requested(rc->state);
 }
 
 void prun__recorder_end(struct prun__recorder *rc,
@@ -178,7 +178,7 @@ void prun__recorder_end(struct prun__recorder *rc,
 
     if (rc->state == NULL)
         return;
-    prun_items_value(inst->items, inst->nitems, &item);
+    prun__items_value(inst->items, inst->nitems, &item);
     memset(&e, 0, sizeof(e));
     e.task = a->task->name;
     e.index = inst->index;
@@ -190,12 +190,12 @@ void prun__recorder_end(struct prun__recorder *rc,
     e.kind = kind;
     e.status = status;
     e.reason = reason;
-    e.stderr_tail = a->cap ? prun_capture_err_tail(a->cap) : "";
-    prun_state_inst_end(rc->state, &e);
+    e.stderr_tail = a->cap ? prun__capture_err_tail(a->cap) : "";
+    prun__state_inst_end(rc->state, &e);
     if (a->task->pool)
-        prun_state_pool_worker_end(
+        prun__state_pool_worker_end(
             rc->state, e.task, inst->index, attempt, v == PRUN_V_SUCCEEDED);
-    prun_buf_free(&item);
+    prun__buf_free(&item);
 }
 
 void prun__recorder_done(struct prun__recorder *rc, size_t task,
@@ -205,7 +205,8 @@ void prun__recorder_done(struct prun__recorder *rc, size_t task,
 
     if (rc->state == NULL)
         return;
-    prun_items_value(items, n, &v);
-    prun_state_done(rc->state, rc->job->tasks[task].name, v.data ? v.data : "");
-    prun_buf_free(&v);
+    prun__items_value(items, n, &v);
+    prun__state_done(
+        rc->state, rc->job->tasks[task].name, v.data ? v.data : "");
+    prun__buf_free(&v);
 }

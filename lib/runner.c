@@ -8,7 +8,9 @@
  * kill_grace from the executor, the recorder's heartbeat and flush, the
  * progress line), and whatever the executor and the recorder watch (the
  * children's pipes, the Redis socket). Nothing blocks: a child that floods
- * its output, or one that never exits, cannot hold up the others.
+ * its output, or one that never exits, cannot hold up the others; a
+ * foreach source (stdin, a FIFO) joins the set while its task waits for
+ * input, so a slow producer holds up nothing but its own task.
  *
  * The loop owns the scheduler, the result, the recorder and the output.
  * It hands attempts to an executor through the seam of executor.h and
@@ -38,6 +40,17 @@
 
 #define PROGRESS_MS 200
 
+struct runner;
+
+/* A task's foreach source on the loop, armed while the task waits for it. */
+struct input_watch {
+    struct prun__watch w; /* first: the loop hands back &w */
+    struct runner *r;
+    size_t task;
+    int fd; /* registered, -1 none */
+    int armed;
+};
+
 struct runner {
     const struct prun_run_opts *o;
     const struct prun_job *job;
@@ -48,6 +61,8 @@ struct runner {
     struct prun__exec_hooks hooks;
     struct prun__recorder rec;
     struct prun__pool *pool;
+    struct input_watch *inw;       /* one per task */
+    int input_busy;                /* a source is readable without waiting */
     struct prun__attempt *running; /* list of attempts under way */
     size_t nrunning;
     struct prun__watch sigw, timerw;
@@ -63,7 +78,7 @@ struct runner {
     sigset_t oldmask;
 };
 
-void prun_run_id_new(char *buf, size_t n)
+void prun__run_id_new(char *buf, size_t n)
 {
     struct timespec ts;
     struct tm tm;
@@ -143,7 +158,7 @@ static void hook_fatal(void *ctx, const struct prun_err *e)
         r->fail_err = *e;
     }
     r->stopping = 1;
-    prun_sched_stop(r->sched);
+    prun__sched_stop(r->sched);
     r->exec->ops->stop_all(r->exec, 0);
 }
 
@@ -162,7 +177,7 @@ static int lock_ok(struct runner *r)
         return 1;
     if (r->fail_rc == PRUN_ELOCKED)
         return 0;
-    if (prun_state_joblock_check(r->o->state, prun_boot_ms(), &e) == 0)
+    if (prun__state_joblock_check(r->o->state, prun__boot_ms(), &e) == 0)
         return 1;
     hook_fatal(r, &e);
     return 0;
@@ -174,7 +189,7 @@ static void fill_ctx(
     ctx->task = r->job->tasks[inst->task].name;
     ctx->run_id = r->o->run_id;
     ctx->index = inst->index;
-    ctx->count = prun_sched_task_count(r->sched, inst->task);
+    ctx->count = prun__sched_task_count(r->sched, inst->task);
     ctx->attempt = inst->attempt;
     ctx->items = inst->items;
     ctx->nitems = inst->nitems;
@@ -200,6 +215,54 @@ static void record_view(const struct runner *r, struct prun__record_view *v)
     v->running = r->running;
 }
 
+/* ---- Item sources on the loop ------------------------------------------ */
+
+static void on_input(struct prun__watch *w, uint32_t events)
+{
+    struct input_watch *iw = (struct input_watch *)w;
+
+    (void)events;
+    iw->armed = 0;
+    prun__sched_input_ready(iw->r->sched, iw->task);
+}
+
+/*
+ * Arms task's watch for fd: one readiness report (EPOLLONESHOT), since a
+ * source stays readable while its task, held by a cap, reads nothing.
+ * epoll refuses what poll calls always ready (/dev/null and the like):
+ * then the source is read at once, on the next turn.
+ */
+static void watch_input(struct runner *r, size_t task, int fd)
+{
+    struct input_watch *iw = &r->inw[task];
+
+    if (iw->fd == fd && iw->armed)
+        return;
+    if (iw->fd >= 0 && iw->fd != fd) {
+        hook_unwatch(r, iw->fd);
+        iw->fd = -1;
+    }
+    if (hook_watch(r, fd, EPOLLIN | EPOLLONESHOT, &iw->w) == 0) {
+        iw->fd = fd;
+        iw->armed = 1;
+        return;
+    }
+    iw->fd = -1;
+    on_input(&iw->w, EPOLLIN);
+    r->input_busy = 1;
+}
+
+/* Puts the fds of the sources the scheduler waits on on the loop. */
+static void watch_inputs(struct runner *r)
+{
+    size_t t;
+    int fd;
+
+    for (t = 0; t < r->job->ntasks; t++)
+        if ((fd = prun__sched_input_fd(r->sched, t)) >= 0)
+            watch_input(r, t, fd);
+}
+
 /* ---- Starting and ending attempts ----------------------------------- */
 
 static void attempt_ended(void *ctx, struct prun__attempt *a, int status);
@@ -214,8 +277,8 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     a = calloc(1, sizeof(*a));
     if (a == NULL) {
         /* Nothing to report it in: finish it as a failure to start. */
-        prun_sched_finish(r->sched, inst, PRUN_OUT_FAIL_FINAL, prun_now_ms());
-        prun_inst_free(inst);
+        prun__sched_finish(r->sched, inst, PRUN_OUT_FAIL_FINAL, prun__now_ms());
+        prun__inst_free(inst);
         hook_warn(r, "out of memory");
         return;
     }
@@ -227,15 +290,15 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     if (inst->seq == 0)
         inst->seq = r->job->ntasks == 1 ? inst->index + 1 : ++r->seq;
     fill_ctx(r, inst, &a->ctx);
-    a->start_mono = prun_now_ms();
-    a->start_wall = prun_wall_ms();
+    a->start_mono = prun__now_ms();
+    a->start_wall = prun__wall_ms();
     a->next = r->running;
     if (r->running)
         r->running->prev = a;
     r->running = a;
     r->nrunning++;
     prun__pool_start(r->pool, inst->task);
-    a->cap = prun_capture_new(r->out, task->name, inst->index, &e);
+    a->cap = prun__capture_new(r->out, task->name, inst->index, &e);
     if (a->cap == NULL) {
         snprintf(a->exec_err, sizeof(a->exec_err), "%s", e.msg);
         attempt_ended(r, a, -1);
@@ -244,9 +307,9 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     if (r->o->out.tag_tpl != NULL) {
         /* --tag/--tagstring: the line prefix is the instance's own. */
         struct prun_buf tag = {0};
-        if (prun_tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
-            prun_capture_set_tag(a->cap, tag.data);
-        prun_buf_free(&tag);
+        if (prun__tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
+            prun__capture_set_tag(a->cap, tag.data);
+        prun__buf_free(&tag);
     }
     r->exec->ops->start(r->exec, a);
 }
@@ -296,7 +359,7 @@ static const struct prun_failure *record_failure(struct runner *r,
         break;
     case PRUN_FAIL_TIMEOUT:
         snprintf(f->reason, sizeof(f->reason), "timed out after %s",
-            prun_fmt_duration(a->task->timeout_ms, db, sizeof(db)));
+            prun__fmt_duration(a->task->timeout_ms, db, sizeof(db)));
         break;
     case PRUN_FAIL_EXEC:
         snprintf(f->reason, sizeof(f->reason), "%s", a->exec_err);
@@ -306,7 +369,8 @@ static const struct prun_failure *record_failure(struct runner *r,
         break;
     }
     if (a->cap)
-        snprintf(f->tail, sizeof(f->tail), "%s", prun_capture_err_tail(a->cap));
+        snprintf(
+            f->tail, sizeof(f->tail), "%s", prun__capture_err_tail(a->cap));
     return f;
 }
 
@@ -351,7 +415,7 @@ static void write_joblog(struct runner *r, const struct prun__attempt *a,
 
     fill_ctx(r, a->inst, &ctx);
     ctx.slot = a->ctx.slot;
-    if (prun_task_cmdline(a->task, &ctx, &cmd) == 0) {
+    if (prun__task_cmdline(a->task, &ctx, &cmd) == 0) {
         row.seq = a->inst->seq;
         row.start_wall_ms = a->start_wall;
         row.runtime_ms = now - a->start_mono;
@@ -359,10 +423,10 @@ static void write_joblog(struct runner *r, const struct prun__attempt *a,
         row.signal = sig;
         row.receive = receive;
         row.command = cmd.data ? cmd.data : "";
-        if (prun_output_joblog(r->out, &row, &e) < 0)
+        if (prun__output_joblog(r->out, &row, &e) < 0)
             note_warning(r, &e);
     }
-    prun_buf_free(&cmd);
+    prun__buf_free(&cmd);
 }
 
 /*
@@ -383,21 +447,21 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
     struct prun_err e;
     int code, sig, print;
     unsigned attempt;
-    uint64_t receive = a->cap ? prun_capture_bytes(a->cap, 1) : 0;
-    int64_t now = prun_now_ms();
+    uint64_t receive = a->cap ? prun__capture_bytes(a->cap, 1) : 0;
+    int64_t now = prun__now_ms();
 
     list_del(r, a);
     outcome = classify(a, status, &kind, &code, &sig);
     if (kind == PRUN_FAIL_EXEC && a->cap) {
         struct prun_buf m = {0};
-        if (prun_buf_printf(&m, "parallelrun: %s\n", a->exec_err) == 0)
-            prun_capture_feed(a->cap, 2, m.data, m.len, NULL);
-        prun_buf_free(&m);
+        if (prun__buf_printf(&m, "parallelrun: %s\n", a->exec_err) == 0)
+            prun__capture_feed(a->cap, 2, m.data, m.len, NULL);
+        prun__buf_free(&m);
     }
 
     /* The verdict tells whether this attempt was the last one. */
     attempt = inst->attempt;
-    v = prun_sched_finish(r->sched, inst, outcome, now);
+    v = prun__sched_finish(r->sched, inst, outcome, now);
     if (v == PRUN_V_FAILED || v == PRUN_V_CANCELLED)
         f = record_failure(r, a, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
     prun__recorder_end(&r->rec, a, v, attempt, kinds[kind],
@@ -411,12 +475,12 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
 
     print = v != PRUN_V_RETRY && (!r->o->out.quiet || v != PRUN_V_SUCCEEDED);
     if (a->cap &&
-        prun_capture_finish_ordered(a->cap, print, v != PRUN_V_RETRY, &e) < 0)
+        prun__capture_finish_ordered(a->cap, print, v != PRUN_V_RETRY, &e) < 0)
         note_warning(r, &e);
     a->cap = NULL;
     if (v != PRUN_V_RETRY) {
         write_joblog(r, a, now, code, sig, receive);
-        prun_inst_free(inst);
+        prun__inst_free(inst);
     }
     free(a);
 }
@@ -427,7 +491,7 @@ static void stop(struct runner *r, int signo)
 {
     r->stop_signal = signo;
     r->stopping = 1;
-    prun_sched_stop(r->sched);
+    prun__sched_stop(r->sched);
     r->exec->ops->stop_all(r->exec, 0);
 }
 
@@ -507,20 +571,20 @@ static void arm_timer(struct runner *r, int64_t at)
 static void show_progress(struct runner *r, int64_t now)
 {
     struct prun_progress pg;
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
 
     if (!r->o->out.progress)
         return;
-    prun_sched_stats(r->sched, &st);
+    prun__sched_stats(r->sched, &st);
     pg.done = st.succeeded;
     pg.failed = st.failed + st.cancelled;
     pg.running = st.running;
     pg.total = st.total;
-    pg.elapsed_ms = prun_wall_ms() - r->res->start_wall_ms;
+    pg.elapsed_ms = prun__wall_ms() - r->res->start_wall_ms;
     pg.child_done = pg.child_total = 0;
     if (r->o->state != NULL)
-        prun_state_progress(r->o->state, &pg.child_done, &pg.child_total);
-    prun_output_progress(r->out, &pg);
+        prun__state_progress(r->o->state, &pg.child_done, &pg.child_total);
+    prun__output_progress(r->out, &pg);
     r->next_progress = now + PROGRESS_MS;
 }
 
@@ -540,27 +604,33 @@ static int setup(struct runner *r, struct prun_err *err)
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGCONT);
     if (sigprocmask(SIG_BLOCK, &mask, &r->oldmask) < 0)
-        return prun_err_sys(err, "sigprocmask");
+        return prun__err_sys(err, "sigprocmask");
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     r->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     r->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (r->epfd < 0 || r->sigfd < 0 || r->timerfd < 0)
-        return prun_err_sys(err, "cannot set up the event loop");
+        return prun__err_sys(err, "cannot set up the event loop");
     r->sigw.cb = on_signal;
     r->timerw.cb = on_timer;
     if (hook_watch(r, r->sigfd, EPOLLIN, &r->sigw) < 0 ||
         hook_watch(r, r->timerfd, EPOLLIN, &r->timerw) < 0)
-        return prun_err_sys(err, "epoll_ctl");
+        return prun__err_sys(err, "epoll_ctl");
     r->res->tasks = calloc(r->job->ntasks, sizeof(*r->res->tasks));
     r->res->fail = calloc(PRUN_MAX_FAILURES, sizeof(*r->res->fail));
     if (!r->res->tasks || !r->res->fail)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     r->res->ntasks = r->job->ntasks;
+    r->inw = calloc(r->job->ntasks + 1, sizeof(*r->inw));
+    if (r->inw == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    for (size_t t = 0; t < r->job->ntasks; t++)
+        r->inw[t] = (struct input_watch){{on_input}, r, t, -1, 0};
     return 0;
 }
 
 static void teardown(struct runner *r)
 {
+    free(r->inw);
     if (r->epfd >= 0)
         close(r->epfd);
     if (r->sigfd >= 0)
@@ -596,13 +666,13 @@ static int start_ready(
 
     while (!r->stopping && r->exec->ops->capacity(r->exec) > 0 && lock_ok(r)) {
         struct prun_inst *inst = NULL;
-        int next = prun_sched_next(r->sched, now, &inst, &wake, err);
+        int next = prun__sched_next(r->sched, now, &inst, &wake, err);
 
         if (next < 0) {
             /* A foreach source failed mid-run: stop like on Ctrl-C. */
             *rc = next;
             r->stopping = 1;
-            prun_sched_stop(r->sched);
+            prun__sched_stop(r->sched);
             r->exec->ops->stop_all(r->exec, 0);
             break;
         }
@@ -625,7 +695,7 @@ static int loop(struct runner *r, struct prun_err *err)
     int rc = 0, halted_now = 0;
 
     for (;;) {
-        int64_t now = prun_now_ms();
+        int64_t now = prun__now_ms();
         int done, n, feeding;
 
         lock_ok(r);
@@ -637,7 +707,10 @@ static int loop(struct runner *r, struct prun_err *err)
             stop(r, SIGINT);
         }
         done = start_ready(r, now, &rc, err);
-        if (!halted_now && prun_sched_halt_now(r->sched)) {
+        r->input_busy = 0;
+        if (!r->stopping)
+            watch_inputs(r);
+        if (!halted_now && prun__sched_halt_now(r->sched)) {
             halted_now = 1;
             r->stopping = 1;
             r->exec->ops->stop_all(r->exec, 0);
@@ -647,11 +720,12 @@ static int loop(struct runner *r, struct prun_err *err)
         if (r->o->out.progress && now >= r->next_progress)
             show_progress(r, now);
         feeding = !r->stopping && prun__pool_feed(r->pool);
-        prun__recorder_sync(&r->rec, prun_now_ms());
+        feeding |= r->input_busy;
+        prun__recorder_sync(&r->rec, prun__now_ms());
         arm_timer(r, next_deadline(r));
         n = epoll_wait(r->epfd, evs, 64, feeding ? 0 : -1);
         if (n < 0 && errno != EINTR) {
-            rc = prun_err_sys(err, "epoll_wait");
+            rc = prun__err_sys(err, "epoll_wait");
             r->exec->ops->stop_all(r->exec, 1);
             break;
         }
@@ -659,7 +733,7 @@ static int loop(struct runner *r, struct prun_err *err)
             struct prun__watch *w = evs[i].data.ptr;
             w->cb(w, evs[i].events);
         }
-        prun__recorder_sync(&r->rec, prun_now_ms());
+        prun__recorder_sync(&r->rec, prun__now_ms());
     }
     if (rc == 0 && r->fail_rc != 0) {
         rc = r->fail_rc;
@@ -669,7 +743,7 @@ static int loop(struct runner *r, struct prun_err *err)
     return rc;
 }
 
-int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
+int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     struct prun_err *err)
 {
     struct runner r;
@@ -684,7 +758,7 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
     r.job = o->job;
     r.res = res;
     r.epfd = r.sigfd = r.timerfd = -1;
-    res->start_wall_ms = prun_wall_ms();
+    res->start_wall_ms = prun__wall_ms();
     r.hooks.ctx = &r;
     r.hooks.ended = attempt_ended;
     r.hooks.watch = hook_watch;
@@ -700,11 +774,11 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         goto out;
     so.jobs = o->jobs;
     so.seed = o->seed;
-    rc = prun_sched_new(sched_job, &so, &r.sched, err);
+    rc = prun__sched_new(sched_job, &so, &r.sched, err);
     if (rc < 0)
         goto out;
     if (o->skip != NULL)
-        prun_sched_set_skip(r.sched, resume_skip, &r);
+        prun__sched_set_skip(r.sched, resume_skip, &r);
     rc = setup(&r, err);
     if (rc < 0)
         goto out;
@@ -722,7 +796,7 @@ int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
         goto out;
     if (o->output != NULL)
         r.out = o->output;
-    else if ((rc = prun_output_new(&o->out, &r.out, err)) < 0)
+    else if ((rc = prun__output_new(&o->out, &r.out, err)) < 0)
         goto out;
     rc = loop(&r, err);
 
@@ -733,31 +807,38 @@ out:
 
         record_view(&r, &view);
         prun__recorder_counts(&r.rec, &view);
-        prun_sched_stats(r.sched, &res->stats);
-        res->halted = prun_sched_halted(r.sched) && r.stop_signal == 0;
-        for (t = 0; res->tasks && t < o->job->ntasks; t++)
-            res->tasks[t].count = prun_sched_task_count(r.sched, t);
+        prun__sched_stats(r.sched, &res->stats);
+        res->halted = prun__sched_halted(r.sched) && r.stop_signal == 0;
+        for (t = 0; res->tasks && t < o->job->ntasks; t++) {
+            const char *why = prun__sched_task_error(r.sched, t);
+
+            res->tasks[t].count = prun__sched_task_count(r.sched, t);
+            res->tasks[t].needs_failed = prun__sched_task_skipped(r.sched, t);
+            if (why != NULL)
+                snprintf(res->tasks[t].error, sizeof(res->tasks[t].error), "%s",
+                    why);
+        }
     }
     res->signal = r.stop_signal;
-    res->elapsed_ms = prun_wall_ms() - res->start_wall_ms;
+    res->elapsed_ms = prun__wall_ms() - res->start_wall_ms;
     if (r.exec) {
         r.exec->ops->shutdown(r.exec, rc < 0);
         r.exec->ops->free(r.exec);
     }
     if (o->output == NULL) {
-        prun_output_free(r.out);
+        prun__output_free(r.out);
     } else {
         /* -k: what waits for an index that never ran is printed now. */
-        prun_output_release(o->output);
-        prun_output_progress_clear(o->output);
+        prun__output_release(o->output);
+        prun__output_progress_clear(o->output);
     }
     teardown(&r);
-    prun_sched_free(r.sched);
+    prun__sched_free(r.sched);
     prun__pool_free(r.pool);
     return rc;
 }
 
-void prun_run_result_free(struct prun_run_result *res)
+void prun__run_result_free(struct prun_run_result *res)
 {
     if (res == NULL)
         return;

@@ -64,13 +64,15 @@ struct prun_failure {
 struct prun_task_result {
     long long count; /* -1 unknown */
     unsigned long long succeeded, failed, cancelled, skipped;
+    int needs_failed; /* skipped: a task it needs failed */
+    char error[512];  /* its foreach source failed: why; "" if not */
 };
 
 struct prun_run_result {
     int signal;    /* the runner was stopped by this signal */
     int cancelled; /* ... by `parallelrun cancel` (signal is SIGINT) */
     int halted;    /* halt: triggered */
-    struct prun_sched_stats stats;
+    struct prun__sched_stats stats;
     size_t ntasks;
     struct prun_task_result *tasks;
     size_t nfail; /* recorded failures (bounded) */
@@ -94,13 +96,13 @@ struct prun_run_result {
  * its instances did: see res), or a negative PRUN_E* when it could not
  * (err says why; running children were stopped first): PRUN_ELOCKED when
  * the run lost its job lock. res is filled in
- * both cases and must be released with prun_run_result_free().
+ * both cases and must be released with prun__run_result_free().
  */
-int prun_run(const struct prun_run_opts *o, struct prun_run_result *res,
+int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     struct prun_err *err);
-void prun_run_result_free(struct prun_run_result *res);
+void prun__run_result_free(struct prun_run_result *res);
 
 /* A new run id, "YYYYMMDD-HHMMSS-xxxx" (local time, random suffix). */
-void prun_run_id_new(char *buf, size_t n);
+void prun__run_id_new(char *buf, size_t n);
 
 #endif

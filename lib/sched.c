@@ -27,6 +27,9 @@ struct task_state {
     int done;                      /* finished: nothing runs or waits */
     int bad;                       /* an instance failed or was cancelled */
     int skipped;                   /* a task it needs failed */
+    int opened;                    /* its source was opened (or failed to) */
+    int waiting;                   /* its source waits for input */
+    char *srcerr;                  /* why its source failed, or NULL */
     unsigned running;
     struct prun_inst *retries; /* sorted by ready_at */
     unsigned long long nretries;
@@ -44,7 +47,7 @@ struct prun_sched {
     size_t rr; /* the task to look at first, for round-robin */
     int halted, halt_now, stopped;
     unsigned long long final_failures;
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     prun_sched_skip_fn skip;
     void *skip_ctx;
 };
@@ -86,7 +89,7 @@ static void drop_retries(struct prun_sched *s, struct task_state *t)
 
     for (inst = t->retries; inst != NULL; inst = next) {
         next = inst->next;
-        prun_inst_free(inst);
+        prun__inst_free(inst);
         s->st.skipped++;
     }
     t->retries = NULL;
@@ -139,6 +142,71 @@ static void settle(struct prun_sched *s)
     } while (changed);
 }
 
+/*
+ * Opens task t's source. Tasks without needs, and sources no task can
+ * change (lists, ranges, matrices), are opened when the scheduler is made;
+ * a lines file or glob of a task with needs when those have succeeded, so
+ * that it sees what they made.
+ */
+static int open_source(
+    struct prun_sched *s, struct task_state *t, struct prun_err *err)
+{
+    int rc;
+
+    t->opened = 1;
+    rc = prun__iter_open_flags(s->job, &t->task->foreach,
+        PRUN_ITER_STRICT | PRUN_ITER_ASYNC, &t->it, err);
+    if (rc < 0)
+        return rc;
+    t->count = prun__iter_count(t->it);
+    if (t->count == 0)
+        t->exhausted = 1;
+    return 0;
+}
+
+static void halt(struct prun_sched *s);
+
+/*
+ * Task t's source could not be opened or read: the task fails (what it
+ * started runs on), what it has not read is never started, and the tasks
+ * that need it are skipped. Only running out of memory is returned.
+ */
+static int source_failed(
+    struct prun_sched *s, struct task_state *t, const struct prun_err *e)
+{
+    unsigned max_failures;
+
+    if (e->code == PRUN_ENOMEM)
+        return PRUN_ENOMEM;
+    free(t->srcerr);
+    t->srcerr = strdup(e->msg);
+    if (t->srcerr == NULL)
+        return PRUN_ENOMEM;
+    t->bad = 1;
+    t->waiting = 0;
+    drop_unread(s, t);
+    if (t->count < 0)
+        t->count = (long long)t->next_index;
+    s->final_failures++;
+    max_failures = s->job->max_failures ? s->job->max_failures : 1;
+    if (s->job->halt != PRUN_HALT_NEVER && !s->halted &&
+        s->final_failures >= max_failures)
+        halt(s);
+    settle(s);
+    return 0;
+}
+
+/* Nonzero if some live task waits for input on its source. */
+static int any_waiting(const struct prun_sched *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->ntasks; i++)
+        if (s->tasks[i].waiting && !s->tasks[i].done && !s->tasks[i].skipped)
+            return 1;
+    return 0;
+}
+
 static int task_ready(const struct prun_sched *s, const struct task_state *t)
 {
     size_t k;
@@ -154,7 +222,7 @@ static int task_ready(const struct prun_sched *s, const struct task_state *t)
     return 1;
 }
 
-int prun_sched_new(const struct prun_job *job,
+int prun__sched_new(const struct prun_job *job,
     const struct prun_sched_opts *opts, struct prun_sched **out,
     struct prun_err *err)
 {
@@ -164,10 +232,10 @@ int prun_sched_new(const struct prun_job *job,
     int rc = 0;
 
     if (opts->jobs < 1)
-        return prun_err_set(err, PRUN_EINVAL, "jobs must be at least 1");
+        return prun__err_set(err, PRUN_EINVAL, "jobs must be at least 1");
     s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->job = job;
     s->jobs = opts->jobs;
     /*
@@ -182,29 +250,29 @@ int prun_sched_new(const struct prun_job *job,
     s->ntasks = job->ntasks;
     s->tasks = calloc(job->ntasks ? job->ntasks : 1, sizeof(*s->tasks));
     if (s->tasks == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     for (i = 0; i < job->ntasks; i++) {
         struct task_state *t = &s->tasks[i];
 
         t->task = &job->tasks[i];
-        rc = prun_iter_open(job, &t->task->foreach, &t->it, err);
+        t->count = -1;
+        if (prun__task_source_deferred(t->task))
+            continue;
+        rc = open_source(s, t, err);
         if (rc < 0)
             goto fail;
-        t->count = prun_iter_count(t->it);
-        if (t->count == 0)
-            t->exhausted = 1;
     }
     settle(s);
     *out = s;
     return 0;
 fail:
-    prun_sched_free(s);
+    prun__sched_free(s);
     return rc;
 }
 
-void prun_sched_free(struct prun_sched *s)
+void prun__sched_free(struct prun_sched *s)
 {
     size_t i;
 
@@ -215,21 +283,23 @@ void prun_sched_free(struct prun_sched *s)
 
         for (inst = s->tasks[i].retries; inst != NULL; inst = next) {
             next = inst->next;
-            prun_inst_free(inst);
+            prun__inst_free(inst);
         }
-        prun_iter_free(s->tasks[i].it);
+        prun__iter_free(s->tasks[i].it);
+        free(s->tasks[i].srcerr);
     }
     free(s->tasks);
     free(s);
 }
 
-void prun_sched_set_skip(struct prun_sched *s, prun_sched_skip_fn fn, void *ctx)
+void prun__sched_set_skip(
+    struct prun_sched *s, prun_sched_skip_fn fn, void *ctx)
 {
     s->skip = fn;
     s->skip_ctx = ctx;
 }
 
-void prun_inst_free(struct prun_inst *inst)
+void prun__inst_free(struct prun_inst *inst)
 {
     if (inst == NULL)
         return;
@@ -292,7 +362,8 @@ static void start(
 
 /*
  * Takes the next instance of task ti from its iterator. Returns 1 with *out
- * set, 0 when the task has no more, or a negative PRUN_E*.
+ * set, 0 when the task has no more, 2 when its source waits for input, or a
+ * negative PRUN_E*.
  */
 static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
     struct prun_err *err)
@@ -303,7 +374,11 @@ static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
     int n;
 
     for (;;) {
-        n = prun_iter_next(t->it, &items, err);
+        n = prun__iter_next(t->it, &items, err);
+        if (n == PRUN_ITER_AGAIN) {
+            t->waiting = 1;
+            return 2;
+        }
         if (n <= 0 || s->skip == NULL ||
             !s->skip(s->skip_ctx, ti, items, (size_t)n))
             break;
@@ -329,11 +404,11 @@ static int take_new(struct prun_sched *s, size_t ti, struct prun_inst **out,
     }
     inst = calloc(1, sizeof(*inst));
     if (inst == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
-    inst->items = prun_items_dup(items, (size_t)n);
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    inst->items = prun__items_dup(items, (size_t)n);
     if (inst->items == NULL) {
         free(inst);
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
     inst->task = ti;
     inst->index = t->next_index++;
@@ -350,10 +425,11 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-int prun_sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
+int prun__sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
     int64_t *wake, struct prun_err *err)
 {
     int64_t when = INT64_MAX;
+    struct prun_err e;
     size_t i;
     int rc;
 
@@ -367,6 +443,19 @@ again:
         int due;
 
         if (!task_ready(s, t))
+            continue;
+        if (!t->opened) {
+            rc = open_source(s, t, &e);
+            if (rc < 0 && (rc = source_failed(s, t, &e)) < 0)
+                goto fail;
+            if (t->exhausted) {
+                /* It failed, or is empty and allowed to be. */
+                settle(s);
+                when = INT64_MAX;
+                goto again;
+            }
+        }
+        if (t->waiting)
             continue;
         if (t->task->jobs > 0 && t->running >= t->task->jobs)
             continue;
@@ -384,9 +473,15 @@ again:
             t->retries = got->next;
             t->nretries--;
         } else {
-            rc = take_new(s, ti, &got, err);
-            if (rc < 0)
-                return rc;
+            rc = take_new(s, ti, &got, &e);
+            if (rc == 2)
+                continue;
+            if (rc < 0) {
+                if ((rc = source_failed(s, t, &e)) < 0)
+                    goto fail;
+                when = INT64_MAX;
+                goto again;
+            }
             if (rc == 0) {
                 /*
                  * The end of an iterator of unknown length may complete
@@ -402,7 +497,8 @@ again:
         return PRUN_NEXT_START;
     }
 wait:
-    if (s->st.running == 0 && (when == INT64_MAX || s->halted || s->stopped)) {
+    if (s->st.running == 0 &&
+        (s->halted || s->stopped || (when == INT64_MAX && !any_waiting(s)))) {
         /*
          * Nothing runs and no timer is pending, so nothing can change any
          * more. Whatever has not run by now never will.
@@ -412,6 +508,10 @@ wait:
     }
     *wake = s->halted || s->stopped ? INT64_MAX : when;
     return PRUN_NEXT_WAIT;
+fail:
+    if (err != NULL)
+        *err = e;
+    return rc;
 }
 
 static void halt(struct prun_sched *s)
@@ -438,7 +538,7 @@ static void requeue(struct task_state *t, struct prun_inst *inst)
  * Only a retry keeps inst: the scheduler owns it again until it starts it
  * anew. With every other verdict the caller still owns inst and frees it.
  */
-enum prun_verdict prun_sched_finish(struct prun_sched *s,
+enum prun_verdict prun__sched_finish(struct prun_sched *s,
     struct prun_inst *inst, enum prun_outcome outcome, int64_t now)
 {
     struct task_state *t = &s->tasks[inst->task];
@@ -490,23 +590,23 @@ enum prun_verdict prun_sched_finish(struct prun_sched *s,
     return v;
 }
 
-void prun_sched_stop(struct prun_sched *s)
+void prun__sched_stop(struct prun_sched *s)
 {
     s->stopped = 1;
     drain(s);
 }
 
-int prun_sched_halt_now(const struct prun_sched *s)
+int prun__sched_halt_now(const struct prun_sched *s)
 {
     return s->halt_now;
 }
 
-int prun_sched_halted(const struct prun_sched *s)
+int prun__sched_halted(const struct prun_sched *s)
 {
     return s->halted;
 }
 
-void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st)
+void prun__sched_stats(const struct prun_sched *s, struct prun__sched_stats *st)
 {
     size_t i;
 
@@ -521,12 +621,35 @@ void prun_sched_stats(const struct prun_sched *s, struct prun_sched_stats *st)
     }
 }
 
-long long prun_sched_task_count(const struct prun_sched *s, size_t task)
+long long prun__sched_task_count(const struct prun_sched *s, size_t task)
 {
     return task < s->ntasks ? s->tasks[task].count : -1;
 }
 
-int prun_sched_task_skipped(const struct prun_sched *s, size_t task)
+int prun__sched_task_skipped(const struct prun_sched *s, size_t task)
 {
     return task < s->ntasks && s->tasks[task].skipped;
+}
+
+int prun__sched_input_fd(const struct prun_sched *s, size_t task)
+{
+    const struct task_state *t;
+
+    if (task >= s->ntasks || s->halted || s->stopped)
+        return -1;
+    t = &s->tasks[task];
+    return t->waiting && !t->done && !t->skipped ? prun__iter_fd(t->it) : -1;
+}
+
+void prun__sched_input_ready(struct prun_sched *s, size_t task)
+{
+    if (task >= s->ntasks)
+        return;
+    s->tasks[task].waiting = 0;
+    prun__iter_readable(s->tasks[task].it);
+}
+
+const char *prun__sched_task_error(const struct prun_sched *s, size_t task)
+{
+    return task < s->ntasks ? s->tasks[task].srcerr : NULL;
 }

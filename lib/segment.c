@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * segment: shared segments, runner side (DESIGN §5).
+ * segment: shared segments, runner side (README "Shared segments").
  *
  * A `file:` segment is copied once into a memfd and sealed against writes
  * and resizes, so every child maps the same pages read-only and none can
@@ -13,7 +13,7 @@
  *
  * Published segments are files a child creates in the run's directory
  * BASE/parallelrun-RUNID; the runner removes the directory when the run
- * ends, and prun_segment_gc() removes those of runners that died (the
+ * ends, and prun__segment_gc() removes those of runners that died (the
  * `owner` file says who the runner was). The publishing itself, and
  * attaching from a child, are in api_segment.c.
  *
@@ -255,14 +255,14 @@ int prun__segmeta_read(const char *dir, const char *name,
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         if (errno == ENOENT)
-            return prun_err_set(err, PRUN_ENOTFOUND,
+            return prun__err_set(err, PRUN_ENOTFOUND,
                 "segment '%s' was not published in this run", name);
-        return prun_err_sys(err, "cannot open %s", path);
+        return prun__err_sys(err, "cannot open %s", path);
     }
     n = read(fd, text, sizeof(text) - 1);
     close(fd);
     if (n < 0)
-        return prun_err_sys(err, "cannot read %s", path);
+        return prun__err_sys(err, "cannot read %s", path);
     text[n] = '\0';
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -283,7 +283,7 @@ int prun__segmeta_read(const char *dir, const char *name,
         }
     }
     if (have_size != 1)
-        return prun_err_set(err, PRUN_EINVAL, "%s is malformed", path);
+        return prun__err_set(err, PRUN_EINVAL, "%s is malformed", path);
     *m = t;
     return 0;
 }
@@ -434,13 +434,13 @@ static int load_file(
 
     in = open(d->file, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        rc = prun_err_set(err, PRUN_EINVAL,
+        rc = prun__err_set(err, PRUN_EINVAL,
             "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
             d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
         goto fail;
     }
     if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-        rc = prun_err_set(err, PRUN_EINVAL,
+        rc = prun__err_set(err, PRUN_EINVAL,
             "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
             d->pos.line, d->pos.col, d->name, d->file,
             S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
@@ -448,24 +448,24 @@ static int load_file(
     }
     g->size = (uint64_t)st.st_size;
     if ((fd = new_memfd(d->name)) < 0) {
-        rc = prun_err_sys(err, "segment '%s': memfd_create", d->name);
+        rc = prun__err_sys(err, "segment '%s': memfd_create", d->name);
         goto fail;
     }
     if (ftruncate(fd, st.st_size) < 0) {
-        rc = prun_err_sys(err,
+        rc = prun__err_sys(err,
             "segment '%s': cannot hold %" PRIu64 " bytes in memory", d->name,
             g->size);
         goto fail;
     }
     if (g->size > 0 && (g->huge ? fill_huge(in, fd, g->size)
                                 : copy_fd(in, &off, fd, g->size)) < 0) {
-        rc = prun_err_sys(err, "%s:%u:%u: segment '%s': cannot load '%s'",
+        rc = prun__err_sys(err, "%s:%u:%u: segment '%s': cannot load '%s'",
             job->path, d->pos.line, d->pos.col, d->name, d->file);
         goto fail;
     }
     if (fcntl(fd, F_ADD_SEALS,
             F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        rc = prun_err_sys(err, "segment '%s': cannot seal it", d->name);
+        rc = prun__err_sys(err, "segment '%s': cannot seal it", d->name);
         goto fail;
     }
     if (d->dtype != NULL)
@@ -500,12 +500,12 @@ static int load_writable(struct seg *g, struct prun_err *err)
     int fd = new_memfd(d->name);
 
     if (fd < 0)
-        return prun_err_sys(err, "segment '%s': memfd_create", d->name);
+        return prun__err_sys(err, "segment '%s': memfd_create", d->name);
     g->size = d->size;
     /* Sealed against resizing: a child that shrank it would SIGBUS others. */
     if (ftruncate(fd, (off_t)d->size) < 0 ||
         fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        int rc = prun_err_sys(err,
+        int rc = prun__err_sys(err,
             "segment '%s': cannot create %" PRIu64 " bytes of shared memory",
             d->name, d->size);
         close(fd);
@@ -562,10 +562,10 @@ static int write_owner(const char *dir, struct prun_err *err)
     snprintf(path, sizeof(path), "%s/owner", dir);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-        return prun_err_sys(err, "cannot create %s", tmp);
+        return prun__err_sys(err, "cannot create %s", tmp);
     if (write(fd, line, (size_t)n) != n || close(fd) < 0 ||
         rename(tmp, path) < 0) {
-        rc = prun_err_sys(err, "cannot write %s", path);
+        rc = prun__err_sys(err, "cannot write %s", path);
         unlink(tmp);
     }
     return rc;
@@ -636,30 +636,30 @@ static int seg_env(struct prun_buf *b, size_t *offs, const char *name, int fd,
 
     upper_name(name, up, sizeof(up));
     offs[n++] = b->len;
-    ok &= prun_buf_printf(b, ENV_PREFIX "%s=/dev/fd/%d", up, fd) == 0;
-    ok &= prun_buf_addc(b, '\0') == 0;
+    ok &= prun__buf_printf(b, ENV_PREFIX "%s=/dev/fd/%d", up, fd) == 0;
+    ok &= prun__buf_addc(b, '\0') == 0;
     offs[n++] = b->len;
-    ok &= prun_buf_printf(b, ENV_PREFIX "%s_SIZE=%" PRIu64, up, size) == 0;
-    ok &= prun_buf_addc(b, '\0') == 0;
+    ok &= prun__buf_printf(b, ENV_PREFIX "%s_SIZE=%" PRIu64, up, size) == 0;
+    ok &= prun__buf_addc(b, '\0') == 0;
     if (dtype[0] != '\0') {
         offs[n++] = b->len;
-        ok &= prun_buf_printf(b, ENV_PREFIX "%s_DTYPE=%s", up, dtype) == 0;
-        ok &= prun_buf_addc(b, '\0') == 0;
+        ok &= prun__buf_printf(b, ENV_PREFIX "%s_DTYPE=%s", up, dtype) == 0;
+        ok &= prun__buf_addc(b, '\0') == 0;
     }
     if (shape[0] != '\0') {
         offs[n++] = b->len;
-        ok &= prun_buf_printf(b, ENV_PREFIX "%s_SHAPE=%s", up, shape) == 0;
-        ok &= prun_buf_addc(b, '\0') == 0;
+        ok &= prun__buf_printf(b, ENV_PREFIX "%s_SHAPE=%s", up, shape) == 0;
+        ok &= prun__buf_addc(b, '\0') == 0;
     }
     if (writable) {
         offs[n++] = b->len;
-        ok &= prun_buf_printf(b, ENV_PREFIX "%s_WRITABLE=1", up) == 0;
-        ok &= prun_buf_addc(b, '\0') == 0;
+        ok &= prun__buf_printf(b, ENV_PREFIX "%s_WRITABLE=1", up) == 0;
+        ok &= prun__buf_addc(b, '\0') == 0;
     }
     if (huge) {
         offs[n++] = b->len;
-        ok &= prun_buf_printf(b, ENV_PREFIX "%s_HUGEPAGES=1", up) == 0;
-        ok &= prun_buf_addc(b, '\0') == 0;
+        ok &= prun__buf_printf(b, ENV_PREFIX "%s_HUGEPAGES=1", up) == 0;
+        ok &= prun__buf_addc(b, '\0') == 0;
     }
     return ok ? n : -1;
 }
@@ -681,7 +681,7 @@ static int prepare_task(struct prun_segset *s, size_t t, struct prun_err *err)
     tp->env = calloc(task->nsegs * 7 + 1, sizeof(char *));
     offs = calloc(task->nsegs * 7 + 1, sizeof(size_t));
     if (tp->fds == NULL || tp->env == NULL || offs == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto out;
     }
     for (i = 0; i < task->nsegs; i++) {
@@ -694,7 +694,7 @@ static int prepare_task(struct prun_segset *s, size_t t, struct prun_err *err)
         n = seg_env(&tp->strings, offs + tp->nenv, g->def->name, g->fd, g->size,
             g->dtype, g->shape, g->def->writable, g->huge);
         if (n < 0) {
-            rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
             goto out;
         }
         tp->nenv += (size_t)n;
@@ -744,29 +744,30 @@ static int make_run_dir(struct prun_segset *s, const char *run_id, int required,
 
     if (run_id[0] == '\0' || strchr(run_id, '/') != NULL ||
         strcmp(run_id, "..") == 0)
-        return prun_err_set(err, PRUN_EINVAL, "invalid run id '%.64s'", run_id);
-    if (prun_buf_printf(&b, "%s/parallelrun-%s", prun__shm_base(), run_id) < 0)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(
+            err, PRUN_EINVAL, "invalid run id '%.64s'", run_id);
+    if (prun__buf_printf(&b, "%s/parallelrun-%s", prun__shm_base(), run_id) < 0)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     if (mkdir(b.data, 0700) < 0) {
         /* Published segments are the only use; a job without any runs. */
         if (required)
-            rc = prun_err_sys(err, "cannot create %s", b.data);
-        prun_buf_free(&b);
+            rc = prun__err_sys(err, "cannot create %s", b.data);
+        prun__buf_free(&b);
         return rc;
     }
     s->dir = b.data;
     if ((rc = write_owner(s->dir, err)) < 0)
         return rc;
     memset(&b, 0, sizeof(b)); /* s->dir owns the old data */
-    if (prun_buf_printf(&b, "PARALLELRUN_SHM_DIR=%s", s->dir) < 0)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+    if (prun__buf_printf(&b, "PARALLELRUN_SHM_DIR=%s", s->dir) < 0)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->env_dir = b.data;
     s->env_all[0] = s->env_dir;
     s->nenv_all = 1;
     return 0;
 }
 
-int prun_segset_new(const struct prun_job *job, const char *run_id,
+int prun__segset_new(const struct prun_job *job, const char *run_id,
     enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err)
 {
     struct prun_segset *s;
@@ -774,12 +775,12 @@ int prun_segset_new(const struct prun_job *job, const char *run_id,
     int rc = 0, thp = -1, need_dir = 0;
 
     if ((s = calloc(1, sizeof(*s))) == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->job = job;
     s->segs = calloc(job->nsegs + 1, sizeof(*s->segs));
     s->tasks = calloc(job->ntasks + 1, sizeof(*s->tasks));
     if (s->segs == NULL || s->tasks == NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     s->nsegs = job->nsegs;
@@ -818,7 +819,7 @@ int prun_segset_new(const struct prun_job *job, const char *run_id,
             /* Not listed by any task: checked, not loaded. */
             int fd = open(d->file, O_RDONLY | O_CLOEXEC);
             if (fd < 0) {
-                rc = prun_err_set(err, PRUN_EINVAL,
+                rc = prun__err_set(err, PRUN_EINVAL,
                     "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
                     d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
                 goto fail;
@@ -842,11 +843,12 @@ int prun_segset_new(const struct prun_job *job, const char *run_id,
     *out = s;
     return 0;
 fail:
-    prun_segset_free(s);
+    prun__segset_free(s);
     return rc;
 }
 
-size_t prun_segset_env_all(const struct prun_segset *s, const char *const **env)
+size_t prun__segset_env_all(
+    const struct prun_segset *s, const char *const **env)
 {
     *env = s->env_all;
     return s->nenv_all;
@@ -864,14 +866,14 @@ static int open_published(const struct prun_segset *s, const struct seg *g,
     for (tries = 0; tries < 3; tries++) {
         if (s->dir == NULL ||
             prun__segmeta_read(s->dir, g->def->name, &m, NULL) < 0)
-            return prun_err_set(err, PRUN_ENOTFOUND,
+            return prun__err_set(err, PRUN_ENOTFOUND,
                 "segment '%s' was not published (by a task this one "
                 "needs?)",
                 g->def->name);
         snprintf(path, sizeof(path), "%s/%s", s->dir, g->def->name);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
-            return prun_err_set(err, PRUN_ENOTFOUND,
+            return prun__err_set(err, PRUN_ENOTFOUND,
                 "segment '%s' was not published (by a task this one "
                 "needs?)",
                 g->def->name);
@@ -882,13 +884,13 @@ static int open_published(const struct prun_segset *s, const struct seg *g,
         fd = -1;
     }
     if (fd < 0)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "segment '%s' changed while it was being attached", g->def->name);
     if (fd < 3) {
         int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         close(fd);
         if ((fd = hi) < 0)
-            return prun_err_sys(err, "fcntl");
+            return prun__err_sys(err, "fcntl");
     }
     /* The job file may say what the publisher did not. */
     if (m.dtype[0] == '\0' && g->def->dtype != NULL)
@@ -900,7 +902,7 @@ static int open_published(const struct prun_segset *s, const struct seg *g,
     *nenv = seg_env(b, offs, g->def->name, fd, m.size, m.dtype, shape, 0, 0);
     *fdp = fd;
     if (*nenv < 0)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -914,11 +916,11 @@ static void childpriv_free(struct childpriv *cp)
         close(cp->fds[i]);
     free(cp->fds);
     free(cp->env);
-    prun_buf_free(&cp->strings);
+    prun__buf_free(&cp->strings);
     free(cp);
 }
 
-int prun_segset_child(struct prun_segset *s, size_t task,
+int prun__segset_child(struct prun_segset *s, size_t task,
     struct prun_segchild *out, struct prun_err *err)
 {
     const struct prun_task *t;
@@ -950,7 +952,7 @@ int prun_segset_child(struct prun_segset *s, size_t task,
         (cp->fds = calloc(tp->nfds + tp->npub, sizeof(int))) == NULL ||
         (cp->env = calloc(tp->nenv + tp->npub * 7 + 1, sizeof(char *))) ==
             NULL) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     memcpy(cp->fds, tp->fds, tp->nfds * sizeof(int));
@@ -987,7 +989,7 @@ fail:
     return rc;
 }
 
-void prun_segset_child_done(struct prun_segset *s, struct prun_segchild *c)
+void prun__segset_child_done(struct prun_segset *s, struct prun_segchild *c)
 {
     (void)s;
     if (c == NULL)
@@ -996,7 +998,7 @@ void prun_segset_child_done(struct prun_segset *s, struct prun_segchild *c)
     memset(c, 0, sizeof(*c));
 }
 
-void prun_segset_free(struct prun_segset *s)
+void prun__segset_free(struct prun_segset *s)
 {
     size_t i;
 
@@ -1008,7 +1010,7 @@ void prun_segset_free(struct prun_segset *s)
     for (i = 0; s->tasks != NULL && i < s->job->ntasks; i++) {
         free(s->tasks[i].fds);
         free(s->tasks[i].env);
-        prun_buf_free(&s->tasks[i].strings);
+        prun__buf_free(&s->tasks[i].strings);
     }
     if (s->dir != NULL)
         remove_dir(s->dir);
@@ -1079,11 +1081,11 @@ int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
                 *removed = 0;
             return 0;
         }
-        return prun_err_sys(err, "cannot open %s", basepath);
+        return prun__err_sys(err, "cannot open %s", basepath);
     }
     if ((d = fdopendir(base)) == NULL) {
         close(base);
-        return prun_err_sys(err, "cannot read %s", basepath);
+        return prun__err_sys(err, "cannot read %s", basepath);
     }
     while ((e = readdir(d)) != NULL) {
         char path[PATH_MAX];
@@ -1111,7 +1113,7 @@ int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
     return 0;
 }
 
-int prun_segment_gc(unsigned *removed, struct prun_err *err)
+int prun__segment_gc(unsigned *removed, struct prun_err *err)
 {
     return prun__segment_gc_cb(NULL, NULL, removed, err);
 }
@@ -1141,20 +1143,20 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
 
     tmp[0] = mtmp[0] = '\0';
     if (!prun__segment_name_ok(name))
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "invalid segment name '%.64s' (use letters, digits and '_', not "
             "starting with a digit, at most 64)",
             name ? name : "");
     if (strcmp(name, "owner") == 0)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "segment name 'owner' is reserved");
     if (dtype != NULL && !dtype_ok(dtype))
-        return prun_err_set(err, PRUN_EINVAL, "invalid dtype for '%s'", name);
+        return prun__err_set(err, PRUN_EINVAL, "invalid dtype for '%s'", name);
     if (ndim > PRUN_SEGMENT_MAX_DIMS)
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "segment '%s': at most %d dimensions", name, PRUN_SEGMENT_MAX_DIMS);
     if (dir == NULL || dir[0] == '\0')
-        return prun_err_set(err, PRUN_EINVAL,
+        return prun__err_set(err, PRUN_EINVAL,
             "cannot publish segment '%s': not inside a parallelrun run "
             "(PARALLELRUN_SHM_DIR is not set)",
             name);
@@ -1165,7 +1167,7 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
 
     fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
         tmp[0] = '\0';
         goto fail;
     }
@@ -1175,7 +1177,7 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
         if (errno == EOPNOTSUPP)
             errno = posix_fallocate(fd, 0, (off_t)size);
         if (errno != 0) {
-            rc = prun_err_sys(err,
+            rc = prun__err_sys(err,
                 "cannot publish segment '%s' (%zu bytes) in %s", name, size,
                 dir);
             goto fail;
@@ -1188,7 +1190,7 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
-                rc = prun_err_sys(err,
+                rc = prun__err_sys(err,
                     "cannot publish segment '%s' (%zu bytes) in %s", name, size,
                     dir);
                 goto fail;
@@ -1200,7 +1202,7 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
         if (off < 0)
             off = 0;
         if (copy_fd(srcfd, &off, fd, size) < 0) {
-            rc = prun_err_sys(
+            rc = prun__err_sys(
                 err, "cannot publish segment '%s': cannot copy it", name);
             goto fail;
         }
@@ -1209,31 +1211,31 @@ int prun__segment_publish_src(const char *name, const void *data, int srcfd,
     fchmod(fd, 0400);
 
     prun__shape_fmt(shape, ndim, shp, sizeof(shp));
-    if (prun_buf_printf(&meta, "size %zu\ndtype %s\nshape %s\npid %d\n", size,
+    if (prun__buf_printf(&meta, "size %zu\ndtype %s\nshape %s\npid %d\n", size,
             dtype ? dtype : "", shp, (int)getpid()) < 0) {
-        rc = prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
     mfd = open(mtmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (mfd < 0) {
         mtmp[0] = '\0';
-        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
         goto fail;
     }
     if (write(mfd, meta.data, meta.len) != (ssize_t)meta.len ||
         close(mfd) < 0) {
         mfd = -1;
-        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
         goto fail;
     }
     mfd = -1;
     /* The data first, the meta last: readers start from NAME.meta. */
     if (rename(tmp, path) < 0 || rename(mtmp, mpath) < 0) {
-        rc = prun_err_sys(err, "cannot publish segment '%s' in %s", name, dir);
+        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
         goto fail;
     }
     close(fd);
-    prun_buf_free(&meta);
+    prun__buf_free(&meta);
     /*
      * status and other hosts' tools see it in Redis too; the files are
      * what attaching relies on, so a Redis hiccup does not fail publish.
@@ -1249,6 +1251,6 @@ fail:
         unlink(tmp);
     if (mtmp[0] != '\0')
         unlink(mtmp);
-    prun_buf_free(&meta);
+    prun__buf_free(&meta);
     return rc;
 }

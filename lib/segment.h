@@ -3,10 +3,10 @@
 #define PRUN_SEGMENT_H
 
 /*
- * Shared segments (DESIGN §5), runner side: the memfds of a run's `file:`
- * and `size:` segments, the directory published segments live in, what each
- * child inherits, and the garbage collector for runs that died. The child
- * side (attach, publish) is in api_segment.c, declared in parallelrun.h.
+ * Shared segments (README "Shared segments"), runner side: the memfds of a
+ * run's `file:` and `size:` segments, the directory published segments live in,
+ * what each child inherits, and the garbage collector for runs that died. The
+ * child side (attach, publish) is in api_segment.c, declared in parallelrun.h.
  */
 
 #include <stddef.h>
@@ -29,30 +29,30 @@ struct prun_segset;
  *
  * Also creates the run's directory for published segments,
  * BASE/parallelrun-RUNID (BASE = $PARALLELRUN_SHM_BASE or /dev/shm), mode
- * 0700, with an `owner` file "PID STARTTIME HOSTNAME" for prun_segment_gc.
+ * 0700, with an `owner` file "PID STARTTIME HOSTNAME" for prun__segment_gc.
  *
  * Errors: PRUN_EINVAL "JOBFILE:LINE:COL: segment 'x': cannot open 'path':
  * reason" for a missing or unreadable file; PRUN_ESYS / PRUN_ENOMEM when
  * memory or /dev/shm fail. On success *out owns everything.
  */
-int prun_segset_new(const struct prun_job *job, const char *run_id,
+int prun__segset_new(const struct prun_job *job, const char *run_id,
     enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err);
 
 /*
  * The environment every child of this run gets ("PARALLELRUN_SHM_DIR=...").
  * Returns the count; *env points into s.
  */
-size_t prun_segset_env_all(
+size_t prun__segset_env_all(
     const struct prun_segset *s, const char *const **env);
 
 /*
  * What one child of task index `task` gets: fds to inherit at the same
- * numbers (give them to prun_spawn as keep_fds) and env strings to append
+ * numbers (give them to prun__spawn as keep_fds) and env strings to append
  * (PARALLELRUN_SEGMENT_<NAME>=/dev/fd/N, _SIZE, _DTYPE, _SHAPE, _WRITABLE,
  * _HUGEPAGES). Only segments the task lists are given. Published segments
  * are opened here from the run directory; one that is missing is
  * PRUN_ENOTFOUND "segment 'x' was not published (by a task this one
- * needs?)". Valid until prun_segset_child_done(), which must be called
+ * needs?)". Valid until prun__segset_child_done(), which must be called
  * once the child is spawned (or was not).
  */
 struct prun_segchild {
@@ -62,26 +62,26 @@ struct prun_segchild {
     size_t nenv;
     void *priv;
 };
-int prun_segset_child(struct prun_segset *s, size_t task,
+int prun__segset_child(struct prun_segset *s, size_t task,
     struct prun_segchild *out, struct prun_err *err);
-void prun_segset_child_done(struct prun_segset *s, struct prun_segchild *c);
+void prun__segset_child_done(struct prun_segset *s, struct prun_segchild *c);
 
 /* Closes every memfd and removes the run directory with everything in it. */
-void prun_segset_free(struct prun_segset *s);
+void prun__segset_free(struct prun_segset *s);
 
 /*
  * Removes BASE/parallelrun-* directories whose runner is dead (pid gone,
  * or its start time differs); *removed (may be NULL) counts them. Never
  * touches live runs, other users' runs or other hosts' runs.
  */
-int prun_segment_gc(unsigned *removed, struct prun_err *err);
+int prun__segment_gc(unsigned *removed, struct prun_err *err);
 
 /* ---- Internal, shared with api_segment.c and cmd/segment.c ------------ */
 
 /* $PARALLELRUN_SHM_BASE or /dev/shm. */
 const char *prun__shm_base(void);
 
-/* Like prun_segment_gc, calling cb (if not NULL) with each removed path. */
+/* Like prun__segment_gc, calling cb (if not NULL) with each removed path. */
 int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
     unsigned *removed, struct prun_err *err);
 

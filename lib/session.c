@@ -83,9 +83,9 @@ static int skip_done(
     struct prun_buf v = {0};
     int hit;
 
-    prun_items_value(items, n, &v);
-    hit = prun_strset_has(s->done[task], v.data ? v.data : "");
-    prun_buf_free(&v);
+    prun__items_value(items, n, &v);
+    hit = prun__strset_has(s->done[task], v.data ? v.data : "");
+    prun__buf_free(&v);
     return hit;
 }
 
@@ -119,7 +119,7 @@ static int pick_server(
     *url = s->o.redis_url ? s->o.redis_url : s->cfg->redis_url;
     if (redis_off(*url)) {
         if (s->job->lock || s->o.resume)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "%s needs Redis, which is off (--redis off)",
                 s->job->lock ? "lock: true" : "--resume");
         return 1;
@@ -128,7 +128,7 @@ static int pick_server(
         snprintf(s->url, sizeof(s->url), "%s", *url);
         return 0;
     }
-    rc = prun_embedded_acquire(&s->embedded, s->url, sizeof(s->url), err);
+    rc = prun__embedded_acquire(&s->embedded, s->url, sizeof(s->url), err);
     if (rc < 0 && !needs_redis(s)) {
         /* Nothing depends on Redis: run, and say status will not know. */
         if (!s->o.quiet)
@@ -150,10 +150,10 @@ static int load_resume(struct prun__session *s, struct prun_err *err)
 
     names = calloc(s->job->ntasks, sizeof(char *));
     if (names == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     for (t = 0; t < s->job->ntasks; t++)
         names[t] = s->job->tasks[t].name;
-    rc = prun_resume_load(s->conn, s->o.resume, s->job->name, names,
+    rc = prun__resume_load(s->conn, s->o.resume, s->job->name, names,
         s->job->ntasks, &s->done, err);
     free(names);
     if (rc == 0)
@@ -167,9 +167,9 @@ static void redis_env(struct prun__session *s, const char *url)
     struct prun_redis_addr addr;
     const char *pw = s->cfg->redis_password;
 
-    prun_redis_url_parse(url, &addr, NULL);
+    prun__redis_url_parse(url, &addr, NULL);
     memcpy(s->env_url, "PARALLELRUN_REDIS=", 18);
-    prun_redis_url_format(&addr, s->env_url + 18, sizeof(s->env_url) - 18);
+    prun__redis_url_format(&addr, s->env_url + 18, sizeof(s->env_url) - 18);
     add_env(s, s->env_url);
     if (pw || addr.password[0]) {
         snprintf(s->env_pw, sizeof(s->env_pw), "PARALLELRUN_REDIS_PASSWORD=%s",
@@ -195,11 +195,11 @@ static int redis_setup(struct prun__session *s, struct prun_err *err)
     rc = pick_server(s, &url, err);
     if (rc != 0)
         return rc > 0 ? 0 : rc;
-    rc = prun_conn_open(url, s->cfg->redis_password, 5000, &s->conn, err);
+    rc = prun__conn_open(url, s->cfg->redis_password, 5000, &s->conn, err);
     if (rc < 0)
         return rc;
     if (s->job->lock) {
-        rc = prun_joblock_acquire(s->conn, s->job->name, s->run_id,
+        rc = prun__joblock_acquire(s->conn, s->job->name, s->run_id,
             s->cfg->lock_lease_ms, &s->lock, err);
         if (rc < 0)
             return rc;
@@ -212,15 +212,13 @@ static int redis_setup(struct prun__session *s, struct prun_err *err)
     so.password = s->cfg->redis_password;
     so.run_id = s->run_id;
     so.key_ttl_ms = s->cfg->key_ttl_ms;
-    /* The lease is kept by prun_state_joblock_*, not by the heartbeat. */
-    so.job_name = NULL;
     so.on_error = state_error;
     so.on_error_ctx = s;
-    rc = prun_state_open(&so, &s->state, err);
+    rc = prun__state_open(&so, &s->state, err);
     if (rc < 0)
         return rc;
     if (s->locked)
-        prun_state_joblock_hold(s->state, &s->lock);
+        prun__state_joblock_hold(s->state, &s->lock);
     redis_env(s, url);
     return 0;
 }
@@ -285,11 +283,11 @@ int prun__session_open(const struct prun_config *cfg,
 
     s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->cfg = cfg;
     s->job = job;
     s->o = *o;
-    prun_run_id_new(s->run_id, sizeof(s->run_id));
+    prun__run_id_new(s->run_id, sizeof(s->run_id));
     s->o.out.run_id = s->run_id;
     if (s->o.out.results_dir == NULL)
         s->o.out.results_dir = cfg->results;
@@ -298,16 +296,16 @@ int prun__session_open(const struct prun_config *cfg,
      * anything else: a location that cannot be written stops the run
      * before any child, segment or Redis record exists.
      */
-    rc = prun_output_new(&s->o.out, &s->out, err);
+    rc = prun__output_new(&s->o.out, &s->out, err);
     if (rc < 0) {
         prun__session_close(s);
         return rc;
     }
-    if (prun_output_note(s->out)[0] != '\0' && !o->quiet)
-        say(s, "note: %s", prun_output_note(s->out));
+    if (prun__output_note(s->out)[0] != '\0' && !o->quiet)
+        say(s, "note: %s", prun__output_note(s->out));
     /* Leftovers of runs that died go before this one adds its own. */
-    prun_segment_gc(NULL, NULL);
-    rc = prun_segset_new(job, s->run_id, cfg->hugepages, &s->segs, err);
+    prun__segment_gc(NULL, NULL);
+    rc = prun__segset_new(job, s->run_id, cfg->hugepages, &s->segs, err);
     if (rc == 0)
         rc = redis_setup(s, err);
     if (rc < 0) {
@@ -317,7 +315,7 @@ int prun__session_open(const struct prun_config *cfg,
     /* Children call back into us (barrier, next...) even off PATH. */
     if (self_path(s->selfenv, sizeof(s->selfenv)) == 0)
         add_env(s, s->selfenv);
-    nsegenv = prun_segset_env_all(s->segs, &segenv);
+    nsegenv = prun__segset_env_all(s->segs, &segenv);
     for (i = 0; i < nsegenv; i++)
         add_env(s, segenv[i]);
     s->jobs = resolve_jobs(s);
@@ -346,7 +344,7 @@ static void record_start(struct prun__session *s)
     sr.job = s->job->path;
     sr.jobs = s->jobs;
     sr.resumed_from = s->o.resume;
-    prun_state_run_start(s->state, &sr, names, names ? s->job->ntasks : 0);
+    prun__state_run_start(s->state, &sr, names, names ? s->job->ntasks : 0);
     free(names);
 }
 
@@ -358,9 +356,9 @@ static void lock_lost_message(struct prun__session *s, struct prun_err *e)
 {
     char who[300], why[sizeof(e->msg)];
 
-    prun_joblock_describe(s->conn, &s->lock, who, sizeof(who));
+    prun__joblock_describe(s->conn, &s->lock, who, sizeof(who));
     snprintf(why, sizeof(why), "%s", e->msg);
-    prun_err_set(e, PRUN_ELOCKED,
+    prun__err_set(e, PRUN_ELOCKED,
         "lock '%s' lost (%s): %s; its children were stopped", s->lock.name, who,
         why);
 }
@@ -376,7 +374,7 @@ int prun__session_run(
     ro.jobs = s->jobs;
     ro.kill_grace_ms = s->cfg->kill_grace_ms;
     ro.run_id = s->run_id;
-    ro.seed = (uint64_t)prun_wall_ms() ^ (uint64_t)getpid();
+    ro.seed = (uint64_t)prun__wall_ms() ^ (uint64_t)getpid();
     ro.out = s->o.out;
     ro.output = s->out;
     ro.state = s->state;
@@ -393,7 +391,7 @@ int prun__session_run(
         ro.skip_ctx = s->o.skip_ctx;
     }
     record_start(s);
-    rc = prun_run(&ro, res, err);
+    rc = prun__run(&ro, res, err);
     if (rc == PRUN_ELOCKED && s->locked && err != NULL)
         lock_lost_message(s, err);
     return rc;
@@ -403,8 +401,8 @@ unsigned long long prun__session_finish(struct prun__session *s,
     const struct prun_run_result *res, int exit_code, char *first, size_t n)
 {
     const struct prun_state_error_kind *kinds;
-    const struct prun_sched_stats *st = &res->stats;
-    struct prun_state_counts c;
+    const struct prun__sched_stats *st = &res->stats;
+    struct prun__state_counts c;
     unsigned long long lost;
     struct prun_err e;
     size_t nkinds, i;
@@ -415,7 +413,7 @@ unsigned long long prun__session_finish(struct prun__session *s,
     if (s == NULL || s->state == NULL)
         return 0;
     /* Recorded as it will end: a run whose state is incomplete exits 3. */
-    if (prun_state_refused(s->state, NULL, NULL) > 0 && exit_code <= 1)
+    if (prun__state_refused(s->state, NULL, NULL) > 0 && exit_code <= 1)
         exit_code = 3;
     state = res->signal ? "stopped" : exit_code ? "failed" : "succeeded";
     c.total = st->total;
@@ -425,15 +423,15 @@ unsigned long long prun__session_finish(struct prun__session *s,
     c.skipped = st->skipped;
     c.retried = st->retried;
     c.running = 0;
-    prun_state_counts(s->state, &c, NULL, 0);
-    prun_state_run_end(s->state, state, exit_code, res->signal);
+    prun__state_counts(s->state, &c, NULL, 0);
+    prun__state_run_end(s->state, state, exit_code, res->signal);
     /* Lost state is worth saying even with --quiet: status will be wrong. */
-    lost = prun_state_flush(s->state, 10000, &e) < 0 ? 1 : 0;
+    lost = prun__state_flush(s->state, 10000, &e) < 0 ? 1 : 0;
     if (lost) {
         say(s, "%s", e.msg);
         snprintf(first, n, "%s", e.msg);
     }
-    lost += prun_state_refused(s->state, &kinds, &nkinds);
+    lost += prun__state_refused(s->state, &kinds, &nkinds);
     for (i = 0; i < nkinds; i++) {
         say(s, "Redis refused %llu state write%s: %s", kinds[i].count,
             kinds[i].count == 1 ? "" : "s", kinds[i].first);
@@ -443,6 +441,9 @@ unsigned long long prun__session_finish(struct prun__session *s,
     if (lost > 0)
         say(s, "the state of this run in Redis is incomplete: status and "
                "--resume cannot be trusted for it");
+    /* The run's record is on the embedded server's disk, or we say so. */
+    if (prun__embedded_check_saved(s->embedded, 1, &e) < 0)
+        say(s, "%s", e.msg);
     return lost;
 }
 
@@ -453,16 +454,16 @@ void prun__session_close(struct prun__session *s)
     if (s == NULL)
         return;
     if (s->locked && s->conn)
-        prun_joblock_drop(s->conn, &s->lock);
-    prun_state_close(s->state);
-    prun_conn_close(s->conn);
-    prun_embedded_release(s->embedded);
+        prun__joblock_drop(s->conn, &s->lock);
+    prun__state_close(s->state);
+    prun__conn_close(s->conn);
+    prun__embedded_release(s->embedded);
     for (t = 0; s->done && t < s->ntasks; t++)
-        prun_strset_free(s->done[t]);
+        prun__strset_free(s->done[t]);
     free(s->done);
     /* The run's segments never outlive it. */
-    prun_segset_free(s->segs);
-    prun_output_free(s->out);
+    prun__segset_free(s->segs);
+    prun__output_free(s->out);
     memset(s->env_pw, 0, sizeof(s->env_pw));
     free(s);
 }

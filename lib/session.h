@@ -47,8 +47,8 @@ int prun__session_open(const struct prun_config *cfg,
 const char *prun__session_run_id(const struct prun__session *s);
 
 /*
- * Runs the job to the end (prun_run()). res must be released with
- * prun_run_result_free(). On a lost lock, err names the new holder.
+ * Runs the job to the end (prun__run()). res must be released with
+ * prun__run_result_free(). On a lost lock, err names the new holder.
  */
 int prun__session_run(
     struct prun__session *s, struct prun_run_result *res, struct prun_err *err);

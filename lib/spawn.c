@@ -131,7 +131,7 @@ static int ensure_std_fds(void)
     return 0;
 }
 
-void prun_spawn_init(void)
+void prun__spawn_init(void)
 {
     ensure_std_fds();
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
@@ -231,7 +231,7 @@ static int resolve(const char *name, char *const *envp, char *out, size_t n)
     return seen_eacces ? EACCES : ENOENT;
 }
 
-int prun_spawn(
+int prun__spawn(
     const struct prun_spawn_opts *o, pid_t *pid, struct prun_err *err)
 {
     char path[PATH_MAX];
@@ -246,7 +246,7 @@ int prun_spawn(
     if (e != 0) {
         errno = e;
         *pid = -1;
-        rc = prun_err_set(
+        rc = prun__err_set(
             err, PRUN_ENOTFOUND, "cannot run '%s': %s", o->path, strerror(e));
         if (err)
             err->sys_errno = e;
@@ -256,17 +256,17 @@ int prun_spawn(
         void *st = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         if (st == MAP_FAILED)
-            return prun_err_sys(err, "cannot allocate the spawn stack");
+            return prun__err_sys(err, "cannot allocate the spawn stack");
         child_stack = st;
     }
     if (opts.stdin_fd < 0) {
         nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (nullfd < 0)
-            return prun_err_sys(err, "cannot open /dev/null");
+            return prun__err_sys(err, "cannot open /dev/null");
         opts.stdin_fd = nullfd;
     }
     if (pipe2(errpipe, O_CLOEXEC) < 0) {
-        rc = prun_err_sys(err, "cannot create a pipe");
+        rc = prun__err_sys(err, "cannot create a pipe");
         goto out;
     }
     args.o = &opts;
@@ -276,7 +276,7 @@ int prun_spawn(
     child = clone(child_main, child_stack + CHILD_STACK,
         CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
     if (child < 0) {
-        rc = prun_err_sys(err, "cannot start '%s'", o->path);
+        rc = prun__err_sys(err, "cannot start '%s'", o->path);
         goto out;
     }
     /*
@@ -296,7 +296,7 @@ int prun_spawn(
             rep.stage == PRUN_STAGE_CHDIR ? "cannot enter" : "cannot run";
         const char *obj = rep.stage == PRUN_STAGE_CHDIR ? o->cwd : o->path;
 
-        rc = prun_err_set(
+        rc = prun__err_set(
             err, PRUN_ENOTFOUND, "%s '%s': %s", what, obj, strerror(rep.err));
         if (err)
             err->sys_errno = rep.err;
@@ -311,7 +311,7 @@ out:
     return rc;
 }
 
-int prun_children(pid_t *pids, int n)
+int prun__children(pid_t *pids, int n)
 {
     char path[64], buf[4096];
     int count = 0, fd;
@@ -338,18 +338,18 @@ int prun_children(pid_t *pids, int n)
     return count;
 }
 
-void prun_kill_descendants(int timeout_ms)
+void prun__kill_descendants(int timeout_ms)
 {
     struct timespec pause = {0, 5 * 1000 * 1000};
-    int64_t deadline = prun_now_ms() + timeout_ms;
+    int64_t deadline = prun__now_ms() + timeout_ms;
     pid_t pids[256];
     int n, i;
 
     for (;;) {
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
-        n = prun_children(pids, 256);
-        if (n <= 0 || prun_now_ms() > deadline)
+        n = prun__children(pids, 256);
+        if (n <= 0 || prun__now_ms() > deadline)
             break;
         for (i = 0; i < n; i++) {
             pid_t pg = getpgid(pids[i]);
@@ -492,11 +492,11 @@ static int guardian_fork(struct prun_guardian *g, struct prun_err *err)
     char c;
 
     if (pipe2(p, O_CLOEXEC) < 0)
-        return prun_err_sys(err, "cannot create the guardian's pipe");
+        return prun__err_sys(err, "cannot create the guardian's pipe");
     if (pipe2(ready, O_CLOEXEC) < 0) {
         close(p[0]);
         close(p[1]);
-        return prun_err_sys(err, "cannot create the guardian's pipe");
+        return prun__err_sys(err, "cannot create the guardian's pipe");
     }
     pid = fork();
     if (pid < 0) {
@@ -504,7 +504,7 @@ static int guardian_fork(struct prun_guardian *g, struct prun_err *err)
         close(p[1]);
         close(ready[0]);
         close(ready[1]);
-        return prun_err_sys(err, "cannot start the guardian");
+        return prun__err_sys(err, "cannot start the guardian");
     }
     if (pid == 0) {
         setsid();
@@ -528,14 +528,14 @@ static int guardian_fork(struct prun_guardian *g, struct prun_err *err)
     return 0;
 }
 
-int prun_guardian_start(struct prun_guardian **out, struct prun_err *err)
+int prun__guardian_start(struct prun_guardian **out, struct prun_err *err)
 {
     struct prun_guardian *g;
     int rc;
 
     g = calloc(1, sizeof(*g));
     if (g == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     g->fd = -1;
     rc = guardian_fork(g, err);
     if (rc < 0) {
@@ -578,7 +578,7 @@ static void guardian_say_dir(struct prun_guardian *g)
         guardian_write(g, line, (size_t)n);
 }
 
-int prun_guardian_set_dir(
+int prun__guardian_set_dir(
     struct prun_guardian *g, const char *path, struct prun_err *err)
 {
     char *copy;
@@ -586,17 +586,17 @@ int prun_guardian_set_dir(
     if (g == NULL)
         return 0;
     if (strlen(path) >= PATH_MAX || strchr(path, '\n') != NULL)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "guardian: unusable directory '%.64s'", path);
     if ((copy = strdup(path)) == NULL)
-        return prun_err_set(err, PRUN_ENOMEM, "out of memory");
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     free(g->dir);
     g->dir = copy;
     guardian_say_dir(g);
     return 0;
 }
 
-int prun_guardian_restart(struct prun_guardian *g, struct prun_err *err)
+int prun__guardian_restart(struct prun_guardian *g, struct prun_err *err)
 {
     int rc;
 
@@ -611,22 +611,22 @@ int prun_guardian_restart(struct prun_guardian *g, struct prun_err *err)
     return 0;
 }
 
-void prun_guardian_add(struct prun_guardian *g, pid_t pgid)
+void prun__guardian_add(struct prun_guardian *g, pid_t pgid)
 {
     guardian_say(g, '+', pgid);
 }
 
-void prun_guardian_del(struct prun_guardian *g, pid_t pgid)
+void prun__guardian_del(struct prun_guardian *g, pid_t pgid)
 {
     guardian_say(g, '-', pgid);
 }
 
-pid_t prun_guardian_pid(const struct prun_guardian *g)
+pid_t prun__guardian_pid(const struct prun_guardian *g)
 {
     return g ? g->pid : -1;
 }
 
-void prun_guardian_stop(struct prun_guardian *g)
+void prun__guardian_stop(struct prun_guardian *g)
 {
     if (g == NULL)
         return;

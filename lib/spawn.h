@@ -40,28 +40,28 @@ enum prun_spawn_stage {
  * already-exited child, which the caller reaps as usual, and err says
  * "cannot run 'foo': No such file or directory".
  */
-int prun_spawn(
+int prun__spawn(
     const struct prun_spawn_opts *o, pid_t *pid, struct prun_err *err);
 
 /*
  * Marks every fd >= 3 close-on-exec, so descriptors the runner inherited
  * never leak into children. Called once at start.
  */
-void prun_spawn_init(void);
+void prun__spawn_init(void);
 
 /*
  * Lists the runner's direct children (orphaned grandchildren land here too,
  * since the runner is a subreaper). Returns the count stored in pids (at
  * most n), or -1.
  */
-int prun_children(pid_t *pids, int n);
+int prun__children(pid_t *pids, int n);
 
 /*
  * Stops every remaining descendant: SIGKILL to each child and its process
  * group, reaping them, until none is left or timeout_ms passed. Used when
  * the run ends, so nothing it started outlives it.
  */
-void prun_kill_descendants(int timeout_ms);
+void prun__kill_descendants(int timeout_ms);
 
 /*
  * The guardian: a small process forked at the start of a run that outlives
@@ -76,24 +76,24 @@ void prun_kill_descendants(int timeout_ms);
  * reach (the runner's own end-of-run sweep does catch them while it lives).
  *
  * The guardian is the runner's child: the runner learns of its death by
- * SIGCHLD, reaps it, and calls prun_guardian_restart(), then tells the new
+ * SIGCHLD, reaps it, and calls prun__guardian_restart(), then tells the new
  * guardian every group that is still running.
  */
 struct prun_guardian;
 
-int prun_guardian_start(struct prun_guardian **out, struct prun_err *err);
-void prun_guardian_add(struct prun_guardian *g, pid_t pgid);
-void prun_guardian_del(struct prun_guardian *g, pid_t pgid);
+int prun__guardian_start(struct prun_guardian **out, struct prun_err *err);
+void prun__guardian_add(struct prun_guardian *g, pid_t pgid);
+void prun__guardian_del(struct prun_guardian *g, pid_t pgid);
 /* The directory to remove if the runner dies (kept across restarts). */
-int prun_guardian_set_dir(
+int prun__guardian_set_dir(
     struct prun_guardian *g, const char *path, struct prun_err *err);
 /*
  * Starts a new guardian in place of one that died (the caller reaped it)
  * and tells it the directory; the caller re-adds the live groups.
  */
-int prun_guardian_restart(struct prun_guardian *g, struct prun_err *err);
+int prun__guardian_restart(struct prun_guardian *g, struct prun_err *err);
 /* Normal end: the guardian exits without killing anything; reaps it. */
-void prun_guardian_stop(struct prun_guardian *g);
-pid_t prun_guardian_pid(const struct prun_guardian *g);
+void prun__guardian_stop(struct prun_guardian *g);
+pid_t prun__guardian_pid(const struct prun_guardian *g);
 
 #endif

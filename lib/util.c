@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-int prun_err_set(struct prun_err *err, int code, const char *fmt, ...)
+int prun__err_set(struct prun_err *err, int code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -29,7 +29,7 @@ int prun_err_set(struct prun_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-int prun_err_sys(struct prun_err *err, const char *fmt, ...)
+int prun__err_sys(struct prun_err *err, const char *fmt, ...)
 {
     int saved = errno;
     va_list ap;
@@ -48,7 +48,7 @@ int prun_err_sys(struct prun_err *err, const char *fmt, ...)
     return PRUN_ESYS;
 }
 
-int prun_buf_reserve(struct prun_buf *b, size_t extra)
+int prun__buf_reserve(struct prun_buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
@@ -74,9 +74,9 @@ int prun_buf_reserve(struct prun_buf *b, size_t extra)
     return 0;
 }
 
-int prun_buf_add(struct prun_buf *b, const void *p, size_t n)
+int prun__buf_add(struct prun_buf *b, const void *p, size_t n)
 {
-    if (prun_buf_reserve(b, n) < 0)
+    if (prun__buf_reserve(b, n) < 0)
         return PRUN_ENOMEM;
     if (n > 0)
         memcpy(b->data + b->len, p, n);
@@ -85,17 +85,17 @@ int prun_buf_add(struct prun_buf *b, const void *p, size_t n)
     return 0;
 }
 
-int prun_buf_adds(struct prun_buf *b, const char *s)
+int prun__buf_adds(struct prun_buf *b, const char *s)
 {
-    return prun_buf_add(b, s, strlen(s));
+    return prun__buf_add(b, s, strlen(s));
 }
 
-int prun_buf_addc(struct prun_buf *b, char c)
+int prun__buf_addc(struct prun_buf *b, char c)
 {
-    return prun_buf_add(b, &c, 1);
+    return prun__buf_add(b, &c, 1);
 }
 
-int prun_buf_printf(struct prun_buf *b, const char *fmt, ...)
+int prun__buf_printf(struct prun_buf *b, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -103,7 +103,7 @@ int prun_buf_printf(struct prun_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || prun_buf_reserve(b, (size_t)n) < 0)
+    if (n < 0 || prun__buf_reserve(b, (size_t)n) < 0)
         return PRUN_ENOMEM;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -122,18 +122,19 @@ static int sh_safe(const char *s)
     return 1;
 }
 
-int prun_buf_add_shquoted(struct prun_buf *b, const char *s)
+int prun__buf_add_shquoted(struct prun_buf *b, const char *s)
 {
     if (sh_safe(s))
-        return prun_buf_adds(b, s);
-    if (prun_buf_addc(b, '\'') < 0)
+        return prun__buf_adds(b, s);
+    if (prun__buf_addc(b, '\'') < 0)
         return PRUN_ENOMEM;
     for (; *s; s++) {
-        int rc = *s == '\'' ? prun_buf_adds(b, "'\\''") : prun_buf_addc(b, *s);
+        int rc =
+            *s == '\'' ? prun__buf_adds(b, "'\\''") : prun__buf_addc(b, *s);
         if (rc < 0)
             return PRUN_ENOMEM;
     }
-    return prun_buf_addc(b, '\'');
+    return prun__buf_addc(b, '\'');
 }
 
 /*
@@ -174,12 +175,12 @@ static size_t utf8_len(const unsigned char *s, size_t n)
  * give valid JSON. Control characters become \uXXXX (\n \t \r short),
  * and each byte that is not part of well-formed UTF-8 becomes \ufffd.
  */
-int prun_buf_add_json(struct prun_buf *b, const char *s, size_t n)
+int prun__buf_add_json(struct prun_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
 
-    if (prun_buf_addc(b, '"') < 0)
+    if (prun__buf_addc(b, '"') < 0)
         return PRUN_ENOMEM;
     while (i < n) {
         unsigned char c = u[i];
@@ -187,35 +188,35 @@ int prun_buf_add_json(struct prun_buf *b, const char *s, size_t n)
         int rc;
 
         if (c == '"' || c == '\\')
-            rc = prun_buf_printf(b, "\\%c", c);
+            rc = prun__buf_printf(b, "\\%c", c);
         else if (c == '\n')
-            rc = prun_buf_adds(b, "\\n");
+            rc = prun__buf_adds(b, "\\n");
         else if (c == '\t')
-            rc = prun_buf_adds(b, "\\t");
+            rc = prun__buf_adds(b, "\\t");
         else if (c == '\r')
-            rc = prun_buf_adds(b, "\\r");
+            rc = prun__buf_adds(b, "\\r");
         else if (c < 0x20 || c == 0x7f)
-            rc = prun_buf_printf(b, "\\u%04x", c);
+            rc = prun__buf_printf(b, "\\u%04x", c);
         else if ((len = utf8_len(u + i, n - i)) == 0) {
-            rc = prun_buf_adds(b, "\\ufffd");
+            rc = prun__buf_adds(b, "\\ufffd");
             len = 1;
         } else
-            rc = prun_buf_add(b, u + i, len);
+            rc = prun__buf_add(b, u + i, len);
         if (rc < 0)
             return PRUN_ENOMEM;
         i += len;
     }
-    return prun_buf_addc(b, '"');
+    return prun__buf_addc(b, '"');
 }
 
-void prun_buf_reset(struct prun_buf *b)
+void prun__buf_reset(struct prun_buf *b)
 {
     b->len = 0;
     if (b->data)
         b->data[0] = '\0';
 }
 
-void prun_buf_free(struct prun_buf *b)
+void prun__buf_free(struct prun_buf *b)
 {
     free(b->data);
     b->data = NULL;
@@ -238,12 +239,12 @@ struct prun_arena {
     struct arena_block *head;
 };
 
-struct prun_arena *prun_arena_new(void)
+struct prun_arena *prun__arena_new(void)
 {
     return calloc(1, sizeof(struct prun_arena));
 }
 
-void *prun_arena_alloc(struct prun_arena *a, size_t n)
+void *prun__arena_alloc(struct prun_arena *a, size_t n)
 {
     const size_t align = sizeof(max_align_t);
     struct arena_block *blk = a->head;
@@ -278,9 +279,9 @@ void *prun_arena_alloc(struct prun_arena *a, size_t n)
     return p;
 }
 
-char *prun_arena_strndup(struct prun_arena *a, const char *s, size_t n)
+char *prun__arena_strndup(struct prun_arena *a, const char *s, size_t n)
 {
-    char *p = prun_arena_alloc(a, n + 1);
+    char *p = prun__arena_alloc(a, n + 1);
 
     if (p == NULL)
         return NULL;
@@ -289,12 +290,12 @@ char *prun_arena_strndup(struct prun_arena *a, const char *s, size_t n)
     return p;
 }
 
-char *prun_arena_strdup(struct prun_arena *a, const char *s)
+char *prun__arena_strdup(struct prun_arena *a, const char *s)
 {
-    return prun_arena_strndup(a, s, strlen(s));
+    return prun__arena_strndup(a, s, strlen(s));
 }
 
-void prun_arena_free(struct prun_arena *a)
+void prun__arena_free(struct prun_arena *a)
 {
     struct arena_block *blk, *next;
 
@@ -361,7 +362,7 @@ static int split_number(const char *s, struct number *n)
 /* Durations past this are typing mistakes, and would overflow deadlines. */
 #define MAX_DURATION_MS (3650LL * 86400 * 1000)
 
-int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
+int prun__parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
 {
     static const struct {
         const char *name;
@@ -375,7 +376,7 @@ int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
     while (isspace((unsigned char)*s))
         s++;
     if (*s == '-')
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "duration '%s' must not be negative", s);
     if (split_number(s, &n) < 0)
         goto bad;
@@ -384,24 +385,24 @@ int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err)
             continue;
         ms = n.num * units[i].ms;
         if (n.big || ms > (double)MAX_DURATION_MS)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "duration '%s' is too large (at most 3650d)", s);
         /*
          * Rounding 0.4ms down to 0 would turn a timeout into none at all;
          * only an exact zero means zero.
          */
         if (ms > 0 && ms < 1)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "duration '%s' is shorter than 1ms (the smallest step)", s);
         *out_ms = (int64_t)llround(ms);
         return 0;
     }
 bad:
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "invalid duration '%s' (expected e.g. 500ms, 30s, 10m, 2h, 1d)", s);
 }
 
-int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
+int prun__parse_size(const char *s, uint64_t *out, struct prun_err *err)
 {
     static const struct {
         const char *name;
@@ -419,7 +420,7 @@ int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
     while (isspace((unsigned char)*s))
         s++;
     if (*s == '-')
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "size '%s' must not be negative", s);
     if (split_number(s, &n) < 0)
         goto bad;
@@ -427,7 +428,7 @@ int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
         if (strcmp(n.unit, units[i].name) != 0)
             continue;
         if (n.big || n.ip > max / units[i].mult)
-            return prun_err_set(err, PRUN_EINVAL, "size '%s' is too large", s);
+            return prun__err_set(err, PRUN_EINVAL, "size '%s' is too large", s);
         if (!n.frac) {
             *out = n.ip * units[i].mult;
             return 0;
@@ -435,16 +436,16 @@ int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err)
         /* Fractions are exact enough below 2^53, and whole or refused. */
         v = n.num * (double)units[i].mult;
         if (v >= 9007199254740992.0)
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "size '%s' is too large to have a fraction", s);
         if (v != floor(v))
-            return prun_err_set(err, PRUN_EINVAL,
+            return prun__err_set(err, PRUN_EINVAL,
                 "size '%s' is not a whole number of bytes", s);
         *out = (uint64_t)v;
         return 0;
     }
 bad:
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "invalid size '%s' (expected e.g. 64KiB, 256MiB, 2GiB)", s);
 }
 
@@ -456,7 +457,7 @@ bad:
 #define MIN_RATE (1.0 / 86400)
 #define MAX_RATE 1e6
 
-int prun_parse_rate(const char *s, double *per_sec, struct prun_err *err)
+int prun__parse_rate(const char *s, double *per_sec, struct prun_err *err)
 {
     struct number n;
     double div = 0, r;
@@ -475,19 +476,19 @@ int prun_parse_rate(const char *s, double *per_sec, struct prun_err *err)
         goto bad;
     r = n.num / div;
     if (n.big || r > MAX_RATE)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "rate '%s' is too high (at most 1000000/s)", s);
     if (r < MIN_RATE * (1 - 1e-9))
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "rate '%s' is too low (at least 1/d)", s);
     *per_sec = r;
     return 0;
 bad:
-    return prun_err_set(err, PRUN_EINVAL,
+    return prun__err_set(err, PRUN_EINVAL,
         "invalid rate '%s' (expected e.g. 20/s, 100/m, 5/h)", s);
 }
 
-int prun_parse_int(const char *s, long long min, long long max, long long *out,
+int prun__parse_int(const char *s, long long min, long long max, long long *out,
     struct prun_err *err)
 {
     char *end;
@@ -496,15 +497,15 @@ int prun_parse_int(const char *s, long long min, long long max, long long *out,
     errno = 0;
     v = strtoll(s, &end, 10);
     if (end == s || *end != '\0' || isspace((unsigned char)*s))
-        return prun_err_set(err, PRUN_EINVAL, "'%s' is not an integer", s);
+        return prun__err_set(err, PRUN_EINVAL, "'%s' is not an integer", s);
     if (errno == ERANGE || v < min || v > max)
-        return prun_err_set(
+        return prun__err_set(
             err, PRUN_EINVAL, "%s is out of range (%lld to %lld)", s, min, max);
     *out = v;
     return 0;
 }
 
-int prun_parse_bool(const char *s, int *out, struct prun_err *err)
+int prun__parse_bool(const char *s, int *out, struct prun_err *err)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
     static const char *const no[] = {"false", "no", "off", "0"};
@@ -520,11 +521,11 @@ int prun_parse_bool(const char *s, int *out, struct prun_err *err)
             return 0;
         }
     }
-    return prun_err_set(
+    return prun__err_set(
         err, PRUN_EINVAL, "'%s' is not a boolean (true/false)", s);
 }
 
-const char *prun_fmt_duration(int64_t ms, char *buf, size_t n)
+const char *prun__fmt_duration(int64_t ms, char *buf, size_t n)
 {
     if (ms < 0)
         ms = 0;
@@ -568,7 +569,7 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-const char *prun_closest(const char *word, const char *const *cands, size_t n)
+const char *prun__closest(const char *word, const char *const *cands, size_t n)
 {
     const char *best = NULL;
     size_t best_d = SIZE_MAX, i, limit;
@@ -586,7 +587,7 @@ const char *prun_closest(const char *word, const char *const *cands, size_t n)
     return best_d <= limit ? best : NULL;
 }
 
-int64_t prun_now_ms(void)
+int64_t prun__now_ms(void)
 {
     struct timespec ts;
 
@@ -594,7 +595,7 @@ int64_t prun_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t prun_wall_ms(void)
+int64_t prun__wall_ms(void)
 {
     struct timespec ts;
 

@@ -9,16 +9,17 @@
 /*
  * The error codes (PRUN_E*) and struct prun_err are part of the public API
  * (include/parallelrun.h): every lib/ function returns a negative PRUN_E*
- * with err filled, and cmd/ maps them to the exit statuses of DESIGN §2.
+ * with err filled, and cmd/ maps them to the exit statuses
+ * (docs/architecture.md).
  */
 #include <parallelrun.h>
 
-/* Fills err (which may be NULL) and returns code, for `return prun_err_set()`.
+/* Fills err (which may be NULL) and returns code, for `return prun__err_set()`.
  */
-int prun_err_set(struct prun_err *err, int code, const char *fmt, ...)
+int prun__err_set(struct prun_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Like prun_err_set with PRUN_ESYS, appending ": strerror(errno)". */
-int prun_err_sys(struct prun_err *err, const char *fmt, ...)
+/* Like prun__err_set with PRUN_ESYS, appending ": strerror(errno)". */
+int prun__err_sys(struct prun_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* A growable byte buffer. Always NUL-terminated when data != NULL. */
@@ -28,34 +29,34 @@ struct prun_buf {
     size_t cap;
 };
 
-int prun_buf_reserve(struct prun_buf *b, size_t extra);
-int prun_buf_add(struct prun_buf *b, const void *p, size_t n);
-int prun_buf_adds(struct prun_buf *b, const char *s);
-int prun_buf_addc(struct prun_buf *b, char c);
-int prun_buf_printf(struct prun_buf *b, const char *fmt, ...)
+int prun__buf_reserve(struct prun_buf *b, size_t extra);
+int prun__buf_add(struct prun_buf *b, const void *p, size_t n);
+int prun__buf_adds(struct prun_buf *b, const char *s);
+int prun__buf_addc(struct prun_buf *b, char c);
+int prun__buf_printf(struct prun_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends s quoted for /bin/sh: 'it'\''s' style, bare when it is safe. */
-int prun_buf_add_shquoted(struct prun_buf *b, const char *s);
+int prun__buf_add_shquoted(struct prun_buf *b, const char *s);
 /* Appends s as a JSON string literal, quotes included. */
-int prun_buf_add_json(struct prun_buf *b, const char *s, size_t n);
-void prun_buf_reset(struct prun_buf *b);
-void prun_buf_free(struct prun_buf *b);
+int prun__buf_add_json(struct prun_buf *b, const char *s, size_t n);
+void prun__buf_reset(struct prun_buf *b);
+void prun__buf_free(struct prun_buf *b);
 
 /*
  * An arena: many small allocations freed together. Used for the job model,
  * whose strings all live exactly as long as the job.
  */
 struct prun_arena;
-struct prun_arena *prun_arena_new(void);
-void *prun_arena_alloc(struct prun_arena *a, size_t n); /* zeroed */
-char *prun_arena_strdup(struct prun_arena *a, const char *s);
-char *prun_arena_strndup(struct prun_arena *a, const char *s, size_t n);
-void prun_arena_free(struct prun_arena *a);
+struct prun_arena *prun__arena_new(void);
+void *prun__arena_alloc(struct prun_arena *a, size_t n); /* zeroed */
+char *prun__arena_strdup(struct prun_arena *a, const char *s);
+char *prun__arena_strndup(struct prun_arena *a, const char *s, size_t n);
+void prun__arena_free(struct prun_arena *a);
 
 /*
- * Parsers for the units of DESIGN §2. Each returns 0 and sets *out, or
- * PRUN_EINVAL with err->msg saying what is wrong with the text (without
- * a position; the caller prefixes FILE:LINE:COL).
+ * Parsers for the units of the job file (README "A job file"). Each returns 0
+ * and sets *out, or PRUN_EINVAL with err->msg saying what is wrong with the
+ * text (without a position; the caller prefixes FILE:LINE:COL).
  *
  * Durations: "500ms", "30s", "10m", "2h", "1d", a bare number is seconds;
  * fractions allowed ("1.5s"). Negative values are rejected.
@@ -63,26 +64,26 @@ void prun_arena_free(struct prun_arena *a);
  * "K/M/G" (powers of 1024) and bare bytes.
  * Rates: "20/s", "100/m", "5/h", or a bare number per second.
  */
-int prun_parse_duration(const char *s, int64_t *out_ms, struct prun_err *err);
-int prun_parse_size(const char *s, uint64_t *out, struct prun_err *err);
-int prun_parse_rate(const char *s, double *per_sec, struct prun_err *err);
+int prun__parse_duration(const char *s, int64_t *out_ms, struct prun_err *err);
+int prun__parse_size(const char *s, uint64_t *out, struct prun_err *err);
+int prun__parse_rate(const char *s, double *per_sec, struct prun_err *err);
 /* A decimal integer in [min, max], whole string. */
-int prun_parse_int(const char *s, long long min, long long max, long long *out,
+int prun__parse_int(const char *s, long long min, long long max, long long *out,
     struct prun_err *err);
 /* "true/false/yes/no/on/off/1/0". */
-int prun_parse_bool(const char *s, int *out, struct prun_err *err);
+int prun__parse_bool(const char *s, int *out, struct prun_err *err);
 
 /* Formats a duration in ms as "1.5s", "2m03s", "1h02m" into buf. */
-const char *prun_fmt_duration(int64_t ms, char *buf, size_t n);
+const char *prun__fmt_duration(int64_t ms, char *buf, size_t n);
 
 /*
  * The candidate closest to word by edit distance, or NULL when none is
  * close enough to be a plausible typo.
  */
-const char *prun_closest(const char *word, const char *const *cands, size_t n);
+const char *prun__closest(const char *word, const char *const *cands, size_t n);
 
 /* Monotonic and wall clocks in milliseconds. */
-int64_t prun_now_ms(void);
-int64_t prun_wall_ms(void);
+int64_t prun__now_ms(void);
+int64_t prun__wall_ms(void);
 
 #endif

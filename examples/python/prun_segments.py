@@ -1,4 +1,4 @@
-"""Shared segments of parallelrun from Python, zero-copy (DESIGN section 5).
+"""Shared segments of parallelrun from Python, zero-copy (README "Shared segments").
 
 attach(name)  -> a numpy array backed by the segment's pages (no copy):
                  read-only unless the segment is writable (`size:` +

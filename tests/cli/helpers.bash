@@ -1,5 +1,12 @@
 # Shared by the bats files: paths to the built binaries, a private temp
-# directory per test, and small helpers to write job files.
+# directory per test, and small helpers to write job files and to wait
+# for events.
+#
+# Every test is hermetic: it gets its own HOME, XDG_RUNTIME_DIR,
+# PARALLELRUN_SHM_BASE and TMPDIR under $T, so tests can run in parallel
+# (bats --jobs) and beside another checkout's suite. Waits poll for an
+# event (a file, a fifo, a Redis key) with a bound; every bound is
+# multiplied by PRUN_TIME_FACTOR (default 1) for slow machines.
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 : "${PRUN_BUILD:=$ROOT/build}"
@@ -18,12 +25,39 @@ common_setup() {
     # A private home: the embedded Redis and its data belong to this test.
     export HOME=$T/home
     mkdir -p "$HOME"
-    unset XDG_RUNTIME_DIR XDG_STATE_HOME XDG_CONFIG_HOME
+    unset XDG_STATE_HOME XDG_CONFIG_HOME
+    # The embedded server lives where the user's passwd home says; a test
+    # names its own place, and the server stops as soon as it is unused.
+    export PARALLELRUN_STATE_DIR=$HOME/.local/state/parallelrun
+    export PARALLELRUN_EMBEDDED_LINGER=0
+    # Private runtime, shared-memory and temp directories too.
+    export XDG_RUNTIME_DIR=$T/xdg PARALLELRUN_SHM_BASE=$T/shm TMPDIR=$T/tmp
+    mkdir -p -m 0700 "$XDG_RUNTIME_DIR" "$PARALLELRUN_SHM_BASE" "$TMPDIR"
+}
+
+# time_factor: PRUN_TIME_FACTOR, a positive number (default 1).
+time_factor() {
+    local f=${PRUN_TIME_FACTOR:-1}
+    [[ "$f" =~ ^[0-9]+(\.[0-9]+)?$ ]] && [ "$f" != 0 ] || f=1
+    echo "$f"
+}
+
+# scaled N: N (seconds, or any count) times the time factor, an integer.
+scaled() {
+    awk -v n="$1" -v f="$(time_factor)" 'BEGIN { v = n * f;
+        printf "%d\n", (v == int(v)) ? v : int(v) + 1 }'
+}
+
+# The directory of this test's embedded redis-server (its socket and pid
+# file). The one place that knows where the runner puts it.
+embedded_dir() {
+    echo "$PARALLELRUN_STATE_DIR/run"
 }
 
 # The pid of this test's embedded redis-server, if one runs.
 embedded_pid() {
-    local f=$HOME/.local/state/parallelrun/run/redis.pid
+    local f
+    f=$(embedded_dir)/redis.pid
     [ -f "$f" ] && alive "$(cat "$f")" && cat "$f"
 }
 
@@ -34,11 +68,7 @@ start_redis() {
     redis-server --port 0 --unixsocket "$T/$name.sock" --unixsocketperm 700 \
         --dir "$T" --dbfilename "$name.rdb" --daemonize yes \
         --pidfile "$T/$name.pid" --logfile "$T/$name.log" "$@" >/dev/null
-    for ((i = 0; i < 100; i++)); do
-        redis-cli -s "$T/$name.sock" ping >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    return 1
+    wait_until redis-cli -s "$T/$name.sock" ping
 }
 
 common_teardown() {
@@ -47,9 +77,11 @@ common_teardown() {
         for f in "$T"/*.pid; do
             [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
         done
-        # The embedded server of this test's home, if a test left it.
-        local ep=$T/home/.local/state/parallelrun/run/redis.pid
-        [ -f "$ep" ] && kill -9 "$(cat "$ep")" 2>/dev/null
+        # The embedded server of this test, if a test left it.
+        local ep
+        for ep in "$(embedded_dir)/redis.keeper" "$(embedded_dir)/redis.pid"; do
+            [ -f "$ep" ] && kill -9 "$(cat "$ep")" 2>/dev/null
+        done
         rm -rf "$T"
     fi
 }
@@ -66,22 +98,42 @@ alive() {
     [ -n "$st" ] && [ "${st#Z}" = "$st" ]
 }
 
-# wait_for FILE [TENTHS]: waits until FILE has content (default 5 s).
-wait_for() {
-    local i
-    for ((i = 0; i < ${2:-50}; i++)); do
-        [ -s "$1" ] && return 0
-        sleep 0.1
+# wait_until [-t SECONDS] CMD...: polls CMD (quietly) until it succeeds;
+# fails after SECONDS (default 10) times the time factor. For events a
+# test cannot block on: a file appearing, a Redis key, a process ending.
+wait_until() {
+    local limit=10 deadline
+    if [ "$1" = -t ]; then
+        limit=$2
+        shift 2
+    fi
+    deadline=$((SECONDS + $(scaled "$limit")))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -le "$deadline" ] || {
+            echo "wait_until: gave up after $(scaled "$limit") s: $*" >&2
+            return 1
+        }
+        sleep 0.02
     done
-    return 1
+}
+
+# wait_for FILE [TENTHS]: waits until FILE has content (default 10 s,
+# times the time factor).
+wait_for() {
+    wait_until -t "$(((${2:-100} + 9) / 10))" test -s "$1"
 }
 
 # wait_exists FILE [TENTHS]: waits until FILE exists, even empty.
 wait_exists() {
-    local i
-    for ((i = 0; i < ${2:-50}; i++)); do
-        [ -e "$1" ] && return 0
-        sleep 0.1
-    done
-    return 1
+    wait_until -t "$(((${2:-100} + 9) / 10))" test -e "$1"
+}
+
+# wait_gone PID [SECONDS]: waits until process PID has ended (or is a
+# zombie).
+wait_gone() {
+    wait_until -t "${2:-10}" not_alive "$1"
+}
+
+not_alive() {
+    ! alive "$1"
 }

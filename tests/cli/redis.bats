@@ -5,15 +5,28 @@
 
 load helpers
 
-setup() { common_setup; }
+# HOLD: a child's command that holds until the test creates $T/release:
+# the test decides when children end, so nothing depends on how fast they
+# start.
+setup() {
+    common_setup
+    HOLD="until [ -e $T/release ]; do sleep 0.05; done"
+}
 teardown() { common_teardown; }
+
+# count_at_least N PATTERN: at least N paths match the glob PATTERN.
+count_at_least() {
+    local -a m
+    m=($(compgen -G "$2"))
+    [ "${#m[@]}" -ge "$1" ]
+}
 
 @test "embedded Redis: started, unix socket only, stopped with its data kept" {
     job one <<EOF
 tasks:
   t:
     foreach: {range: [0, 3]}
-    run: [sh, -c, 'echo \$PARALLELRUN_REDIS > $T/url.\$PARALLELRUN_INDEX; sleep 0.3']
+    run: [sh, -c, 'echo \$PARALLELRUN_REDIS > $T/url.\$PARALLELRUN_INDEX; $HOLD']
 EOF
     "$PR" run "$T/one.yaml" &
     runner=$!
@@ -27,6 +40,7 @@ EOF
     sock=${sock#unix://}
     [ "$(stat -c %a "$(dirname "$sock")")" = 700 ]
     [ "$(stat -c %a "$sock")" = 700 ]
+    touch "$T/release"
     wait $runner
     # Stopped when the run ended, data saved for status.
     [ -z "$(embedded_pid)" ]
@@ -42,7 +56,7 @@ EOF
     job slow <<EOF
 tasks:
   t:
-    run: [sh, -c, 'touch $T/started.\$PARALLELRUN_RUN_ID; sleep 1']
+    run: [sh, -c, 'touch $T/started.\$PARALLELRUN_RUN_ID; $HOLD']
 EOF
     job fast <<EOF
 tasks:
@@ -51,18 +65,28 @@ tasks:
 EOF
     "$PR" run "$T/slow.yaml" &
     a=$!
-    for ((i = 0; i < 50; i++)); do ls "$T"/started.* >/dev/null 2>&1 && break; sleep 0.1; done
+    wait_until compgen -G "$T/started.*"
     pid=$(embedded_pid)
     [ -n "$pid" ]
     "$PR" run "$T/fast.yaml"
     # The fast run ended first: the server must still serve the slow one.
     [ "$(embedded_pid)" = "$pid" ]
+    touch "$T/release"
     wait $a
     [ -z "$(embedded_pid)" ]
-    [ "$(pgrep -c -f "redis-server.*$HOME" || true)" = 0 ]
+    ! alive "$pid"
     run "$PR" runs
     [ "$status" -eq 0 ]
     [ "$(echo "$output" | grep -c succeeded)" -eq 2 ]
+}
+
+# status_lists REGEX...: the output of status matches every REGEX.
+status_lists() {
+    local out re
+    out=$("$PR" status) || return 1
+    for re in "$@"; do
+        grep -qE "$re" <<<"$out" || return 1
+    done
 }
 
 @test "status from another shell during the run and after it" {
@@ -70,13 +94,13 @@ EOF
 tasks:
   work:
     foreach: {range: [0, 6]}
-    run: [sh, -c, 'if [ \$PARALLELRUN_INDEX = 5 ]; then echo "bad input" >&2; exit 4; fi; touch $T/r.\$PARALLELRUN_INDEX; sleep 2']
+    run: [sh, -c, 'if [ \$PARALLELRUN_INDEX = 5 ]; then echo "bad input" >&2; exit 4; fi; touch $T/r.\$PARALLELRUN_INDEX; $HOLD']
 EOF
     "$PR" run "$T/watch.yaml" -j 2 >/dev/null 2>&1 &
     runner=$!
     wait_exists "$T/r.1"
     # Attempts are listed once they have run a heartbeat tick (500 ms).
-    sleep 1.2
+    wait_until status_lists 'work\[0\].*pid ' 'work\[1\]'
     run "$PR" status
     [ "$status" -eq 0 ]
     [[ "$output" == *"watch  running"* ]]
@@ -91,6 +115,7 @@ assert d["run"]["state"] == "running", d
 assert d["run"]["total"] == 6
 assert len(d["running"]) == 2, d["running"]
 assert {r["index"] for r in d["running"]} == {0, 1}'
+    touch "$T/release"
     wait $runner || true
     run "$PR" status --json
     echo "$output" | python3 -c '
@@ -171,7 +196,7 @@ name: nightly
 lock: true
 tasks:
   t:
-    run: [sh, -c, 'touch $T/holding; sleep 1.5']
+    run: [sh, -c, 'touch $T/holding; $HOLD']
 EOF
     "$PR" run "$T/cron.yaml" &
     first=$!
@@ -179,6 +204,7 @@ EOF
     run "$PR" run "$T/cron.yaml"
     [ "$status" -eq 75 ]
     [[ "$output" == *"job 'nightly' is locked by run "*"(host $(hostname), pid $first)"* ]]
+    touch "$T/release"
     wait $first
     # Released at the end: the next run goes through.
     run "$PR" run "$T/cron.yaml" --quiet
@@ -275,10 +301,8 @@ EOF
     runner=$!
     wait_exists "$T/m.1"
     kill -9 "$(cat "$T/flaky.pid")"
-    sleep 0.8
     # Children kept running and new ones kept starting without Redis.
-    n_during=$(ls "$T" | grep -c '^m\.')
-    [ "$n_during" -ge 4 ]
+    wait_until count_at_least 4 "$T/m.*"
     start_redis flaky --appendonly yes --appendfsync always
     rc=0
     wait $runner || rc=$?
@@ -298,12 +322,14 @@ assert d["state"] == "succeeded" and d["succeeded"] == 12, d'
 tasks:
   t:
     foreach: {range: [0, 4]}
-    run: [sh, -c, 'sleep 0.3; exit \$((PARALLELRUN_INDEX == 2))']
+    run: [sh, -c, 'touch $T/g.\$PARALLELRUN_INDEX; $HOLD; exit \$((PARALLELRUN_INDEX == 2))']
 EOF
     "$PR" run "$T/gone.yaml" -j 2 --redis "$url" >"$T/out" 2>&1 &
     runner=$!
-    sleep 0.2
+    wait_exists "$T/g.0"
     kill -9 "$(cat "$T/gone.pid")"
+    wait_gone "$(cat "$T/gone.pid")"
+    touch "$T/release"
     rc=0
     wait $runner || rc=$?
     # Its state could not be recorded: exit 3, and the failure still named.
@@ -337,15 +363,21 @@ EOF2
 tasks:
   t:
     foreach: {range: [0, 4]}
-    run: [sh, -c, 'for i in 1 2 3 4 5 6; do "\$PARALLELRUN_BIN" progress \$i 6; sleep 0.3; done']
+    run: [sh, -c, 'for i in 1 2 3 4 5 6; do "\$PARALLELRUN_BIN" progress \$i 6; done; until grep -qE "running: [0-9]+/12]" $T/tty || [ -e $T/release ]; do sleep 0.05; done']
 EOF2
+    # The children end once the progress line has shown their progress.
     script -qfec "$PR run $T/prog.yaml -j 2" "$T/tty" > /dev/null
     grep -q $'\r\e\\[K\\[' "$T/tty"
     grep -qE 'running: [0-9]+/12\]' "$T/tty"
     grep -q 'succeeded in' "$T/tty"
     # Not on a terminal: no progress line at all.
+    touch "$T/release"
     run "$PR" run "$T/prog.yaml" -j 2
     [[ "$output" != *$'\e['* ]]
+}
+
+screens_at_least() {
+    [ "$(grep -o $'\e\\[H\e\\[2J' "$T/tty" | wc -l)" -ge "$1" ]
 }
 
 @test "status --watch refreshes in place and stops when the run ends" {
@@ -353,13 +385,19 @@ EOF2
 tasks:
   t:
     foreach: {range: [0, 3]}
-    run: [sh, -c, 'touch $T/w\$PARALLELRUN_INDEX; sleep 1.5']
+    run: [sh, -c, 'touch $T/w\$PARALLELRUN_INDEX; $HOLD']
 EOF2
     "$PR" run "$T/w.yaml" -j 3 >/dev/null 2>&1 &
     runner=$!
     wait_exists "$T/w2"
-    timeout 20 script -qfec "$PR status --watch" "$T/tty" > /dev/null
+    timeout "$(scaled 30)" script -qfec "$PR status --watch" "$T/tty" > /dev/null &
+    watch=$!
+    # Two screens drawn while the run goes on; then it ends, and so does
+    # the watch.
+    wait_until screens_at_least 2
+    touch "$T/release"
     wait $runner
+    wait $watch
     # Several screens, cleared in place, the last one final.
     [ "$(grep -o $'\e\\[H\e\\[2J' "$T/tty" | wc -l)" -ge 2 ]
     tail -c 2000 "$T/tty" | grep -q "w  succeeded"

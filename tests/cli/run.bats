@@ -364,7 +364,7 @@ tasks:
   slow:
     run: [sh, -c, 'echo \$\$ > $T/slow.pid; exec sleep 30']
   bad:
-    run: [sh, -c, 'sleep 0.3; exit 4']
+    run: [sh, -c, 'until [ -s $T/slow.pid ]; do sleep 0.05; done; exit 4']
 EOF
     run "$PR" run "$T/now.yaml"
     [ "$status" -eq 1 ]

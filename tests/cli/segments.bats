@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Shared segments through the real binary (DESIGN §5): sealed read-only
+# Shared segments through the real binary (README "Shared segments"): sealed read-only
 # file segments, writable segments, published segments, what each child
 # inherits, and that nothing is left in the segment directory or held as a
 # memfd after success, failure, Ctrl-C or kill -9 + gc. Every test uses its
@@ -94,7 +94,7 @@ EOF
     [ "$(memfds)" -eq 0 ]
 }
 
-@test "a C child attaches with the API; attach takes under 1 ms" {
+@test "a C child attaches with the API; attach is a matter of microseconds" {
     job c <<EOF
 segments:
   d: {file: $T/data.bin, dtype: uint8, shape: [3000000]}
@@ -106,7 +106,9 @@ EOF
     [[ "$output" == *"size=3000000 "* ]]
     [[ "$output" == *"writable=0 dtype=uint8 shape=3000000"* ]]
     us=$(echo "$output" | sed -n 's/.*attach_us=\([0-9]*\).*/\1/p')
-    [ "$us" -lt 1000 ]
+    # Typically tens of microseconds (a map, no copy); the bound is wide
+    # so a loaded machine does not fail it, and scaled for slow ones.
+    [ "$us" -lt $(($(scaled 5) * 1000)) ]
 }
 
 @test "writable segment: one slot per child adds up exactly" {
@@ -335,8 +337,7 @@ EOF
     kill -9 "$runner" "$guardian"
     wait "$runner" || true
     # The child dies with the runner (PDEATHSIG), and its memfd with it.
-    for i in $(seq 50); do alive "$(cat "$T/child.pid")" || break; sleep 0.1; done
-    ! alive "$(cat "$T/child.pid")"
+    wait_gone "$(cat "$T/child.pid")"
     [ "$(memfds)" -eq 0 ]
     run "$PR" gc
     [ "$status" -eq 0 ]

@@ -15,11 +15,7 @@ setup() {
     redis-server --port 0 --unixsocket "$SOCK" --save "" --appendonly no \
         --dir "$T" --pidfile "$T/redis.pid" --daemonize yes \
         --logfile "$T/redis.log" >/dev/null
-    for ((i = 0; i < 100; i++)); do
-        [ -S "$SOCK" ] && break
-        sleep 0.05
-    done
-    [ -S "$SOCK" ]
+    wait_until redis-cli -s "$SOCK" ping
     # The pid file is named *.pid: common_teardown kills the server.
     export PARALLELRUN_REDIS=unix://$SOCK
     export PARALLELRUN_RUN_ID=bats-$$-$BATS_TEST_NUMBER
@@ -130,18 +126,24 @@ run_job() {
     [ "$output" = "two words" ]
     run "$PR" queue pop q
     [ "$output" = -three ]
-    SECONDS=0
-    run "$PR" queue pop q
+    # Without --timeout it returns at once (timeout(1) would say 124).
+    run timeout "$(scaled 10)" "$PR" queue pop q
     [ "$status" -eq 1 ]
     [ -z "$output" ]
     run "$PR" queue pop q --timeout 300ms
     [ "$status" -eq 1 ]
-    (sleep 0.3; "$PR" queue push q late) &
-    run "$PR" queue pop q --timeout 10s
-    wait
-    [ "$status" -eq 0 ]
-    [ "$output" = late ]
-    [ "$SECONDS" -lt 5 ]
+    # A waiting pop gets what is pushed while it waits.
+    timeout "$(scaled 30)" "$PR" queue pop q --timeout 60s >"$T/late" &
+    popper=$!
+    wait_until blocked_clients 1
+    "$PR" queue push q late
+    wait $popper
+    [ "$(cat "$T/late")" = late ]
+}
+
+# blocked_clients N: N clients of the test's server wait in a blocking pop.
+blocked_clients() {
+    rcli info clients | tr -d '\r' | grep -qx "blocked_clients:$1"
 }
 
 @test "progress writes TASK[INDEX] = DONE TOTAL" {
@@ -180,24 +182,28 @@ run_job() {
 }
 
 @test "a held lock makes --timeout exit 75" {
-    "$PR" lock l -- sh -c "echo in > $T/in; sleep 3" &
-    wait_for "$T/in" 50 || true
-    SECONDS=0
-    run "$PR" lock l --timeout 500ms -- true
+    "$PR" lock l -- sh -c "echo in > $T/in; until [ -e $T/release ]; do sleep 0.05; done" &
+    holder=$!
+    wait_for "$T/in"
+    # It gives up after 500ms, long before the holder is done (timeout(1)
+    # would say 124).
+    run timeout "$(scaled 10)" "$PR" lock l --timeout 500ms -- true
     [ "$status" -eq 75 ]
     [ "$output" = "parallelrun: lock 'l' is held (waited 500ms)" ]
-    [ "$SECONDS" -lt 3 ]
     # A waiter without a timeout gets it once the holder is done.
-    run "$PR" lock l -- echo got it
-    [ "$status" -eq 0 ]
-    [ "$output" = "got it" ]
-    wait
+    timeout "$(scaled 30)" "$PR" lock l -- echo got it >"$T/got" &
+    waiter=$!
+    wait_until blocked_clients 1
+    touch "$T/release"
+    wait $holder
+    wait $waiter
+    [ "$(cat "$T/got")" = "got it" ]
 }
 
 @test "lock forwards SIGTERM to CMD and waits for it" {
     "$PR" lock l -- sh -c "trap 'echo term > $T/got; exit 9' TERM; echo in > $T/in; while :; do sleep 0.1; done" &
     pid=$!
-    wait_for "$T/in" 50
+    wait_for "$T/in"
     kill -TERM $pid
     st=0
     wait $pid || st=$?

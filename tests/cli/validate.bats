@@ -27,12 +27,15 @@ teardown() { common_teardown; }
 }
 
 @test "every good fixture validates" {
-    # full.yaml streams lines from a file relative to the current directory,
-    # and validate checks its segment files as run does.
-    touch "$T/urls-2026-11-21.txt"
+    # full.yaml streams lines from a file relative to the current directory
+    # (an empty one is an error: it needs a line), and validate checks its
+    # segment files as run does.
+    echo https://example.org/ > "$T/urls-2026-11-21.txt"
     mkdir -p "$T/data/2026-11-21"
     touch "$T/data/2026-11-21/genome.npy"
     truncate -s 64000000 "$T/data/t.bin"
+    # glob.yaml's pattern must match something, for the same reason.
+    mkdir -p "$T/logs" && touch "$T/logs/a.log"
     for f in "$ROOT"/tests/fixtures/good/*.yaml; do
         run bash -c "cd '$T' && '$PR' validate '$f'"
         [ "$status" -eq 0 ] || { echo "$f: $output"; return 1; }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer harness for the INI configuration: the input is written to a
- * memfd, which prun_config_load_file opens through /proc/self/fd. The memfd
+ * memfd, which prun__config_load_file opens through /proc/self/fd. The memfd
  * is mode 0600 so that a file setting a password is parsed to the end
  * instead of being refused for its mode on every input.
  */
@@ -37,11 +37,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += (size_t)w;
     }
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    prun_config_defaults(&c);
-    (void)prun_config_load_file(&c, path, 1, &err);
+    prun__config_defaults(&c);
+    (void)prun__config_load_file(&c, path, 1, &err);
     /* A second file merged over the first exercises the copy/commit logic. */
-    (void)prun_config_load_file(&c, path, 1, &err);
-    prun_config_free(&c);
+    (void)prun__config_load_file(&c, path, 1, &err);
+    prun__config_free(&c);
     close(fd);
     return 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer harness for the job file loader: arbitrary bytes go through
- * prun_jobfile_load_mem (libyaml, the alias and depth limits, the model
+ * prun__jobfile_load_mem (libyaml, the alias and depth limits, the model
  * conversion, the placeholder compiler and the whole-job checks). A job
  * that loads is also expanded for a few instances, so the templates the
  * loader accepted are exercised too, with the items of the first instances
@@ -30,22 +30,22 @@ static void iterate(const struct prun_job *job, const struct prun_task *t)
 
     if (t->foreach.kind == PRUN_SRC_LINES || t->foreach.kind == PRUN_SRC_GLOB)
         return;
-    if (prun_iter_open(job, &t->foreach, &it, &err) < 0)
+    if (prun__iter_open(job, &t->foreach, &it, &err) < 0)
         return;
-    ctx.count = prun_iter_count(it);
+    ctx.count = prun__iter_count(it);
     for (i = 0; i < 64; i++) {
         char **argv;
 
-        n = prun_iter_next(it, &items, &err);
+        n = prun__iter_next(it, &items, &err);
         if (n <= 0)
             break;
         ctx.index = (unsigned long long)i;
         ctx.items = items;
         ctx.nitems = (size_t)n;
-        argv = prun_task_argv(t, &ctx);
+        argv = prun__task_argv(t, &ctx);
         free(argv);
     }
-    prun_iter_free(it);
+    prun__iter_free(it);
 }
 
 static void exercise(const struct prun_job *job)
@@ -67,13 +67,13 @@ static void exercise(const struct prun_job *job)
                              t->foreach.list[0].nkeys > 0
                          ? 0
                          : 2;
-        argv = prun_task_argv(t, &ctx);
+        argv = prun__task_argv(t, &ctx);
         free(argv);
-        prun_buf_reset(&b);
-        (void)prun_task_cmdline(t, &ctx, &b);
+        prun__buf_reset(&b);
+        (void)prun__task_cmdline(t, &ctx, &b);
         iterate(job, t);
     }
-    prun_buf_free(&b);
+    prun__buf_free(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,10 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct prun_job *job = NULL;
     struct prun_err err = {0};
 
-    if (prun_jobfile_load_mem(
+    if (prun__jobfile_load_mem(
             "fuzz.yaml", (const char *)data, size, sets, 1, &job, &err) == 0) {
         exercise(job);
-        prun_job_free(job);
+        prun__job_free(job);
     }
     return 0;
 }

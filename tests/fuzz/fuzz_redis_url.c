@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer harness for Redis addresses: prun_redis_url_parse on a
- * NUL-terminated copy of the input, then prun_redis_url_format of what it
+ * libFuzzer harness for Redis addresses: prun__redis_url_parse on a
+ * NUL-terminated copy of the input, then prun__redis_url_format of what it
  * parsed, into a full-size and a short buffer, and a parse of the
  * formatted URL.
  */
@@ -26,10 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(s, data, size);
     s[size] = '\0';
-    if (prun_redis_url_parse(s, &a, &err) == 0) {
-        prun_redis_url_format(&a, buf, sizeof(buf));
-        prun_redis_url_format(&a, small, sizeof(small));
-        (void)prun_redis_url_parse(buf, &b, &err);
+    if (prun__redis_url_parse(s, &a, &err) == 0) {
+        prun__redis_url_format(&a, buf, sizeof(buf));
+        prun__redis_url_format(&a, small, sizeof(small));
+        (void)prun__redis_url_parse(buf, &b, &err);
     }
     free(s);
     return 0;

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     src[size - 1] = '\0';
 
     memset(&job, 0, sizeof(job));
-    job.arena = prun_arena_new();
+    job.arena = prun__arena_new();
     if (job.arena == NULL)
         goto done;
     job.path = "fuzz.yaml";
@@ -65,17 +65,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ctx.nitems = (mode >> 1) % 4;
     }
     ctx.count = (mode & 8) ? -1 : 42;
-    if (prun_tpl_compile(&job, &t, src, (struct prun_pos){3, 10},
+    if (prun__tpl_compile(&job, &t, src, (struct prun_pos){3, 10},
             (mode & 1) ? item_keys : NULL, (mode & 1) ? 2 : 0, &err) == 0) {
-        if (prun_tpl_expand(&t, &ctx, 0, &out) == 0 && out.data == NULL)
+        if (prun__tpl_expand(&t, &ctx, 0, &out) == 0 && out.data == NULL)
             abort();
-        prun_buf_reset(&out);
-        if (prun_tpl_expand(&t, &ctx, 1, &out) == 0 && out.data == NULL)
+        prun__buf_reset(&out);
+        if (prun__tpl_expand(&t, &ctx, 1, &out) == 0 && out.data == NULL)
             abort();
     }
 done:
-    prun_buf_free(&out);
-    prun_arena_free(job.arena);
+    prun__buf_free(&out);
+    prun__arena_free(job.arena);
     free(src);
     return 0;
 }

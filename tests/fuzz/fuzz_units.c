@@ -33,20 +33,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(s, data, size);
     s[size] = '\0';
 
-    if (prun_parse_duration(s, &ms, &err) == 0) {
+    if (prun__parse_duration(s, &ms, &err) == 0) {
         /* "Negative values are rejected." */
         if (ms < 0)
             abort();
-        prun_fmt_duration(ms, buf, sizeof(buf));
+        prun__fmt_duration(ms, buf, sizeof(buf));
     }
-    (void)prun_parse_size(s, &sz, &err);
-    if (prun_parse_rate(s, &rate, &err) == 0 && (isnan(rate) || rate < 0))
+    (void)prun__parse_size(s, &sz, &err);
+    if (prun__parse_rate(s, &rate, &err) == 0 && (isnan(rate) || rate < 0))
         abort();
-    if (prun_parse_int(s, -1000, 1000, &n, &err) == 0 &&
+    if (prun__parse_int(s, -1000, 1000, &n, &err) == 0 &&
         (n < -1000 || n > 1000))
         abort();
-    (void)prun_parse_int(s, LLONG_MIN, LLONG_MAX, &n, &err);
-    (void)prun_parse_bool(s, &b, &err);
+    (void)prun__parse_int(s, LLONG_MIN, LLONG_MAX, &n, &err);
+    (void)prun__parse_bool(s, &b, &err);
     free(s);
     return 0;
 }

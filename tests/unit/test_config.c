@@ -53,7 +53,7 @@ static void test_defaults(void)
 {
     struct prun_config c;
 
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     ASSERT(c.redis_url == NULL);
     ASSERT(c.redis_password == NULL);
     ASSERT_EQ(c.key_ttl_ms, 7LL * 86400 * 1000);
@@ -61,8 +61,8 @@ static void test_defaults(void)
     ASSERT_EQ(c.kill_grace_ms, 10000);
     ASSERT(c.results == NULL);
     ASSERT_EQ(c.hugepages, PRUN_HUGE_AUTO);
-    prun_config_free(&c);
-    prun_config_free(NULL);
+    prun__config_free(&c);
+    prun__config_free(NULL);
 }
 
 static void test_every_key(void)
@@ -70,8 +70,8 @@ static void test_every_key(void)
     struct prun_config c;
     struct prun_err err;
 
-    prun_config_defaults(&c);
-    ASSERT_EQ(prun_config_load_file(&c, FIX "good.ini", 1, &err), 0);
+    prun__config_defaults(&c);
+    ASSERT_EQ(prun__config_load_file(&c, FIX "good.ini", 1, &err), 0);
     ASSERT_STREQ(c.redis_url, "redis://db.example:6380/2");
     ASSERT(c.redis_password == NULL);
     ASSERT_EQ(c.key_ttl_ms, 2LL * 86400 * 1000);
@@ -79,7 +79,7 @@ static void test_every_key(void)
     ASSERT_EQ(c.kill_grace_ms, 1500);
     ASSERT_STREQ(c.results, "/var/tmp/results");
     ASSERT_EQ(c.hugepages, PRUN_HUGE_NEVER);
-    prun_config_free(&c);
+    prun__config_free(&c);
 }
 
 static void test_missing_file(void)
@@ -87,14 +87,14 @@ static void test_missing_file(void)
     struct prun_config c;
     struct prun_err err;
 
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     c.jobs = 7;
     ASSERT_EQ(
-        prun_config_load_file(&c, "/nonexistent/parallelrun.ini", 0, &err), 0);
+        prun__config_load_file(&c, "/nonexistent/parallelrun.ini", 0, &err), 0);
     ASSERT_EQ(c.jobs, 7);
     memset(&err, 0, sizeof(err));
     ASSERT_EQ(
-        prun_config_load_file(&c, "/nonexistent/parallelrun.ini", 1, &err),
+        prun__config_load_file(&c, "/nonexistent/parallelrun.ini", 1, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "cannot open config '/nonexistent/parallelrun.ini'"
                           ": No such file or directory");
@@ -106,17 +106,17 @@ static void test_unknown_key(void)
     struct prun_config c;
     struct prun_err err;
 
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     memset(&err, 0, sizeof(err));
-    ASSERT_EQ(
-        prun_config_load_file(&c, FIX "unknown-key.ini", 0, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load_file(&c, FIX "unknown-key.ini", 0, &err),
+        PRUN_EINVAL);
     ASSERT_STREQ(err.msg, FIX "unknown-key.ini:4: unknown key 'job' in "
                               "section [run] (did you mean 'jobs'?)");
     /* The good line before the bad one is not applied either. */
     ASSERT_EQ(c.jobs, 0);
 
     ASSERT_EQ(
-        prun_config_load_file(&c,
+        prun__config_load_file(&c,
             write_file("far.ini", "[redis]\nurl = x\nbananas = 1\n", 0600), 0,
             &err),
         PRUN_EINVAL);
@@ -131,15 +131,15 @@ static void test_unknown_section(void)
     struct prun_config c;
     struct prun_err err;
 
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     memset(&err, 0, sizeof(err));
-    ASSERT_EQ(prun_config_load_file(&c, FIX "unknown-section.ini", 0, &err),
+    ASSERT_EQ(prun__config_load_file(&c, FIX "unknown-section.ini", 0, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, FIX "unknown-section.ini:3: unknown section "
                               "[rdis] (did you mean [redis]?)");
     ASSERT(c.redis_url == NULL);
 
-    ASSERT_EQ(prun_config_load_file(&c,
+    ASSERT_EQ(prun__config_load_file(&c,
                   write_file("nosec.ini", "; top\njobs = 3\n", 0600), 0, &err),
         PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "nosec.ini:2: key 'jobs' is outside any section");
@@ -150,17 +150,17 @@ static void test_syntax_error(void)
     struct prun_config c;
     struct prun_err err;
 
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     memset(&err, 0, sizeof(err));
     ASSERT_EQ(
-        prun_config_load_file(&c, FIX "syntax.ini", 0, &err), PRUN_EINVAL);
+        prun__config_load_file(&c, FIX "syntax.ini", 0, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, FIX "syntax.ini:3: syntax error (expected "
                               "'[section]' or 'key = value')");
     ASSERT_EQ(c.jobs, 0);
 
     /* A syntax error before a bad key is the one reported. */
     ASSERT_EQ(
-        prun_config_load_file(&c,
+        prun__config_load_file(&c,
             write_file("two.ini", "[run]\noops\njobz = 1\n", 0600), 0, &err),
         PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "two.ini:2: syntax error");
@@ -189,9 +189,9 @@ static void test_bad_values(void)
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        prun_config_defaults(&c);
+        prun__config_defaults(&c);
         memset(&err, 0, sizeof(err));
-        ASSERT_EQ(prun_config_load_file(
+        ASSERT_EQ(prun__config_load_file(
                       &c, write_file("bad.ini", cases[i].text, 0600), 0, &err),
             PRUN_EINVAL);
         ASSERT_CONTAINS(err.msg, cases[i].msg);
@@ -211,10 +211,10 @@ static void test_long_line(void)
     strcpy(text, "[redis]\nurl = redis://");
     memset(text + strlen(text), 'h', 1500);
     strcat(text, "\n");
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     memset(&err, 0, sizeof(err));
     ASSERT_EQ(
-        prun_config_load_file(&c, write_file("long.ini", text, 0600), 0, &err),
+        prun__config_load_file(&c, write_file("long.ini", text, 0600), 0, &err),
         PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "long.ini:2: line is too long");
     ASSERT(c.redis_url == NULL);
@@ -228,10 +228,10 @@ static void test_password_mode(void)
     char expect[512];
     const char *path;
 
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     memset(&err, 0, sizeof(err));
     path = write_file("pw.ini", text, 0644);
-    ASSERT_EQ(prun_config_load_file(&c, path, 0, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load_file(&c, path, 0, &err), PRUN_EINVAL);
     snprintf(expect, sizeof(expect),
         "%s: contains a Redis password but is readable by others (mode "
         "0644); run: chmod 600 %s",
@@ -242,20 +242,20 @@ static void test_password_mode(void)
 
     /* Readable by the group is refused too. */
     path = write_file("pw.ini", text, 0640);
-    ASSERT_EQ(prun_config_load_file(&c, path, 0, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load_file(&c, path, 0, &err), PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "(mode 0640)");
 
     path = write_file("pw.ini", text, 0600);
-    ASSERT_EQ(prun_config_load_file(&c, path, 0, &err), 0);
+    ASSERT_EQ(prun__config_load_file(&c, path, 0, &err), 0);
     ASSERT_STREQ(c.redis_password, "s3cret");
     ASSERT_STREQ(c.redis_url, "redis://h");
 
     /* Without a password, a world-readable file is fine. */
     path = write_file("nopw.ini", "[redis]\nurl = redis://other\n", 0644);
-    ASSERT_EQ(prun_config_load_file(&c, path, 0, &err), 0);
+    ASSERT_EQ(prun__config_load_file(&c, path, 0, &err), 0);
     ASSERT_STREQ(c.redis_url, "redis://other");
     ASSERT_STREQ(c.redis_password, "s3cret");
-    prun_config_free(&c);
+    prun__config_free(&c);
 }
 
 static void test_env(void)
@@ -264,7 +264,7 @@ static void test_env(void)
     struct prun_err err;
 
     clear_env();
-    prun_config_defaults(&c);
+    prun__config_defaults(&c);
     setenv("PARALLELRUN_REDIS", "unix:///run/r.sock", 1);
     setenv("PARALLELRUN_REDIS_PASSWORD", "pw", 1);
     setenv("PARALLELRUN_KEY_TTL", "1h", 1);
@@ -272,7 +272,7 @@ static void test_env(void)
     setenv("PARALLELRUN_KILL_GRACE", "250ms", 1);
     setenv("PARALLELRUN_RESULTS", "out", 1);
     setenv("PARALLELRUN_HUGEPAGES", "never", 1);
-    ASSERT_EQ(prun_config_load_env(&c, &err), 0);
+    ASSERT_EQ(prun__config_load_env(&c, &err), 0);
     ASSERT_STREQ(c.redis_url, "unix:///run/r.sock");
     ASSERT_STREQ(c.redis_password, "pw");
     ASSERT_EQ(c.key_ttl_ms, 3600000);
@@ -285,21 +285,21 @@ static void test_env(void)
     setenv("PARALLELRUN_JOBS", "x", 1);
     setenv("PARALLELRUN_REDIS", "redis://new", 1);
     memset(&err, 0, sizeof(err));
-    ASSERT_EQ(prun_config_load_env(&c, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load_env(&c, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "PARALLELRUN_JOBS: 'x' is not an integer");
     ASSERT_STREQ(c.redis_url, "unix:///run/r.sock");
     ASSERT_EQ(c.jobs, 3);
 
     /* An empty variable counts as unset. */
     setenv("PARALLELRUN_JOBS", "", 1);
-    ASSERT_EQ(prun_config_load_env(&c, &err), 0);
+    ASSERT_EQ(prun__config_load_env(&c, &err), 0);
     ASSERT_EQ(c.jobs, 3);
     ASSERT_STREQ(c.redis_url, "redis://new");
 
     setenv("PARALLELRUN_HUGEPAGES", "sometimes", 1);
-    ASSERT_EQ(prun_config_load_env(&c, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load_env(&c, &err), PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "PARALLELRUN_HUGEPAGES: 'sometimes'");
-    prun_config_free(&c);
+    prun__config_free(&c);
     clear_env();
 }
 
@@ -320,19 +320,19 @@ static void test_precedence(void)
     setenv("PARALLELRUN_CONFIG", user, 1);
     setenv("PARALLELRUN_JOBS", "5", 1);
     memset(&c, 0, sizeof(c));
-    ASSERT_EQ(prun_config_load(&c, etc, &err), 0);
+    ASSERT_EQ(prun__config_load(&c, etc, &err), 0);
     ASSERT_STREQ(c.redis_url, "redis://user");
     ASSERT_STREQ(c.results, "/etc-res");
     ASSERT_EQ(c.jobs, 5);
     ASSERT_EQ(c.kill_grace_ms, 2000);
     ASSERT_EQ(c.key_ttl_ms, 7LL * 86400 * 1000);
-    prun_config_free(&c);
+    prun__config_free(&c);
 
     /* Without the variable, the file wins over /etc. */
     unsetenv("PARALLELRUN_JOBS");
-    ASSERT_EQ(prun_config_load(&c, etc, &err), 0);
+    ASSERT_EQ(prun__config_load(&c, etc, &err), 0);
     ASSERT_EQ(c.jobs, 3);
-    prun_config_free(&c);
+    prun__config_free(&c);
     clear_env();
 }
 
@@ -354,15 +354,15 @@ static void test_user_file_locations(void)
     mkdir(dir, 0700);
     write_file("xdg/parallelrun/config.ini", "[run]\njobs = 22\n", 0600);
 
-    ASSERT_EQ(prun_config_load(&c, "/nonexistent.ini", &err), 0);
+    ASSERT_EQ(prun__config_load(&c, "/nonexistent.ini", &err), 0);
     ASSERT_EQ(c.jobs, 21);
-    prun_config_free(&c);
+    prun__config_free(&c);
 
     snprintf(dir, sizeof(dir), "%s/xdg", tmpdir);
     setenv("XDG_CONFIG_HOME", dir, 1);
-    ASSERT_EQ(prun_config_load(&c, "/nonexistent.ini", &err), 0);
+    ASSERT_EQ(prun__config_load(&c, "/nonexistent.ini", &err), 0);
     ASSERT_EQ(c.jobs, 22);
-    prun_config_free(&c);
+    prun__config_free(&c);
     clear_env();
 }
 
@@ -376,7 +376,7 @@ static void test_config_env_must_exist(void)
     memset(&c, 0, sizeof(c));
     c.jobs = 99;
     memset(&err, 0, sizeof(err));
-    ASSERT_EQ(prun_config_load(&c, "/nonexistent.ini", &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load(&c, "/nonexistent.ini", &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "cannot open config '/nonexistent/my.ini': No such "
                           "file or directory");
     /* On failure the out-parameter is untouched. */
@@ -393,7 +393,7 @@ static void test_load_error_in_etc(void)
     clear_env();
     etc = write_file("etc-bad.ini", "[run]\njobs = -1\n", 0644);
     memset(&c, 0, sizeof(c));
-    ASSERT_EQ(prun_config_load(&c, etc, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__config_load(&c, etc, &err), PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "etc-bad.ini:2: [run] jobs: -1 is out of range");
     clear_env();
 }

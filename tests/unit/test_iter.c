@@ -44,12 +44,12 @@ static long long collect(
     int rc, i;
 
     out[0] = '\0';
-    rc = prun_iter_open(&job, f, &it, &err);
+    rc = prun__iter_open(&job, f, &it, &err);
     if (rc < 0)
         return rc;
     if (count != NULL)
-        *count = prun_iter_count(it);
-    while ((rc = prun_iter_next(it, &items, &err)) > 0) {
+        *count = prun__iter_count(it);
+    while ((rc = prun__iter_next(it, &items, &err)) > 0) {
         for (i = 0; i < rc; i++)
             used += (size_t)snprintf(out + used, used < n ? n - used : 0,
                 "%s%s", i ? "," : (ninst ? "/" : ""), items[i].text);
@@ -57,8 +57,8 @@ static long long collect(
     }
     /* The end is sticky. */
     if (rc == 0)
-        rc = prun_iter_next(it, &items, &err);
-    prun_iter_free(it);
+        rc = prun__iter_next(it, &items, &err);
+    prun__iter_free(it);
     return rc < 0 ? rc : ninst;
 }
 
@@ -99,12 +99,12 @@ static void test_none(void)
     ASSERT_EQ(collect(&f, out, sizeof(out), &count), 1);
     ASSERT_EQ(count, 1);
     ASSERT_STREQ(out, "");
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, NULL), 0);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
     ASSERT_STREQ(items[0].text, "");
     ASSERT_EQ(items[0].nkeys, 0);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 0);
-    prun_iter_free(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 0);
+    prun__iter_free(it);
 }
 
 static void test_list(void)
@@ -135,16 +135,16 @@ static void test_list_of_mappings(void)
 
     f.nlist = 2;
     f.list = list;
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, NULL), 0);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
     ASSERT_EQ(items[0].nkeys, 2);
     ASSERT_STREQ(items[0].keys[1], "port");
     ASSERT_STREQ(items[0].vals[0], "a.example");
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
     ASSERT_STREQ(items[0].vals[1], "443");
     ASSERT_STREQ(items[0].text, "b.example 443");
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 0);
-    prun_iter_free(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 0);
+    prun__iter_free(it);
 }
 
 static void test_range(void)
@@ -259,15 +259,15 @@ static void test_matrix(void)
     ASSERT_EQ(count, 6);
     ASSERT_STREQ(out, "1 x/1 y/1 z/2 x/2 y/2 z");
 
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, NULL), 0);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
     ASSERT_EQ(items[0].nkeys, 2);
     ASSERT_STREQ(items[0].keys[0], "a");
     ASSERT_STREQ(items[0].keys[1], "b");
     ASSERT_STREQ(items[0].vals[0], "1");
     ASSERT_STREQ(items[0].vals[1], "y");
-    prun_iter_free(it);
+    prun__iter_free(it);
 }
 
 static void test_matrix_chunk_and_empty_axis(void)
@@ -289,12 +289,12 @@ static void test_matrix_chunk_and_empty_axis(void)
     ASSERT_STREQ(out, "1 x,1 y,2 x/2 y");
 
     /* Each item of a chunk keeps its own values. */
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, NULL), 0);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 3);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 3);
     ASSERT_STREQ(items[0].vals[1], "x");
     ASSERT_STREQ(items[1].vals[1], "y");
     ASSERT_STREQ(items[2].vals[0], "2");
-    prun_iter_free(it);
+    prun__iter_free(it);
 
     axes[1].nvals = 0;
     f.chunk = 1;
@@ -390,15 +390,15 @@ static void test_lines_long_line(void)
     memcpy(data + big, "\r\nend\n", 6);
     f.path = write_file("long.txt", data, big + 6);
     free(data);
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, NULL), 0);
-    ASSERT_EQ(prun_iter_count(it), 2);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_count(it), 2);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
     ASSERT_EQ(strlen(items[0].text), big);
     ASSERT_EQ(items[0].text[big - 1], 'a' + (big - 1) % 26);
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 1);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
     ASSERT_STREQ(items[0].text, "end");
-    ASSERT_EQ(prun_iter_next(it, &items, NULL), 0);
-    prun_iter_free(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 0);
+    prun__iter_free(it);
 }
 
 static void test_lines_pipe(void)
@@ -425,6 +425,73 @@ static void test_lines_pipe(void)
     ASSERT_STREQ(out, "p1/p2//p4");
 }
 
+/* Async mode on a FIFO: never waits, keeps partial lines across calls. */
+static void test_lines_fifo_async(void)
+{
+    struct prun_foreach f = src(PRUN_SRC_LINES);
+    struct prun_iter *it = NULL;
+    const struct prun_item *items = NULL;
+    char path[128];
+    int w;
+
+    make_tmpdir();
+    snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+    ASSERT_EQ(mkfifo(path, 0600), 0);
+    f.path = path;
+    /* No writer: neither the open nor the first call may wait. */
+    ASSERT_EQ(prun__iter_open_flags(&job, &f, PRUN_ITER_ASYNC, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_count(it), -1);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    ASSERT(prun__iter_fd(it) >= 0);
+    w = open(path, O_WRONLY | O_NONBLOCK);
+    ASSERT(w >= 0);
+    ASSERT_EQ(write(w, "a\r\nb", 4), 4);
+    prun__iter_readable(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
+    ASSERT_STREQ(items[0].text, "a");
+    /* "b" has no end yet. */
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    prun__iter_readable(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    ASSERT_EQ(write(w, "c\r", 2), 2);
+    close(w);
+    /* One read per readiness: "c\r", then the end. */
+    prun__iter_readable(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), PRUN_ITER_AGAIN);
+    prun__iter_readable(it);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 1);
+    ASSERT_STREQ(items[0].text, "bc");
+    ASSERT_EQ(prun__iter_fd(it), -1);
+    ASSERT_EQ(prun__iter_next(it, &items, NULL), 0);
+    prun__iter_free(it);
+    unlink(path);
+}
+
+static void test_lines_nul_and_strict(void)
+{
+    struct prun_foreach f = src(PRUN_SRC_LINES);
+    struct prun_iter *it = NULL;
+    struct prun_err err;
+    long long count;
+    char out[64];
+
+    memset(&err, 0, sizeof(err));
+    f.path = write_file("nul.txt", "x\ny\nz\0z\n", 8);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, &err), PRUN_EINVAL);
+    ASSERT_CONTAINS(err.msg, "nul.txt:3: NUL byte in a line");
+    f.nul_sep = 1;
+    ASSERT_EQ(collect(&f, out, sizeof(out), &count), 2);
+    ASSERT_EQ(count, 2);
+    f.nul_sep = 0;
+    f.path = write_file("empty.txt", "", 0);
+    ASSERT_EQ(prun__iter_open_flags(&job, &f, PRUN_ITER_STRICT, &it, &err),
+        PRUN_EINVAL);
+    ASSERT_CONTAINS(err.msg, "has no lines");
+    f.allow_empty = 1;
+    ASSERT_EQ(prun__iter_open_flags(&job, &f, PRUN_ITER_STRICT, &it, &err), 0);
+    prun__iter_free(it);
+}
+
 static void test_lines_missing(void)
 {
     struct prun_foreach f = src(PRUN_SRC_LINES);
@@ -433,7 +500,7 @@ static void test_lines_missing(void)
 
     memset(&err, 0, sizeof(err));
     f.path = "no-such-urls.txt";
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, &err), PRUN_EINVAL);
     ASSERT(it == NULL);
     ASSERT_EQ(err.code, PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "jobs/t.yaml:7:14: cannot open 'no-such-urls.txt': "
@@ -441,7 +508,7 @@ static void test_lines_missing(void)
 
     make_tmpdir();
     f.path = tmpdir;
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, &err), PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "Is a directory");
 }
 
@@ -467,15 +534,15 @@ static void test_lines_streaming_memory(void)
     f.path = path;
     f.chunk = 1000;
     getrusage(RUSAGE_SELF, &ru0);
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, NULL), 0);
-    ASSERT_EQ(prun_iter_count(it), 2000);
-    while ((n = prun_iter_next(it, &items, NULL)) > 0) {
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, NULL), 0);
+    ASSERT_EQ(prun__iter_count(it), 2000);
+    while ((n = prun__iter_next(it, &items, NULL)) > 0) {
         snprintf(line, sizeof(line), "line-%012lld", seen);
         if (strcmp(items[0].text, line) != 0)
             break;
         seen += n;
     }
-    prun_iter_free(it);
+    prun__iter_free(it);
     getrusage(RUSAGE_SELF, &ru1);
     unlink(path);
     ASSERT_EQ(seen, lines);
@@ -538,7 +605,7 @@ static void test_glob_unreadable_dir(void)
     snprintf(pattern, sizeof(pattern), "%s/*", dir);
     f.path = pattern;
     memset(&err, 0, sizeof(err));
-    ASSERT_EQ(prun_iter_open(&job, &f, &it, &err), PRUN_ESYS);
+    ASSERT_EQ(prun__iter_open(&job, &f, &it, &err), PRUN_ESYS);
     ASSERT_CONTAINS(err.msg, "Permission denied");
     rmdir(dir);
 }
@@ -551,7 +618,7 @@ static void test_items_dup(void)
     struct prun_item in[2] = {
         {.text = text, .nkeys = 2, .keys = keys, .vals = vals},
         {.text = "plain"}};
-    struct prun_item *out = prun_items_dup(in, 2);
+    struct prun_item *out = prun__items_dup(in, 2);
 
     ASSERT(out != NULL);
     /* The copy must not depend on the originals. */
@@ -567,7 +634,7 @@ static void test_items_dup(void)
     ASSERT_EQ(out[1].nkeys, 0);
     free(out);
 
-    out = prun_items_dup(NULL, 0);
+    out = prun__items_dup(NULL, 0);
     ASSERT(out != NULL);
     free(out);
 }
@@ -599,6 +666,8 @@ int main(void)
     RUN(test_lines_trailing_newline);
     RUN(test_lines_long_line);
     RUN(test_lines_pipe);
+    RUN(test_lines_fifo_async);
+    RUN(test_lines_nul_and_strict);
     RUN(test_lines_missing);
     RUN(test_lines_streaming_memory);
     RUN(test_glob);

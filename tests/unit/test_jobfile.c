@@ -19,7 +19,7 @@ static struct prun_job *load_str(const char *name, const char *yaml,
     struct prun_job *job = NULL;
 
     memset(err, 0, sizeof(*err));
-    if (prun_jobfile_load_mem(
+    if (prun__jobfile_load_mem(
             name, yaml, strlen(yaml), sets, nsets, &job, err) < 0)
         return NULL;
     return job;
@@ -31,7 +31,7 @@ static const char *load_msg(const char *yaml, struct prun_err *err)
     struct prun_job *job = load_str("t.yaml", yaml, NULL, 0, err);
 
     if (job != NULL) {
-        prun_job_free(job);
+        prun__job_free(job);
         return "OK";
     }
     return err->msg;
@@ -74,8 +74,8 @@ static void test_full_file(void)
     struct prun_job *job = NULL;
     const struct prun_task *f, *s, *r;
 
-    ASSERT_EQ(
-        prun_jobfile_load("tests/fixtures/good/full.yaml", NULL, 0, &job, &err),
+    ASSERT_EQ(prun__jobfile_load(
+                  "tests/fixtures/good/full.yaml", NULL, 0, &job, &err),
         0);
     ASSERT_STREQ(job->path, "tests/fixtures/good/full.yaml");
     ASSERT_STREQ(job->name, "nightly-etl");
@@ -160,14 +160,14 @@ static void test_full_file(void)
     ASSERT_EQ(r->pool, 0);
     ASSERT_EQ(r->foreach.kind, PRUN_SRC_NONE);
     ASSERT_EQ(r->foreach.chunk, 1);
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 static void test_defaults_when_unset(void)
 {
     struct prun_err err;
-    struct prun_job *job = load_str(
-        "dir/my job.v2.yaml", "tasks:\n  a: {run: [\"true\"]}\n", NULL, 0, &err);
+    struct prun_job *job = load_str("dir/my job.v2.yaml",
+        "tasks:\n  a: {run: [\"true\"]}\n", NULL, 0, &err);
     const struct prun_task *t;
 
     ASSERT(job != NULL);
@@ -185,12 +185,12 @@ static void test_defaults_when_unset(void)
     ASSERT(t->rate == 0);
     ASSERT_EQ(t->nenv, 0);
     ASSERT_EQ(t->pool, 0);
-    prun_job_free(job);
+    prun__job_free(job);
 
     job = load_str(".hidden..x.yaml", "tasks: {a: {run: x}}\n", NULL, 0, &err);
     ASSERT(job != NULL);
     ASSERT_STREQ(job->name, "hidden.-x");
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 static void test_sets_override_and_add(void)
@@ -217,10 +217,10 @@ static void test_sets_override_and_add(void)
     /* {vars.} is resolved at compile time into one literal part. */
     ASSERT_EQ(job->tasks[0].argv[1].nparts, 1);
     ASSERT_EQ(job->tasks[0].argv[1].parts[0].kind, PRUN_PH_LIT);
-    ASSERT_EQ(prun_tpl_expand(&job->tasks[0].argv[1], &ctx, 0, &b), 0);
+    ASSERT_EQ(prun__tpl_expand(&job->tasks[0].argv[1], &ctx, 0, &b), 0);
     ASSERT_STREQ(b.data, "2027-01-01-a b-k");
-    prun_buf_free(&b);
-    prun_job_free(job);
+    prun__buf_free(&b);
+    prun__job_free(job);
 
     /* --set of a variable the file does not declare is refused. */
     ASSERT(load_str("t.yaml", "tasks: {a: {run: \"echo {vars.new}\"}}\n",
@@ -241,7 +241,7 @@ static void test_matrix_and_list_of_maps(void)
     const struct prun_task *t, *h;
     const struct prun_item *it;
 
-    ASSERT_EQ(prun_jobfile_load(
+    ASSERT_EQ(prun__jobfile_load(
                   "tests/fixtures/good/matrix.yaml", NULL, 0, &job, &err),
         0);
     t = task(job, "train");
@@ -271,7 +271,7 @@ static void test_matrix_and_list_of_maps(void)
     ASSERT_STREQ(h->foreach.list[0].text, "alpha 22");
     ASSERT_EQ(h->nneeds, 1);
     ASSERT_EQ(h->needs[0], 0);
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 static void test_merge_keys(void)
@@ -280,7 +280,7 @@ static void test_merge_keys(void)
     struct prun_job *job = NULL;
     const struct prun_task *a, *b;
 
-    ASSERT_EQ(prun_jobfile_load(
+    ASSERT_EQ(prun__jobfile_load(
                   "tests/fixtures/good/merge.yaml", NULL, 0, &job, &err),
         0);
     a = task(job, "a");
@@ -292,7 +292,7 @@ static void test_merge_keys(void)
     ASSERT_STREQ(env_src(a, "LANG"), "C");
     ASSERT_EQ(b->nneeds, 1);
     ASSERT_EQ(b->needs[0], 0);
-    prun_job_free(job);
+    prun__job_free(job);
 
     /* Earlier merge sources win over later ones; none is a duplicate. */
     ASSERT_STREQ(load_msg("x-a: &a {retries: 1, timeout: 1s}\n"
@@ -308,7 +308,7 @@ static void test_merge_keys(void)
     ASSERT_EQ(job->tasks[0].retries, 1);
     ASSERT_EQ(job->tasks[0].pool, 1);
     ASSERT_EQ(job->tasks[0].timeout_ms, 1000);
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 static void test_glob_lines_rate(void)
@@ -316,15 +316,15 @@ static void test_glob_lines_rate(void)
     struct prun_err err;
     struct prun_job *job = NULL;
 
-    ASSERT_EQ(
-        prun_jobfile_load("tests/fixtures/good/glob.yaml", NULL, 0, &job, &err),
+    ASSERT_EQ(prun__jobfile_load(
+                  "tests/fixtures/good/glob.yaml", NULL, 0, &job, &err),
         0);
     ASSERT_EQ(job->tasks[0].foreach.kind, PRUN_SRC_GLOB);
     ASSERT_STREQ(job->tasks[0].foreach.path, "logs/*.log");
     ASSERT(job->tasks[0].rate == 5.0);
     ASSERT_EQ(job->tasks[1].foreach.kind, PRUN_SRC_LINES);
     ASSERT_STREQ(job->tasks[1].foreach.path, "-");
-    prun_job_free(job);
+    prun__job_free(job);
 
     job = load_str("t.yaml",
         "tasks:\n  a:\n    run: x\n    rate: 100/m\n    needs: []\n"
@@ -336,7 +336,7 @@ static void test_glob_lines_rate(void)
     ASSERT_STREQ(job->tasks[0].foreach.list[1].text, "b c");
     ASSERT_STREQ(job->tasks[0].foreach.list[2].text, "");
     ASSERT_EQ(job->tasks[0].foreach.list[0].nkeys, 0);
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 /* A model with no tasks, for compiling templates by hand. */
@@ -344,8 +344,8 @@ static struct prun_job *bare_job(void)
 {
     static const char *keys[] = {"day", "user"};
     static const char *vals[] = {"mon", "ann"};
-    struct prun_arena *a = prun_arena_new();
-    struct prun_job *job = prun_arena_alloc(a, sizeof(*job));
+    struct prun_arena *a = prun__arena_new();
+    struct prun_job *job = prun__arena_alloc(a, sizeof(*job));
 
     job->arena = a;
     job->path = "j.yaml";
@@ -361,12 +361,12 @@ static int expand(struct prun_job *job, const char *src,
 {
     struct prun_tpl t;
     struct prun_pos pos = {1, 1};
-    int rc = prun_tpl_compile(job, &t, src, pos, keys, nkeys, err);
+    int rc = prun__tpl_compile(job, &t, src, pos, keys, nkeys, err);
 
-    prun_buf_reset(out);
+    prun__buf_reset(out);
     if (rc < 0)
         return rc;
-    return prun_tpl_expand(&t, ctx, quote, out);
+    return prun__tpl_expand(&t, ctx, quote, out);
 }
 
 static void test_tpl_every_placeholder(void)
@@ -395,8 +395,8 @@ static void test_tpl_every_placeholder(void)
     ASSERT_EQ(expand(job, "", &ctx, 0, NULL, 0, &b, &err), 0);
     ASSERT(b.data != NULL);
     ASSERT_STREQ(b.data, "");
-    prun_buf_free(&b);
-    prun_job_free(job);
+    prun__buf_free(&b);
+    prun__job_free(job);
 }
 
 static void test_tpl_parts(void)
@@ -406,7 +406,7 @@ static void test_tpl_parts(void)
     struct prun_pos pos = {3, 9};
     struct prun_err err;
 
-    ASSERT_EQ(prun_tpl_compile(
+    ASSERT_EQ(prun__tpl_compile(
                   job, &t, "a{{{vars.day}}}-{item}{index}", pos, NULL, 0, &err),
         0);
     ASSERT_EQ(t.nparts, 3);
@@ -418,7 +418,7 @@ static void test_tpl_parts(void)
     ASSERT_STREQ(t.src, "a{{{vars.day}}}-{item}{index}");
     ASSERT_EQ(t.pos.line, 3);
     ASSERT_EQ(t.pos.col, 9);
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 static void test_tpl_errors(void)
@@ -429,43 +429,45 @@ static void test_tpl_errors(void)
     struct prun_pos pos = {4, 10};
     struct prun_err err;
 
-    ASSERT_EQ(prun_tpl_compile(job, &t, "echo {itme}", pos, NULL, 0, &err),
+    ASSERT_EQ(prun__tpl_compile(job, &t, "echo {itme}", pos, NULL, 0, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg,
         "j.yaml:4:15: unknown placeholder '{itme}' (did you mean '{item}'?)");
-    ASSERT_EQ(prun_tpl_compile(job, &t, "awk '{print $1}'", pos, NULL, 0, &err),
+    ASSERT_EQ(
+        prun__tpl_compile(job, &t, "awk '{print $1}'", pos, NULL, 0, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:15: unknown placeholder '{print $1}' "
                           "(write '{{' for a literal brace)");
     ASSERT_EQ(
-        prun_tpl_compile(job, &t, "x {item", pos, NULL, 0, &err), PRUN_EINVAL);
+        prun__tpl_compile(job, &t, "x {item", pos, NULL, 0, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:12: unterminated placeholder '{item' "
                           "(write '{{' for a literal brace)");
     /* "{}" is GNU parallel's item now; source 0 does not exist. */
-    ASSERT_EQ(prun_tpl_compile(job, &t, "{}", pos, NULL, 0, &err), 0);
-    ASSERT_EQ(prun_tpl_compile(job, &t, "{0}", pos, NULL, 0, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__tpl_compile(job, &t, "{}", pos, NULL, 0, &err), 0);
+    ASSERT_EQ(
+        prun__tpl_compile(job, &t, "{0}", pos, NULL, 0, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:10: unknown placeholder '{0}' "
                           "(write '{{' for a literal brace)");
-    ASSERT_EQ(prun_tpl_compile(job, &t, "{item.nmae}", pos, keys, 2, &err),
+    ASSERT_EQ(prun__tpl_compile(job, &t, "{item.nmae}", pos, keys, 2, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:10: unknown placeholder '{item.nmae}' "
                           "(did you mean '{item.name}'?)");
-    ASSERT_EQ(prun_tpl_compile(job, &t, "{item.zzzzzz}", pos, keys, 2, &err),
+    ASSERT_EQ(prun__tpl_compile(job, &t, "{item.zzzzzz}", pos, keys, 2, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:10: unknown placeholder '{item.zzzzzz}' "
                           "(the items have no key 'zzzzzz')");
-    ASSERT_EQ(prun_tpl_compile(job, &t, "{item.name}", pos, NULL, 0, &err),
+    ASSERT_EQ(prun__tpl_compile(job, &t, "{item.name}", pos, NULL, 0, &err),
         PRUN_EINVAL);
     ASSERT_CONTAINS(err.msg, "have no keys; use '{item}'");
-    ASSERT_EQ(prun_tpl_compile(job, &t, "é{vars.usr}", pos, NULL, 0, &err),
+    ASSERT_EQ(prun__tpl_compile(job, &t, "é{vars.usr}", pos, NULL, 0, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:11: undefined variable '{vars.usr}' (did "
                           "you mean '{vars.user}'?)");
-    ASSERT_EQ(prun_tpl_compile(job, &t, "{vars.qqqqqqq}", pos, NULL, 0, &err),
+    ASSERT_EQ(prun__tpl_compile(job, &t, "{vars.qqqqqqq}", pos, NULL, 0, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:10: undefined variable '{vars.qqqqqqq}' "
                           "(define it under 'vars:' or with --set)");
-    prun_job_free(job);
+    prun__job_free(job);
 }
 
 static void test_tpl_shell_quoting(void)
@@ -488,8 +490,8 @@ static void test_tpl_shell_quoting(void)
     ASSERT_STREQ(b.data, "cat 'a b; rm -rf $(x)' 'it'\\''s'");
     ASSERT_EQ(expand(job, "x{item}y", &ctx, 0, NULL, 0, &b, &err), 0);
     ASSERT_STREQ(b.data, "xa b; rm -rf $(x) it'sy");
-    prun_buf_free(&b);
-    prun_job_free(job);
+    prun__buf_free(&b);
+    prun__job_free(job);
 }
 
 static void test_tpl_item_keys_chunk(void)
@@ -509,8 +511,8 @@ static void test_tpl_item_keys_chunk(void)
     ASSERT_STREQ(b.data, "h1 h 2:80 81");
     ASSERT_EQ(expand(job, "{item.host}", &ctx, 1, keys, 2, &b, &err), 0);
     ASSERT_STREQ(b.data, "h1 'h 2'");
-    prun_buf_free(&b);
-    prun_job_free(job);
+    prun__buf_free(&b);
+    prun__job_free(job);
 }
 
 static void test_argv_and_cmdline(void)
@@ -535,7 +537,7 @@ static void test_argv_and_cmdline(void)
 
     ASSERT(job != NULL);
     /* A lone {item} becomes one argument per item of the chunk. */
-    argv = prun_task_argv(&job->tasks[0], &ctx);
+    argv = prun__task_argv(&job->tasks[0], &ctx);
     ASSERT(argv != NULL);
     ASSERT_STREQ(argv[0], "grep");
     ASSERT_STREQ(argv[1], "-e");
@@ -548,35 +550,35 @@ static void test_argv_and_cmdline(void)
     ASSERT(argv[9] == NULL);
     free(argv);
 
-    ASSERT_EQ(prun_task_cmdline(&job->tasks[0], &ctx, &b), 0);
+    ASSERT_EQ(prun__task_cmdline(&job->tasks[0], &ctx, &b), 0);
     ASSERT_STREQ(b.data, "grep -e 'a b' c '$(d)' --tag=list-4 'a b' c '$(d)'");
 
     /* Shell form: /bin/sh -c with each substituted value quoted. */
     ctx.task = "sh";
-    argv = prun_task_argv(&job->tasks[1], &ctx);
+    argv = prun__task_argv(&job->tasks[1], &ctx);
     ASSERT(argv != NULL);
     ASSERT_STREQ(argv[0], "/bin/sh");
     ASSERT_STREQ(argv[1], "-c");
     ASSERT_STREQ(argv[2], "grep 'a b' c '$(d)' > out-4.txt");
     ASSERT(argv[3] == NULL);
     free(argv);
-    prun_buf_reset(&b);
-    ASSERT_EQ(prun_task_cmdline(&job->tasks[1], &ctx, &b), 0);
+    prun__buf_reset(&b);
+    ASSERT_EQ(prun__task_cmdline(&job->tasks[1], &ctx, &b), 0);
     ASSERT_STREQ(b.data, "grep 'a b' c '$(d)' > out-4.txt");
 
     /* One item: {item} stays one argument, with its space. */
     ctx.nitems = 1;
-    argv = prun_task_argv(&job->tasks[2], &ctx);
+    argv = prun__task_argv(&job->tasks[2], &ctx);
     ASSERT(argv != NULL);
     ASSERT_STREQ(argv[1], "a b");
     ASSERT_STREQ(argv[2], "it's");
     ASSERT(argv[3] == NULL);
     free(argv);
-    prun_buf_reset(&b);
-    ASSERT_EQ(prun_task_cmdline(&job->tasks[2], &ctx, &b), 0);
+    prun__buf_reset(&b);
+    ASSERT_EQ(prun__task_cmdline(&job->tasks[2], &ctx, &b), 0);
     ASSERT_STREQ(b.data, "echo 'a b' 'it'\\''s'");
-    prun_buf_free(&b);
-    prun_job_free(job);
+    prun__buf_free(&b);
+    prun__job_free(job);
 }
 
 static void test_job_check_by_hand(void)
@@ -594,7 +596,7 @@ static void test_job_check_by_hand(void)
     tasks[0] = (struct prun_task){.name = "a", .pos = {2, 3}};
     tasks[1] = (struct prun_task){.name = "b", .pos = {5, 3}};
     tasks[2] = (struct prun_task){.name = "c", .pos = {8, 3}};
-    ASSERT_EQ(prun_job_check(&job, &err), 0);
+    ASSERT_EQ(prun__job_check(&job, &err), 0);
 
     /* b -> c -> a -> b, reported from a, the first in file order. */
     tasks[1].needs = n1;
@@ -603,7 +605,7 @@ static void test_job_check_by_hand(void)
     tasks[2].nneeds = 1;
     tasks[0].needs = n0;
     tasks[0].nneeds = 1;
-    ASSERT_EQ(prun_job_check(&job, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__job_check(&job, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "h.yaml:2:3: dependency cycle: a -> b -> c -> a");
 
     /*
@@ -613,21 +615,21 @@ static void test_job_check_by_hand(void)
     n0[0] = 2;
     n1[0] = 2;
     n2[0] = 1;
-    ASSERT_EQ(prun_job_check(&job, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__job_check(&job, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "h.yaml:5:3: dependency cycle: b -> c -> b");
 
     tasks[0].needs = bad;
-    ASSERT_EQ(prun_job_check(&job, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__job_check(&job, &err), PRUN_EINVAL);
     ASSERT_STREQ(
         err.msg, "h.yaml:2:3: task 'a' needs task #7, which is not defined");
     tasks[0].nneeds = 0;
     tasks[2].segs = bad;
     tasks[2].nsegs = 1;
-    ASSERT_EQ(prun_job_check(&job, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__job_check(&job, &err), PRUN_EINVAL);
     ASSERT_STREQ(
         err.msg, "h.yaml:8:3: task 'c' uses segment #7, which is not defined");
 
-    prun_job_free(NULL);
+    prun__job_free(NULL);
 }
 
 static void test_long_chain_no_recursion(void)
@@ -638,16 +640,16 @@ static void test_long_chain_no_recursion(void)
     struct prun_job *job;
     int i, n = 20000;
 
-    prun_buf_adds(&y, "tasks:\n");
+    prun__buf_adds(&y, "tasks:\n");
     for (i = 0; i < n; i++)
-        prun_buf_printf(&y, "  t%d: {run: x%s%d}\n", i,
+        prun__buf_printf(&y, "  t%d: {run: x%s%d}\n", i,
             i + 1 < n ? ", needs: t" : "", i + 1 < n ? i + 1 : 0);
     job = load_str("chain.yaml", y.data, NULL, 0, &err);
     ASSERT(job != NULL);
     ASSERT_EQ(job->ntasks, (size_t)n);
     ASSERT_EQ(job->tasks[0].needs[0], 1);
-    prun_job_free(job);
-    prun_buf_free(&y);
+    prun__job_free(job);
+    prun__buf_free(&y);
 }
 
 static void test_error_positions(void)
@@ -812,30 +814,30 @@ static void test_yaml_level_errors(void)
         "t.yaml:2:5: mapping keys must be strings, got a sequence");
 
     /* Billion laughs: refused at the alias that crosses the bound. */
-    prun_buf_adds(&y, "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+    prun__buf_adds(&y, "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
     for (i = 1; i < 9; i++)
-        prun_buf_printf(&y,
+        prun__buf_printf(&y,
             "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, "
             "*l%d, *l%d]\n",
             i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1,
             i - 1);
-    prun_buf_adds(&y, "tasks: {a: {run: x}}\n");
+    prun__buf_adds(&y, "tasks: {a: {run: x}}\n");
     ASSERT_STREQ(load_msg(y.data, &err),
         "t.yaml:5:45: YAML aliases expand to more than 100000 nodes");
 
     /* 64 levels are fine, 65 are not. */
-    prun_buf_reset(&y);
-    prun_buf_adds(&y, "x-deep: ");
+    prun__buf_reset(&y);
+    prun__buf_adds(&y, "x-deep: ");
     for (i = 0; i < 63; i++)
-        prun_buf_addc(&y, '[');
+        prun__buf_addc(&y, '[');
     for (i = 0; i < 63; i++)
-        prun_buf_addc(&y, ']');
-    prun_buf_adds(&y, "\ntasks: {a: {run: x}}\n");
+        prun__buf_addc(&y, ']');
+    prun__buf_adds(&y, "\ntasks: {a: {run: x}}\n");
     ASSERT_STREQ(load_msg(y.data, &err), "OK");
-    prun_buf_reset(&y);
-    prun_buf_adds(&y, "x-deep: ");
+    prun__buf_reset(&y);
+    prun__buf_adds(&y, "x-deep: ");
     for (i = 0; i < 64; i++)
-        prun_buf_addc(&y, '[');
+        prun__buf_addc(&y, '[');
     ASSERT_STREQ(load_msg(y.data, &err),
         "t.yaml:1:72: YAML nesting is deeper than 64 levels");
 
@@ -844,7 +846,7 @@ static void test_yaml_level_errors(void)
                           "  b: {run: y, env: *e}\n",
                      &err),
         "OK");
-    prun_buf_free(&y);
+    prun__buf_free(&y);
 }
 
 static void test_nul_and_size_limits(void)
@@ -856,7 +858,7 @@ static void test_nul_and_size_limits(void)
     char *buf, path[] = "/tmp/prun-test-XXXXXX";
     int fd;
 
-    ASSERT_EQ(prun_jobfile_load_mem(
+    ASSERT_EQ(prun__jobfile_load_mem(
                   "n.yaml", nul, sizeof(nul) - 1, NULL, 0, &job, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "n.yaml:2:13: job file contains a NUL byte");
@@ -864,7 +866,7 @@ static void test_nul_and_size_limits(void)
     buf = calloc(1, big);
     ASSERT(buf != NULL);
     memset(buf, ' ', big);
-    ASSERT_EQ(prun_jobfile_load_mem("b.yaml", buf, big, NULL, 0, &job, &err),
+    ASSERT_EQ(prun__jobfile_load_mem("b.yaml", buf, big, NULL, 0, &job, &err),
         PRUN_EINVAL);
     free(buf);
     ASSERT_STREQ(err.msg, "b.yaml:1:1: job file is larger than 16 MiB");
@@ -873,18 +875,18 @@ static void test_nul_and_size_limits(void)
     ASSERT(fd >= 0);
     ASSERT_EQ(ftruncate(fd, (off_t)big), 0);
     close(fd);
-    ASSERT_EQ(prun_jobfile_load(path, NULL, 0, &job, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__jobfile_load(path, NULL, 0, &job, &err), PRUN_EINVAL);
     unlink(path);
     ASSERT_CONTAINS(err.msg, ":1:1: job file is larger than 16 MiB");
     ASSERT(strncmp(err.msg, path, strlen(path)) == 0);
 
     ASSERT_EQ(
-        prun_jobfile_load("tests/fixtures/no-such.yaml", NULL, 0, &job, &err),
+        prun__jobfile_load("tests/fixtures/no-such.yaml", NULL, 0, &job, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "cannot read 'tests/fixtures/no-such.yaml': No such "
                           "file or directory");
     ASSERT(job == NULL);
-    ASSERT_EQ(prun_jobfile_load("-", NULL, 0, &job, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__jobfile_load("-", NULL, 0, &job, &err), PRUN_EINVAL);
 }
 
 /* The first line of a file, without its newline, into buf. */
@@ -924,8 +926,8 @@ static void test_bad_fixtures(void)
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         snprintf(errpath, sizeof(errpath), "%s/%.*s.err", dir, (int)len - 5,
             e->d_name);
-        rc = prun_jobfile_load(path, NULL, 0, &job, &err);
-        prun_job_free(job);
+        rc = prun__jobfile_load(path, NULL, 0, &job, &err);
+        prun__job_free(job);
         if (first_line(errpath, want, sizeof(want)) < 0) {
             printf("# %s: missing %s\n", path, errpath);
             bad++;
@@ -961,12 +963,12 @@ static void test_good_fixtures(void)
             continue;
         n++;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (prun_jobfile_load(path, NULL, 0, &job, &err) != 0 ||
+        if (prun__jobfile_load(path, NULL, 0, &job, &err) != 0 ||
             job->ntasks == 0) {
             printf("# %s: %s\n", path, err.msg);
             bad++;
         }
-        prun_job_free(job);
+        prun__job_free(job);
     }
     closedir(d);
     ASSERT(n >= 3);

@@ -8,6 +8,8 @@
 #include "sched.h"
 #include "unit.h"
 
+#include <poll.h>
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,7 +35,7 @@ struct sim {
     int64_t dur; /* run time of every instance, unless dur_fn */
     int64_t (*dur_fn)(const struct prun_inst *);
     outcome_fn outcome;
-    unsigned long long stop_after; /* call prun_sched_stop after N starts */
+    unsigned long long stop_after; /* call prun__sched_stop after N starts */
 
     struct {
         struct prun_inst *inst;
@@ -52,25 +54,25 @@ struct sim {
 
 static struct prun_job *mkjob(size_t ntasks)
 {
-    struct prun_arena *a = prun_arena_new();
+    struct prun_arena *a = prun__arena_new();
     struct prun_job *job;
     size_t i;
 
     if (a == NULL)
         abort();
-    job = prun_arena_alloc(a, sizeof(*job));
+    job = prun__arena_alloc(a, sizeof(*job));
     job->arena = a;
     job->path = "jobs/t.yaml";
     job->name = "t";
     job->max_failures = 1;
     job->ntasks = ntasks;
-    job->tasks = prun_arena_alloc(a, ntasks * sizeof(*job->tasks));
+    job->tasks = prun__arena_alloc(a, ntasks * sizeof(*job->tasks));
     for (i = 0; i < ntasks; i++) {
         struct prun_task *t = &job->tasks[i];
         char name[32];
 
         snprintf(name, sizeof(name), "t%zu", i);
-        t->name = prun_arena_strdup(a, name);
+        t->name = prun__arena_strdup(a, name);
         t->foreach.kind = PRUN_SRC_NONE;
         t->foreach.chunk = 1;
         t->kill_grace_ms = -1;
@@ -90,7 +92,7 @@ static void set_needs(struct prun_job *job, size_t task, size_t need)
 {
     struct prun_task *t = &job->tasks[task];
     size_t *needs =
-        prun_arena_alloc(job->arena, (t->nneeds + 1) * sizeof(*needs));
+        prun__arena_alloc(job->arena, (t->nneeds + 1) * sizeof(*needs));
 
     if (t->nneeds)
         memcpy(needs, t->needs, t->nneeds * sizeof(*needs));
@@ -113,7 +115,7 @@ static int sim_init(struct sim *m, struct prun_job *job, unsigned jobs)
     m->opts.seed = 42;
     m->dur = 10;
     m->outcome = always_ok;
-    return prun_sched_new(job, &m->opts, &m->s, &m->err);
+    return prun__sched_new(job, &m->opts, &m->s, &m->err);
 }
 
 static void sim_finish(struct sim *m, size_t r, enum prun_outcome out)
@@ -124,14 +126,35 @@ static void sim_finish(struct sim *m, size_t r, enum prun_outcome out)
 
     m->running[inst->task]--;
     m->run[r] = m->run[--m->nrun];
-    v = prun_sched_finish(m->s, inst, out, m->now);
+    v = prun__sched_finish(m->s, inst, out, m->now);
     m->nverdict[v]++;
     if (log < LOGN) {
         m->log[log].end = m->now;
         m->log[log].verdict = v;
     }
     if (v != PRUN_V_RETRY)
-        prun_inst_free(inst);
+        prun__inst_free(inst);
+}
+
+/* Waits for the sources the scheduler waits on; nonzero if there were any. */
+static int sim_input(struct sim *m)
+{
+    struct pollfd pfd;
+    size_t t;
+    int any = 0;
+
+    for (t = 0; t < m->job->ntasks; t++) {
+        pfd.fd = prun__sched_input_fd(m->s, t);
+        if (pfd.fd < 0)
+            continue;
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, 5000) == 1)
+            prun__sched_input_ready(m->s, t);
+        else
+            m->violation = 1;
+        any = 1;
+    }
+    return any && !m->violation;
 }
 
 static void sim_run(struct sim *m)
@@ -144,11 +167,11 @@ static void sim_run(struct sim *m)
         size_t r;
         int rc;
 
-        while ((rc = prun_sched_next(m->s, m->now, &inst, &wake, &m->err)) ==
+        while ((rc = prun__sched_next(m->s, m->now, &inst, &wake, &m->err)) ==
                PRUN_NEXT_START) {
             const struct prun_task *task = &m->job->tasks[inst->task];
 
-            if (prun_sched_halted(m->s))
+            if (prun__sched_halted(m->s))
                 m->started_after_halt++;
             if (m->nrun == sizeof(m->run) / sizeof(m->run[0]) ||
                 inst->task >= MAXT) {
@@ -180,7 +203,7 @@ static void sim_run(struct sim *m)
                 m->now + (m->dur_fn ? m->dur_fn(inst) : m->dur);
             m->nrun++;
             if (m->stop_after && m->nstarts == m->stop_after)
-                prun_sched_stop(m->s);
+                prun__sched_stop(m->s);
         }
         if (rc == PRUN_NEXT_DONE) {
             if (m->nrun != 0)
@@ -192,6 +215,9 @@ static void sim_run(struct sim *m)
             m->error = rc;
             return;
         }
+        /* A source waiting for input: the runner would poll its fd. */
+        if (sim_input(m))
+            continue;
         if (wake <= m->now) {
             m->violation = 1;
             return;
@@ -212,7 +238,7 @@ static void sim_run(struct sim *m)
                 r++;
         }
         /* halt: now is the runner's job: it stops what still runs. */
-        if (prun_sched_halt_now(m->s))
+        if (prun__sched_halt_now(m->s))
             while (m->nrun > 0)
                 sim_finish(m, 0, PRUN_OUT_CANCELLED);
     }
@@ -222,13 +248,13 @@ static void sim_run(struct sim *m)
 static void sim_free(struct sim *m)
 {
     while (m->nrun > 0)
-        prun_inst_free(m->run[--m->nrun].inst);
-    prun_sched_free(m->s);
-    prun_arena_free(m->job->arena);
+        prun__inst_free(m->run[--m->nrun].inst);
+    prun__sched_free(m->s);
+    prun__arena_free(m->job->arena);
 }
 
 /* The stats invariant once a run is done. */
-static int stats_add_up(const struct prun_sched_stats *st)
+static int stats_add_up(const struct prun__sched_stats *st)
 {
     return st->total >= 0 && st->running == 0 &&
            st->succeeded + st->failed + st->cancelled + st->skipped ==
@@ -238,7 +264,7 @@ static int stats_add_up(const struct prun_sched_stats *st)
 static void test_caps(void)
 {
     struct prun_job *job = mkjob(3);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
 
     set_range(&job->tasks[0], 0, 50);
@@ -248,7 +274,7 @@ static void test_caps(void)
     job->tasks[2].jobs = 1;
     ASSERT_EQ(sim_init(&m, job, 4), 0);
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
+    prun__sched_stats(m.s, &st);
     sim_free(&m);
     ASSERT(m.done);
     ASSERT(!m.violation);
@@ -345,7 +371,7 @@ static enum prun_outcome fail_index2(struct sim *m, const struct prun_inst *i)
 static void test_skipped_dependents(void)
 {
     struct prun_job *job = mkjob(4);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     unsigned long long i;
     int skipped[4], k;
@@ -359,9 +385,9 @@ static void test_skipped_dependents(void)
     ASSERT_EQ(sim_init(&m, job, 2), 0);
     m.outcome = fail_index2;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
+    prun__sched_stats(m.s, &st);
     for (k = 0; k < 4; k++)
-        skipped[k] = prun_sched_task_skipped(m.s, (size_t)k);
+        skipped[k] = prun__sched_task_skipped(m.s, (size_t)k);
     sim_free(&m);
     ASSERT(m.done && !m.violation);
     for (i = 0; i < m.nstarts; i++)
@@ -388,7 +414,7 @@ static enum prun_outcome always_fail(struct sim *m, const struct prun_inst *i)
 static void test_retry_backoff(void)
 {
     struct prun_job *job = mkjob(1);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     unsigned k;
 
@@ -398,7 +424,7 @@ static void test_retry_backoff(void)
     m.outcome = always_fail;
     m.dur = 5;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
+    prun__sched_stats(m.s, &st);
     sim_free(&m);
     ASSERT(m.done && !m.violation);
     ASSERT_EQ(m.nstarts, 4);
@@ -508,7 +534,7 @@ static enum prun_outcome fail_final(struct sim *m, const struct prun_inst *i)
 static void test_fail_final_not_retried(void)
 {
     struct prun_job *job = mkjob(1);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
 
     set_range(&job->tasks[0], 0, 3);
@@ -517,7 +543,7 @@ static void test_fail_final_not_retried(void)
     ASSERT_EQ(sim_init(&m, job, 2), 0);
     m.outcome = fail_final;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
+    prun__sched_stats(m.s, &st);
     sim_free(&m);
     ASSERT(m.done && !m.violation);
     ASSERT_EQ(m.nstarts, 3);
@@ -536,7 +562,7 @@ static enum prun_outcome fail_1_and_4(struct sim *m, const struct prun_inst *i)
 static void test_halt_soon(void)
 {
     struct prun_job *job = mkjob(2);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     int halted = 0, halt_now = 0;
     int64_t halt_at = -1;
@@ -550,9 +576,9 @@ static void test_halt_soon(void)
     ASSERT_EQ(sim_init(&m, job, 3), 0);
     m.outcome = fail_1_and_4;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
-    halted = prun_sched_halted(m.s);
-    halt_now = prun_sched_halt_now(m.s);
+    prun__sched_stats(m.s, &st);
+    halted = prun__sched_halted(m.s);
+    halt_now = prun__sched_halt_now(m.s);
     sim_free(&m);
     ASSERT(halted);
     ASSERT(!halt_now);
@@ -577,7 +603,7 @@ static void test_halt_soon(void)
 static void test_halt_never(void)
 {
     struct prun_job *job = mkjob(1);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     int halted = 0;
 
@@ -586,8 +612,8 @@ static void test_halt_never(void)
     ASSERT_EQ(sim_init(&m, job, 3), 0);
     m.outcome = fail_1_and_4;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
-    halted = prun_sched_halted(m.s);
+    prun__sched_stats(m.s, &st);
+    halted = prun__sched_halted(m.s);
     sim_free(&m);
     ASSERT(!halted);
     ASSERT_EQ(st.failed, 2);
@@ -612,7 +638,7 @@ static int64_t staggered(const struct prun_inst *i)
 static void test_halt_now(void)
 {
     struct prun_job *job = mkjob(1);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     int halted = 0, halt_now = 0;
 
@@ -625,9 +651,9 @@ static void test_halt_now(void)
     m.outcome = halt_now_outcome;
     m.dur_fn = staggered;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
-    halted = prun_sched_halted(m.s);
-    halt_now = prun_sched_halt_now(m.s);
+    prun__sched_stats(m.s, &st);
+    halted = prun__sched_halted(m.s);
+    halt_now = prun__sched_halt_now(m.s);
     sim_free(&m);
     ASSERT(halted);
     ASSERT(halt_now);
@@ -677,16 +703,16 @@ static void test_rate(void)
     job = mkjob(1);
     set_range(&job->tasks[0], 0, 10);
     job->tasks[0].rate = 20;
-    ASSERT_EQ(prun_sched_new(job, &opts, &s, NULL), 0);
-    ASSERT_EQ(prun_sched_next(s, 1000, &inst, &wake, NULL), PRUN_NEXT_START);
-    prun_inst_free(inst);
-    ASSERT_EQ(prun_sched_next(s, 1000, &inst, &wake, NULL), PRUN_NEXT_WAIT);
+    ASSERT_EQ(prun__sched_new(job, &opts, &s, NULL), 0);
+    ASSERT_EQ(prun__sched_next(s, 1000, &inst, &wake, NULL), PRUN_NEXT_START);
+    prun__inst_free(inst);
+    ASSERT_EQ(prun__sched_next(s, 1000, &inst, &wake, NULL), PRUN_NEXT_WAIT);
     ASSERT_EQ(wake, 1050);
-    ASSERT_EQ(prun_sched_next(s, 1049, &inst, &wake, NULL), PRUN_NEXT_WAIT);
-    ASSERT_EQ(prun_sched_next(s, 1050, &inst, &wake, NULL), PRUN_NEXT_START);
-    prun_inst_free(inst);
-    prun_sched_free(s);
-    prun_arena_free(job->arena);
+    ASSERT_EQ(prun__sched_next(s, 1049, &inst, &wake, NULL), PRUN_NEXT_WAIT);
+    ASSERT_EQ(prun__sched_next(s, 1050, &inst, &wake, NULL), PRUN_NEXT_START);
+    prun__inst_free(inst);
+    prun__sched_free(s);
+    prun__arena_free(job->arena);
 }
 
 static void test_rate_fractional(void)
@@ -712,7 +738,7 @@ static void test_rate_fractional(void)
 static void test_stop(void)
 {
     struct prun_job *job = mkjob(2);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     int halt_now = 0;
 
@@ -722,8 +748,8 @@ static void test_stop(void)
     ASSERT_EQ(sim_init(&m, job, 2), 0);
     m.stop_after = 5;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
-    halt_now = prun_sched_halt_now(m.s);
+    prun__sched_stats(m.s, &st);
+    halt_now = prun__sched_halt_now(m.s);
     sim_free(&m);
     /* Stop is not a halt: halt: now stays for the job's own policy. */
     ASSERT(!halt_now);
@@ -738,20 +764,22 @@ static void test_stop(void)
 static void test_zero_instance_tasks(void)
 {
     struct prun_job *job = mkjob(3);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     long long count0, count1;
 
     set_range(&job->tasks[0], 5, 5); /* empty */
     set_range(&job->tasks[1], 0, 2); /* needs the empty one */
     set_range(&job->tasks[2], 0, 0); /* empty, needs B */
+    job->tasks[0].foreach.allow_empty = 1;
+    job->tasks[2].foreach.allow_empty = 1;
     set_needs(job, 1, 0);
     set_needs(job, 2, 1);
     ASSERT_EQ(sim_init(&m, job, 2), 0);
-    count0 = prun_sched_task_count(m.s, 0);
-    count1 = prun_sched_task_count(m.s, 1);
+    count0 = prun__sched_task_count(m.s, 0);
+    count1 = prun__sched_task_count(m.s, 1);
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
+    prun__sched_stats(m.s, &st);
     sim_free(&m);
     ASSERT_EQ(count0, 0);
     ASSERT_EQ(count1, 2);
@@ -765,6 +793,7 @@ static void test_zero_instance_tasks(void)
     /* A job of empty tasks is done at once. */
     job = mkjob(1);
     set_range(&job->tasks[0], 0, 0);
+    job->tasks[0].foreach.allow_empty = 1;
     ASSERT_EQ(sim_init(&m, job, 1), 0);
     sim_run(&m);
     sim_free(&m);
@@ -776,7 +805,7 @@ static void test_unknown_count(void)
 {
     static const char data[] = "a\nb\nc\n";
     struct prun_job *job = mkjob(2);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
     long long total0 = 0, count0 = 0, count1 = 0;
     int fds[2], saved, rc;
@@ -797,12 +826,12 @@ static void test_unknown_count(void)
      */
     rc = sim_init(&m, job, 1);
     if (rc == 0) {
-        prun_sched_stats(m.s, &st);
+        prun__sched_stats(m.s, &st);
         total0 = st.total;
-        count0 = prun_sched_task_count(m.s, 0);
+        count0 = prun__sched_task_count(m.s, 0);
         sim_run(&m);
-        prun_sched_stats(m.s, &st);
-        count1 = prun_sched_task_count(m.s, 0);
+        prun__sched_stats(m.s, &st);
+        count1 = prun__sched_task_count(m.s, 0);
     }
     dup2(saved, 0);
     close(saved);
@@ -832,9 +861,9 @@ static void test_missing_lines_file(void)
     job->tasks[1].foreach.pos.line = 12;
     job->tasks[1].foreach.pos.col = 16;
     memset(&err, 0, sizeof(err));
-    ASSERT_EQ(prun_sched_new(job, &opts, &s, &err), PRUN_EINVAL);
+    ASSERT_EQ(prun__sched_new(job, &opts, &s, &err), PRUN_EINVAL);
     ASSERT(s == NULL);
-    prun_arena_free(job->arena);
+    prun__arena_free(job->arena);
     ASSERT_STREQ(err.msg, "jobs/t.yaml:12:16: cannot open "
                           "'urls-that-do-not-exist.txt': No such file or "
                           "directory");
@@ -850,39 +879,39 @@ static void test_chunked_instances(void)
 
     set_range(&job->tasks[0], 0, 5);
     job->tasks[0].foreach.chunk = 3;
-    ASSERT_EQ(prun_sched_new(job, &opts, &s, NULL), 0);
-    ASSERT_EQ(prun_sched_task_count(s, 0), 2);
-    ASSERT_EQ(prun_sched_next(s, 0, &a, &wake, NULL), PRUN_NEXT_START);
-    ASSERT_EQ(prun_sched_next(s, 0, &b, &wake, NULL), PRUN_NEXT_START);
+    ASSERT_EQ(prun__sched_new(job, &opts, &s, NULL), 0);
+    ASSERT_EQ(prun__sched_task_count(s, 0), 2);
+    ASSERT_EQ(prun__sched_next(s, 0, &a, &wake, NULL), PRUN_NEXT_START);
+    ASSERT_EQ(prun__sched_next(s, 0, &b, &wake, NULL), PRUN_NEXT_START);
     ASSERT_EQ(a->nitems, 3);
     ASSERT_STREQ(a->items[0].text, "0");
     ASSERT_STREQ(a->items[2].text, "2");
     ASSERT_EQ(b->index, 1);
     ASSERT_EQ(b->nitems, 2);
     ASSERT_STREQ(b->items[1].text, "4");
-    ASSERT_EQ(prun_sched_next(s, 0, &b, &wake, NULL), PRUN_NEXT_WAIT);
+    ASSERT_EQ(prun__sched_next(s, 0, &b, &wake, NULL), PRUN_NEXT_WAIT);
     ASSERT_EQ(wake, INT64_MAX);
-    ASSERT_EQ(prun_sched_finish(s, a, PRUN_OUT_OK, 1), PRUN_V_SUCCEEDED);
-    prun_inst_free(a);
-    ASSERT_EQ(prun_sched_next(s, 1, &a, &wake, NULL), PRUN_NEXT_WAIT);
-    ASSERT_EQ(prun_sched_finish(s, b, PRUN_OUT_OK, 2), PRUN_V_SUCCEEDED);
-    prun_inst_free(b);
-    ASSERT_EQ(prun_sched_next(s, 2, &a, &wake, NULL), PRUN_NEXT_DONE);
-    prun_sched_free(s);
-    prun_arena_free(job->arena);
+    ASSERT_EQ(prun__sched_finish(s, a, PRUN_OUT_OK, 1), PRUN_V_SUCCEEDED);
+    prun__inst_free(a);
+    ASSERT_EQ(prun__sched_next(s, 1, &a, &wake, NULL), PRUN_NEXT_WAIT);
+    ASSERT_EQ(prun__sched_finish(s, b, PRUN_OUT_OK, 2), PRUN_V_SUCCEEDED);
+    prun__inst_free(b);
+    ASSERT_EQ(prun__sched_next(s, 2, &a, &wake, NULL), PRUN_NEXT_DONE);
+    prun__sched_free(s);
+    prun__arena_free(job->arena);
 }
 
 static void test_million(void)
 {
     struct prun_job *job = mkjob(1);
-    struct prun_sched_stats st;
+    struct prun__sched_stats st;
     struct sim m;
 
     set_range(&job->tasks[0], 0, 1000000);
     ASSERT_EQ(sim_init(&m, job, 8), 0);
     m.dur = 1;
     sim_run(&m);
-    prun_sched_stats(m.s, &st);
+    prun__sched_stats(m.s, &st);
     sim_free(&m);
     ASSERT(m.done && !m.violation);
     ASSERT_EQ(st.total, 1000000);
