@@ -5,6 +5,7 @@
  * the same run composition as `run` (lib/session.c) runs it, so an ad-hoc
  * run is recorded like any other (status, runs, cancel, --resume).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,48 @@ static int adhoc_dry_run(const struct prun_job *job)
     return n < 0 ? cmd_fail(&e) : EXIT_OK;
 }
 
+/*
+ * Is the list-form command (a literal word) a program one can run? A word
+ * that names none is most likely a mistyped subcommand: better said at
+ * once than run with a "cannot run" per argument.
+ */
+static int command_found(const struct prun_task *t, char *word, size_t n)
+{
+    const struct prun_tpl *tp = &t->argv[0];
+    const char *path = getenv("PATH"), *p, *end;
+    char full[PATH_MAX];
+    size_t i, len = 0;
+
+    if (t->shell || t->argc == 0)
+        return 1;
+    for (i = 0; i < tp->nparts; i++) {
+        if (tp->parts[i].kind != PRUN_PH_LIT)
+            return 1;
+        if (len + tp->parts[i].len >= n)
+            return 1;
+        memcpy(word + len, tp->parts[i].text, tp->parts[i].len);
+        len += tp->parts[i].len;
+    }
+    word[len] = '\0';
+    if (len == 0 || strchr(word, '/') != NULL)
+        return 1;
+    for (p = path ? path : "/usr/bin:/bin"; p != NULL;
+         p = end ? end + 1 : NULL) {
+        end = strchr(p, ':');
+        i = end ? (size_t)(end - p) : strlen(p);
+        if (snprintf(full, sizeof(full), "%.*s/%s", (int)i, i ? p : ".", word) <
+                (int)sizeof(full) &&
+            access(full, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static const char *const subcommands[] = {"run", "validate", "status", "runs",
+    "cancel", "gc", "barrier", "lock", "counter", "queue", "progress", "next",
+    "segment"};
+#define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
 static void adhoc_say(void *ctx, const char *msg)
 {
     (void)ctx;
@@ -88,6 +131,7 @@ int cmd_adhoc(int argc, char **argv)
     struct prun_run_result res;
     struct prun_err e;
     struct joblog_skip js;
+    char word[256];
     const char *run_id;
     int rc, failed;
     size_t i;
@@ -109,18 +153,21 @@ int cmd_adhoc(int argc, char **argv)
      * No source and a terminal on stdin: most likely a mistyped command
      * ("parallelrun stauts"), not arguments about to be typed in.
      */
-    if (a->from_stdin && isatty(0)) {
-        static const char *const subs[] = {"run", "validate", "status", "runs",
-            "cancel", "gc", "barrier", "lock", "counter", "queue", "progress",
-            "next", "segment"};
-        const char *sugg =
-            prun__closest(argv[1], subs, sizeof(subs) / sizeof(subs[0]));
-        if (sugg != NULL && argv[1][0] != '-')
+    if (!command_found(&a->job->tasks[0], word, sizeof(word))) {
+        const char *sugg = prun__closest(word, subcommands, NSUBCOMMANDS);
+        if (sugg != NULL)
             rc = cmd_usage(
-                "unknown command '%s' (did you mean '%s'?)", argv[1], sugg);
+                "unknown command '%s' (did you mean '%s'?)", word, sugg);
         else
-            rc = cmd_usage("no arguments: give them after ':::' or "
-                           "'::::' FILE, or on stdin (not a terminal)");
+            rc = cmd_usage("unknown command '%s': not a subcommand, and no "
+                           "program of that name in PATH",
+                word);
+        goto out;
+    }
+    /* No source and a terminal on stdin: arguments are not typed in. */
+    if (a->from_stdin && isatty(0)) {
+        rc = cmd_usage("no arguments: give them after ':::' or '::::' FILE, "
+                       "or on stdin (not a terminal)");
         goto out;
     }
     if (prun__config_load(&cfg, NULL, &e) < 0) {

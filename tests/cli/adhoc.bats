@@ -170,6 +170,13 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     [ ! -e "$T/never" ]
     run "$PR" --redis off --retries
     [ "$status" -eq 2 ]
+    # A word that is neither a subcommand nor a program: said at once.
+    run "$PR" stauts ::: a
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unknown command 'stauts' (did you mean 'status'?)"* ]]
+    run "$PR" --redis off no-such-program-here ::: a
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no program of that name in PATH"* ]]
     # parallel passes it through a shell, which splits it: ours is one word.
     printf 'a b\n' > "$T/w"
     run "$PR" --redis off awk '{print $2}' ::: "$T/w"
