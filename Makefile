@@ -28,6 +28,7 @@ DEB_PKGS  := build-essential pkg-config libyaml-dev libhiredis-dev \
              libinih-dev redis-server redis-tools bats python3 python3-numpy \
              python3-h5py parallel hyperfine time clang libclang-rt-14-dev \
              valgrind cppcheck iproute2 procps
+DEB_PKGS  += scdoc man-db
 
 OPT       ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -200,6 +201,55 @@ install: all
 	install -m 644 python/parallelrun/__init__.py $(DESTDIR)$(PYDIR)/parallelrun/
 	printf 'LIBDIR = %s\nBINDIR = %s\n' "'$(PREFIX)/lib'" "'$(PREFIX)/bin'" \
 	  > $(DESTDIR)$(PYDIR)/parallelrun/_config.py
+
+# ---- Man pages and shell completion ------------------------------------
+#
+#   make man        docs/man/*.scd -> $(BUILD)/man/ (scdoc)
+#   make man-check  the pages render with man -l without a warning
+# make install also puts them under $(PREFIX)/share/man and the bash
+# completion where bash-completion looks for it.
+
+MAN_SRCS  := $(sort $(wildcard docs/man/*.scd))
+MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(BUILD)/man/%)
+SCDOC     ?= scdoc
+
+.PHONY: man man-check install-extra
+
+# Plain `make` builds the pages when scdoc is there (`make deps` installs it).
+ifneq ($(shell command -v $(SCDOC) 2>/dev/null),)
+all: man
+endif
+
+man: $(MAN_PAGES)
+
+$(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	$(SCDOC) < $< > $@.tmp && mv $@.tmp $@
+
+man-check: man
+	@for p in $(MAN_PAGES); do \
+	  w=$$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l $$p 2>&1 >/dev/null); \
+	  if [ -n "$$w" ]; then echo "$$p: $$w"; exit 1; fi; \
+	done; echo "man pages render without warnings"
+
+install: install-extra
+
+install-extra: man
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 644 $(BUILD)/man/parallelrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(BUILD)/man/parallelrun-job.5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 completion/parallelrun.bash \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/parallelrun
+
+uninstall: uninstall-extra
+
+uninstall-extra:
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/parallelrun.1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5/parallelrun-job.5 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/parallelrun
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/parallelrun \

@@ -56,6 +56,12 @@ if spawn:
         % (pr / spawn["xargs -P 2"][0]))
     add("- throughput vs GNU parallel: **%.1fx** (target >= 4x)"
         % (spawn["parallel -j 2"][0] / pr))
+    if "parallelrun ad-hoc" in spawn:
+        ah = spawn["parallelrun ad-hoc"][0]
+        add("- ad-hoc mode (`parallelrun -j2 /bin/true ::: $(seq %s)`): "
+            "**%.2fx** the floor, **%.2fx** xargs -P 2, **%.1fx** the "
+            "throughput of GNU parallel" % (n, ah / floor,
+                ah / spawn["xargs -P 2"][0], spawn["parallel -j 2"][0] / ah))
     add("")
 
 rss_path = os.path.join(out, "rss.txt")

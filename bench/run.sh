@@ -36,6 +36,7 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$OUT/spawn.json" \
     -n floor "$OUT/floor 2 $N /bin/true" \
     -n "parallelrun --redis off" "$PR run $OUT/true.yaml -j 2 --redis off" \
     -n parallelrun "$PR run $OUT/true.yaml -j 2" \
+    -n "parallelrun ad-hoc" "$PR -j2 /bin/true ::: $(seq -s ' ' "$N")" \
     -n "xargs -P 2" "xargs -P 2 -n 1 -a $OUT/seq.txt /bin/true" \
     -n "parallel -j 2" "parallel --will-cite -j 2 -a $OUT/seq.txt /bin/true"
 

@@ -24,6 +24,21 @@ int cmd_exit_code(int code);
 int cmd_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 int cmd_run(int argc, char **argv);
+/* run.c, shared with ad-hoc mode: the end of a run as the user sees it. */
+struct prun_job;
+struct prun_run_result;
+struct prun_task_result;
+/* Instances of a task never started (a failed need, a halt). */
+unsigned long long task_skipped(const struct prun_task_result *t);
+/* The summary on stderr (failed: name every failure). */
+void print_summary(const struct prun_job *job, const char *run_id,
+    const struct prun_run_result *res, int quiet, int failed);
+/* --json: the summary object on stdout. */
+void print_json(const struct prun_job *job, const char *run_id,
+    const struct prun_run_result *res, int exit_code);
+/* adhoc.c: parallelrun [OPTIONS] CMD [ARG]... ::: A B ...; argv[0] is the
+ * program. */
+int cmd_adhoc(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 /* status.c: runs, status, cancel */
 int cmd_status(int argc, char **argv);

@@ -16,6 +16,8 @@ static const char usage_text[] =
     "       parallelrun runs [--json] [--redis URL]\n"
     "       parallelrun cancel RUN_ID [--redis URL]\n"
     "       parallelrun gc\n"
+    "       parallelrun [OPTIONS] CMD [ARG]... ::: A B... [::: X Y...]\n"
+    "       parallelrun [OPTIONS] CMD [ARG]... :::: FILE\n"
     "       parallelrun --help | --version\n"
     "\n"
     "Runs the tasks of a YAML job file as parallel child processes.\n"
@@ -35,6 +37,30 @@ static const char usage_text[] =
     "                       or 'off' (default: a private embedded server)\n"
     "  --resume RUN_ID      run only the instances that did not succeed in\n"
     "                       RUN_ID, matched by task and item value\n"
+    "\n"
+    "Ad-hoc mode (no job file; GNU parallel's habits): CMD and ARGs are\n"
+    "exec'd as words, no shell, with {} {.} {/} {//} {/.} {#} {%} {N}\n"
+    "substituted ({} appended when there is none). Several sources give\n"
+    "their cartesian product; with none, arguments are lines of stdin.\n"
+    "  -j, --jobs N|N%      children at once (N% of the CPUs)\n"
+    "  -k, --keep-order     print outputs in input order\n"
+    "  --tag                prefix output lines with the argument\n"
+    "  --tagstring STR      ... with STR (placeholders allowed)\n"
+    "  --bar, --eta         show the progress line even off a terminal\n"
+    "  --halt WHEN[,fail=N] never, soon or now, after N failures\n"
+    "  --retries N          try each instance up to N times in all\n"
+    "  --timeout DUR        per instance (seconds, or 500ms, 2m, ...)\n"
+    "  --delay DUR          between starts\n"
+    "  --joblog [+]FILE     GNU parallel's joblog (+: append)\n"
+    "  --results DIR, --dry-run, --quiet, --json, --redis URL\n"
+    "  --resume=RUN_ID      run only what did not succeed in RUN_ID\n"
+    "  --resume, --resume-failed  skip what the --joblog shows done (and,\n"
+    "                       with -failed, rerun what failed there)\n"
+    "  --segment NAME=FILE  attach FILE as a read-only shared segment\n"
+    "  -0, --null           stdin and :::: files are NUL-separated\n"
+    "  --shell              run CMD with /bin/sh -c (also when CMD is one\n"
+    "                       word holding shell syntax); values are quoted\n"
+    "  -q, --quote          accepted for parallel; words are never re-split\n"
     "\n"
     "Inside a task (these use the PARALLELRUN_* environment):\n"
     "  parallelrun barrier NAME [--count N] [--timeout DUR]\n"
@@ -142,5 +168,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(sub, commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);
-    return cmd_usage("unknown command '%s'", sub);
+    /* Anything else is ad-hoc mode: an option of it, or the command. */
+    return cmd_adhoc(argc, argv);
 }

@@ -310,7 +310,7 @@ static int dry_run(const struct prun_job *job, const char *run_id)
     return rc;
 }
 
-static unsigned long long task_skipped(const struct prun_task_result *t)
+unsigned long long task_skipped(const struct prun_task_result *t)
 {
     unsigned long long seen = t->succeeded + t->failed + t->cancelled;
 
@@ -332,7 +332,7 @@ static void print_tail(const char *tail)
     }
 }
 
-static void print_summary(const struct prun_job *job, const char *run_id,
+void print_summary(const struct prun_job *job, const char *run_id,
     const struct prun_run_result *res, int quiet, int failed)
 {
     const struct prun__sched_stats *st = &res->stats;
@@ -391,7 +391,7 @@ static void print_summary(const struct prun_job *job, const char *run_id,
             st->skipped == 1 ? "" : "s");
 }
 
-static void print_json(const struct prun_job *job, const char *run_id,
+void print_json(const struct prun_job *job, const char *run_id,
     const struct prun_run_result *res, int exit_code)
 {
     const struct prun__sched_stats *st = &res->stats;

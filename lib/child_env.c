@@ -32,7 +32,7 @@ struct prun__envset {
 
 static const char *const own_vars[] = {"PARALLELRUN_RUN_ID", "PARALLELRUN_TASK",
     "PARALLELRUN_INDEX", "PARALLELRUN_COUNT", "PARALLELRUN_ITEM",
-    "PARALLELRUN_ATTEMPT", "PARALLELRUN_CONCURRENCY"};
+    "PARALLELRUN_ATTEMPT", "PARALLELRUN_SLOT", "PARALLELRUN_CONCURRENCY"};
 
 #define NOWN (sizeof(own_vars) / sizeof(own_vars[0]))
 
@@ -134,6 +134,9 @@ static int add_own(struct prun_buf *b, size_t *off, const struct prun_ctx *ctx,
         return prun__items_value(ctx->items, ctx->nitems, b);
     case 4:
         return prun__buf_printf(b, "PARALLELRUN_ATTEMPT=%u", ctx->attempt);
+    case 5:
+        /* The executor slot ({%}): distinct among those running at once. */
+        return prun__buf_printf(b, "PARALLELRUN_SLOT=%u", ctx->slot);
     default:
         /* How many of this task run at once: a barrier larger never fills. */
         return prun__buf_printf(b, "PARALLELRUN_CONCURRENCY=%u", conc);

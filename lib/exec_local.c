@@ -236,6 +236,8 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
         }
         have_sc = 1;
     }
+    /* {%} and PARALLELRUN_SLOT: GNU parallel's slot number, 1-based. */
+    a->ctx.slot = (unsigned)slot + 1;
     argv = prun__task_argv(task, &a->ctx);
     envp = prun__envset_build(x->envs, a->inst->task, &a->ctx, &sc);
     if (argv == NULL || envp == NULL ||

@@ -263,6 +263,8 @@ static int tpl_push(struct tplc *c, enum prun_ph kind, const char *text,
     c->parts[c->nparts].text = text;
     c->parts[c->nparts].len = len;
     c->parts[c->nparts].quote = quote;
+    c->parts[c->nparts].arg = 0;
+    c->parts[c->nparts].xf = PRUN_XF_NONE;
     c->nparts++;
     return 0;
 }
@@ -396,6 +398,36 @@ static int tpl_runtime(struct tplc *c, size_t off, size_t n, enum prun_ph kind,
     return tpl_push(c, kind, text, len, q);
 }
 
+/*
+ * GNU parallel's spellings: "", ".", "/", "//", "/." optionally after a
+ * source number N >= 1. Returns 1 with *arg and *xf set, 0 if name is not
+ * one of them.
+ */
+static int gnu_arg(const char *name, size_t n, unsigned *arg, enum prun_xf *xf)
+{
+    static const struct {
+        const char *s;
+        enum prun_xf xf;
+    } xfs[] = {{"", PRUN_XF_NONE}, {".", PRUN_XF_NOEXT}, {"/", PRUN_XF_BASE},
+        {"//", PRUN_XF_DIR}, {"/.", PRUN_XF_BASE_NOEXT}};
+    unsigned long v = 0;
+    size_t i = 0, k;
+
+    while (i < n && i < 9 && isdigit((unsigned char)name[i]))
+        v = v * 10 + (unsigned long)(name[i++] - '0');
+    if (i > 0 && (v == 0 || (i < n && isdigit((unsigned char)name[i]))))
+        return 0;
+    for (k = 0; k < sizeof(xfs) / sizeof(xfs[0]); k++) {
+        if (strlen(xfs[k].s) == n - i &&
+            memcmp(xfs[k].s, name + i, n - i) == 0) {
+            *arg = (unsigned)v;
+            *xf = xfs[k].xf;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* One "{...}" whose name is name[0..n), starting at byte off of src. */
 static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
     size_t n, const char *const *item_keys, size_t nkeys)
@@ -406,7 +438,19 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
     enum prun_quote q;
     size_t i;
     int rc = 0, w;
+    unsigned arg;
+    enum prun_xf xf;
 
+    if (gnu_arg(name, n, &arg, &xf)) {
+        if ((rc = tpl_runtime(c, off, n, PRUN_PH_ARG, NULL, 0, 0)) == 0) {
+            c->parts[c->nparts - 1].arg = arg;
+            c->parts[c->nparts - 1].xf = xf;
+        }
+        return rc;
+    }
+    if (n == 1 && (name[0] == '#' || name[0] == '%'))
+        return tpl_runtime(
+            c, off, n, name[0] == '#' ? PRUN_PH_SEQ : PRUN_PH_SLOT, NULL, 0, 1);
     for (i = 0; i < NSIMPLE; i++) {
         if (strlen(simple_ph[i].name) == n &&
             memcmp(simple_ph[i].name, name, n) == 0) {
@@ -481,8 +525,7 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
     }
     for (i = 0; i < NSIMPLE; i++)
         cands[i] = simple_ph[i].name;
-    /* "{}" is GNU parallel's spelling of the item; say so. */
-    sugg = n == 0 ? "item" : prun__closest(word, cands, NSIMPLE);
+    sugg = prun__closest(word, cands, NSIMPLE);
     if (sugg != NULL)
         rc = tpl_fail(c, off,
             "unknown placeholder '{%.*s%s}' (did you mean '{%s}'?)", w, word,
@@ -494,6 +537,32 @@ static int tpl_placeholder(struct tplc *c, size_t off, const char *name,
 out:
     free(word);
     return rc;
+}
+
+/* Does "{name}" (name[0..n)) name a placeholder tpl_placeholder knows? */
+static int ph_known(const struct prun_job *job, const char *name, size_t n,
+    const char *const *item_keys, size_t nkeys)
+{
+    unsigned arg;
+    enum prun_xf xf;
+    size_t i;
+
+    if (gnu_arg(name, n, &arg, &xf) ||
+        (n == 1 && (name[0] == '#' || name[0] == '%')))
+        return 1;
+    for (i = 0; i < NSIMPLE; i++)
+        if (strlen(simple_ph[i].name) == n &&
+            memcmp(simple_ph[i].name, name, n) == 0)
+            return 1;
+    for (i = 0; n > 5 && memcmp(name, "vars.", 5) == 0 && i < job->nvars; i++)
+        if (strlen(job->var_keys[i]) == n - 5 &&
+            memcmp(job->var_keys[i], name + 5, n - 5) == 0)
+            return 1;
+    for (i = 0; n > 5 && memcmp(name, "item.", 5) == 0 && i < nkeys; i++)
+        if (strlen(item_keys[i]) == n - 5 &&
+            memcmp(item_keys[i], name + 5, n - 5) == 0)
+            return 1;
+    return 0;
 }
 
 static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
@@ -522,6 +591,13 @@ static int tpl_compile(struct prun_job *job, struct prun_tpl *t,
             rc = tpl_lit(&c, src[i]);
             i += 2;
         } else if (src[i] != '{') {
+            rc = tpl_lit(&c, src[i]);
+            i++;
+        } else if (job->literal_braces &&
+                   ((end = strchr(src + i + 1, '}')) == NULL ||
+                       !ph_known(job, src + i + 1,
+                           (size_t)(end - (src + i + 1)), item_keys, nkeys))) {
+            /* Not a placeholder: the brace is text (GNU parallel's way). */
             rc = tpl_lit(&c, src[i]);
             i++;
         } else if ((end = strchr(src + i + 1, '}')) == NULL) {
@@ -588,10 +664,89 @@ static const char *item_get(const struct prun_item *it, const char *key)
     return "";
 }
 
+/*
+ * Appends v transformed by xf (quoted for q) to out, with the results GNU
+ * parallel gives: {.} removes a final ".ext" holding no '/', {/} removes
+ * everything up to the last '/', {//} is Perl's File::Basename dirname.
+ */
+static int add_xf(
+    struct prun_buf *out, const char *v, enum prun_xf xf, enum prun_quote q)
+{
+    size_t n = strlen(v), i;
+    const char *s = v;
+    char *tmp;
+    int rc;
+
+    if (xf == PRUN_XF_BASE || xf == PRUN_XF_BASE_NOEXT) {
+        const char *sl = strrchr(v, '/');
+        if (sl != NULL)
+            s = sl + 1;
+        n = strlen(s);
+    }
+    if (xf == PRUN_XF_NOEXT || xf == PRUN_XF_BASE_NOEXT) {
+        for (i = n; i > 0 && s[i - 1] != '/' && s[i - 1] != '.'; i--)
+            ;
+        if (i > 0 && s[i - 1] == '.')
+            n = i - 1;
+    }
+    if (xf == PRUN_XF_DIR) {
+        while (n > 1 && v[n - 1] == '/')
+            n--;
+        if (!(n == 1 && v[0] == '/')) {
+            for (i = n; i > 0 && v[i - 1] != '/'; i--)
+                ;
+            if (i == 0) {
+                s = ".";
+                n = 1;
+            } else {
+                n = i - 1;
+                while (n > 1 && v[n - 1] == '/')
+                    n--;
+                if (n == 0) {
+                    s = "/";
+                    n = 1;
+                }
+            }
+        }
+    }
+    if (xf == PRUN_XF_NONE || s[n] == '\0')
+        return add_quoted(out, s, q);
+    if ((tmp = strndup(s, n)) == NULL)
+        return PRUN_ENOMEM;
+    rc = add_quoted(out, tmp, q);
+    free(tmp);
+    return rc;
+}
+
+/* The number of values of an instance (see struct prun_tpl_part). */
+static size_t ctx_nvalues(const struct prun_ctx *ctx)
+{
+    size_t j, n = 0;
+
+    for (j = 0; j < ctx->nitems; j++)
+        n += ctx->items[j].nkeys ? ctx->items[j].nkeys : 1;
+    return n;
+}
+
+/* Value k (0-based) of an instance, or "" past the last. */
+static const char *ctx_value(const struct prun_ctx *ctx, size_t k)
+{
+    size_t j, m;
+
+    for (j = 0; j < ctx->nitems; j++) {
+        m = ctx->items[j].nkeys ? ctx->items[j].nkeys : 1;
+        if (k < m)
+            return ctx->items[j].nkeys ? ctx->items[j].vals[k]
+                                       : ctx->items[j].text;
+        k -= m;
+    }
+    return "";
+}
+
 int prun__tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
     int shell_quote, struct prun_buf *out)
 {
-    size_t i, j;
+    size_t i, j, n;
     int rc = 0;
 
     /* An empty template still yields a terminated, empty string. */
@@ -637,6 +792,27 @@ int prun__tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
         case PRUN_PH_ATTEMPT:
             rc = prun__buf_printf(out, "%u", ctx->attempt);
             break;
+        case PRUN_PH_SEQ:
+            rc = prun__buf_printf(out, "%llu", ctx->index + 1);
+            break;
+        case PRUN_PH_SLOT:
+            rc = prun__buf_printf(out, "%u", ctx->slot);
+            break;
+        case PRUN_PH_ARG:
+            if (p->arg > 0) {
+                rc = add_xf(out, ctx_value(ctx, p->arg - 1), p->xf, q);
+                break;
+            }
+            n = ctx_nvalues(ctx);
+            if (n == 0)
+                rc = add_xf(out, "", p->xf, q);
+            for (j = 0; j < n && rc == 0; j++) {
+                if (j > 0)
+                    rc = prun__buf_addc(out, ' ');
+                if (rc == 0)
+                    rc = add_xf(out, ctx_value(ctx, j), p->xf, q);
+            }
+            break;
         }
     }
     return rc;
@@ -650,7 +826,7 @@ int prun__tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
 static int build_elems(const struct prun_task *t, const struct prun_ctx *ctx,
     struct prun_buf *b, size_t *n)
 {
-    size_t i, j;
+    size_t i, j, nv;
     int rc;
 
     *n = 0;
@@ -672,6 +848,18 @@ static int build_elems(const struct prun_task *t, const struct prun_ctx *ctx,
                 rc = prun__buf_add(
                     b, ctx->items[j].text, strlen(ctx->items[j].text) + 1);
                 if (rc < 0)
+                    return rc;
+                (*n)++;
+            }
+            continue;
+        }
+        /* A lone {} (or {.}, ...) is one argument per value, as parallel. */
+        if (tp->nparts == 1 && tp->parts[0].kind == PRUN_PH_ARG &&
+            tp->parts[0].arg == 0 && (nv = ctx_nvalues(ctx)) > 1) {
+            for (j = 0; j < nv; j++) {
+                if ((rc = add_xf(b, ctx_value(ctx, j), tp->parts[0].xf,
+                         PRUN_Q_NONE)) < 0 ||
+                    (rc = prun__buf_addc(b, '\0')) < 0)
                     return rc;
                 (*n)++;
             }

@@ -56,6 +56,22 @@ enum prun_ph {
     PRUN_PH_TASK,     /* {task} */
     PRUN_PH_RUN_ID,   /* {run_id} */
     PRUN_PH_ATTEMPT,  /* {attempt} */
+    PRUN_PH_ARG,      /* GNU parallel's {}, {.}, {N}, {N/}, ...: arg, xf */
+    PRUN_PH_SEQ,      /* {#}: index + 1 */
+    PRUN_PH_SLOT,     /* {%}: the executor slot, 1-based */
+};
+
+/*
+ * GNU parallel's transformations of a value: {.} drops the extension, {/}
+ * keeps the basename, {//} the directory, {/.} the basename without its
+ * extension (the same results as parallel's, edge cases included).
+ */
+enum prun_xf {
+    PRUN_XF_NONE,
+    PRUN_XF_NOEXT,
+    PRUN_XF_BASE,
+    PRUN_XF_DIR,
+    PRUN_XF_BASE_NOEXT,
 };
 
 /*
@@ -76,6 +92,16 @@ struct prun_tpl_part {
     const char *text;
     size_t len;
     enum prun_quote quote;
+    /*
+     * PRUN_PH_ARG: arg 0 is every value of the instance (joined by a
+     * space), N >= 1 the Nth; xf the transformation applied to each value.
+     * The values of an instance are its items in order, a mapping item
+     * (a matrix combination, a source of ad-hoc mode) giving its values
+     * in key order; with chunk the items' values follow one another, as
+     * parallel's {N} with -N does.
+     */
+    unsigned arg;
+    enum prun_xf xf;
 };
 
 struct prun_tpl {
@@ -99,6 +125,7 @@ struct prun_ctx {
     unsigned attempt;         /* 1-based */
     const struct prun_item *items;
     size_t nitems; /* > 1 with chunk */
+    unsigned slot; /* {%}: 1-based executor slot; 0 when not running */
 };
 
 enum prun_src {
@@ -195,6 +222,12 @@ struct prun_job {
     struct prun_segdef *segs;
     size_t ntasks;
     struct prun_task *tasks; /* in file order */
+    /*
+     * A "{...}" that names no placeholder stays literal text, as GNU
+     * parallel leaves it (ad-hoc mode: awk '{print $1}'); job files
+     * report it instead.
+     */
+    int literal_braces;
 };
 
 /* A --set VAR=VALUE override. */
@@ -248,7 +281,10 @@ int prun__tpl_expand(const struct prun_tpl *t, const struct prun_ctx *ctx,
 /*
  * The NULL-terminated argv of one instance, in one malloc'd block (free()).
  * List form: one element per template, except that an element that is
- * exactly "{item}" becomes one element per item when ctx has several.
+ * exactly "{item}" becomes one element per item when ctx has several, and
+ * one that is exactly "{}" (or "{.}", "{/}", ...: a PRUN_PH_ARG of every
+ * value) one element per value when the instance has several, as GNU
+ * parallel passes each argument as a word of its own.
  * String form: {"/bin/sh", "-c", expanded, NULL} with values shell-quoted.
  * Returns NULL on allocation failure.
  */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define SPILL_AT     (64 * 1024)
@@ -42,6 +43,10 @@ struct prun_output {
     char note[512];        /* worth telling the user; "" if nothing */
     struct prun_buf line;  /* tag mode: one prefixed line */
     char io[IO_CHUNK];     /* reading spilled output back */
+    /* keep_order: the next index to print, and what waits for it. */
+    unsigned long long next_index;
+    struct prun_capture **held;
+    size_t nheld, held_cap;
 };
 
 struct stream {
@@ -60,6 +65,9 @@ struct stream {
 
 struct prun_capture {
     struct prun_output *o;
+    unsigned long long index;
+    int print;       /* keep_order: held, to be printed (or not) */
+    char *tag;       /* "TAG\t" from prun__capture_set_tag, or NULL */
     char prefix[96]; /* "task[index]\t" */
     char name[96];   /* "task[index]", for messages */
     struct stream s[2];
@@ -94,6 +102,15 @@ int prun__write_all(int fd, const void *buf, size_t n)
  * Errors about a path the user gave (or one planted there) are bad input
  * (PRUN_EINVAL); anything else is a system failure (PRUN_ESYS).
  */
+/* Tag mode prints lines as they come, unless output is held (--quiet, -k). */
+static int streaming(const struct prun_output *o)
+{
+    return o->opts.mode == PRUN_OUT_TAG && !o->opts.quiet &&
+           !o->opts.keep_order;
+}
+
+static int release_held(struct prun_output *o, int all, struct prun_err *err);
+
 static int path_err(int rc, struct prun_err *err)
 {
     switch (err != NULL ? err->sys_errno : 0) {
@@ -162,8 +179,9 @@ static int check_own_file(int fd, const char *path, struct prun_err *err)
 
 /*
  * Opens (creating it) an output file named name in directory dfd, never
- * through a symbolic link, and empties it only once it is known to be
- * ours. Returns the fd, or a negative PRUN_E* with err naming path.
+ * through a symbolic link, and empties it (not with O_APPEND in flags)
+ * only once it is known to be ours. Returns the fd, or a negative PRUN_E* with
+ * err naming path.
  */
 static int open_output_file(int dfd, const char *name, int flags,
     const char *path, struct prun_err *err)
@@ -178,7 +196,7 @@ static int open_output_file(int dfd, const char *name, int flags,
         close(fd);
         return rc;
     }
-    if (rc == 0 && ftruncate(fd, 0) < 0) {
+    if (rc == 0 && !(flags & O_APPEND) && ftruncate(fd, 0) < 0) {
         rc = prun__err_sys(err, "cannot truncate '%s'", path);
         close(fd);
         return rc;
@@ -377,13 +395,16 @@ int prun__output_new(const struct prun_output_opts *opts,
     o->joblog_fd = -1;
     o->results_fd = -1;
     if (opts->joblog != NULL) {
-        rc = open_output_file(
-            AT_FDCWD, opts->joblog, O_WRONLY | O_APPEND, opts->joblog, err);
+        /* +FILE appends (O_APPEND: kept); otherwise emptied here. */
+        rc = open_output_file(AT_FDCWD, opts->joblog,
+            O_WRONLY | (opts->joblog_append ? O_APPEND : 0), opts->joblog, err);
         if (rc < 0)
             goto fail;
         o->joblog_fd = rc;
         rc = 0;
-        if (prun__write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
+        /* An appended joblog that has its header already gets no second. */
+        if (lseek(o->joblog_fd, 0, SEEK_END) == 0 &&
+            prun__write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
             rc = prun__err_sys(err, "cannot write joblog '%s'", opts->joblog);
             goto fail;
         }
@@ -391,7 +412,7 @@ int prun__output_new(const struct prun_output_opts *opts,
     if (opts->results_dir != NULL && (rc = open_results_root(o, err)) < 0)
         goto fail;
     if (opts->mode == PRUN_OUT_GROUP ||
-        (opts->mode == PRUN_OUT_TAG && opts->quiet))
+        (opts->mode == PRUN_OUT_TAG && !streaming(o)))
         choose_tmpdir(o);
     *out = o;
     return 0;
@@ -411,6 +432,9 @@ void prun__output_free(struct prun_output *o)
 {
     if (o == NULL)
         return;
+    /* Indices that never ran (skipped, halted) no longer hold the rest. */
+    release_held(o, 1, NULL);
+    free(o->held);
     prun__output_progress_clear(o);
     if (o->joblog_fd >= 0)
         close(o->joblog_fd);
@@ -464,6 +488,7 @@ struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
         return NULL;
     }
     c->o = o;
+    c->index = index;
     snprintf(c->prefix, sizeof(c->prefix), "%s[%llu]\t", task, index);
     snprintf(c->name, sizeof(c->name), "%s[%llu]", task, index);
     for (i = 0; i < 2; i++) {
@@ -518,18 +543,18 @@ static void tag_emit(
     struct prun_output *o = c->o;
     struct prun_buf *line = &o->line;
     int nl = n > 0 && p[n - 1] == '\n';
+    const char *prefix = c->tag ? c->tag : c->prefix;
 
     if (o->progress_shown)
         prun__output_progress_clear(o);
     prun__buf_reset(line);
-    if (prun__buf_adds(line, c->prefix) == 0 &&
-        prun__buf_add(line, p, n) == 0 &&
+    if (prun__buf_adds(line, prefix) == 0 && prun__buf_add(line, p, n) == 0 &&
         (nl || prun__buf_addc(line, '\n') == 0)) {
         print_bytes(o, s->fd, line->data, line->len);
         return;
     }
     /* Out of memory: the same bytes, in three writes. */
-    print_bytes(o, s->fd, c->prefix, strlen(c->prefix));
+    print_bytes(o, s->fd, prefix, strlen(prefix));
     print_bytes(o, s->fd, p, n);
     if (!nl)
         print_bytes(o, s->fd, "\n", 1);
@@ -648,7 +673,7 @@ int prun__capture_feed(struct prun_capture *c, int stream, const char *data,
             s->results_path ? s->results_path : "results file");
         s->results_failed = 1;
     }
-    if (c->o->opts.mode == PRUN_OUT_TAG && !c->o->opts.quiet) {
+    if (streaming(c->o)) {
         feed_tagged(c, s, data, n);
         return rc;
     }
@@ -759,7 +784,7 @@ int prun__capture_finish(
         for (i = 0; i < 2; i++) {
             struct stream *s = &c->s[i];
 
-            if (o->opts.mode == PRUN_OUT_TAG && !o->opts.quiet)
+            if (streaming(o))
                 tag_flush(c, s);
             else
                 print_stream(c, s);
@@ -781,8 +806,76 @@ int prun__capture_finish(
         prun__buf_free(&s->mem);
         prun__buf_free(&s->partial);
     }
+    free(c->tag);
     free(c);
     return rc;
+}
+
+int prun__capture_set_tag(struct prun_capture *c, const char *tag)
+{
+    size_t n = strlen(tag);
+    char *t = malloc(n + 2);
+
+    if (t == NULL)
+        return PRUN_ENOMEM;
+    memcpy(t, tag, n);
+    t[n] = '\t';
+    t[n + 1] = '\0';
+    free(c->tag);
+    c->tag = t;
+    return 0;
+}
+
+/* Prints the held captures whose turn has come (all: every one), in order. */
+static int release_held(struct prun_output *o, int all, struct prun_err *err)
+{
+    struct prun_capture *c;
+    size_t i, best;
+    int rc = 0;
+
+    while (o->nheld > 0) {
+        for (i = 1, best = 0; i < o->nheld; i++)
+            if (o->held[i]->index < o->held[best]->index)
+                best = i;
+        if (!all && o->held[best]->index != o->next_index)
+            break;
+        c = o->held[best];
+        o->held[best] = o->held[--o->nheld];
+        o->next_index = c->index + 1;
+        if (prun__capture_finish(c, c->print, rc < 0 ? NULL : err) < 0 &&
+            rc == 0)
+            rc = err ? err->code : PRUN_ESYS;
+    }
+    return rc;
+}
+
+void prun__output_release(struct prun_output *o)
+{
+    if (o != NULL)
+        release_held(o, 1, NULL);
+}
+
+int prun__capture_finish_ordered(
+    struct prun_capture *c, int print, int final, struct prun_err *err)
+{
+    struct prun_output *o;
+
+    if (c == NULL)
+        return 0;
+    o = c->o;
+    if (!o->opts.keep_order || !final)
+        return prun__capture_finish(c, print, err);
+    if (o->nheld == o->held_cap) {
+        size_t ncap = o->held_cap ? o->held_cap * 2 : 16;
+        void *p = realloc(o->held, ncap * sizeof(*o->held));
+        if (p == NULL) /* No room to wait: print it now, out of order. */
+            return prun__capture_finish(c, print, err);
+        o->held = p;
+        o->held_cap = ncap;
+    }
+    c->print = print;
+    o->held[o->nheld++] = c;
+    return release_held(o, 0, err);
 }
 
 int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
@@ -793,11 +886,12 @@ int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
 
     if (o->joblog_fd < 0)
         return 0;
-    if (prun__buf_printf(&b, "%llu\t:\t%lld.%03lld\t%10.3f\t0\t0\t%d\t%d\t%s\n",
-            r->seq, (long long)(r->start_wall_ms / 1000),
+    if (prun__buf_printf(&b,
+            "%llu\t:\t%lld.%03lld\t%10.3f\t0\t%llu\t%d\t%d\t%s\n", r->seq,
+            (long long)(r->start_wall_ms / 1000),
             (long long)(r->start_wall_ms % 1000),
-            (double)r->runtime_ms / 1000.0, r->exitval, r->signal,
-            r->command) < 0)
+            (double)r->runtime_ms / 1000.0, (unsigned long long)r->receive,
+            r->exitval, r->signal, r->command) < 0)
         rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
     else if (prun__write_all(o->joblog_fd, b.data, b.len) < 0)
         rc = prun__err_sys(err, "cannot write joblog '%s'", o->opts.joblog);
@@ -809,6 +903,7 @@ void prun__output_progress(struct prun_output *o, const struct prun_progress *p)
 {
     char line[200], eta[32] = "", el[32];
     unsigned long long done = p->done + p->failed;
+    struct winsize ws;
     int n;
 
     if (!o->opts.progress)
@@ -847,6 +942,15 @@ void prun__output_progress(struct prun_output *o, const struct prun_progress *p)
     else if (p->child_done > 0 && (size_t)n < sizeof(line))
         snprintf(line + n, sizeof(line) - (size_t)n, "  [running: %lld done]",
             p->child_done);
+    /*
+     * A line wider than the terminal wraps, and "\r" then goes back to the
+     * start of its last row only: every redraw would leave a copy above.
+     * So it is cut to the width, asked for at each redraw (a resized
+     * terminal is followed at once).
+     */
+    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
+        strlen(line) >= ws.ws_col)
+        line[ws.ws_col - 1] = '\0';
     snprintf(o->progress_line, sizeof(o->progress_line), "\r\033[K%s", line);
     prun__write_all(2, o->progress_line, strlen(o->progress_line));
     o->progress_shown = 1;

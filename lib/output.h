@@ -16,6 +16,8 @@
 
 #include "util.h"
 
+struct prun_tpl;
+
 enum prun_out_mode {
     PRUN_OUT_GROUP, /* print each instance's output whole when it ends */
     PRUN_OUT_TAG,   /* stream lines as they come, prefixed "task[index]\t" */
@@ -28,7 +30,17 @@ struct prun_output_opts {
     const char *results_dir; /* DIR/RUN_ID/TASK/INDEX.{out,err}, or NULL */
     const char *joblog;      /* path, or NULL */
     const char *run_id;
-    int progress; /* draw a progress line on stderr */
+    int progress;      /* draw a progress line on stderr */
+    int joblog_append; /* --joblog +FILE: keep what the file holds */
+    /*
+     * Print each instance's output in the order of its index (-k), held
+     * until those before it are printed (and at the end, for indices that
+     * never ran). Grouped, also with a tag.
+     */
+    int keep_order;
+    /* With PRUN_OUT_TAG: the prefix of each line instead of task[index],
+     * expanded per instance by the runner (--tag/--tagstring). */
+    const struct prun_tpl *tag_tpl;
 };
 
 struct prun_output;
@@ -71,6 +83,20 @@ struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
 int prun__capture_feed(struct prun_capture *c, int stream, const char *data,
     size_t n, struct prun_err *err);
 
+/* Replaces the line prefix of tag mode with tag (a tab follows it). */
+int prun__capture_set_tag(struct prun_capture *c, const char *tag);
+
+/*
+ * The attempt ended for good (final) or will be retried: like
+ * prun__capture_finish, except that with keep_order a final attempt's
+ * output waits until every lower index has been printed.
+ */
+int prun__capture_finish_ordered(
+    struct prun_capture *c, int print, int final, struct prun_err *err);
+
+/* keep_order: prints every held output now, in index order. */
+void prun__output_release(struct prun_output *o);
+
 /* The last lines of stderr (at most ~1 KiB), NUL-terminated. */
 const char *prun__capture_err_tail(struct prun_capture *c);
 uint64_t prun__capture_bytes(const struct prun_capture *c, int stream);
@@ -90,6 +116,7 @@ struct prun_joblog_row {
     int64_t runtime_ms;
     int exitval;
     int signal;
+    uint64_t receive; /* bytes of stdout */
     const char *command;
 };
 int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,

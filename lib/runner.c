@@ -193,6 +193,7 @@ static void fill_ctx(
     ctx->attempt = inst->attempt;
     ctx->items = inst->items;
     ctx->nitems = inst->nitems;
+    ctx->slot = 0;
 }
 
 static void list_del(struct runner *r, struct prun__attempt *a)
@@ -284,8 +285,10 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     a->inst = inst;
     a->task = task;
     a->pid = -1;
+    /* With one task the joblog's Seq is {#}, as GNU parallel's (its
+     * --resume matches on it); with several, the order of first starts. */
     if (inst->seq == 0)
-        inst->seq = ++r->seq;
+        inst->seq = r->job->ntasks == 1 ? inst->index + 1 : ++r->seq;
     fill_ctx(r, inst, &a->ctx);
     a->start_mono = prun__now_ms();
     a->start_wall = prun__wall_ms();
@@ -300,6 +303,13 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         snprintf(a->exec_err, sizeof(a->exec_err), "%s", e.msg);
         attempt_ended(r, a, -1);
         return;
+    }
+    if (r->o->out.tag_tpl != NULL) {
+        /* --tag/--tagstring: the line prefix is the instance's own. */
+        struct prun_buf tag = {0};
+        if (prun__tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
+            prun__capture_set_tag(a->cap, tag.data);
+        prun__buf_free(&tag);
     }
     r->exec->ops->start(r->exec, a);
 }
@@ -396,7 +406,7 @@ static enum prun_outcome classify(const struct prun__attempt *a, int status,
 }
 
 static void write_joblog(struct runner *r, const struct prun__attempt *a,
-    int64_t now, int code, int sig)
+    int64_t now, int code, int sig, uint64_t receive)
 {
     struct prun_joblog_row row;
     struct prun_buf cmd = {0};
@@ -404,12 +414,14 @@ static void write_joblog(struct runner *r, const struct prun__attempt *a,
     struct prun_ctx ctx;
 
     fill_ctx(r, a->inst, &ctx);
+    ctx.slot = a->ctx.slot;
     if (prun__task_cmdline(a->task, &ctx, &cmd) == 0) {
         row.seq = a->inst->seq;
         row.start_wall_ms = a->start_wall;
         row.runtime_ms = now - a->start_mono;
         row.exitval = code;
         row.signal = sig;
+        row.receive = receive;
         row.command = cmd.data ? cmd.data : "";
         if (prun__output_joblog(r->out, &row, &e) < 0)
             note_warning(r, &e);
@@ -435,6 +447,7 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
     struct prun_err e;
     int code, sig, print;
     unsigned attempt;
+    uint64_t receive = a->cap ? prun__capture_bytes(a->cap, 1) : 0;
     int64_t now = prun__now_ms();
 
     list_del(r, a);
@@ -461,11 +474,12 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
         tr->cancelled++;
 
     print = v != PRUN_V_RETRY && (!r->o->out.quiet || v != PRUN_V_SUCCEEDED);
-    if (a->cap && prun__capture_finish(a->cap, print, &e) < 0)
+    if (a->cap &&
+        prun__capture_finish_ordered(a->cap, print, v != PRUN_V_RETRY, &e) < 0)
         note_warning(r, &e);
     a->cap = NULL;
     if (v != PRUN_V_RETRY) {
-        write_joblog(r, a, now, code, sig);
+        write_joblog(r, a, now, code, sig, receive);
         prun__inst_free(inst);
     }
     free(a);
@@ -811,10 +825,13 @@ out:
         r.exec->ops->shutdown(r.exec, rc < 0);
         r.exec->ops->free(r.exec);
     }
-    if (o->output == NULL)
+    if (o->output == NULL) {
         prun__output_free(r.out);
-    else
+    } else {
+        /* -k: what waits for an index that never ran is printed now. */
+        prun__output_release(o->output);
         prun__output_progress_clear(o->output);
+    }
     teardown(&r);
     prun__sched_free(r.sched);
     prun__pool_free(r.pool);

@@ -386,6 +386,9 @@ int prun__session_run(
     if (s->done != NULL) {
         ro.skip = skip_done;
         ro.skip_ctx = s;
+    } else if (s->o.skip != NULL) {
+        ro.skip = s->o.skip;
+        ro.skip_ctx = s->o.skip_ctx;
     }
     record_start(s);
     rc = prun__run(&ro, res, err);

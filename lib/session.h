@@ -22,6 +22,10 @@ struct prun_session_opts {
     struct prun_output_opts out; /* run_id is filled in; results_dir NULL:
                                     the config's */
     int quiet;                   /* notes are not said, warnings are */
+    /* Without resume: instances to count as done without running them
+     * (ad-hoc mode's --resume against a joblog). May be NULL. */
+    prun_sched_skip_fn skip;
+    void *skip_ctx;
     /* Told what the user should read now ("note: ...", warnings, Redis
      * errors as they happen). May be NULL. */
     void (*say)(void *ctx, const char *msg);

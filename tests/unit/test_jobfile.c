@@ -374,7 +374,7 @@ static void test_tpl_every_placeholder(void)
     static const char *const keys[] = {"host", "port"};
     static const char *const vals[] = {"h1", "80"};
     struct prun_item items[1] = {{"h1 80", 2, keys, vals}};
-    struct prun_ctx ctx = {"fetch", "R1", 7, 10, 2, items, 1};
+    struct prun_ctx ctx = {"fetch", "R1", 7, 10, 2, items, 1, 0};
     struct prun_job *job = bare_job();
     struct prun_buf b = {0};
     struct prun_err err;
@@ -442,10 +442,12 @@ static void test_tpl_errors(void)
         prun__tpl_compile(job, &t, "x {item", pos, NULL, 0, &err), PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:12: unterminated placeholder '{item' "
                           "(write '{{' for a literal brace)");
+    /* "{}" is GNU parallel's item now; source 0 does not exist. */
+    ASSERT_EQ(prun__tpl_compile(job, &t, "{}", pos, NULL, 0, &err), 0);
     ASSERT_EQ(
-        prun__tpl_compile(job, &t, "{}", pos, NULL, 0, &err), PRUN_EINVAL);
-    ASSERT_STREQ(err.msg,
-        "j.yaml:4:10: unknown placeholder '{}' (did you mean '{item}'?)");
+        prun__tpl_compile(job, &t, "{0}", pos, NULL, 0, &err), PRUN_EINVAL);
+    ASSERT_STREQ(err.msg, "j.yaml:4:10: unknown placeholder '{0}' "
+                          "(write '{{' for a literal brace)");
     ASSERT_EQ(prun__tpl_compile(job, &t, "{item.nmae}", pos, keys, 2, &err),
         PRUN_EINVAL);
     ASSERT_STREQ(err.msg, "j.yaml:4:10: unknown placeholder '{item.nmae}' "
@@ -472,7 +474,7 @@ static void test_tpl_shell_quoting(void)
 {
     struct prun_item items[2] = {
         {"a b; rm -rf $(x)", 0, NULL, NULL}, {"it's", 0, NULL, NULL}};
-    struct prun_ctx ctx = {"t", "R", 0, 1, 1, items, 1};
+    struct prun_ctx ctx = {"t", "R", 0, 1, 1, items, 1, 0};
     struct prun_job *job = bare_job();
     struct prun_buf b = {0};
     struct prun_err err;
@@ -499,7 +501,7 @@ static void test_tpl_item_keys_chunk(void)
     static const char *const v2[] = {"h 2", "81"};
     struct prun_item items[2] = {
         {"h1 80", 2, keys, v1}, {"h 2 81", 2, keys, v2}};
-    struct prun_ctx ctx = {"t", "R", 0, 1, 1, items, 2};
+    struct prun_ctx ctx = {"t", "R", 0, 1, 1, items, 2, 0};
     struct prun_job *job = bare_job();
     struct prun_buf b = {0};
     struct prun_err err;
@@ -518,7 +520,7 @@ static void test_argv_and_cmdline(void)
     struct prun_err err;
     struct prun_item items[3] = {
         {"a b", 0, NULL, NULL}, {"c", 0, NULL, NULL}, {"$(d)", 0, NULL, NULL}};
-    struct prun_ctx ctx = {"list", "R9", 4, 12, 1, items, 3};
+    struct prun_ctx ctx = {"list", "R9", 4, 12, 1, items, 3, 0};
     struct prun_buf b = {0};
     char **argv;
     struct prun_job *job = load_str("t.yaml",

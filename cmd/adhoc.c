@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ad-hoc mode: `parallelrun [OPTIONS] CMD [ARG]... ::: A B ...`, GNU
+ * parallel's command line. lib/adhoc.c turns it into a job of one task;
+ * the same run composition as `run` (lib/session.c) runs it, so an ad-hoc
+ * run is recorded like any other (status, runs, cancel, --resume).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adhoc.h"
+#include "cmd.h"
+#include "config.h"
+#include "jobcheck.h"
+#include "runner.h"
+#include "session.h"
+
+/* --dry-run: each instance's command line, as parallel --dry-run prints. */
+static int adhoc_dry_run(const struct prun_job *job)
+{
+    const struct prun_task *task = &job->tasks[0];
+    struct prun_buf line = {0};
+    struct prun_iter *it = NULL;
+    const struct prun_item *items;
+    struct prun_ctx ctx;
+    struct prun_err e;
+    int n;
+
+    if (prun__iter_open(job, &task->foreach, &it, &e) < 0)
+        return cmd_fail(&e);
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.task = task->name;
+    ctx.run_id = "";
+    ctx.count = prun__iter_count(it);
+    ctx.attempt = 1;
+    while ((n = prun__iter_next(it, &items, &e)) > 0) {
+        ctx.items = items;
+        ctx.nitems = (size_t)n;
+        prun__buf_reset(&line);
+        if (prun__task_cmdline(task, &ctx, &line) < 0 ||
+            prun__buf_addc(&line, '\n') < 0) {
+            n = prun__err_set(&e, PRUN_ENOMEM, "out of memory");
+            break;
+        }
+        fwrite(line.data, 1, line.len, stdout);
+        ctx.index++;
+    }
+    prun__iter_free(it);
+    prun__buf_free(&line);
+    return n < 0 ? cmd_fail(&e) : EXIT_OK;
+}
+
+/*
+ * Is the list-form command (a literal word) a program one can run? A word
+ * that names none is most likely a mistyped subcommand: better said at
+ * once than run with a "cannot run" per argument.
+ */
+static int command_found(const struct prun_task *t, char *word, size_t n)
+{
+    const struct prun_tpl *tp = &t->argv[0];
+    const char *path = getenv("PATH"), *p, *end;
+    char full[PATH_MAX];
+    size_t i, len = 0;
+
+    if (t->shell || t->argc == 0)
+        return 1;
+    for (i = 0; i < tp->nparts; i++) {
+        if (tp->parts[i].kind != PRUN_PH_LIT)
+            return 1;
+        if (len + tp->parts[i].len >= n)
+            return 1;
+        memcpy(word + len, tp->parts[i].text, tp->parts[i].len);
+        len += tp->parts[i].len;
+    }
+    word[len] = '\0';
+    if (len == 0 || strchr(word, '/') != NULL)
+        return 1;
+    for (p = path ? path : "/usr/bin:/bin"; p != NULL;
+         p = end ? end + 1 : NULL) {
+        end = strchr(p, ':');
+        i = end ? (size_t)(end - p) : strlen(p);
+        if (snprintf(full, sizeof(full), "%.*s/%s", (int)i, i ? p : ".", word) <
+                (int)sizeof(full) &&
+            access(full, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static const char *const subcommands[] = {"run", "validate", "status", "runs",
+    "cancel", "gc", "barrier", "lock", "counter", "queue", "progress", "next",
+    "segment"};
+#define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
+static void adhoc_say(void *ctx, const char *msg)
+{
+    (void)ctx;
+    cmd_warn("%s", msg);
+}
+
+/*
+ * --resume / --resume-failed against the joblog: the scheduler asks once
+ * per instance, in index order, and the joblog's Seq is the index + 1
+ * (parallel's {#}, which parallelrun writes too for a single task).
+ */
+struct joblog_skip {
+    struct prun_seqs seqs;
+    uint64_t next; /* the index of the next instance asked about */
+};
+
+static int joblog_skip(
+    void *ctx, size_t task, const struct prun_item *items, size_t n)
+{
+    struct joblog_skip *js = ctx;
+
+    (void)task;
+    (void)items;
+    (void)n;
+    return prun__seqs_has(&js->seqs, ++js->next);
+}
+
+int cmd_adhoc(int argc, char **argv)
+{
+    struct prun_adhoc *a = NULL;
+    struct prun_config cfg;
+    struct prun_session_opts so;
+    struct prun__session *sess = NULL;
+    struct prun_run_result res;
+    struct prun_err e;
+    struct joblog_skip js;
+    char word[256];
+    const char *run_id;
+    int rc, failed;
+    size_t i;
+    long ncpu;
+
+    memset(&js, 0, sizeof(js));
+    memset(&res, 0, sizeof(res));
+    prun__config_defaults(&cfg);
+    if (prun__adhoc_parse(argc, argv, &a, &e) < 0) {
+        rc = e.code == PRUN_EINVAL ? cmd_usage("%s", e.msg) : cmd_fail(&e);
+        goto out;
+    }
+    if (a->resume_joblog && a->joblog == NULL) {
+        rc = cmd_usage("%s needs --joblog FILE (the joblog to resume from)",
+            a->resume_failed ? "--resume-failed" : "--resume");
+        goto out;
+    }
+    /*
+     * No source and a terminal on stdin: most likely a mistyped command
+     * ("parallelrun stauts"), not arguments about to be typed in.
+     */
+    if (!command_found(&a->job->tasks[0], word, sizeof(word))) {
+        const char *sugg = prun__closest(word, subcommands, NSUBCOMMANDS);
+        if (sugg != NULL)
+            rc = cmd_usage(
+                "unknown command '%s' (did you mean '%s'?)", word, sugg);
+        else
+            rc = cmd_usage("unknown command '%s': not a subcommand, and no "
+                           "program of that name in PATH",
+                word);
+        goto out;
+    }
+    /* No source and a terminal on stdin: arguments are not typed in. */
+    if (a->from_stdin && isatty(0)) {
+        rc = cmd_usage("no arguments: give them after ':::' or '::::' FILE, "
+                       "or on stdin (not a terminal)");
+        goto out;
+    }
+    if (prun__config_load(&cfg, NULL, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    if (a->dry_run) {
+        rc = adhoc_dry_run(a->job);
+        goto out;
+    }
+    if (prun__job_check_files(a->job, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    if (a->resume_joblog) {
+        /* Done rows are skipped; the joblog is appended to, not emptied. */
+        if (prun__joblog_seqs(a->joblog, a->resume_failed, &js.seqs, &e) < 0) {
+            rc = cmd_fail(&e);
+            goto out;
+        }
+        a->joblog_append = 1;
+    }
+    memset(&so, 0, sizeof(so));
+    so.redis_url = a->redis;
+    so.resume = a->resume;
+    so.jobs = a->jobs;
+    if (a->jobs_pct > 0) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        so.jobs = (unsigned)((ncpu > 0 ? ncpu : 1) * a->jobs_pct / 100);
+        if (so.jobs == 0)
+            so.jobs = 1;
+    }
+    so.out.mode = a->json  ? PRUN_OUT_NONE
+                  : a->tag ? PRUN_OUT_TAG
+                           : PRUN_OUT_GROUP;
+    so.out.quiet = a->quiet;
+    so.out.results_dir = a->results;
+    so.out.joblog = a->joblog;
+    so.out.joblog_append = a->joblog_append;
+    so.out.keep_order = a->keep_order;
+    so.out.tag_tpl = a->tag_tpl;
+    /* --bar and --eta ask for the progress line even off a terminal. */
+    so.out.progress = a->bar || a->eta || (!a->quiet && !a->json && isatty(2));
+    so.quiet = a->quiet;
+    so.say = adhoc_say;
+    if (a->resume_joblog) {
+        so.skip = joblog_skip;
+        so.skip_ctx = &js;
+    }
+    if (prun__session_open(&cfg, a->job, &so, &sess, &e) < 0) {
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    run_id = prun__session_run_id(sess);
+    rc = prun__session_run(sess, &res, &e);
+    failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
+    /* The same verdict as run's: skipped, source errors, failed needs. */
+    for (i = 0; i < res.ntasks && !failed; i++)
+        failed = task_skipped(&res.tasks[i]) > 0 ||
+                 res.tasks[i].error[0] != '\0' || res.tasks[i].needs_failed;
+    if (rc < 0) {
+        print_summary(a->job, run_id, &res, 0, 1);
+        prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
+            sizeof(res.redis_error));
+        rc = cmd_fail(&e);
+        goto out;
+    }
+    rc = res.signal ? 128 + res.signal : failed ? EXIT_FAILED : EXIT_OK;
+    if (res.note[0] != '\0' && !a->quiet)
+        cmd_warn("note: %s", res.note);
+    if (res.warning[0] != '\0') {
+        cmd_warn("%s", res.warning);
+        if (rc == EXIT_OK)
+            rc = EXIT_SYSTEM;
+    }
+    res.redis_errors = prun__session_finish(
+        sess, &res, rc, res.redis_error, sizeof(res.redis_error));
+    if (res.redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
+        rc = EXIT_SYSTEM;
+    if (a->json)
+        print_json(a->job, run_id, &res, rc);
+    if (!a->json || rc != EXIT_OK)
+        print_summary(a->job, run_id, &res, a->quiet, rc != EXIT_OK);
+out:
+    prun__session_close(sess);
+    prun__run_result_free(&res);
+    prun__adhoc_free(a);
+    prun__seqs_free(&js.seqs);
+    prun__config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,828 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * adhoc: the command line of ad-hoc mode (GNU parallel's habits) turned
+ * into an in-memory job of one task: options, the command and its
+ * arguments as list-form templates (or one /bin/sh -c template with
+ * --shell, or when the command is a single word holding shell syntax),
+ * and the sources: one `::: A B` list, one `:::: FILE` of lines (streamed),
+ * several of them as a matrix (their cartesian product, the last varying
+ * fastest, as parallel), or lines from stdin when none is given. A command
+ * without any placeholder gets "{}" appended, as parallel and xargs do.
+ * It does not run anything and does not print: the run composition and
+ * the CLI do that.
+ */
+#include "adhoc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    O_JOBS,
+    O_KEEP,
+    O_TAG,
+    O_TAGSTRING,
+    O_BAR,
+    O_ETA,
+    O_HALT,
+    O_RETRIES,
+    O_TIMEOUT,
+    O_DELAY,
+    O_JOBLOG,
+    O_RESULTS,
+    O_RESUME,
+    O_RESUME_FAILED,
+    O_DRY_RUN,
+    O_SEGMENT,
+    O_REDIS,
+    O_QUIET,
+    O_JSON,
+    O_NULL,
+    O_SHELL,
+    O_QUOTE,
+};
+
+static const struct {
+    const char *name;
+    char shrt;
+    int arg; /* 0 none, 1 required, 2 optional (--name=VALUE only) */
+    int id;
+} opts[] = {
+    {"jobs", 'j', 1, O_JOBS},
+    {"keep-order", 'k', 0, O_KEEP},
+    {"tag", 0, 0, O_TAG},
+    {"tagstring", 0, 1, O_TAGSTRING},
+    {"bar", 0, 0, O_BAR},
+    {"eta", 0, 0, O_ETA},
+    {"halt", 0, 1, O_HALT},
+    {"retries", 0, 1, O_RETRIES},
+    {"timeout", 0, 1, O_TIMEOUT},
+    {"delay", 0, 1, O_DELAY},
+    {"joblog", 0, 1, O_JOBLOG},
+    {"results", 0, 1, O_RESULTS},
+    {"resume", 0, 2, O_RESUME},
+    {"resume-failed", 0, 0, O_RESUME_FAILED},
+    {"dry-run", 0, 0, O_DRY_RUN},
+    {"segment", 0, 1, O_SEGMENT},
+    {"redis", 0, 1, O_REDIS},
+    {"quiet", 0, 0, O_QUIET},
+    {"json", 0, 0, O_JSON},
+    {"null", '0', 0, O_NULL},
+    {"shell", 0, 0, O_SHELL},
+    {"quote", 'q', 0, O_QUOTE},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+struct src {
+    int file; /* :::: FILE */
+    size_t first, n;
+};
+
+/* What parsing collects before the job is built. */
+struct parse {
+    struct prun_adhoc *a;
+    struct prun_job *job;
+    int null_sep, shell;
+    int64_t timeout_ms, delay_ms;
+    unsigned retries;
+    size_t nsegs;
+    char **seg_names, **seg_files;
+    size_t cmd_first, ncmd;
+    struct src *srcs;
+    size_t nsrcs;
+};
+
+static int find_opt(const char *s, const char **val)
+{
+    size_t i, n;
+
+    *val = NULL;
+    if (s[0] == '-' && s[1] == '-') {
+        const char *eq = strchr(s + 2, '=');
+        n = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
+        for (i = 0; i < NOPTS; i++)
+            if (strlen(opts[i].name) == n &&
+                memcmp(opts[i].name, s + 2, n) == 0) {
+                if (eq)
+                    *val = eq + 1;
+                return (int)i;
+            }
+        return -1;
+    }
+    if (s[0] == '-' && s[1] != '\0')
+        for (i = 0; i < NOPTS; i++)
+            if (opts[i].shrt != 0 && opts[i].shrt == s[1]) {
+                if (s[2] != '\0')
+                    *val = s + 2;
+                return (int)i;
+            }
+    return -1;
+}
+
+int prun__adhoc_is_option(const char *s)
+{
+    const char *v;
+
+    return strcmp(s, ":::") == 0 || strcmp(s, "::::") == 0 ||
+           find_opt(s, &v) >= 0;
+}
+
+/* GNU parallel's durations are seconds; ours (500ms, 2h) work too. */
+static int parse_dur(
+    const char *opt, const char *s, int64_t *ms, struct prun_err *err)
+{
+    char *end;
+    double v;
+    struct prun_err e;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (end != s && *end == '\0' && errno == 0 && v >= 0 && v < 1e9) {
+        *ms = (int64_t)(v * 1000 + 0.5);
+        return 0;
+    }
+    if (prun__parse_duration(s, ms, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "%s: %s", opt, e.msg);
+    return 0;
+}
+
+/* --halt now|soon|never[,fail=N], or parallel's 0, 1, 2. */
+static int parse_halt(struct prun_job *job, const char *s, struct prun_err *err)
+{
+    const char *comma = strchr(s, ',');
+    size_t n = comma ? (size_t)(comma - s) : strlen(s);
+    long long v;
+    struct prun_err e;
+
+    job->max_failures = 1;
+    if (strcmp(s, "0") == 0 || (n == 5 && memcmp(s, "never", 5) == 0)) {
+        job->halt = PRUN_HALT_NEVER;
+        return comma ? prun__err_set(err, PRUN_EINVAL,
+                           "--halt: 'never' takes no condition, got '%s'", s)
+                     : 0;
+    }
+    if (strcmp(s, "1") == 0 || strcmp(s, "2") == 0) {
+        job->halt = s[0] == '1' ? PRUN_HALT_SOON : PRUN_HALT_NOW;
+        return 0;
+    }
+    if (n == 3 && memcmp(s, "now", 3) == 0)
+        job->halt = PRUN_HALT_NOW;
+    else if (n == 4 && memcmp(s, "soon", 4) == 0)
+        job->halt = PRUN_HALT_SOON;
+    else
+        return prun__err_set(err, PRUN_EINVAL,
+            "--halt: expected never, soon or now (with ',fail=N'), got '%s'",
+            s);
+    if (comma == NULL)
+        return 0;
+    if (strncmp(comma + 1, "fail=", 5) != 0 || strchr(comma + 6, '%') != NULL)
+        return prun__err_set(err, PRUN_EINVAL,
+            "--halt: only 'fail=N' (a count) is supported, got '%s'",
+            comma + 1);
+    if (prun__parse_int(comma + 6, 1, 1000000000, &v, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "--halt: fail=: %s", e.msg);
+    job->max_failures = (unsigned)v;
+    return 0;
+}
+
+/* -j N or -j N% (of the CPUs; parallel's -j 100% is one per CPU). */
+static int parse_jobs(struct prun_adhoc *a, const char *s, struct prun_err *err)
+{
+    size_t n = strlen(s);
+    long long v;
+    struct prun_err e;
+    char num[32];
+
+    if (n > 1 && s[n - 1] == '%' && n < sizeof(num)) {
+        memcpy(num, s, n - 1);
+        num[n - 1] = '\0';
+        if (prun__parse_int(num, 1, 100000, &v, &e) < 0)
+            return prun__err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
+        a->jobs_pct = (unsigned)v;
+        return 0;
+    }
+    if (prun__parse_int(s, 1, 100000, &v, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
+    a->jobs = (unsigned)v;
+    return 0;
+}
+
+static int add_seg(struct parse *p, const char *s, struct prun_err *err)
+{
+    const char *eq = strchr(s, '=');
+    size_t i, n;
+    char **nn, **nf;
+
+    if (eq == NULL || eq == s || eq[1] == '\0')
+        return prun__err_set(
+            err, PRUN_EINVAL, "--segment expects NAME=FILE, got '%s'", s);
+    n = (size_t)(eq - s);
+    if (n > 64 || (!isalpha((unsigned char)s[0]) && s[0] != '_'))
+        goto bad;
+    for (i = 1; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+            goto bad;
+    nn = realloc(p->seg_names, (p->nsegs + 1) * sizeof(char *));
+    if (nn != NULL)
+        p->seg_names = nn;
+    nf = realloc(p->seg_files, (p->nsegs + 1) * sizeof(char *));
+    if (nf != NULL)
+        p->seg_files = nf;
+    if (nn == NULL || nf == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    p->seg_names[p->nsegs] = prun__arena_strndup(p->job->arena, s, n);
+    p->seg_files[p->nsegs] = prun__arena_strdup(p->job->arena, eq + 1);
+    if (p->seg_names[p->nsegs] == NULL || p->seg_files[p->nsegs] == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    for (i = 0; i < p->nsegs; i++)
+        if (strcmp(p->seg_names[i], p->seg_names[p->nsegs]) == 0)
+            return prun__err_set(err, PRUN_EINVAL,
+                "--segment: segment '%s' given twice", p->seg_names[i]);
+    p->nsegs++;
+    return 0;
+bad:
+    return prun__err_set(err, PRUN_EINVAL,
+        "--segment: '%.*s' is not a segment name (a letter or '_', then "
+        "letters, digits or '_', at most 64)",
+        (int)(n > 64 ? 64 : n), s);
+}
+
+static int set_opt(struct parse *p, int id, const char *name, const char *val,
+    struct prun_err *err)
+{
+    struct prun_adhoc *a = p->a;
+    long long v;
+    struct prun_err e;
+
+    switch (id) {
+    case O_JOBS:
+        return parse_jobs(a, val, err);
+    case O_KEEP:
+        a->keep_order = 1;
+        break;
+    case O_TAG:
+        a->tag = 1;
+        break;
+    case O_TAGSTRING:
+        a->tagstring = val;
+        a->tag = 1;
+        break;
+    case O_BAR:
+        a->bar = 1;
+        break;
+    case O_ETA:
+        a->eta = 1;
+        break;
+    case O_HALT:
+        return parse_halt(p->job, val, err);
+    case O_RETRIES:
+        /* parallel's --retries N is N tries in all; ours counts extra. */
+        if (prun__parse_int(val, 0, 1000, &v, &e) < 0)
+            return prun__err_set(err, PRUN_EINVAL, "--retries: %s", e.msg);
+        p->retries = v > 0 ? (unsigned)v - 1 : 0;
+        break;
+    case O_TIMEOUT:
+        return parse_dur("--timeout", val, &p->timeout_ms, err);
+    case O_DELAY:
+        return parse_dur("--delay", val, &p->delay_ms, err);
+    case O_JOBLOG:
+        a->joblog_append = val[0] == '+';
+        a->joblog = val + (val[0] == '+');
+        if (a->joblog[0] == '\0')
+            return prun__err_set(err, PRUN_EINVAL, "--joblog: empty file name");
+        break;
+    case O_RESULTS:
+        a->results = val;
+        break;
+    case O_RESUME:
+        if (val != NULL)
+            a->resume = val;
+        else
+            a->resume_joblog = 1;
+        break;
+    case O_RESUME_FAILED:
+        a->resume_joblog = a->resume_failed = 1;
+        break;
+    case O_DRY_RUN:
+        a->dry_run = 1;
+        break;
+    case O_SEGMENT:
+        return add_seg(p, val, err);
+    case O_REDIS:
+        a->redis = val;
+        break;
+    case O_QUIET:
+        a->quiet = 1;
+        break;
+    case O_JSON:
+        a->json = 1;
+        break;
+    case O_NULL:
+        p->null_sep = 1;
+        break;
+    case O_SHELL:
+        p->shell = 1;
+        break;
+    case O_QUOTE:
+        /* parallel -q keeps the command's words as they are: always so. */
+        break;
+    }
+    (void)name;
+    return 0;
+}
+
+/* Reads all of fd into b. */
+static int slurp(int fd, struct prun_buf *b)
+{
+    char chunk[65536];
+    ssize_t r;
+
+    for (;;) {
+        r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        if (prun__buf_add(b, chunk, (size_t)r) < 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+}
+
+/*
+ * The values of a `:::: FILE` source ("-": stdin), one per line or per
+ * NUL-terminated record, in the job's arena.
+ */
+static int read_values(struct parse *p, const char *path, const char ***vals,
+    size_t *n, struct prun_err *err)
+{
+    struct prun_buf b = {0};
+    char sep = p->null_sep ? '\0' : '\n';
+    size_t i, k = 0, cnt = 0, start;
+    const char **v = NULL;
+    int fd = 0, rc = 0;
+
+    if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return prun__err_sys(err, ":::: cannot open '%s'", path);
+    if (slurp(fd, &b) < 0) {
+        rc = prun__err_sys(err, ":::: cannot read '%s'", path);
+        goto out;
+    }
+    for (i = 0; i < b.len; i++)
+        if (b.data[i] == sep)
+            cnt++;
+    if (b.len > 0 && b.data[b.len - 1] != sep)
+        cnt++;
+    v = prun__arena_alloc(p->job->arena, (cnt ? cnt : 1) * sizeof(char *));
+    if (v == NULL) {
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (i = 0, start = 0; i <= b.len && k < cnt; i++) {
+        if (i < b.len && b.data[i] != sep)
+            continue;
+        v[k] = prun__arena_strndup(p->job->arena, b.data + start, i - start);
+        if (v[k++] == NULL) {
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+            goto out;
+        }
+        start = i + 1;
+    }
+    *vals = v;
+    *n = cnt;
+out:
+    if (fd > 0)
+        close(fd);
+    prun__buf_free(&b);
+    return rc;
+}
+
+/* A single command word that holds shell syntax: run it with /bin/sh. */
+static int looks_like_shell(const char *s)
+{
+    return strpbrk(s, " \t\n|&;<>()$`\\\"'*?") != NULL;
+}
+
+/* Does any template of the task hold a placeholder? */
+static int has_placeholder(const struct prun_task *t)
+{
+    size_t i, k;
+
+    for (i = 0; i < t->argc; i++)
+        for (k = 0; k < t->argv[i].nparts; k++)
+            if (t->argv[i].parts[k].kind != PRUN_PH_LIT)
+                return 1;
+    return 0;
+}
+
+/* The job and task name: the command's base name, as a valid name. */
+static char *command_name(struct prun_arena *ar, const char *cmd)
+{
+    char name[33];
+    const char *b = strrchr(cmd, '/');
+    size_t i, n = 0;
+
+    b = b ? b + 1 : cmd;
+    for (i = 0; b[i] && !isspace((unsigned char)b[i]) && n < 32; i++)
+        if (isalnum((unsigned char)b[i]) || b[i] == '_' || b[i] == '-' ||
+            (b[i] == '.' && n > 0 && name[n - 1] != '.'))
+            name[n++] = b[i];
+    while (n > 0 && name[n - 1] == '.')
+        n--;
+    if (n == 0 || !isalnum((unsigned char)name[0]))
+        return prun__arena_strdup(ar, "adhoc");
+    name[n] = '\0';
+    return prun__arena_strdup(ar, name);
+}
+
+static int build_task(struct parse *p, char **argv, struct prun_err *err)
+{
+    struct prun_job *job = p->job;
+    struct prun_task *t = &job->tasks[0];
+    struct prun_buf line = {0};
+    struct prun_pos pos;
+    size_t i;
+    int rc = 0, shell = p->shell ||
+                        (p->ncmd == 1 && looks_like_shell(argv[p->cmd_first]));
+
+    t->name = job->name;
+    t->pos.line = 1;
+    t->pos.col = 1;
+    t->shell = shell;
+    t->timeout_ms = p->timeout_ms;
+    t->kill_grace_ms = -1;
+    t->retries = p->retries;
+    t->retry_delay_ms = 0;
+    if (p->delay_ms > 0)
+        t->rate = 1000.0 / (double)p->delay_ms;
+    if (shell) {
+        /* The words joined with spaces, as parallel hands them to sh. */
+        for (i = 0; i < p->ncmd && rc == 0; i++)
+            rc = prun__buf_printf(
+                &line, "%s%s", i ? " " : "", argv[p->cmd_first + i]);
+        if (rc < 0)
+            goto oom;
+        t->argc = 1;
+        t->argv = prun__arena_alloc(job->arena, sizeof(*t->argv));
+        if (t->argv == NULL)
+            goto oom;
+        pos.line = 1;
+        pos.col = 1;
+        if ((rc = prun__tpl_compile_shell(
+                 job, &t->argv[0], line.data, pos, NULL, 0, err)) < 0)
+            goto out;
+        if (!has_placeholder(t)) {
+            if (prun__buf_adds(&line, " {}") < 0)
+                goto oom;
+            rc = prun__tpl_compile_shell(
+                job, &t->argv[0], line.data, pos, NULL, 0, err);
+        }
+        goto out;
+    }
+    t->argv = prun__arena_alloc(job->arena, (p->ncmd + 1) * sizeof(*t->argv));
+    if (t->argv == NULL)
+        goto oom;
+    for (i = 0; i < p->ncmd; i++) {
+        pos.line = (unsigned)(i + 1);
+        pos.col = 1;
+        if ((rc = prun__tpl_compile(job, &t->argv[i], argv[p->cmd_first + i],
+                 pos, NULL, 0, err)) < 0)
+            goto out;
+        t->argc++;
+    }
+    if (!has_placeholder(t)) {
+        pos.line = (unsigned)(p->ncmd + 1);
+        rc = prun__tpl_compile(job, &t->argv[t->argc], "{}", pos, NULL, 0, err);
+        if (rc == 0)
+            t->argc++;
+    }
+    goto out;
+oom:
+    rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+out:
+    prun__buf_free(&line);
+    return rc;
+}
+
+static int build_sources(struct parse *p, char **argv, struct prun_err *err)
+{
+    struct prun_foreach *f = &p->job->tasks[0].foreach;
+    struct prun_arena *ar = p->job->arena;
+    size_t s, i;
+    int rc;
+
+    f->chunk = 1;
+    f->pos.line = 1;
+    f->pos.col = 1;
+    /* No arguments at all runs nothing and succeeds, as parallel. */
+    f->allow_empty = 1;
+    if (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file)) {
+        /* Lines (-0: records) streamed from stdin or the one file. */
+        f->kind = PRUN_SRC_LINES;
+        f->path = p->nsrcs == 0 ? "-" : argv[p->srcs[0].first];
+        f->nul_sep = p->null_sep;
+        p->a->from_stdin = p->nsrcs == 0;
+        return 0;
+    }
+    if (p->nsrcs == 1 && !p->srcs[0].file) {
+        const struct src *sr = &p->srcs[0];
+        f->kind = PRUN_SRC_LIST;
+        f->nlist = sr->n;
+        f->list = prun__arena_alloc(ar, (sr->n ? sr->n : 1) * sizeof(*f->list));
+        if (f->list == NULL)
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        for (i = 0; i < sr->n; i++)
+            f->list[i].text = argv[sr->first + i];
+        return 0;
+    }
+    /* Several sources: their cartesian product, axes named 1, 2, ... */
+    f->kind = PRUN_SRC_MATRIX;
+    f->naxes = p->nsrcs;
+    f->axes = prun__arena_alloc(ar, p->nsrcs * sizeof(*f->axes));
+    if (f->axes == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    for (s = 0; s < p->nsrcs; s++) {
+        struct prun_axis *ax = &f->axes[s];
+        char name[24];
+
+        snprintf(name, sizeof(name), "%zu", s + 1);
+        if ((ax->name = prun__arena_strdup(ar, name)) == NULL)
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        if (p->srcs[s].file) {
+            if ((rc = read_values(p, argv[p->srcs[s].first], &ax->vals,
+                     &ax->nvals, err)) < 0)
+                return rc;
+            continue;
+        }
+        ax->nvals = p->srcs[s].n;
+        ax->vals = (const char **)(argv + p->srcs[s].first);
+    }
+    return 0;
+}
+
+/* The tag of --tag (parallel's: {}, the arguments) or --tagstring STR. */
+static int build_tag(struct parse *p, struct prun_err *err)
+{
+    struct prun_adhoc *a = p->a;
+    struct prun_buf b = {0};
+    struct prun_pos pos = {1, 1};
+    int rc = 0;
+
+    if (!a->tag)
+        return 0;
+    a->tag_tpl = prun__arena_alloc(p->job->arena, sizeof(*a->tag_tpl));
+    if (a->tag_tpl == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    rc = prun__buf_adds(&b, a->tagstring ? a->tagstring : "{}");
+    if (rc < 0)
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    else
+        rc = prun__tpl_compile(p->job, a->tag_tpl, b.data, pos, NULL, 0, err);
+    prun__buf_free(&b);
+    return rc;
+}
+
+static int build_segments(struct parse *p, struct prun_err *err)
+{
+    struct prun_job *job = p->job;
+    struct prun_task *t = &job->tasks[0];
+    size_t i;
+
+    if (p->nsegs == 0)
+        return 0;
+    job->segs = prun__arena_alloc(job->arena, p->nsegs * sizeof(*job->segs));
+    t->segs = prun__arena_alloc(job->arena, p->nsegs * sizeof(*t->segs));
+    if (job->segs == NULL || t->segs == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    for (i = 0; i < p->nsegs; i++) {
+        job->segs[i].name = p->seg_names[i];
+        job->segs[i].file = p->seg_files[i];
+        job->segs[i].pos.line = 1;
+        job->segs[i].pos.col = 1;
+        job->segs[i].hugepages = PRUN_HUGE_DEFAULT;
+        t->segs[i] = i;
+    }
+    job->nsegs = t->nsegs = p->nsegs;
+    return 0;
+}
+
+int prun__adhoc_parse(
+    int argc, char **argv, struct prun_adhoc **out, struct prun_err *err)
+{
+    struct parse p;
+    struct prun_adhoc *a = NULL;
+    struct prun_arena *ar = NULL;
+    int i = 1, rc = 0;
+
+    memset(&p, 0, sizeof(p));
+    a = calloc(1, sizeof(*a));
+    ar = prun__arena_new();
+    if (a == NULL || ar == NULL ||
+        (p.job = prun__arena_alloc(ar, sizeof(*p.job))) == NULL ||
+        (p.job->tasks = prun__arena_alloc(ar, sizeof(*p.job->tasks))) == NULL) {
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    p.a = a;
+    p.job->arena = ar;
+    p.job->path = "command line";
+    p.job->ntasks = 1;
+    p.job->max_failures = 1;
+    p.job->literal_braces = 1;
+    a->job = p.job;
+    for (; i < argc; i++) {
+        const char *s = argv[i], *val;
+        int k;
+
+        if (strcmp(s, "--") == 0) {
+            i++;
+            break;
+        }
+        if (s[0] != '-' || s[1] == '\0' || strcmp(s, ":::") == 0)
+            break;
+        if ((k = find_opt(s, &val)) < 0) {
+            rc = prun__err_set(err, PRUN_EINVAL, "unknown option '%s'", s);
+            goto fail;
+        }
+        if (opts[k].arg == 0 && val != NULL) {
+            /* Bundled short options: -k0, -kj4 is not supported. */
+            rc = prun__err_set(
+                err, PRUN_EINVAL, "option '%s' takes no value", s);
+            goto fail;
+        }
+        if (opts[k].arg == 1 && val == NULL) {
+            if (i + 1 >= argc) {
+                rc = prun__err_set(
+                    err, PRUN_EINVAL, "option '%s' needs a value", s);
+                goto fail;
+            }
+            val = argv[++i];
+        }
+        if ((rc = set_opt(&p, opts[k].id, s, val, err)) < 0)
+            goto fail;
+    }
+    p.cmd_first = (size_t)i;
+    for (; i < argc && strcmp(argv[i], ":::") != 0 &&
+           strcmp(argv[i], "::::") != 0;
+         i++)
+        p.ncmd++;
+    if (p.ncmd == 0) {
+        rc = prun__err_set(err, PRUN_EINVAL,
+            "missing command (ad-hoc mode: parallelrun [OPTIONS] CMD [ARG]... "
+            "::: A B ...)");
+        goto fail;
+    }
+    if (i < argc) {
+        p.srcs = calloc((size_t)(argc - i), sizeof(*p.srcs));
+        if (p.srcs == NULL) {
+            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    while (i < argc) {
+        struct src *sr = &p.srcs[p.nsrcs++];
+
+        sr->file = strcmp(argv[i], "::::") == 0;
+        sr->first = (size_t)++i;
+        for (; i < argc && strcmp(argv[i], ":::") != 0 &&
+               strcmp(argv[i], "::::") != 0;
+             i++)
+            sr->n++;
+        if (sr->file && sr->n != 1) {
+            rc = prun__err_set(err, PRUN_EINVAL,
+                "'::::' takes one file name, got %zu words", sr->n);
+            goto fail;
+        }
+    }
+    p.job->name = command_name(ar, argv[p.cmd_first]);
+    if (p.job->name == NULL) {
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = build_task(&p, argv, err)) < 0 ||
+        (rc = build_sources(&p, argv, err)) < 0 ||
+        (rc = build_segments(&p, err)) < 0 || (rc = build_tag(&p, err)) < 0 ||
+        (rc = prun__job_check(p.job, err)) < 0)
+        goto fail;
+    *out = a;
+    a = NULL;
+    ar = NULL;
+fail:
+    if (a != NULL)
+        a->job = NULL;
+    prun__adhoc_free(a);
+    prun__arena_free(ar);
+    free(p.srcs);
+    free(p.seg_names);
+    free(p.seg_files);
+    return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+int prun__joblog_seqs(const char *path, int done_only, struct prun_seqs *out,
+    struct prun_err *err)
+{
+    struct prun_buf b = {0};
+    struct prun_seqs s = {NULL, 0};
+    size_t cap = 0, lineno = 0;
+    char *line, *next;
+    int fd, rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    if (fd < 0)
+        return prun__err_sys(err, "cannot open joblog '%s'", path);
+    if (slurp(fd, &b) < 0 || prun__buf_reserve(&b, 0) < 0) {
+        rc = prun__err_sys(err, "cannot read joblog '%s'", path);
+        goto out;
+    }
+    for (line = b.data; line != NULL && *line != '\0'; line = next) {
+        char *f[9], *end;
+        unsigned long long seq;
+        long ev, sig;
+        int k;
+
+        lineno++;
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (strncmp(line, "Seq\t", 4) == 0 || *line == '\0')
+            continue;
+        for (k = 0; k < 9 && line != NULL; k++) {
+            f[k] = line;
+            line = k < 8 ? strchr(line, '\t') : NULL;
+            if (line != NULL)
+                *line++ = '\0';
+        }
+        errno = 0;
+        if (k < 9 || (seq = strtoull(f[0], &end, 10)) == 0 || *end != '\0' ||
+            (ev = strtol(f[6], &end, 10), *end != '\0') ||
+            (sig = strtol(f[7], &end, 10), *end != '\0') || errno != 0) {
+            rc = prun__err_set(err, PRUN_EINVAL,
+                "%s:%zu: not a joblog row (Seq Host Starttime JobRuntime Send "
+                "Receive Exitval Signal Command, tab-separated)",
+                path, lineno);
+            goto out;
+        }
+        if (done_only && (ev != 0 || sig != 0))
+            continue;
+        if (s.n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            void *p = realloc(s.v, ncap * sizeof(*s.v));
+            if (p == NULL) {
+                rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+                goto out;
+            }
+            s.v = p;
+            cap = ncap;
+        }
+        s.v[s.n++] = seq;
+    }
+    if (s.n > 0)
+        qsort(s.v, s.n, sizeof(*s.v), cmp_u64);
+    *out = s;
+    s.v = NULL;
+out:
+    free(s.v);
+    close(fd);
+    prun__buf_free(&b);
+    return rc;
+}
+
+int prun__seqs_has(const struct prun_seqs *s, uint64_t seq)
+{
+    return s->n > 0 &&
+           bsearch(&seq, s->v, s->n, sizeof(*s->v), cmp_u64) != NULL;
+}
+
+void prun__seqs_free(struct prun_seqs *s)
+{
+    if (s == NULL)
+        return;
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+void prun__adhoc_free(struct prun_adhoc *a)
+{
+    if (a == NULL)
+        return;
+    prun__job_free(a->job);
+    free(a);
+}
