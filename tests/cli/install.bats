@@ -5,6 +5,10 @@
 
 load helpers
 
+# The builds here are the file's own: nothing of an outer make (make test
+# WERROR=1 passes its variables down through MAKEFLAGS) may change them.
+unset MAKEFLAGS MFLAGS MAKELEVEL WERROR SANITIZE OPT CFLAGS LDFLAGS
+
 # One build of the tree of its own for the file (the suite's build/ is not
 # touched); each test that changes it works on a copy.
 setup_file() {
