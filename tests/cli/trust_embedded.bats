@@ -184,6 +184,9 @@ EOF
     kpid=$(keeper_pid)
     kill -9 "$kpid"
     wait_gone "$kpid"
+    # Its lock goes when its last thread has exited, which can be after
+    # ps shows the leader as a zombie: wait for the lock itself.
+    wait_until flock -n -s "$PARALLELRUN_STATE_DIR/run/redis.keeper" true
     run "$PR" runs
     [ "$status" -eq 0 ]
     # The same server, looked after by a new keeper (which writes its pid
