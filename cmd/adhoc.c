@@ -132,9 +132,7 @@ int cmd_adhoc(int argc, char **argv)
     struct prun_err e;
     struct joblog_skip js;
     char word[256];
-    const char *run_id;
-    int rc, failed;
-    size_t i;
+    int rc;
     long ncpu;
 
     memset(&js, 0, sizeof(js));
@@ -221,36 +219,7 @@ int cmd_adhoc(int argc, char **argv)
         rc = cmd_fail(&e);
         goto out;
     }
-    run_id = prun__session_run_id(sess);
-    rc = prun__session_run(sess, &res, &e);
-    failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
-    /* The same verdict as run's: skipped, source errors, failed needs. */
-    for (i = 0; i < res.ntasks && !failed; i++)
-        failed = task_skipped(&res.tasks[i]) > 0 ||
-                 res.tasks[i].error[0] != '\0' || res.tasks[i].needs_failed;
-    if (rc < 0) {
-        print_summary(a->job, run_id, &res, 0, 1);
-        prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
-            sizeof(res.redis_error));
-        rc = cmd_fail(&e);
-        goto out;
-    }
-    rc = res.signal ? 128 + res.signal : failed ? EXIT_FAILED : EXIT_OK;
-    if (res.note[0] != '\0' && !a->quiet)
-        cmd_warn("note: %s", res.note);
-    if (res.warning[0] != '\0') {
-        cmd_warn("%s", res.warning);
-        if (rc == EXIT_OK)
-            rc = EXIT_SYSTEM;
-    }
-    res.redis_errors = prun__session_finish(
-        sess, &res, rc, res.redis_error, sizeof(res.redis_error));
-    if (res.redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
-        rc = EXIT_SYSTEM;
-    if (a->json)
-        print_json(a->job, run_id, &res, rc);
-    if (!a->json || rc != EXIT_OK)
-        print_summary(a->job, run_id, &res, a->quiet, rc != EXIT_OK);
+    rc = cmd_run_session(a->job, sess, &res, a->quiet, a->json);
 out:
     prun__session_close(sess);
     prun__run_result_free(&res);

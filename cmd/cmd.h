@@ -30,6 +30,10 @@ struct prun_run_result;
 struct prun_task_result;
 /* Instances of a task never started (a failed need, a halt). */
 unsigned long long task_skipped(const struct prun_task_result *t);
+struct prun__session;
+/* run.c: runs an open session, prints its summary, returns the exit status. */
+int cmd_run_session(const struct prun_job *job, struct prun__session *sess,
+    struct prun_run_result *res, int quiet, int json);
 /* The summary on stderr (failed: name every failure). */
 void print_summary(const struct prun_job *job, const char *run_id,
     const struct prun_run_result *res, int quiet, int failed);

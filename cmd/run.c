@@ -469,6 +469,55 @@ static void run_say(void *ctx, const char *msg)
     cmd_warn("%s", msg);
 }
 
+/*
+ * Runs an open session to the end and reports it, as every front end
+ * does: the summary (or --json), the final record, and the exit status
+ * (0, 1 a failure, 3 state or system trouble, 128+N a signal, or the
+ * error's). res is filled; the caller frees it and closes the session.
+ */
+int cmd_run_session(const struct prun_job *job, struct prun__session *sess,
+    struct prun_run_result *res, int quiet, int json)
+{
+    const char *run_id = prun__session_run_id(sess);
+    struct prun_err e;
+    int rc, failed;
+    size_t i;
+
+    rc = prun__session_run(sess, res, &e);
+    failed = res->stats.failed + res->stats.cancelled > 0 || res->halted;
+    /* Skipped instances, source errors and failed needs fail a run too. */
+    for (i = 0; i < res->ntasks && !failed; i++)
+        failed = task_skipped(&res->tasks[i]) > 0 ||
+                 res->tasks[i].error[0] != '\0' || res->tasks[i].needs_failed;
+    if (rc < 0) {
+        print_summary(job, run_id, res, 0, 1);
+        prun__session_finish(sess, res, cmd_exit_code(rc), res->redis_error,
+            sizeof(res->redis_error));
+        return cmd_fail(&e);
+    }
+    rc = res->signal ? 128 + res->signal : failed ? EXIT_FAILED : EXIT_OK;
+    if (res->note[0] != '\0' && !quiet)
+        cmd_warn("note: %s", res->note);
+    if (res->warning[0] != '\0') {
+        cmd_warn("%s", res->warning);
+        if (rc == EXIT_OK)
+            rc = EXIT_SYSTEM;
+    }
+    /*
+     * The state goes first, so the summary can count what Redis refused:
+     * a run whose state could not be recorded exits 3.
+     */
+    res->redis_errors = prun__session_finish(
+        sess, res, rc, res->redis_error, sizeof(res->redis_error));
+    if (res->redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
+        rc = EXIT_SYSTEM;
+    if (json)
+        print_json(job, run_id, res, rc);
+    if (!json || rc != EXIT_OK)
+        print_summary(job, run_id, res, quiet, rc != EXIT_OK);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct run_args a;
@@ -478,9 +527,7 @@ int cmd_run(int argc, char **argv)
     struct prun__session *sess = NULL;
     struct prun_run_result res;
     struct prun_err e;
-    const char *run_id;
-    int rc, failed;
-    size_t i;
+    int rc;
 
     memset(&res, 0, sizeof(res));
     prun__config_defaults(&cfg);
@@ -523,40 +570,7 @@ int cmd_run(int argc, char **argv)
         rc = cmd_fail(&e);
         goto out;
     }
-    run_id = prun__session_run_id(sess);
-
-    rc = prun__session_run(sess, &res, &e);
-    failed = res.stats.failed + res.stats.cancelled > 0 || res.halted;
-    for (i = 0; i < res.ntasks && !failed; i++)
-        failed = task_skipped(&res.tasks[i]) > 0 ||
-                 res.tasks[i].error[0] != '\0' || res.tasks[i].needs_failed;
-    if (rc < 0) {
-        print_summary(job, run_id, &res, 0, 1);
-        prun__session_finish(sess, &res, cmd_exit_code(rc), res.redis_error,
-            sizeof(res.redis_error));
-        rc = cmd_fail(&e);
-        goto out;
-    }
-    rc = res.signal ? 128 + res.signal : failed ? EXIT_FAILED : EXIT_OK;
-    if (res.note[0] != '\0' && !a.quiet)
-        cmd_warn("note: %s", res.note);
-    if (res.warning[0] != '\0') {
-        cmd_warn("%s", res.warning);
-        if (rc == EXIT_OK)
-            rc = EXIT_SYSTEM;
-    }
-    /*
-     * The state goes first, so the summary can count what Redis refused:
-     * a run whose state could not be recorded exits 3.
-     */
-    res.redis_errors = prun__session_finish(
-        sess, &res, rc, res.redis_error, sizeof(res.redis_error));
-    if (res.redis_errors > 0 && (rc == EXIT_OK || rc == EXIT_FAILED))
-        rc = EXIT_SYSTEM;
-    if (a.json)
-        print_json(job, run_id, &res, rc);
-    if (!a.json || rc != EXIT_OK)
-        print_summary(job, run_id, &res, a.quiet, rc != EXIT_OK);
+    rc = cmd_run_session(job, sess, &res, a.quiet, a.json);
 out:
     /* Every path ends here: the run's segments never outlive it. */
     prun__session_close(sess);

@@ -300,17 +300,6 @@ static void add_straggler(struct local *x, pid_t pgid, int64_t kill_at)
     x->nstrag++;
 }
 
-static const char *signame(int sig, char *buf, size_t n)
-{
-    const char *abbrev = sigabbrev_np(sig);
-
-    if (abbrev)
-        snprintf(buf, n, "SIG%s", abbrev);
-    else
-        snprintf(buf, n, "signal %d", sig);
-    return buf;
-}
-
 /*
  * The guardian died (someone killed it by pid: nothing aimed at our group
  * or session reaches it). Without it a kill -9 of the runner would leave
@@ -327,7 +316,7 @@ static void guardian_died(struct local *x, int status)
 
     if (WIFSIGNALED(status))
         snprintf(how, sizeof(how), "killed by %s",
-            signame(WTERMSIG(status), sig, sizeof(sig)));
+            prun__signame(WTERMSIG(status), sig, sizeof(sig)));
     else
         snprintf(how, sizeof(how), "exit %d", WEXITSTATUS(status));
     if (prun__guardian_restart(x->guardian, &e) < 0) {

@@ -314,17 +314,6 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     r->exec->ops->start(r->exec, a);
 }
 
-static const char *signame(int sig, char *buf, size_t n)
-{
-    const char *abbrev = sigabbrev_np(sig);
-
-    if (abbrev)
-        snprintf(buf, n, "SIG%s", abbrev);
-    else
-        snprintf(buf, n, "signal %d", sig);
-    return buf;
-}
-
 static const struct prun_failure *record_failure(struct runner *r,
     const struct prun__attempt *a, enum prun_fail_kind kind, int status)
 {
@@ -355,7 +344,7 @@ static const struct prun_failure *record_failure(struct runner *r,
         break;
     case PRUN_FAIL_SIGNAL:
         snprintf(f->reason, sizeof(f->reason), "killed by %s",
-            signame(status, sb, sizeof(sb)));
+            prun__signame(status, sb, sizeof(sb)));
         break;
     case PRUN_FAIL_TIMEOUT:
         snprintf(f->reason, sizeof(f->reason), "timed out after %s",

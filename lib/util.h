@@ -86,4 +86,7 @@ const char *prun__closest(const char *word, const char *const *cands, size_t n);
 int64_t prun__now_ms(void);
 int64_t prun__wall_ms(void);
 
+/* "SIGTERM", or "signal 42" for a number without a name, into buf. */
+const char *prun__signame(int sig, char *buf, size_t n);
+
 #endif
