@@ -21,14 +21,13 @@
  * Published segments are files a child creates in the run's directory
  * BASE/parallelrun-RUNID; the runner removes the directory when the run
  * ends, and prun__segment_gc() removes those of runners that died (the
- * `owner` file says who the runner was). The publishing itself, and
- * attaching from a child, are in api_segment.c.
+ * `owner` file says who the runner was). Names, shapes and .npy headers
+ * are segmeta.c's; publishing is segment_publish.c's, attaching from a
+ * child api_segment.c's.
  *
  * This module does not spawn anything and does not talk to Redis.
  */
 #include "segment.h"
-
-#include "coord_sync.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -49,7 +48,6 @@
 
 #define ENV_PREFIX  "PARALLELRUN_SEGMENT_"
 #define COPY_CHUNK  ((size_t)128 << 10)
-#define NPY_PEEK    65536
 #define OWNER_GRACE 60 /* seconds a directory may lack its owner file */
 
 struct seg {
@@ -95,209 +93,6 @@ struct prun_segset {
     pid_t pid; /* the runner: it holds the fds the paths name */
 };
 
-const char *prun__shm_base(void)
-{
-    const char *b = getenv("PARALLELRUN_SHM_BASE");
-
-    return b != NULL && b[0] != '\0' ? b : "/dev/shm";
-}
-
-int prun__segment_name_ok(const char *name)
-{
-    size_t i;
-
-    if (name == NULL || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
-        return 0;
-    for (i = 1; name[i] != '\0'; i++)
-        if (i >= 64 || !(isalnum((unsigned char)name[i]) || name[i] == '_'))
-            return 0;
-    return 1;
-}
-
-void prun__shape_fmt(const uint64_t *shape, size_t ndim, char *buf, size_t n)
-{
-    size_t i, used = 0;
-
-    if (n == 0)
-        return;
-    buf[0] = '\0';
-    for (i = 0; i < ndim && used < n; i++) {
-        int w = snprintf(
-            buf + used, n - used, "%s%" PRIu64, i ? "," : "", shape[i]);
-        if (w < 0)
-            break;
-        used += (size_t)w;
-    }
-}
-
-int prun__shape_parse(const char *s, uint64_t *shape, size_t *ndim)
-{
-    size_t n = 0;
-    char *end;
-
-    while (isspace((unsigned char)*s) || *s == '(' || *s == '[')
-        s++;
-    for (;;) {
-        unsigned long long v;
-
-        while (isspace((unsigned char)*s))
-            s++;
-        if (*s == '\0' || *s == ')' || *s == ']')
-            break;
-        if (!isdigit((unsigned char)*s) || n == PRUN_SEGMENT_MAX_DIMS)
-            return -1;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0)
-            return -1;
-        shape[n++] = v;
-        s = end;
-        while (isspace((unsigned char)*s))
-            s++;
-        if (*s == ',')
-            s++;
-        else if (*s != '\0' && *s != ')' && *s != ']')
-            return -1;
-    }
-    while (*s == ')' || *s == ']' || isspace((unsigned char)*s))
-        s++;
-    if (*s != '\0')
-        return -1;
-    *ndim = n;
-    return 0;
-}
-
-/* The value after 'key': in a .npy header dict, or NULL. */
-static const char *npy_value(const char *h, const char *key)
-{
-    char pat[32];
-    const char *p;
-
-    snprintf(pat, sizeof(pat), "'%s'", key);
-    if ((p = strstr(h, pat)) == NULL)
-        return NULL;
-    p += strlen(pat);
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p++ != ':')
-        return NULL;
-    while (isspace((unsigned char)*p))
-        p++;
-    return p;
-}
-
-int prun__npy_parse(const void *buf, size_t len, char *dtype, size_t dtn,
-    uint64_t *shape, size_t *ndim, size_t *hdrlen)
-{
-    const unsigned char *b = buf;
-    char h[NPY_PEEK + 1], *e;
-    const char *v;
-    size_t hl, start, n;
-
-    if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
-        return -1;
-    if (b[6] == 1) {
-        hl = (size_t)b[8] | (size_t)b[9] << 8;
-        start = 10;
-    } else if ((b[6] == 2 || b[6] == 3) && len >= 12) {
-        hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
-             (size_t)b[11] << 24;
-        start = 12;
-    } else {
-        return -1;
-    }
-    if (hl > NPY_PEEK || start + hl > len)
-        return -1;
-    memcpy(h, b + start, hl);
-    h[hl] = '\0';
-
-    if ((v = npy_value(h, "descr")) == NULL)
-        return -1;
-    if (*v == '\'' || *v == '"') {
-        const char *q = strchr(v + 1, *v);
-        if (q == NULL)
-            return -1;
-        n = (size_t)(q - v - 1);
-    } else if (*v == '[') {
-        /* A structured dtype: keep numpy's own spelling of the list. */
-        const char *q = v;
-        int depth = 0;
-        do {
-            if (*q == '[' || *q == '(')
-                depth++;
-            else if (*q == ']' || *q == ')')
-                depth--;
-            q++;
-        } while (*q != '\0' && depth > 0);
-        if (depth != 0)
-            return -1;
-        n = (size_t)(q - v);
-        v--; /* copied from v + 1 below */
-    } else {
-        return -1;
-    }
-    if (n + 1 > dtn)
-        n = 0; /* does not fit: unknown rather than truncated */
-    memcpy(dtype, v + 1, n);
-    dtype[n] = '\0';
-
-    if ((v = npy_value(h, "shape")) == NULL || *v != '(')
-        return -1;
-    if ((e = strchr(v, ')')) == NULL)
-        return -1;
-    e[1] = '\0';
-    if (prun__shape_parse(v, shape, ndim) < 0)
-        return -1;
-    *hdrlen = start + hl;
-    return 0;
-}
-
-int prun__segmeta_read(const char *dir, const char *name,
-    struct prun__segmeta *m, struct prun_err *err)
-{
-    char path[PATH_MAX], text[1024], *line, *save = NULL;
-    struct prun__segmeta t;
-    ssize_t n;
-    int fd, have_size = 0;
-
-    memset(&t, 0, sizeof(t));
-    snprintf(path, sizeof(path), "%s/%s.meta", dir, name);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return prun__err_set(err, PRUN_ENOTFOUND,
-                "segment '%s' was not published in this run", name);
-        return prun__err_sys(err, "cannot open %s", path);
-    }
-    n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n < 0)
-        return prun__err_sys(err, "cannot read %s", path);
-    text[n] = '\0';
-    for (line = strtok_r(text, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *val = strchr(line, ' ');
-        if (val == NULL)
-            continue;
-        *val++ = '\0';
-        if (strcmp(line, "size") == 0) {
-            char *end;
-            errno = 0;
-            t.size = strtoull(val, &end, 10);
-            have_size = errno == 0 && *end == '\0' && end != val;
-        } else if (strcmp(line, "dtype") == 0) {
-            snprintf(t.dtype, sizeof(t.dtype), "%s", val);
-        } else if (strcmp(line, "shape") == 0) {
-            if (prun__shape_parse(val, t.shape, &t.ndim) < 0)
-                have_size = -1;
-        }
-    }
-    if (have_size != 1)
-        return prun__err_set(err, PRUN_EINVAL, "%s is malformed", path);
-    *m = t;
-    return 0;
-}
-
 /* ---- copying ---- */
 
 /*
@@ -310,7 +105,7 @@ int prun__segmeta_read(const char *dir, const char *name,
  * it works (same filesystem, in-kernel), else sendfile (no user copy),
  * else the read/write loop for what sendfile refuses.
  */
-static int copy_fd(int in, off_t *off, int out, uint64_t size)
+int prun__segment_copy_fd(int in, off_t *off, int out, uint64_t size)
 {
     uint64_t done = 0;
     int mode = 0; /* 0 copy_file_range, 1 sendfile, 2 read/write */
@@ -433,7 +228,7 @@ static int load_file(
     const struct prun_job *job, struct seg *g, struct prun_err *err)
 {
     const struct prun_segdef *d = g->def;
-    unsigned char peek[NPY_PEEK];
+    unsigned char peek[PRUN__NPY_PEEK];
     char dtype[PRUN__DTYPE_MAX];
     uint64_t shape[PRUN_SEGMENT_MAX_DIMS];
     size_t ndim = 0, hdr;
@@ -487,7 +282,7 @@ static int load_file(
     }
     if (!g->mapped && g->size > 0 &&
         (g->huge ? fill_huge(in, fd, g->size)
-                 : copy_fd(in, &off, fd, g->size)) < 0) {
+                 : prun__segment_copy_fd(in, &off, fd, g->size)) < 0) {
         rc = prun__err_sys(err, "%s:%u:%u: segment '%s': cannot load '%s'",
             job->path, d->pos.line, d->pos.col, d->name, d->file);
         goto fail;
@@ -1157,276 +952,4 @@ int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
 int prun__segment_gc(unsigned *removed, struct prun_err *err)
 {
     return prun__segment_gc_cb(NULL, NULL, removed, err);
-}
-
-/* ---- publishing (the child side's engine; see api_segment.c) ---- */
-
-static int dtype_ok(const char *s)
-{
-    size_t i;
-
-    for (i = 0; s[i] != '\0'; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return i < PRUN__DTYPE_MAX;
-}
-
-/*
- * Names reach children upper-cased (PARALLELRUN_SEGMENT_<NAME>), so two
- * segments whose names differ only in case would be one variable: refuse
- * a name that differs only in case from a published one.
- */
-static int pub_case_check(
-    const char *dir, const char *name, struct prun_err *err)
-{
-    size_t n = strlen(name);
-    struct dirent *e;
-    DIR *d;
-    int rc = 0;
-
-    if ((d = opendir(dir)) == NULL)
-        return 0; /* creating the segment will say what is wrong */
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        size_t m = strlen(e->d_name);
-        if (m == n + 5 && strcmp(e->d_name + n, ".meta") == 0 &&
-            strncasecmp(e->d_name, name, n) == 0 &&
-            strncmp(e->d_name, name, n) != 0)
-            rc = prun__err_set(err, PRUN_EINVAL,
-                "cannot publish segment '%s': segment '%.*s' was published "
-                "in this run and the names differ only in case (both would "
-                "be PARALLELRUN_SEGMENT_<NAME in upper case>)",
-                name, (int)n, e->d_name);
-    }
-    closedir(d);
-    return rc;
-}
-
-/* The checks every way of publishing makes; *dirp: the run directory. */
-static int pub_check(const char *name, const char *dtype, size_t ndim,
-    const char **dirp, struct prun_err *err)
-{
-    const char *dir = getenv("PARALLELRUN_SHM_DIR");
-    int rc;
-
-    if (!prun__segment_name_ok(name))
-        return prun__err_set(err, PRUN_EINVAL,
-            "invalid segment name '%.64s' (use letters, digits and '_', not "
-            "starting with a digit, at most 64)",
-            name ? name : "");
-    if (strcmp(name, "owner") == 0)
-        return prun__err_set(
-            err, PRUN_EINVAL, "segment name 'owner' is reserved");
-    if (dtype != NULL && !dtype_ok(dtype))
-        return prun__err_set(err, PRUN_EINVAL, "invalid dtype for '%s'", name);
-    if (ndim > PRUN_SEGMENT_MAX_DIMS)
-        return prun__err_set(err, PRUN_EINVAL,
-            "segment '%s': at most %d dimensions", name, PRUN_SEGMENT_MAX_DIMS);
-    if (dir == NULL || dir[0] == '\0')
-        return prun__err_set(err, PRUN_EINVAL,
-            "cannot publish segment '%s': not inside a parallelrun run "
-            "(PARALLELRUN_SHM_DIR is not set)",
-            name);
-    if ((rc = pub_case_check(dir, name, err)) < 0)
-        return rc;
-    *dirp = dir;
-    return 0;
-}
-
-/* Reserves size bytes of fd: a full tmpfs is an error now, not a SIGBUS. */
-static int pub_reserve(int fd, size_t size)
-{
-    if (size == 0 || fallocate(fd, 0, 0, (off_t)size) == 0)
-        return 0;
-    if (errno == EOPNOTSUPP &&
-        (errno = posix_fallocate(fd, 0, (off_t)size)) == 0)
-        return 0;
-    return -1;
-}
-
-/*
- * The data file of segment name is at tmp: writes NAME.meta beside it,
- * then renames the data, then the meta (readers start from NAME.meta),
- * and registers the segment in Redis. On failure tmp is left to the caller.
- */
-static int pub_finish(const char *dir, const char *name, const char *tmp,
-    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
-    struct prun_err *err)
-{
-    char mtmp[PATH_MAX], path[PATH_MAX], mpath[PATH_MAX];
-    char shp[PRUN_SEGMENT_MAX_DIMS * 21];
-    struct prun_buf meta = {0};
-    int mfd = -1, rc = 0;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    snprintf(mpath, sizeof(mpath), "%s/%s.meta", dir, name);
-    snprintf(mtmp, sizeof(mtmp), "%s/%s.%d.meta.tmp", dir, name, (int)getpid());
-    prun__shape_fmt(shape, ndim, shp, sizeof(shp));
-    if (prun__buf_printf(&meta, "size %zu\ndtype %s\nshape %s\npid %d\n", size,
-            dtype ? dtype : "", shp, (int)getpid()) < 0) {
-        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
-        goto fail;
-    }
-    mfd = open(mtmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (mfd < 0) {
-        mtmp[0] = '\0';
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        goto fail;
-    }
-    if (write(mfd, meta.data, meta.len) != (ssize_t)meta.len ||
-        close(mfd) < 0) {
-        mfd = -1;
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        goto fail;
-    }
-    mfd = -1;
-    if (rename(tmp, path) < 0 || rename(mtmp, mpath) < 0) {
-        rc = prun__err_sys(err, "cannot publish segment '%s' in %s", name, dir);
-        goto fail;
-    }
-    prun__buf_free(&meta);
-    /*
-     * status and other hosts' tools see it in Redis too; the files are
-     * what attaching relies on, so a Redis hiccup does not fail publish.
-     */
-    prun__segment_register(name, path, size, dtype, shp, NULL);
-    return 0;
-fail:
-    if (mfd >= 0)
-        close(mfd);
-    if (mtmp[0] != '\0')
-        unlink(mtmp);
-    prun__buf_free(&meta);
-    return rc;
-}
-
-int prun__segment_publish_src(const char *name, const void *data, int srcfd,
-    size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
-    struct prun_err *err)
-{
-    const char *dir = NULL;
-    char tmp[PATH_MAX];
-    int fd = -1, rc;
-    size_t done = 0;
-
-    if ((rc = pub_check(name, dtype, ndim, &dir, err)) < 0)
-        return rc;
-    snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, name, (int)getpid());
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return prun__err_sys(
-            err, "cannot publish segment '%s' in %s", name, dir);
-    if (pub_reserve(fd, size) < 0) {
-        rc = prun__err_sys(err, "cannot publish segment '%s' (%zu bytes) in %s",
-            name, size, dir);
-        goto fail;
-    }
-    if (data != NULL) {
-        while (done < size) {
-            ssize_t w =
-                pwrite(fd, (const char *)data + done, size - done, (off_t)done);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                rc = prun__err_sys(err,
-                    "cannot publish segment '%s' (%zu bytes) in %s", name, size,
-                    dir);
-                goto fail;
-            }
-            done += (size_t)w;
-        }
-    } else if (size > 0) {
-        off_t off = lseek(srcfd, 0, SEEK_CUR);
-        if (off < 0)
-            off = 0;
-        if (copy_fd(srcfd, &off, fd, size) < 0) {
-            rc = prun__err_sys(
-                err, "cannot publish segment '%s': cannot copy it", name);
-            goto fail;
-        }
-    }
-    /* Read-only from now on (for anyone but root). */
-    fchmod(fd, 0400);
-    if ((rc = pub_finish(dir, name, tmp, size, dtype, shape, ndim, err)) < 0)
-        goto fail;
-    close(fd);
-    return 0;
-fail:
-    close(fd);
-    unlink(tmp);
-    return rc;
-}
-
-int prun_segment_create(const char *name, size_t size, struct prun_segment *seg,
-    struct prun_err *err)
-{
-    struct prun_segment s;
-    const char *dir = NULL;
-    int fd = -1, rc;
-
-    if ((rc = pub_check(name, NULL, 0, &dir, err)) < 0)
-        return rc;
-    memset(&s, 0, sizeof(s));
-    snprintf(s.name, sizeof(s.name), "%s", name);
-    /*
-     * An unnamed file in the run directory: if this process dies before
-     * prun_segment_commit, nothing is left behind.
-     */
-    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return prun__err_sys(
-            err, "cannot publish segment '%s' in %s", name, dir);
-    if (pub_reserve(fd, size) < 0) {
-        rc = prun__err_sys(err, "cannot publish segment '%s' (%zu bytes) in %s",
-            name, size, dir);
-        goto fail;
-    }
-    if (size > 0) {
-        s.data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (s.data == MAP_FAILED) {
-            s.data = NULL;
-            rc = prun__err_sys(err, "cannot map segment '%s'", name);
-            goto fail;
-        }
-    }
-    s.size = size;
-    s.writable = 1;
-    s.fd = fd;
-    *seg = s;
-    return 0;
-fail:
-    close(fd);
-    return rc;
-}
-
-int prun_segment_commit(struct prun_segment *seg, const char *dtype,
-    const uint64_t *shape, size_t ndim, struct prun_err *err)
-{
-    const char *dir = NULL;
-    char tmp[PATH_MAX], self[64];
-    int rc;
-
-    if (seg == NULL || seg->fd < 0 || !seg->writable)
-        return prun__err_set(err, PRUN_EINVAL,
-            "segment '%s' was not created with prun_segment_create or is "
-            "already committed",
-            seg ? seg->name : "");
-    if ((rc = pub_check(seg->name, dtype, ndim, &dir, err)) < 0)
-        return rc;
-    snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, seg->name, (int)getpid());
-    snprintf(self, sizeof(self), "/proc/self/fd/%d", seg->fd);
-    fchmod(seg->fd, 0400);
-    unlink(tmp);
-    if (linkat(AT_FDCWD, self, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0)
-        return prun__err_sys(
-            err, "cannot publish segment '%s' in %s", seg->name, dir);
-    if ((rc = pub_finish(
-             dir, seg->name, tmp, seg->size, dtype, shape, ndim, err)) < 0) {
-        unlink(tmp);
-        return rc;
-    }
-    /* Published segments are read-only, for the publisher too. */
-    if (seg->data != NULL)
-        mprotect(seg->data, seg->size, PROT_READ);
-    seg->writable = 0;
-    return 0;
 }

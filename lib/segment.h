@@ -11,9 +11,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "job.h"
 #include "util.h"
+
+/* The most of a .npy file read to find its header. */
+#define PRUN__NPY_PEEK 65536
 
 struct prun_segset;
 
@@ -126,5 +130,11 @@ int prun__shape_parse(const char *s, uint64_t *shape, size_t *ndim);
 int prun__segment_publish_src(const char *name, const void *data, int srcfd,
     size_t size, const char *dtype, const uint64_t *shape, size_t ndim,
     struct prun_err *err);
+
+/*
+ * Copies size bytes of in (from *off, advanced) to out's current offset,
+ * in the kernel when it can (segment.c; also used to publish from a fd).
+ */
+int prun__segment_copy_fd(int in, off_t *off, int out, uint64_t size);
 
 #endif
