@@ -655,7 +655,9 @@ static int embedded_socket(
     int rc;
 
     if (strlen(dir) + sizeof("/redis.sock") <= 108) {
-        snprintf(buf, n, "%s/redis.sock", dir);
+        if (snprintf(buf, n, "%s/redis.sock", dir) >= (int)n)
+            return prun__err_set(
+                err, PRUN_EINVAL, "%s: path too long for a socket", dir);
         return 0;
     }
     for (p = dir; *p; p++)
