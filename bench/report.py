@@ -216,8 +216,22 @@ def redis_section():
     add("")
 
 
+def queue_section():
+    """bench/queue.sh: queue.txt, one figure per line."""
+    path = os.path.join(out, "queue.txt")
+    if not os.path.exists(path):
+        return
+    add("## Work queue (bench/queue.sh)")
+    add("")
+    for line in open(path):
+        if line.strip():
+            add("- " + line.strip())
+    add("")
+
+
 segments_section()
 redis_section()
+queue_section()
 
 text = "\n".join(lines) + "\n"
 with open(results, "w") as f:

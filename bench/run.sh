@@ -58,4 +58,5 @@ done
 bench/segments.sh
 bench/redis.sh
 bench/embedded.sh
+bench/queue.sh
 python3 bench/report.py "$OUT" bench/RESULTS.md

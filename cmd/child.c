@@ -44,8 +44,9 @@ static const char progress_usage[] =
     "usage: parallelrun progress DONE [TOTAL]\n"
     "Reports this instance's progress, shown by 'parallelrun status'.\n";
 static const char next_usage[] =
-    "usage: parallelrun next\n"
-    "Pool mode: prints the next item and marks the previous one done.\n"
+    "usage: parallelrun next [--fail]\n"
+    "Pool mode: prints the next item and marks the previous one done\n"
+    "(with --fail: failed; it is retried if the task has retries left).\n"
     "Exit 1 when no item is left.\n";
 
 /*
@@ -443,15 +444,19 @@ int cmd_next(int argc, char **argv)
     unsigned long long index;
     struct prun_err e;
     char *item = NULL;
-    int rc;
+    int rc, ok = 1;
 
     if (argc > 1 && is_help(argv[1])) {
         fputs(next_usage, stdout);
         return EXIT_OK;
     }
-    if (argc > 1)
+    if (argc > 1 && strcmp(argv[1], "--fail") == 0)
+        ok = 0;
+    else if (argc > 1)
         return cmd_usage("next: unexpected argument '%s'", argv[1]);
-    rc = prun_next(&item, &index, &e);
+    if (argc > 2)
+        return cmd_usage("next: unexpected argument '%s'", argv[2]);
+    rc = prun__next_mark(ok, &item, &index, &e);
     if (rc < 0)
         return fail("next", &e);
     if (rc == 0)

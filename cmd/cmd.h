@@ -58,5 +58,8 @@ int cmd_next(int argc, char **argv);
 /* segment.c: segment publish/path, gc */
 int cmd_segment(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+/* worker.c: queue workers */
+int cmd_worker(int argc, char **argv);
+int cmd_workers(int argc, char **argv);
 
 #endif

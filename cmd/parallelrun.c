@@ -16,6 +16,9 @@ static const char usage_text[] =
     "       parallelrun runs [--json] [--redis URL]\n"
     "       parallelrun cancel RUN_ID [--redis URL]\n"
     "       parallelrun gc\n"
+    "       parallelrun worker --redis URL [--slots N] [--lease DUR]\n"
+    "                          [--drain-timeout DUR]\n"
+    "       parallelrun workers [--redis URL]\n"
     "       parallelrun [OPTIONS] CMD [ARG]... ::: A B... [::: X Y...]\n"
     "       parallelrun [OPTIONS] CMD [ARG]... :::: FILE\n"
     "       parallelrun --help | --version\n"
@@ -37,6 +40,8 @@ static const char usage_text[] =
     "                       or 'off' (default: a private embedded server)\n"
     "  --resume RUN_ID      run only the instances that did not succeed in\n"
     "                       RUN_ID, matched by task and item value\n"
+    "  --distributed        queue the instances on Redis (--redis URL) for\n"
+    "                       'parallelrun worker's on any host; run none here\n"
     "\n"
     "Ad-hoc mode (no job file; GNU parallel's habits): CMD and ARGs are\n"
     "exec'd as words, no shell, with {} {.} {/} {//} {/.} {#} {%} {N}\n"
@@ -148,6 +153,8 @@ static const struct {
     {"progress", cmd_progress},
     {"next", cmd_next},
     {"segment", cmd_segment},
+    {"worker", cmd_worker},
+    {"workers", cmd_workers},
 };
 
 int main(int argc, char **argv)

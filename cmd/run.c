@@ -30,6 +30,7 @@ struct run_args {
     int dry_run, tag, quiet, json;
     const char *results, *joblog;
     const char *redis, *resume;
+    int distributed;
 };
 
 enum {
@@ -41,6 +42,7 @@ enum {
     OPT_JSON,
     OPT_REDIS,
     OPT_RESUME,
+    OPT_DISTRIBUTED,
 };
 
 static const struct option run_opts[] = {
@@ -54,6 +56,7 @@ static const struct option run_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"redis", required_argument, NULL, OPT_REDIS},
     {"resume", required_argument, NULL, OPT_RESUME},
+    {"distributed", no_argument, NULL, OPT_DISTRIBUTED},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -132,6 +135,9 @@ static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
             break;
         case OPT_RESUME:
             a->resume = optarg;
+            break;
+        case OPT_DISTRIBUTED:
+            a->distributed = 1;
             break;
         case 'h':
             printf("usage: parallelrun %s JOBFILE [options]; see "
@@ -566,6 +572,9 @@ int cmd_run(int argc, char **argv)
     so.out.progress = !a.quiet && !a.json && isatty(2);
     so.quiet = a.quiet;
     so.say = run_say;
+    so.distributed = a.distributed;
+    so.sets = a.sets;
+    so.nsets = a.nsets;
     if (prun__session_open(&cfg, job, &so, &sess, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;

@@ -17,6 +17,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "coord.h"
+#include "wq.h"
 
 struct conn_setup {
     struct prun_config cfg;
@@ -371,10 +372,19 @@ int cmd_status(int argc, char **argv)
         }
         if (watch && tty)
             fputs("\033[H\033[2J", stdout);
-        if (json)
+        if (json) {
             print_status_json(&st);
-        else
+        } else {
+            struct prun_buf pool = {0};
+
             print_status_text(&st);
+            /* Pool tasks: their items, not their workers (work queue). */
+            if (prun__wq_pool_status(cs.conn, st.run.run_id, &pool, NULL) ==
+                    0 &&
+                pool.data != NULL)
+                fputs(pool.data, stdout);
+            prun__buf_free(&pool);
+        }
         fflush(stdout);
         rc = state_exit(st.run.state);
         if (!watch || strcmp(st.run.state, "running") != 0) {

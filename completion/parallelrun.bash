@@ -15,9 +15,9 @@ _parallelrun()
     _init_completion || return
 
     local subcommands="run validate status runs cancel gc barrier lock
-        counter queue progress next segment"
+        counter queue progress next segment worker workers"
     local run_opts="--jobs --set --dry-run --tag --results --joblog --quiet
-        --json --redis --resume --help"
+        --json --redis --resume --distributed --help"
     local adhoc_opts="--jobs --keep-order --tag --tagstring --bar --eta
         --halt --retries --timeout --delay --joblog --results --resume
         --resume-failed --dry-run --segment --redis --quiet --json --null
@@ -61,6 +61,13 @@ _parallelrun()
         ;;
     runs)
         COMPREPLY=($(compgen -W "--json --redis" -- "$cur"))
+        ;;
+    workers)
+        COMPREPLY=($(compgen -W "--redis" -- "$cur"))
+        ;;
+    worker)
+        COMPREPLY=($(compgen -W "--redis --slots --lease --drain-timeout
+            --outage" -- "$cur"))
         ;;
     queue)
         [[ $cword -eq 2 ]] && COMPREPLY=($(compgen -W "push pop" -- "$cur"))

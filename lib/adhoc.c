@@ -425,7 +425,7 @@ static int has_placeholder(const struct prun_task *t)
 /* The job and task name: the command's base name, as a valid name. */
 static char *command_name(struct prun_arena *ar, const char *cmd)
 {
-    char name[33];
+    char name[33] = {0};
     const char *b = strrchr(cmd, '/');
     size_t i, n = 0;
 

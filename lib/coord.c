@@ -231,6 +231,15 @@ int prun__redis_url_parse(
         }
         return 0;
     }
+    if (strncmp(url, "rediss://", 9) == 0) {
+        memset(a, 0, sizeof(*a));
+        return prun__err_set(err, PRUN_EINVAL,
+            "Redis URL '%s': TLS (rediss://) is not supported by this build's "
+            "hiredis; reach a TLS-only server through a local TLS tunnel "
+            "(e.g. stunnel or 'socat TCP-LISTEN:6380,fork,bind=127.0.0.1 "
+            "OPENSSL:host:port') and use redis://127.0.0.1:6380",
+            shown);
+    }
     if (strncmp(url, "redis://", 8) != 0) {
         memset(a, 0, sizeof(*a));
         return prun__err_set(err, PRUN_EINVAL,

@@ -244,6 +244,19 @@ void prun__state_pool_fed(
 void prun__state_pool_worker_end(struct prun_state *s, const char *task,
     unsigned long long worker, unsigned attempt, int ok);
 
+/*
+ * Any command through the writer (argv, binary-safe lens), for the work
+ * queue's pool mode (pool_wq.c); and what it needs to name the run's keys.
+ */
+void prun__state_argv(
+    struct prun_state *s, int argc, const char **argv, const size_t *lens);
+/* The same, with fn called with the strings of the (array) reply. */
+typedef void (*prun__state_list_fn)(void *arg, const char *const *v, size_t n);
+void prun__state_argv_list(struct prun_state *s, int argc, const char **argv,
+    const size_t *lens, prun__state_list_fn fn, void *arg);
+const char *prun__state_run_id(const struct prun_state *s);
+int64_t prun__state_ttl(const struct prun_state *s);
+
 /* ---- Run-level operations over a blocking connection (coord_read.c) ---- */
 
 /*

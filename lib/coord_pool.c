@@ -1,196 +1,343 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * coord_pool: pool mode's `next` on the worker's side: the item a
- * long-lived worker takes from its task's queue, the previous one marked
- * done, in one script. The runner's side (feeding the queue) is
- * pool_feed.c and coord_state.c.
+ * coord_pool: pool mode's `next`, the worker's side, on the run's work
+ * queue (wq.c, docs/work-queue.md). A worker slot is its task, index and
+ * attempt; one script completes what the slot finished (fenced) and
+ * returns what it holds, claiming more. `parallelrun next` (a process per
+ * call) holds one item at a time. prun_next() in a long-lived process
+ * holds a batch (up to PRUN_WQ_POOL_BATCH, one when the task has a
+ * timeout) and reports its finished items with the next claim: one round
+ * trip per batch, not per item. Its unstarted items are handed back when
+ * the process exits; if it is killed, the runner hands them back.
+ *
+ * When nothing can be claimed yet (items still being fed, or held by
+ * workers that may fail) it polls with a short backoff: no blocking
+ * command can run inside a script. A Redis outage is ridden out up to
+ * PARALLELRUN_QUEUE_OUTAGE (default 60s), then next fails naming the
+ * cause; a queue that is gone (Redis lost its data) fails at once.
+ *
+ * It is not the runner's side (pool_feed.c, pool_wq.c).
  */
-#include "coord_int.h"
-#include "coord_sync.h"
-
-#include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-/* How long next blocks for an item before looking at 'fed' again. */
-#define POOL_POLL_MS 1000
+#include "coord_int.h"
+#include "coord_sync.h"
+#include "wq.h"
 
-/* ---- Pool mode ----------------------------------------------------------
- */
+#define BATCH PRUN_WQ_POOL_BATCH
 
-/*
- * KEYS: pool, wip, done, ok, fed; ARGV: mark, ttl. With mark = 1 the item
- * in wip is the one this worker has finished: it is marked done. With mark
- * = 0 an item in wip is one a BLMOVE moved there whose reply we never got
- * (a broken connection): it is handed out, never marked. Then the next
- * item moves into wip. Returns {1, entry}, {0} when none is left (fed
- * holds the number of items queued and that many are done), or {2} when
- * the caller should wait: the runner may feed more, or put back the item
- * of a worker that died.
- */
-static const char next_lua[] =
-    "local cur = redis.call('LINDEX', KEYS[2], 0)\n"
-    "if cur then\n"
-    "  if ARGV[1] == '0' then return {1, cur} end\n"
-    "  local tab = string.find(cur, '\\t', 1, true)\n"
-    "  local item = cur\n"
-    "  if tab then item = string.sub(cur, tab + 1) end\n"
-    "  redis.call('SADD', KEYS[3], item)\n"
-    "  redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
-    "  redis.call('INCR', KEYS[4])\n"
-    "  redis.call('PEXPIRE', KEYS[4], ARGV[2])\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "end\n"
-    "local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')\n"
-    "if v then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
-    "  return {1, v}\n"
-    "end\n"
-    "local total = tonumber(redis.call('GET', KEYS[5]))\n"
-    "if total and tonumber(redis.call('GET', KEYS[4]) or '0') >= total then\n"
-    "  return {0}\n"
-    "end\n"
-    "return {2}\n";
+/* This process's connection for next, and its slot's batch. */
+static struct {
+    struct prun_conn *c;
+    pid_t pid;
+    struct prun_wq_pool_item buf[BATCH];
+    size_t nbuf, pos;
+    char cur[48]; /* the item handed out last, "" none */
+    struct {
+        char id[48];
+        int ok;
+    } fin[BATCH];
+    size_t nfin;
+    int atexit_set;
+} g;
 
-/* "INDEX<TAB>ITEM" into its parts; an entry without a tab is index 0. */
-static int split_entry(const redisReply *r, char **item,
-    unsigned long long *index, struct prun_err *err)
+/* The names of this process's slot. */
+struct slot {
+    const char *task, *rid;
+    char consumer[300], key[600], done[400], rok[600], rfail[600];
+};
+
+static void drop(void)
 {
-    const char *tab = memchr(r->str, '\t', r->len);
-    unsigned long long ix = 0;
-    size_t off = 0;
-    char *s;
+    prun__conn_close(g.c);
+    g.c = NULL;
+}
 
-    if (tab != NULL) {
-        ix = strtoull(r->str, NULL, 10);
-        off = (size_t)(tab - r->str) + 1;
+static void forget_batch(void)
+{
+    for (size_t i = 0; i < g.nbuf; i++)
+        prun__wq_pool_item_clear(&g.buf[i]);
+    g.nbuf = g.pos = g.nfin = 0;
+    g.cur[0] = '\0';
+}
+
+static int get_conn(struct prun_conn **out, struct prun_err *err)
+{
+    int rc;
+
+    if (g.pid != getpid()) {
+        /* A forked child: the parent's connection and batch are not ours. */
+        g.c = NULL;
+        memset(g.buf, 0, sizeof(g.buf));
+        g.nbuf = g.pos = g.nfin = 0;
+        g.cur[0] = '\0';
+    } else if (g.c != NULL && g.c->ctx->err) {
+        drop();
     }
-    s = malloc(r->len - off + 1);
-    if (s == NULL)
-        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
-    memcpy(s, r->str + off, r->len - off);
-    s[r->len - off] = '\0';
-    *item = s;
-    if (index)
-        *index = ix;
+    if (g.c == NULL) {
+        rc = prun__conn_from_env(&g.c, err);
+        if (rc < 0)
+            return rc;
+        g.pid = getpid();
+    }
+    *out = g.c;
     return 0;
 }
 
-static int next_item(
-    char **item, unsigned long long *index, struct prun_err *err)
+static void nap(int64_t ms)
 {
-    char pool[KEY_MAX], wip[KEY_MAX], done[KEY_MAX], ok[KEY_MAX], fed[KEY_MAX],
-        ttl[24], secs[32];
-    const char *args[7] = {pool, wip, done, ok, fed, "1", ttl};
-    const char *task = NULL, *w = NULL, *attempt = NULL;
-    struct prun_conn *c;
-    redisReply *r;
-    long long status;
-    int rc, failures = 0;
-    void *v;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
 
-    /*
-     * The worker's slot is its index and attempt: a worker started again
-     * after its predecessor died must never see (and mark done) the item
-     * the predecessor left unfinished; the runner puts that one back.
-     */
-    if ((rc = prun__sync_env_need("PARALLELRUN_TASK", &task, err)) < 0 ||
-        (rc = prun__sync_env_need("PARALLELRUN_INDEX", &w, err)) < 0 ||
-        (rc = prun__sync_env_need("PARALLELRUN_ATTEMPT", &attempt, err)) < 0 ||
-        (rc = prun__sync_key(pool, err, "pool:%s", task)) < 0 ||
-        (rc = prun__sync_key(wip, err, "pool:%s:wip:%s.%s", task, w, attempt)) <
-            0 ||
-        (rc = prun__sync_key(done, err, "done:%s", task)) < 0 ||
-        (rc = prun__sync_key(ok, err, "pool:%s:ok", task)) < 0 ||
-        (rc = prun__sync_key(fed, err, "pool:%s:fed", task)) < 0)
+    nanosleep(&ts, NULL);
+}
+
+static int need(const char *var, const char **out, struct prun_err *err)
+{
+    *out = getenv(var);
+    if (*out == NULL || **out == '\0')
+        return prun__err_set(err, PRUN_EINVAL,
+            "%s is not set: run this inside a task started by "
+            "'parallelrun run'",
+            var);
+    return 0;
+}
+
+static int64_t outage_ms(void)
+{
+    const char *v = getenv("PARALLELRUN_QUEUE_OUTAGE");
+    int64_t ms = 60000;
+    struct prun_err e;
+
+    if (v != NULL && *v != '\0' && prun__parse_duration(v, &ms, &e) < 0)
+        ms = 60000;
+    return ms;
+}
+
+static int slot_names(struct slot *sl, struct prun_err *err)
+{
+    const char *w, *attempt;
+    int rc;
+
+    if ((rc = need("PARALLELRUN_TASK", &sl->task, err)) < 0 ||
+        (rc = need("PARALLELRUN_INDEX", &w, err)) < 0 ||
+        (rc = need("PARALLELRUN_ATTEMPT", &attempt, err)) < 0 ||
+        (rc = need("PARALLELRUN_RUN_ID", &sl->rid, err)) < 0)
         return rc;
-    prun__sync_key_ttl(ttl, sizeof(ttl));
+    snprintf(
+        sl->consumer, sizeof(sl->consumer), "%s:%s.%s", sl->task, w, attempt);
+    snprintf(sl->key, sizeof(sl->key), "parallelrun:{%s}:wq:slot:%s", sl->rid,
+        sl->consumer);
+    snprintf(sl->done, sizeof(sl->done), "parallelrun:{%s}:done:%s", sl->rid,
+        sl->task);
+    snprintf(sl->rok, sizeof(sl->rok),
+        "{\"ok\":true,\"status\":0,\"kind\":\"exit\",\"worker\":\"%s\"}",
+        sl->consumer);
+    snprintf(sl->rfail, sizeof(sl->rfail),
+        "{\"ok\":false,\"status\":-1,\"kind\":\"exit\",\"worker\":\"%s\","
+        "\"reason\":\"its worker reported it failed\"}",
+        sl->consumer);
+    return 0;
+}
+
+/* One round trip, riding out an outage. out/n as prun__wq_pool_next. */
+static int call(const struct slot *sl, struct prun_wq_pool_req *rq,
+    struct prun_wq_pool_item *out, size_t *n, int once, struct prun_err *err)
+{
+    int64_t down_since = 0, limit = outage_ms();
+    int rc;
+
     for (;;) {
-        rc = prun__sync_conn_get(&c, err);
+        struct prun_conn *c = NULL;
+        struct prun_wq *q = NULL;
+
+        rc = get_conn(&c, err);
+        if (rc == 0)
+            rc = prun__wq_new(c, sl->rid, sl->consumer, &q, err);
+        if (rc == 0) {
+            rc = prun__wq_pool_next(q, rq, out, BATCH, n, err);
+            prun__wq_free(q);
+            /*
+             * Complete at most once in the CLI's mode: if the reply was
+             * lost the script may have run, and completing again could
+             * mark an item the slot has not done. The worst is then a
+             * finished item handed out twice. Explicit lists ('L') are
+             * fenced per item and safe to send again.
+             */
+            if (rq->mark == '1' || rq->mark == '2')
+                rq->mark = '0';
+        }
+        if (rc >= 0 || rc == PRUN_ENOTFOUND || once)
+            return rc;
+        if ((rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT) &&
+            (c == NULL || c->ctx->err)) {
+            int64_t now = prun__now_ms();
+
+            drop();
+            if (down_since == 0)
+                down_since = now;
+            if (now - down_since > limit)
+                return prun__err_set(err, PRUN_EREDIS,
+                    "%s (unreachable for more than %llds)", err->msg,
+                    (long long)(limit / 1000));
+            nap(200);
+            continue;
+        }
+        return rc;
+    }
+}
+
+/* Hands out item i of the batch. */
+static int hand_out(
+    size_t i, char **item, unsigned long long *index, struct prun_err *err)
+{
+    const char *sp = strrchr(g.buf[i].key, ' ');
+
+    *item = strdup(g.buf[i].item);
+    if (*item == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    if (index)
+        *index = sp ? strtoull(sp + 1, NULL, 10) : 0;
+    snprintf(g.cur, sizeof(g.cur), "%s", g.buf[i].id);
+    return 1;
+}
+
+/* At exit: report what is finished, hand back what was never started. */
+static void flush_at_exit(void)
+{
+    struct prun_wq_pool_fin fin[BATCH];
+    struct prun_wq_pool_item out[BATCH];
+    struct prun_wq_pool_req rq;
+    struct prun_err e;
+    struct slot sl;
+    size_t n, i, k;
+
+    if (g.pid != getpid() || slot_names(&sl, &e) < 0)
+        return;
+    memset(&rq, 0, sizeof(rq));
+    rq.task = sl.task;
+    rq.mark = 'L';
+    rq.lease_ms = PRUN_WQ_LEASE_MS;
+    rq.slot_key = sl.key;
+    rq.done_key = sl.done;
+    rq.rec_ok = sl.rok;
+    rq.rec_fail = sl.rfail;
+    rq.fin = fin;
+    for (k = 0; k < g.nfin; k++)
+        fin[k] = (struct prun_wq_pool_fin){g.fin[k].id, g.fin[k].ok};
+    rq.nfin = k;
+    if (k > 0 && call(&sl, &rq, out, &n, 1, &e) == 1)
+        for (i = 0; i < n; i++)
+            prun__wq_pool_item_clear(&out[i]);
+    for (k = 0; g.pos < g.nbuf; g.pos++)
+        fin[k++] = (struct prun_wq_pool_fin){g.buf[g.pos].id, 3};
+    rq.nfin = k;
+    if (k > 0 && call(&sl, &rq, out, &n, 1, &e) == 1)
+        for (i = 0; i < n; i++)
+            prun__wq_pool_item_clear(&out[i]);
+    forget_batch();
+    drop();
+}
+
+static int next_item(int batch, int ok, char **item, unsigned long long *index,
+    struct prun_err *err)
+{
+    struct prun_wq_pool_fin fin[BATCH];
+    struct prun_wq_pool_item out[BATCH];
+    struct prun_wq_pool_req rq;
+    struct slot sl;
+    int64_t wait = 2;
+    size_t n = 0, i;
+    int rc;
+
+    rc = slot_names(&sl, err);
+    if (rc < 0)
+        return rc;
+    if (g.pid != getpid() && g.pid != 0) {
+        g.c = NULL;
+        memset(g.buf, 0, sizeof(g.buf));
+        g.nbuf = g.pos = g.nfin = 0;
+        g.cur[0] = '\0';
+        g.pid = 0;
+    }
+    memset(&rq, 0, sizeof(rq));
+    rq.task = sl.task;
+    rq.mark = ok ? '1' : '2';
+    rq.want = 1;
+    rq.lease_ms = PRUN_WQ_LEASE_MS;
+    rq.slot_key = sl.key;
+    rq.done_key = sl.done;
+    rq.rec_ok = sl.rok;
+    rq.rec_fail = sl.rfail;
+    if (batch) {
+        if (g.cur[0] != '\0') {
+            snprintf(g.fin[g.nfin].id, sizeof(g.fin[g.nfin].id), "%s", g.cur);
+            g.fin[g.nfin++].ok = ok;
+            g.cur[0] = '\0';
+        }
+        if (g.pos < g.nbuf && g.nfin < BATCH)
+            return hand_out(g.pos++, item, index, err);
+        if (!g.atexit_set) {
+            atexit(flush_at_exit);
+            g.atexit_set = 1;
+        }
+        rq.mark = 'L';
+        rq.want = BATCH;
+    }
+    for (;;) {
+        if (batch) {
+            for (i = 0; i < g.nfin; i++)
+                fin[i] = (struct prun_wq_pool_fin){g.fin[i].id, g.fin[i].ok};
+            rq.fin = fin;
+            rq.nfin = g.nfin;
+        }
+        rc = call(&sl, &rq, out, &n, 0, err);
         if (rc < 0)
             return rc;
-        r = prun__eval(c, err, next_lua, 5, 7, args);
-        /*
-         * Mark at most once. If the reply was lost, the script may or may
-         * not have run: not marking again means the worst case is a
-         * finished item handed out a second time, never an unfinished one
-         * marked done.
-         */
-        args[5] = "0";
-        if (r == NULL) {
-            if (c->ctx->err && ++failures < 3)
-                continue;
-            return prun__sync_redis_fail(err);
+        if (batch) {
+            /* Completed (a replay would be rejected as a duplicate). */
+            g.nfin = 0;
+            forget_batch();
         }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-            prun__sync_reply_int(r->element[0], &status) < 0 ||
-            (status == 1 && (r->elements != 2 ||
-                                r->element[1]->type != REDIS_REPLY_STRING))) {
-            freeReplyObject(r);
-            return prun__sync_bad_reply(c, "next", err);
-        }
-        if (status == 1) {
-            rc = split_entry(r->element[1], item, index, err);
-            freeReplyObject(r);
-            return rc < 0 ? rc : 1;
-        }
-        freeReplyObject(r);
-        if (status == 0)
+        if (rc == 0)
             return 0;
-        /*
-         * The runner is still feeding. A blocking command cannot run in a
-         * script, so wait outside it; the script above has already marked
-         * the previous item and emptied wip, so this BLMOVE cannot lose
-         * anything. PEXPIRE rides in the same pipeline (the server runs it
-         * once the BLMOVE returns).
-         */
-        prun__sync_block_secs(POOL_POLL_MS, secs, sizeof(secs));
-        prun__conn_timeout(c, POOL_POLL_MS + c->timeout_ms);
-        redisAppendCommand(
-            c->ctx, "BLMOVE %s %s LEFT RIGHT %s", pool, wip, secs);
-        redisAppendCommand(c->ctx, "PEXPIRE %s %s", wip, ttl);
-        if (redisGetReply(c->ctx, &v) != REDIS_OK) {
-            prun__sync_io_fail(c, err);
-            if (++failures < 3)
-                continue;
-            return prun__sync_redis_fail(err);
+        if (rc == 2) {
+            nap(wait);
+            wait = wait < 100 ? wait * 2 : 100;
+            continue;
         }
-        r = v;
-        if (redisGetReply(c->ctx, &v) != REDIS_OK) {
-            freeReplyObject(r);
-            prun__sync_io_fail(c, err);
-            if (++failures < 3)
-                continue;
-            return prun__sync_redis_fail(err);
+        if (!batch) {
+            const char *sp = strrchr(out[0].key, ' ');
+
+            if (index)
+                *index = sp ? strtoull(sp + 1, NULL, 10) : 0;
+            *item = out[0].item;
+            out[0].item = NULL;
+            for (i = 0; i < n; i++)
+                prun__wq_pool_item_clear(&out[i]);
+            return 1;
         }
-        prun__conn_timeout(c, c->timeout_ms);
-        failures = 0;
-        if (r->type == REDIS_REPLY_ERROR ||
-            ((redisReply *)v)->type == REDIS_REPLY_ERROR) {
-            prun__err_set(err, PRUN_EREDIS, "Redis at %s: %s", c->url,
-                r->type == REDIS_REPLY_ERROR ? r->str : ((redisReply *)v)->str);
-            freeReplyObject(v);
-            freeReplyObject(r);
-            return PRUN_EREDIS;
-        }
-        freeReplyObject(v);
-        if (r->type == REDIS_REPLY_STRING) {
-            rc = split_entry(r, item, index, err);
-            freeReplyObject(r);
-            return rc < 0 ? rc : 1;
-        }
-        freeReplyObject(r);
+        for (i = 0; i < n; i++)
+            g.buf[i] = out[i];
+        g.nbuf = n;
+        g.pos = 0;
+        return hand_out(g.pos++, item, index, err);
     }
+}
+
+int prun__next_mark(
+    int ok, char **item, unsigned long long *index, struct prun_err *err)
+{
+    return next_item(0, ok, item, index, err);
 }
 
 int prun_next(char **item, unsigned long long *index, struct prun_err *err)
 {
     struct prun_err e = {0};
-    int rc = next_item(item, index, &e);
+    int rc = next_item(1, 1, item, index, &e);
 
     if (rc < 0 && err)
         *err = e;

@@ -47,6 +47,7 @@ struct cmd {
     unsigned nreplies; /* replies this entry is owed (MULTI..EXEC: 4) */
     unsigned got;      /* received on this connection */
     int refused;       /* an error reply came for it */
+    int owns_arg;      /* arg is freed when fn is not called */
 };
 
 /* Error replies, by kind (the first word of Redis's message). */
@@ -121,17 +122,17 @@ static void pump(struct prun_state *s)
     s->want_write = !done;
 }
 
-static void push_cmd(struct prun_state *s, char *buf, int len, unsigned nrep,
-    reply_fn fn, void *arg)
+static struct cmd *push_cmd(struct prun_state *s, char *buf, int len,
+    unsigned nrep, reply_fn fn, void *arg)
 {
     struct cmd *c;
 
     if (len < 0 || buf == NULL)
-        return;
+        return NULL;
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         free(buf);
-        return;
+        return NULL;
     }
     c->buf = buf;
     c->len = (size_t)len;
@@ -146,6 +147,7 @@ static void push_cmd(struct prun_state *s, char *buf, int len, unsigned nrep,
     if (s->unsent == NULL)
         s->unsent = c;
     s->queued++;
+    return c;
 }
 
 /* fmt is a hiredis format: %s, %b (pointer, length), %d, %lld... */
@@ -302,6 +304,8 @@ void prun__state_close(struct prun_state *s)
         redisFree(s->c);
     for (c = s->head; c; c = n) {
         n = c->next;
+        if (c->owns_arg)
+            free(c->arg);
         free(c->buf);
         free(c);
     }
@@ -475,6 +479,8 @@ static void read_replies(struct prun_state *s)
                 s->queued--;
                 if (c->fn && !c->refused)
                     c->fn(s, r, c->arg);
+                else if (c->owns_arg)
+                    free(c->arg);
                 free(c->buf);
                 free(c);
             }
@@ -850,6 +856,64 @@ int prun__state_flush(
 
 /* ---- Pool mode ------------------------------------------------------------
  */
+
+void prun__state_argv(
+    struct prun_state *s, int argc, const char **argv, const size_t *lens)
+{
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, argc, argv, lens);
+
+    push_cmd(s, buf, len, 1, NULL, NULL);
+}
+
+struct list_cb {
+    prun__state_list_fn fn;
+    void *arg;
+};
+
+static void list_reply(struct prun_state *s, redisReply *r, void *arg)
+{
+    struct list_cb *cb = arg;
+    const char *v[256];
+    size_t i, n = 0;
+
+    (void)s;
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && n < 256; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            v[n++] = r->element[i]->str;
+    cb->fn(cb->arg, v, n);
+    free(cb);
+}
+
+void prun__state_argv_list(struct prun_state *s, int argc, const char **argv,
+    const size_t *lens, prun__state_list_fn fn, void *arg)
+{
+    struct list_cb *cb = malloc(sizeof(*cb));
+    struct cmd *c;
+    char *buf = NULL;
+    int len;
+
+    if (cb == NULL)
+        return;
+    cb->fn = fn;
+    cb->arg = arg;
+    len = redisFormatCommandArgv(&buf, argc, argv, lens);
+    c = push_cmd(s, buf, len, 1, list_reply, cb);
+    if (c == NULL)
+        free(cb);
+    else
+        c->owns_arg = 1; /* a refused or unsent command frees it */
+}
+
+const char *prun__state_run_id(const struct prun_state *s)
+{
+    return s->run_id;
+}
+
+int64_t prun__state_ttl(const struct prun_state *s)
+{
+    return s->ttl_ms;
+}
 
 void prun__state_pool_push(struct prun_state *s, const char *task,
     unsigned long long index, const char *item)

@@ -50,4 +50,12 @@ void prun__sync_disconnect(void);
 int prun__segment_register(const char *name, const char *path, size_t size,
     const char *dtype, const char *shape, struct prun_err *err);
 
+/*
+ * Pool mode's next (coord_pool.c): ok 1 marks the current item done, 0
+ * marks it failed (`parallelrun next --fail`); then takes the next item
+ * as prun_next() does.
+ */
+int prun__next_mark(
+    int ok, char **item, unsigned long long *index, struct prun_err *err);
+
 #endif

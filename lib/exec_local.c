@@ -207,6 +207,24 @@ static int spawn_attempt(struct local *x, struct proc *p,
     return 0;
 }
 
+/* envp (one malloc'd block) with e appended, in a new block; NULL on ENOMEM. */
+static char **add_env1(char **envp, const char *e)
+{
+    size_t n = 0;
+    char **out;
+
+    while (envp[n] != NULL)
+        n++;
+    out = malloc((n + 2) * sizeof(char *));
+    if (out != NULL) {
+        memcpy(out, envp, n * sizeof(char *));
+        out[n] = (char *)e;
+        out[n + 1] = NULL;
+    }
+    /* The strings live in envp's block: the caller frees both. */
+    return out;
+}
+
 static void local_start(struct prun__executor *base, struct prun__attempt *a)
 {
     struct local *x = (struct local *)base;
@@ -215,7 +233,7 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
     struct prun_err e;
     struct proc *p;
     struct prun_buf cwd = {0};
-    char **argv = NULL, **envp = NULL;
+    char **argv = NULL, **envp = NULL, **envp0 = NULL;
     struct prun_segchild sc;
     int have_sc = 0;
     size_t slot = x->free_slots[--x->nfree];
@@ -240,6 +258,10 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
     a->ctx.slot = (unsigned)slot + 1;
     argv = prun__task_argv(task, &a->ctx);
     envp = prun__envset_build(x->envs, a->inst->task, &a->ctx, &sc);
+    if (envp != NULL && a->env1 != NULL) {
+        envp0 = envp;
+        envp = add_env1(envp0, a->env1);
+    }
     if (argv == NULL || envp == NULL ||
         (task->cwd && prun__tpl_expand(task->cwd, &a->ctx, 0, &cwd) < 0)) {
         snprintf(a->exec_err, sizeof(a->exec_err), "out of memory");
@@ -261,7 +283,8 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
         close_pipe(p, 0);
         close_pipe(p, 1);
     }
-    if (task->timeout_ms > 0)
+    /* A pool worker's timeout is per item (pool_wq.c), not for its life. */
+    if (task->timeout_ms > 0 && !task->pool)
         p->deadline = a->start_mono + task->timeout_ms;
     prun__guardian_add(x->guardian, p->pid);
     goto out;
@@ -273,6 +296,7 @@ out:
     prun__buf_free(&cwd);
     free(argv);
     free(envp);
+    free(envp0);
 }
 
 static struct proc *find_proc(struct local *x, pid_t pid)

@@ -42,6 +42,7 @@ struct prun__attempt {
     const struct prun_task *task;
     struct prun_ctx ctx;      /* what placeholders expand to */
     struct prun_capture *cap; /* where its output goes */
+    const char *env1;         /* one more "NAME=VALUE" for it, or NULL */
     int64_t start_mono, start_wall;
     long pid;                          /* executor's: > 0 once known, else -1 */
     enum prun__why why;                /* executor's: set when it stops it */

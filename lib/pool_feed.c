@@ -11,6 +11,7 @@
  * It does not start the workers (the executor does) nor hand items out.
  */
 #include "pool_feed.h"
+#include "pool_wq.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,8 @@ int prun__pool_new(const struct prun_job *job, unsigned jobs,
         st->foreach.chunk = 1;
     }
     p->shadow.tasks = p->shadow_tasks;
+    /* The items go to the run's work queue (docs/work-queue.md). */
+    prun__pool_wq_create(state, job);
     *out = p;
     *shadow = &p->shadow;
     return 0;
@@ -131,7 +134,7 @@ void prun__pool_start(struct prun__pool *p, size_t t)
             PRUN_ITER_STRICT | PRUN_ITER_ASYNC, &f->it, &e) < 0) {
         p->loop->warn(p->loop->ctx, e.msg);
         f->finished = 1;
-        prun__state_pool_fed(p->state, p->job->tasks[t].name, f->queued);
+        prun__pool_wq_fed(p->state, p->job->tasks[t].name, f->queued);
     }
 }
 
@@ -188,8 +191,8 @@ static int feed_one(struct prun__pool *p, size_t t)
             prun__state_done(p->state, name, v.data ? v.data : "");
             f->next_index++;
         } else {
-            prun__state_pool_push(
-                p->state, name, f->next_index++, v.data ? v.data : "");
+            prun__pool_wq_push(p->state, &p->job->tasks[t], f->next_index++,
+                v.data ? v.data : "");
             f->queued++;
         }
         prun__buf_free(&v);
@@ -198,7 +201,7 @@ static int feed_one(struct prun__pool *p, size_t t)
         return 1;
     if (n < 0)
         p->loop->warn(p->loop->ctx, e.msg);
-    prun__state_pool_fed(p->state, name, f->queued);
+    prun__pool_wq_fed(p->state, name, f->queued);
     f->finished = 1;
     return 0;
 }

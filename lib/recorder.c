@@ -14,6 +14,9 @@
  */
 #include "recorder.h"
 
+#include "pool_wq.h"
+
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +158,85 @@ static void record_running(
     }
 }
 
+/* The recorder of the loop now running (late replies check it). */
+static struct prun__recorder *active;
+
+void prun__recorder_fini(struct prun__recorder *rc)
+{
+    if (active == rc)
+        active = NULL;
+}
+
+/*
+ * Redis failed these workers' items for their timeout: the workers stop
+ * (SIGKILL to the group: the item is already failed) and are restarted
+ * per the task's retries.
+ */
+static void on_timeouts(void *arg, const char *const *v, size_t n)
+{
+    struct prun__recorder *rc = arg;
+    struct prun__attempt *a;
+    size_t i;
+
+    if (rc != active || rc->running == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        for (a = *rc->running; a != NULL; a = a->next) {
+            char c[300];
+
+            if (!a->task->pool || a->pid <= 0)
+                continue;
+            snprintf(c, sizeof(c), "%s:%llu.%u", a->task->name, a->inst->index,
+                a->inst->attempt);
+            if (strcmp(c, v[i]) != 0)
+                continue;
+            a->why = PRUN__WHY_TIMEOUT;
+            kill(-(pid_t)a->pid, SIGKILL);
+        }
+}
+
+static void pool_timeouts(
+    struct prun__recorder *rc, const struct prun__attempt *list)
+{
+    struct prun__pool_tmo t[64];
+    const struct prun__attempt *a;
+    size_t n = 0;
+
+    active = rc;
+    for (a = list; a != NULL && n < 64; a = a->next) {
+        if (!a->task->pool || a->pid <= 0 || a->task->timeout_ms <= 0)
+            continue;
+        t[n].slot.task = a->task->name;
+        t[n].slot.worker = a->inst->index;
+        t[n].slot.attempt = a->inst->attempt;
+        t[n].timeout_ms = a->task->timeout_ms;
+        n++;
+    }
+    prun__pool_wq_timeouts(rc->state, t, n, on_timeouts, rc);
+}
+
+/* Live pool workers' items keep their leases (pool_wq.c). */
+static void renew_pool(
+    struct prun__recorder *rc, const struct prun__attempt *list)
+{
+    struct prun__pool_slot slots[64];
+    const struct prun__attempt *a;
+    size_t n = 0;
+
+    for (a = list; a != NULL; a = a->next) {
+        if (!a->task->pool || a->pid <= 0)
+            continue;
+        slots[n].task = a->task->name;
+        slots[n].worker = a->inst->index;
+        slots[n].attempt = a->inst->attempt;
+        if (++n == 64) {
+            prun__pool_wq_renew(rc->state, slots, n);
+            n = 0;
+        }
+    }
+    prun__pool_wq_renew(rc->state, slots, n);
+}
+
 int prun__recorder_tick(
     struct prun__recorder *rc, int64_t now, const struct prun__record_view *v)
 {
@@ -163,6 +245,8 @@ int prun__recorder_tick(
     prun__state_tick(rc->state, now);
     prun__state_joblock_renew(rc->state, prun__boot_ms());
     record_running(rc, now, v->running);
+    renew_pool(rc, v->running);
+    pool_timeouts(rc, v->running);
     prun__recorder_counts(rc, v);
     rc->next_tick = now + TICK_MS;
     return prun__state_cancel_requested(rc->state);
@@ -193,7 +277,7 @@ void prun__recorder_end(struct prun__recorder *rc,
     e.stderr_tail = a->cap ? prun__capture_err_tail(a->cap) : "";
     prun__state_inst_end(rc->state, &e);
     if (a->task->pool)
-        prun__state_pool_worker_end(
+        prun__pool_wq_worker_end(
             rc->state, e.task, inst->index, attempt, v == PRUN_V_SUCCEEDED);
     prun__buf_free(&item);
 }

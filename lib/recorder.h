@@ -20,6 +20,9 @@ struct prun__recorder {
     uint32_t events;
     int64_t next_tick;  /* heartbeat, running list, counts */
     int64_t next_flush; /* write queued records by then; 0: none queued */
+    /* The loop's list of running attempts (pool items' timeouts act on
+     * it when Redis answers), or NULL. */
+    struct prun__attempt *const *running;
 };
 
 /* What the loop knows that the recorder writes down. */
@@ -58,5 +61,8 @@ void prun__recorder_end(struct prun__recorder *rc,
 /* An instance done in a resumed run counts as done in this one too. */
 void prun__recorder_done(struct prun__recorder *rc, size_t task,
     const struct prun_item *items, size_t n);
+
+/* The loop is over: late replies no longer reach it. */
+void prun__recorder_fini(struct prun__recorder *rc);
 
 #endif

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "exec_local.h"
+#include "exec_remote.h"
 #include "executor.h"
 #include "pool_feed.h"
 #include "recorder.h"
@@ -639,6 +640,10 @@ static int resume_skip(
 {
     struct runner *r = ctx;
 
+    /* A pool task's instances are its workers: its items resume in the
+     * feed (pool_feed.c), never by matching a worker index as an item. */
+    if (r->job->tasks[task].pool)
+        return 0;
     if (!r->o->skip(r->o->skip_ctx, task, items, n))
         return 0;
     r->res->tasks[task].succeeded++;
@@ -756,6 +761,7 @@ int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     r.hooks.say = hook_say;
     r.hooks.fatal = hook_fatal;
     prun__recorder_init(&r.rec, o->state, o->job, &r.hooks);
+    r.rec.running = &r.running;
 
     rc = prun__pool_new(o->job, o->jobs, o->state, o->skip, o->skip_ctx,
         &r.hooks, &r.pool, &sched_job, err);
@@ -779,8 +785,14 @@ int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     lo.extra_env = o->extra_env;
     lo.nextra_env = o->nextra_env;
     lo.segs = o->segs;
-    rc = prun__local_new(
-        &lo, &r.hooks, &r.exec, res->note, sizeof(res->note), err);
+    if (o->dist != NULL) {
+        struct prun__remote_opts ro = {
+            o->job, o->run_id, o->jobs, o->kill_grace_ms, o->dist};
+        rc = prun__remote_new(&ro, &r.hooks, &r.exec, err);
+    } else {
+        rc = prun__local_new(
+            &lo, &r.hooks, &r.exec, res->note, sizeof(res->note), err);
+    }
     if (rc < 0)
         goto out;
     if (o->output != NULL)
@@ -808,6 +820,7 @@ out:
                     why);
         }
     }
+    prun__recorder_fini(&r.rec);
     res->signal = r.stop_signal;
     res->elapsed_ms = prun__wall_ms() - res->start_wall_ms;
     if (r.exec) {

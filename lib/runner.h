@@ -23,6 +23,17 @@
 #include "sched.h"
 #include "segment.h"
 
+/* --distributed: where the work queue lives and what workers need. */
+struct prun_dist {
+    const char *url;
+    const char *password; /* or NULL */
+    const char *job_path; /* absolute: workers load the same file */
+    const char *cwd;      /* the runner's directory */
+    const char *sets;     /* --set entries joined by \x1f */
+    int64_t key_ttl_ms;
+    int64_t outage_ms; /* Redis unreachable this long fails the run */
+};
+
 struct prun_run_opts {
     const struct prun_job *job;
     unsigned jobs;         /* resolved global cap, >= 1 */
@@ -40,6 +51,7 @@ struct prun_run_opts {
     /* Told what is worth saying at once (a restarted guardian); or NULL. */
     void (*warn)(void *ctx, const char *msg);
     void *warn_ctx;
+    const struct prun_dist *dist; /* --distributed, or NULL */
 };
 
 enum prun_fail_kind {

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "coord.h"
+#include "run_dist.h"
 #include "segment.h"
 
 #define MAX_ENV 8
@@ -46,6 +47,7 @@ struct prun__session {
     char selfenv[PATH_MAX + 32];
     const char *env[MAX_ENV];
     size_t nenv;
+    struct prun__dist_spec dist; /* --distributed */
 };
 
 static void say(const struct prun__session *s, const char *fmt, ...)
@@ -243,6 +245,9 @@ static unsigned resolve_jobs(const struct prun__session *s)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
+    /* Distributed: instances queued at once; the workers' slots limit. */
+    if (s->o.distributed)
+        return s->o.jobs ? s->o.jobs : s->job->jobs ? s->job->jobs : 1024;
     return s->o.jobs      ? s->o.jobs
            : s->job->jobs ? s->job->jobs
            : s->cfg->jobs ? s->cfg->jobs
@@ -291,6 +296,15 @@ int prun__session_open(const struct prun_config *cfg,
     s->o.out.run_id = s->run_id;
     if (s->o.out.results_dir == NULL)
         s->o.out.results_dir = cfg->results;
+    if (o->distributed) {
+        rc = prun__dist_setup(job, o->redis_url ? o->redis_url : cfg->redis_url,
+            cfg->redis_password, o->sets, o->nsets, &s->dist, err);
+        if (rc < 0) {
+            prun__session_close(s);
+            return rc;
+        }
+        s->dist.dist.key_ttl_ms = cfg->key_ttl_ms;
+    }
     /*
      * The joblog and the results directory are checked (and made) before
      * anything else: a location that cannot be written stops the run
@@ -390,8 +404,16 @@ int prun__session_run(
         ro.skip = s->o.skip;
         ro.skip_ctx = s->o.skip_ctx;
     }
+    if (s->o.distributed)
+        ro.dist = &s->dist.dist;
     record_start(s);
     rc = prun__run(&ro, res, err);
+    if (rc == 0 && s->state != NULL) {
+        /* What the writer still holds (a worker's last item) counts. */
+        prun__state_flush(s->state, 10000, err);
+        rc = prun__pool_verify(
+            s->url, s->cfg->redis_password, s->run_id, s->job, res, err);
+    }
     if (rc == PRUN_ELOCKED && s->locked && err != NULL)
         lock_lost_message(s, err);
     return rc;

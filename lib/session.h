@@ -30,6 +30,12 @@ struct prun_session_opts {
      * errors as they happen). May be NULL. */
     void (*say)(void *ctx, const char *msg);
     void *say_ctx;
+    /* --distributed: the instances go to the work queue on redis_url (or
+     * the config's) for `parallelrun worker`s; none run here. The --set
+     * entries are passed on to the workers. */
+    int distributed;
+    const struct prun_set *sets;
+    size_t nsets;
 };
 
 struct prun__session;

@@ -137,3 +137,12 @@ wait_gone() {
 not_alive() {
     ! alive "$1"
 }
+
+# python_lib_ok: skips the test when the library under test is built with
+# ASan (make check): a python3 that loads it would need the sanitizer
+# runtime preloaded. make test runs these tests on the normal build.
+python_lib_ok() {
+    if ldd "$PRUN_BUILD/libparallelrun.so" 2>/dev/null | grep -q libasan; then
+        skip "the Python package cannot load an ASan build of the library"
+    fi
+}

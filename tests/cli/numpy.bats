@@ -145,6 +145,7 @@ except pr.NotFound as e:
 }
 
 @test "installed package: loaders publish structured arrays, a reducer writes HDF5 by name" {
+    python_lib_ok
     make -s -C "$ROOT" install PREFIX="$T/prefix" BUILD="$PRUN_BUILD" >/dev/null
     pyver=$($PY -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     site=$T/prefix/lib/python$pyver/dist-packages
@@ -212,6 +213,7 @@ EOF
 }
 
 @test "publish writes straight into the segment: no second copy in the publisher" {
+    python_lib_ok
     cat > "$T/big.py" <<'PY'
 import os
 import numpy as np
@@ -250,6 +252,7 @@ EOF
 }
 
 @test "pool mode, barrier, lock, counter, queue and progress from the package" {
+    python_lib_ok
     cat > "$T/pool.py" <<'PY'
 import os
 import parallelrun as pr
@@ -326,6 +329,7 @@ EOF
 }
 
 @test "published names that differ only in case are refused; a killed publisher leaves nothing" {
+    python_lib_ok
     cat > "$T/case.py" <<'PY'
 import ctypes, os
 import numpy as np
@@ -364,6 +368,7 @@ EOF
 }
 
 @test "the demo job: one copy shared by 4 readers, arrays handed back, live status from a task" {
+    python_lib_ok
     run timeout $((120 * TF)) "$PR" run jobs/demo.yaml --set data="$T/d.npy" --set mib=16
     echo "$output"
     [ "$status" -eq 0 ]

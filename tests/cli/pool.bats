@@ -49,7 +49,7 @@ EOF
     grep -qx 77 "$T/done"
 }
 
-@test "pool: without retries the killed worker fails the run, no item is lost" {
+@test "pool: without retries a killed worker's item is done by another; every item done, the run succeeds" {
     job noretry <<EOF
 tasks:
   work:
@@ -59,8 +59,8 @@ tasks:
     run: [sh, -c, 'while item=\$("\$PARALLELRUN_BIN" next); do if [ "\$item" = 10 ] && mkdir $T/killed 2>/dev/null; then kill -9 \$\$; fi; echo "\$item" >> $T/done; sleep 0.01; done']
 EOF
     run "$PR" run "$T/noretry.yaml"
-    [ "$status" -eq 1 ]
-    [[ "$output" == *"killed by SIGKILL"* ]]
+    # Success is every item's terminal success, not every worker's exit.
+    [ "$status" -eq 0 ]
     [ "$(wc -l < "$T/done")" -eq 100 ]
     [ -z "$(sort -n "$T/done" | uniq -d)" ]
 }

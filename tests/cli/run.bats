@@ -38,6 +38,7 @@ teardown() { common_teardown; }
 }
 
 @test "the demo job runs: a shared array, arrays handed back, live status" {
+    python_lib_ok
     PARALLELRUN_SHM_BASE=$T run "$PR" run jobs/demo.yaml --set data="$T/d.npy" --set mib=8
     [ "$status" -eq 0 ]
     [ "$(echo "$output" | grep -c '^read\[[0-3]\]: attached 8 MiB float64')" -eq 4 ]

@@ -213,8 +213,13 @@ blocked_clients() {
 }
 
 @test "next hands out pool items once and marks the previous one done" {
-    rcli rpush "$(key pool:t)" $'0\tfirst item' $'1\tsecond' >/dev/null
-    rcli set "$(key pool:t:fed)" 2 >/dev/null
+    # The run's work queue as the runner creates it (docs/work-queue.md).
+    rcli hset "$(key wq:meta)" state open ttl 600000 maxdel 3 >/dev/null
+    rcli hset "$(key wq:tasks)" t "0 0" >/dev/null
+    rcli xgroup create "$(key wq:s:t)" g 0 mkstream >/dev/null
+    rcli xadd "$(key wq:s:t)" '*' k "t 0" a 1 m 1 d 0 p 'first item' >/dev/null
+    rcli xadd "$(key wq:s:t)" '*' k "t 1" a 1 m 1 d 0 p second >/dev/null
+    rcli hset "$(key wq:meta)" fed:t 2 >/dev/null
     run "$PR" next
     [ "$status" -eq 0 ]
     [ "$output" = "first item" ]
@@ -225,7 +230,7 @@ blocked_clients() {
     [ "$status" -eq 1 ]
     [ -z "$output" ]
     [ "$(rcli scard "$(key done:t)")" = 2 ]
-    [ "$(rcli get "$(key pool:t:ok)")" = 2 ]
+    [ "$(rcli hget "$(key wq:meta)" okt:t)" = 2 ]
 }
 
 # ---- inside `parallelrun run` ---------------------------------------------

@@ -371,7 +371,8 @@ tasks:
     foreach: {range: [0, 50]}
     run: [sh, -c, 'echo \$PARALLELRUN_RUN_ID > $T/rid.tmp && mv $T/rid.tmp $T/rid; "\$PARALLELRUN_BIN" next >/dev/null; exec sleep $((30 * TF))']
 EOF
-    kill_run_when pool:p:queued k4
+    # Pool items live on the work queue: a worker slot holds one (wq.c).
+    kill_run_when wq:slot:p:0.1 k4
 }
 
 @test "a finished pool run keeps no pool queues; every key has a TTL" {

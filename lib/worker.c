@@ -1,0 +1,938 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker: `parallelrun worker`, the party that runs a distributed run's
+ * instances. It finds runs in the set runs announce themselves in, loads
+ * the run's job file (the same path on every host: see
+ * docs/work-queue.md), claims at most its free slots from the run's work
+ * queue and runs each claim with the local executor (exec_local.c)
+ * through the executor seam, on its own small epoll loop. It renews its
+ * leases every lease/3 and kills an attempt whose lease it lost, completes
+ * with the claim's fence token, and gives each child PARALLELRUN_FENCE.
+ * It serves one run at a time (one local executor reaps all children of
+ * the process) and moves to the next when the current one has nothing
+ * left for it.
+ *
+ * It decides nothing about a run's outcome: the runner reads the terminal
+ * records the queue keeps.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "exec_local.h"
+#include "executor.h"
+#include "output.h"
+#include "segment.h"
+#include "wq.h"
+
+#define BEAT_MS      1000
+#define IDLE_POLL_MS 50
+#define RUNS_POLL_MS 250
+#define RETRY_MS     500
+
+/* One claimed attempt. */
+struct wattempt {
+    struct prun__attempt a; /* first: the executor hands back &a */
+    struct prun_inst inst;
+    struct prun__wq_claim c;
+    char env1[48];
+    int lost, released;
+    struct wattempt *prev, *next;
+};
+
+/* A completion Redis did not take yet (an outage): sent again later. */
+struct pending {
+    struct prun__wq_claim c;
+    char *record;
+    int ok;
+    struct pending *next;
+};
+
+/* The run being served. */
+struct wrun {
+    char rid[128];
+    struct prun_wq *q;
+    struct prun_job *job;
+    struct prun__executor *exec;
+    struct prun_segset *segs; /* its file segments, loaded on this host */
+    const char *extra[16];    /* the worker's extra env + the segments' */
+    size_t nextra;
+    int got_work; /* the last claim found something */
+    int stopping; /* cancelled: its attempts were told to stop */
+};
+
+struct worker {
+    const struct prun_worker_opts *o;
+    struct prun_worker_stats *st;
+    struct prun_conn *conn;
+    struct prun__exec_hooks hooks;
+    struct prun_output *out;
+    struct wrun *run;
+    struct wattempt *held;
+    size_t running;
+    struct pending *pend;
+    int epfd, sigfd;
+    struct prun__watch sigw;
+    char id[160], host[128];
+    char env_url[400], env_pw[300];
+    const char *extra[2];
+    size_t nextra;
+    char **bad; /* runs this host cannot serve (job file missing, ...) */
+    size_t nbad;
+    size_t rr;
+    int64_t next_claim, next_renew, next_beat, next_connect;
+    int64_t down_since; /* 0: connected */
+    int draining, drained, fatal;
+    struct prun_err fatal_err; /* the executor's (no guardian), if set */
+    int have_fatal_err;
+    int64_t drain_at;
+    sigset_t oldmask;
+};
+
+static void say(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void say(struct worker *w, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (w->o->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    w->o->log(w->o->log_ctx, msg);
+}
+
+/* ---- Redis connection --------------------------------------------------- */
+
+static void conn_lost(struct worker *w, const struct prun_err *e)
+{
+    if (w->conn == NULL)
+        return;
+    say(w, "Redis unreachable (%s); retrying", e->msg);
+    prun__conn_close(w->conn);
+    w->conn = NULL;
+    if (w->run != NULL) {
+        prun__wq_free(w->run->q);
+        w->run->q = NULL;
+    }
+    if (w->down_since == 0)
+        w->down_since = prun__now_ms();
+    w->next_connect = prun__now_ms() + RETRY_MS;
+}
+
+static int is_conn_error(int rc)
+{
+    return rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT;
+}
+
+static int ensure_conn(struct worker *w, int64_t now, struct prun_err *err)
+{
+    struct prun_err e;
+
+    if (w->conn != NULL)
+        return 0;
+    if (now < w->next_connect)
+        return -1;
+    if (prun__conn_open(w->o->url, w->o->password, 5000, &w->conn, &e) < 0) {
+        w->next_connect = now + RETRY_MS;
+        if (w->down_since == 0)
+            w->down_since = now;
+        if (now - w->down_since > w->o->outage_ms) {
+            w->fatal = prun__err_set(err, PRUN_EREDIS,
+                "Redis unreachable for more than %llds: %s",
+                (long long)(w->o->outage_ms / 1000), e.msg);
+        }
+        return -1;
+    }
+    if (w->down_since != 0)
+        say(w, "Redis reachable again");
+    w->down_since = 0;
+    if (w->run != NULL && w->run->q == NULL &&
+        prun__wq_new(w->conn, w->run->rid, w->id, &w->run->q, &e) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- The loop's side of the seam ---------------------------------------- */
+
+static int hook_watch(void *ctx, int fd, uint32_t events, struct prun__watch *x)
+{
+    struct worker *w = ctx;
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.ptr = x;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    return epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+static void hook_unwatch(void *ctx, int fd)
+{
+    struct worker *w = ctx;
+
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+static void hook_warn(void *ctx, const char *msg)
+{
+    say(ctx, "%s", msg);
+}
+
+/*
+ * The executor cannot go on (no guardian could be restarted): the worker
+ * hands its attempts back and exits with e.
+ */
+static void hook_fatal(void *ctx, const struct prun_err *e)
+{
+    struct worker *w = ctx;
+
+    if (w->fatal == 0) {
+        w->fatal = e->code < 0 ? e->code : PRUN_ESYS;
+        w->fatal_err = *e;
+        w->have_fatal_err = 1;
+    }
+}
+
+static const char *kind_of(
+    const struct prun__attempt *a, int status, int *ok, int *code)
+{
+    *ok = 0;
+    *code = 0;
+    if (status == -1 || a->exec_err[0] != '\0')
+        return "exec";
+    if (WIFEXITED(status)) {
+        *code = WEXITSTATUS(status);
+        *ok = *code == 0;
+    } else {
+        *code = WTERMSIG(status);
+    }
+    if (*ok)
+        return "exit";
+    if (a->why == PRUN__WHY_TIMEOUT)
+        return "timeout";
+    if (a->why == PRUN__WHY_CANCEL)
+        return "cancelled";
+    return WIFEXITED(status) ? "exit" : "signal";
+}
+
+static void build_record(struct worker *w, struct wattempt *wa, int status,
+    int *okp, struct prun_buf *b)
+{
+    const struct prun__attempt *a = &wa->a;
+    const char *tail = a->cap ? prun__capture_err_tail(a->cap) : "";
+    const char *kind;
+    int ok, code;
+
+    kind = kind_of(a, status, &ok, &code);
+    *okp = ok;
+    prun__buf_printf(b,
+        "{\"ok\":%s,\"status\":%d,\"kind\":\"%s\",\"code\":%d,"
+        "\"attempt\":%u,\"worker\":",
+        ok ? "true" : "false", status, kind, code, wa->c.attempt);
+    prun__buf_add_json(b, w->id, strlen(w->id));
+    prun__buf_adds(b, ",\"ms\":");
+    prun__buf_printf(b, "%lld", (long long)(prun__now_ms() - a->start_mono));
+    prun__buf_adds(b, ",\"reason\":");
+    prun__buf_add_json(b, a->exec_err, strlen(a->exec_err));
+    prun__buf_adds(b, ",\"tail\":");
+    prun__buf_add_json(b, tail, strlen(tail));
+    prun__buf_addc(b, '}');
+}
+
+/* Sends one completion; 0 when Redis answered (whatever it said). */
+static int send_completion(
+    struct worker *w, const struct prun__wq_claim *c, int ok, const char *rec)
+{
+    struct prun_err e;
+    int rc;
+
+    if (w->conn == NULL || w->run == NULL || w->run->q == NULL ||
+        strcmp(w->run->rid, "") == 0)
+        return -1;
+    rc = prun__wq_complete(w->run->q, c, ok, rec, &e);
+    if (is_conn_error(rc)) {
+        conn_lost(w, &e);
+        return -1;
+    }
+    switch (rc) {
+    case PRUN_WQ_DONE:
+        if (ok)
+            w->st->succeeded++;
+        else
+            w->st->failed++;
+        break;
+    case PRUN_WQ_RETRY:
+        w->st->retried++;
+        break;
+    case PRUN_WQ_STALE:
+        w->st->stale++;
+        say(w,
+            "run %s: %s: completion rejected as stale (the lease was "
+            "lost; another worker owns it)",
+            w->run->rid, c->key);
+        break;
+    case PRUN_WQ_DUP:
+        w->st->dup++;
+        say(w, "run %s: %s: duplicate completion rejected", w->run->rid,
+            c->key);
+        break;
+    default:
+        if (rc < 0)
+            say(w, "run %s: %s: %s", w->run->rid, c->key, e.msg);
+        break;
+    }
+    return 0;
+}
+
+static void unlink_held(struct worker *w, struct wattempt *wa)
+{
+    if (wa->prev)
+        wa->prev->next = wa->next;
+    else
+        w->held = wa->next;
+    if (wa->next)
+        wa->next->prev = wa->prev;
+    wa->prev = wa->next = NULL;
+    w->running--;
+}
+
+static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
+{
+    struct worker *w = ctx;
+    struct wattempt *wa = (struct wattempt *)a;
+    struct prun_buf rec = {0};
+    struct prun_err e;
+    int ok = 0;
+
+    unlink_held(w, wa);
+    build_record(w, wa, status, &ok, &rec);
+    if (!wa->released && rec.data != NULL &&
+        send_completion(w, &wa->c, ok, rec.data) < 0) {
+        struct pending *p = calloc(1, sizeof(*p));
+
+        if (p != NULL) {
+            p->c = wa->c;
+            memset(&wa->c, 0, sizeof(wa->c));
+            p->record = rec.data;
+            rec.data = NULL;
+            p->ok = ok;
+            p->next = w->pend;
+            w->pend = p;
+        }
+    }
+    if (a->cap)
+        prun__capture_finish(a->cap, 0, &e);
+    prun__buf_free(&rec);
+    prun__wq_claim_clear(&wa->c);
+    free(wa->inst.items);
+    free(wa);
+    /* A slot is free: look for more at once if there was more. */
+    if (w->run && w->run->got_work)
+        w->next_claim = 0;
+}
+
+static void flush_pending(struct worker *w)
+{
+    while (w->pend != NULL && w->conn != NULL) {
+        struct pending *p = w->pend;
+
+        if (send_completion(w, &p->c, p->ok, p->record) < 0)
+            return;
+        w->pend = p->next;
+        prun__wq_claim_clear(&p->c);
+        free(p->record);
+        free(p);
+    }
+}
+
+/* ---- Runs --------------------------------------------------------------- */
+
+static void run_free(struct worker *w, struct wrun *r)
+{
+    if (r == NULL)
+        return;
+    if (r->exec) {
+        r->exec->ops->shutdown(r->exec, 0);
+        r->exec->ops->free(r->exec);
+    }
+    prun__segset_free(r->segs);
+    prun__wq_free(r->q);
+    prun__job_free(r->job);
+    free(r);
+    (void)w;
+}
+
+static int is_bad(const struct worker *w, const char *rid)
+{
+    for (size_t i = 0; i < w->nbad; i++)
+        if (strcmp(w->bad[i], rid) == 0)
+            return 1;
+    return 0;
+}
+
+static void mark_bad(struct worker *w, const char *rid, const char *why)
+{
+    char **n = realloc(w->bad, (w->nbad + 1) * sizeof(*n));
+
+    say(w, "run %s: cannot serve it on this host: %s", rid, why);
+    if (n == NULL)
+        return;
+    w->bad = n;
+    w->bad[w->nbad] = strdup(rid);
+    if (w->bad[w->nbad] != NULL)
+        w->nbad++;
+}
+
+/* --set entries joined by \x1f, back into an array (in buf). */
+static size_t split_sets(char *buf, struct prun_set *sets, size_t max)
+{
+    size_t n = 0;
+    char *p = buf;
+
+    while (*p != '\0' && n < max) {
+        char *end = strchr(p, '\x1f'), *eq;
+
+        if (end != NULL)
+            *end = '\0';
+        eq = strchr(p, '=');
+        if (eq != NULL) {
+            *eq = '\0';
+            sets[n].name = p;
+            sets[n].value = eq + 1;
+            n++;
+        }
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return n;
+}
+
+/* Sets up serving run rid: its queue, its job, an executor. */
+static struct wrun *run_open(struct worker *w, const char *rid)
+{
+    struct wrun *r = calloc(1, sizeof(*r));
+    struct prun__local_opts lo;
+    struct prun_set sets[64];
+    char job[PATH_MAX], cwd[PATH_MAX], setbuf[8192], state[32];
+    struct prun_err e;
+    size_t nsets;
+
+    if (r == NULL)
+        return NULL;
+    snprintf(r->rid, sizeof(r->rid), "%s", rid);
+    if (prun__wq_new(w->conn, rid, w->id, &r->q, &e) < 0 ||
+        prun__wq_meta(r->q, "state", state, sizeof(state), &e) < 0 ||
+        prun__wq_meta(r->q, "job", job, sizeof(job), &e) < 0 ||
+        prun__wq_meta(r->q, "cwd", cwd, sizeof(cwd), &e) < 0 ||
+        prun__wq_meta(r->q, "sets", setbuf, sizeof(setbuf), &e) < 0) {
+        if (is_conn_error(e.code))
+            conn_lost(w, &e);
+        run_free(w, r);
+        return NULL;
+    }
+    if (strcmp(state, "open") != 0 || job[0] == '\0') {
+        run_free(w, r);
+        return NULL;
+    }
+    if (cwd[0] != '\0' && chdir(cwd) < 0) {
+        char why[PATH_MAX + 64];
+        snprintf(why, sizeof(why), "cannot enter %s: %s", cwd, strerror(errno));
+        mark_bad(w, rid, why);
+        run_free(w, r);
+        return NULL;
+    }
+    nsets = split_sets(setbuf, sets, 64);
+    if (prun__jobfile_load(job, sets, nsets, &r->job, &e) < 0) {
+        mark_bad(w, rid, e.msg);
+        run_free(w, r);
+        return NULL;
+    }
+    for (size_t i = 0; i < w->nextra; i++)
+        r->extra[r->nextra++] = w->extra[i];
+    if (r->job->nsegs > 0) {
+        const char *const *segenv = NULL;
+        size_t n, i;
+
+        /* File segments: loaded from the same file on this host. */
+        if (prun__segset_new(r->job, rid, PRUN_HUGE_AUTO, &r->segs, &e) < 0) {
+            mark_bad(w, rid, e.msg);
+            run_free(w, r);
+            return NULL;
+        }
+        n = prun__segset_env_all(r->segs, &segenv);
+        for (i = 0; i < n && r->nextra < 16; i++)
+            r->extra[r->nextra++] = segenv[i];
+    }
+    memset(&lo, 0, sizeof(lo));
+    lo.job = r->job;
+    lo.slots = w->o->slots;
+    lo.kill_grace_ms = w->o->kill_grace_ms;
+    lo.run_id = r->rid;
+    lo.extra_env = r->extra;
+    lo.nextra_env = r->nextra;
+    lo.segs = r->segs;
+    if (prun__local_new(&lo, &w->hooks, &r->exec, NULL, 0, &e) < 0) {
+        mark_bad(w, rid, e.msg);
+        run_free(w, r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Starts claim c of the current run. */
+static void start_claim(struct worker *w, struct prun__wq_claim *c)
+{
+    struct wrun *r = w->run;
+    struct wattempt *wa = calloc(1, sizeof(*wa));
+    struct prun_err e;
+    size_t task;
+    long long count;
+
+    if (wa == NULL) {
+        /* Its lease lapses and someone else takes it. */
+        prun__wq_claim_clear(c);
+        return;
+    }
+    wa->c = *c;
+    memset(c, 0, sizeof(*c));
+    wa->a.inst = &wa->inst;
+    wa->a.pid = -1;
+    wa->a.start_mono = prun__now_ms();
+    wa->a.start_wall = prun__wall_ms();
+    wa->next = w->held;
+    if (w->held)
+        w->held->prev = wa;
+    w->held = wa;
+    w->running++;
+    w->st->started++;
+    if (prun__wq_inst_unpack(wa->c.payload, wa->c.payload_len, &task, &count,
+            &wa->inst.items, &wa->inst.nitems, &e) < 0 ||
+        task >= r->job->ntasks) {
+        snprintf(wa->a.exec_err, sizeof(wa->a.exec_err),
+            "the job file on %s does not match the run's (task %zu)", w->host,
+            task);
+        attempt_ended(w, &wa->a, -1);
+        return;
+    }
+    wa->inst.task = task;
+    wa->inst.attempt = wa->c.attempt;
+    wa->a.task = &r->job->tasks[task];
+    wa->a.ctx.task = wa->a.task->name;
+    wa->a.ctx.run_id = r->rid;
+    wa->a.ctx.count = count;
+    wa->a.ctx.attempt = wa->c.attempt;
+    wa->a.ctx.items = wa->inst.items;
+    wa->a.ctx.nitems = wa->inst.nitems;
+    {
+        /* The key is "TASK INDEX". */
+        const char *sp = strrchr(wa->c.key, ' ');
+        wa->inst.index = sp ? strtoull(sp + 1, NULL, 10) : 0;
+        wa->a.ctx.index = wa->inst.index;
+    }
+    snprintf(wa->env1, sizeof(wa->env1), "PARALLELRUN_FENCE=%llu",
+        (unsigned long long)wa->c.fence);
+    wa->a.env1 = wa->env1;
+    wa->a.cap = prun__capture_new(w->out, wa->a.task->name, wa->inst.index, &e);
+    if (wa->a.cap == NULL) {
+        snprintf(wa->a.exec_err, sizeof(wa->a.exec_err), "%s", e.msg);
+        attempt_ended(w, &wa->a, -1);
+        return;
+    }
+    r->exec->ops->start(r->exec, &wa->a);
+}
+
+/* Claims from r; returns how many were started, or -1 on a lost run. */
+static int claim_from(struct worker *w, size_t want)
+{
+    struct prun__wq_claim *c = calloc(want, sizeof(*c));
+    struct prun_err e;
+    size_t n = 0, i;
+    int rc;
+
+    if (c == NULL)
+        return 0;
+    rc = prun__wq_claim(w->run->q, want, w->o->lease_ms, c, &n, &e);
+    if (rc < 0) {
+        free(c);
+        if (is_conn_error(rc))
+            conn_lost(w, &e);
+        return -1;
+    }
+    for (i = 0; i < n; i++)
+        start_claim(w, &c[i]);
+    free(c);
+    w->run->got_work = n > 0;
+    return (int)n;
+}
+
+/* Claims what the free slots allow, choosing a run when idle. */
+static void claim(struct worker *w, int64_t now)
+{
+    size_t want = w->o->slots - w->running;
+    char **ids = NULL;
+    size_t nids = 0, k;
+    struct prun_err e;
+    int got;
+
+    if (want == 0 || w->draining || w->conn == NULL || now < w->next_claim)
+        return;
+    if (w->run != NULL) {
+        got = claim_from(w, want);
+        if (got > 0 || w->running > 0) {
+            w->next_claim = (size_t)got == want ? now : now + IDLE_POLL_MS;
+            return;
+        }
+        if (got < 0 && w->conn == NULL)
+            return;
+    }
+    /* Idle: the next run that has something for us. */
+    if (prun__wq_runs(w->conn, &ids, &nids, &e) < 0) {
+        if (is_conn_error(e.code))
+            conn_lost(w, &e);
+        w->next_claim = now + RUNS_POLL_MS;
+        return;
+    }
+    for (k = 0; k < nids; k++) {
+        const char *rid = ids[(w->rr + k) % nids];
+
+        if (is_bad(w, rid))
+            continue;
+        if (w->run == NULL || strcmp(w->run->rid, rid) != 0) {
+            struct wrun *r;
+
+            /* Completions still owed to the current run keep us on it. */
+            if (w->running > 0 || w->pend != NULL)
+                break;
+            run_free(w, w->run);
+            w->run = NULL;
+            r = run_open(w, rid);
+            if (r == NULL) {
+                if (w->conn == NULL)
+                    break;
+                continue;
+            }
+            w->run = r;
+        }
+        got = claim_from(w, want);
+        if (got > 0) {
+            w->rr = (w->rr + k) % nids;
+            break;
+        }
+        if (w->conn == NULL)
+            break;
+    }
+    prun__wq_strv_free(ids, nids);
+    w->next_claim = now + (w->running > 0 ? IDLE_POLL_MS : RUNS_POLL_MS);
+}
+
+/* Renews every lease; an attempt whose lease is lost is killed. */
+static void renew(struct worker *w, int64_t now)
+{
+    struct prun__wq_claim *cs;
+    struct wattempt **ws, *wa;
+    struct prun_err e;
+    size_t n = 0, i;
+    int *lost, rc;
+
+    if (now < w->next_renew || w->run == NULL || w->run->q == NULL ||
+        w->conn == NULL)
+        return;
+    w->next_renew = now + w->o->lease_ms / 3;
+    if (w->running == 0)
+        return;
+    cs = calloc(w->running, sizeof(*cs));
+    ws = calloc(w->running, sizeof(*ws));
+    lost = calloc(w->running, sizeof(*lost));
+    if (cs && ws && lost) {
+        for (wa = w->held; wa != NULL; wa = wa->next) {
+            if (wa->lost || wa->released)
+                continue;
+            cs[n] = wa->c; /* shallow: strings stay the attempt's */
+            ws[n++] = wa;
+        }
+        rc = prun__wq_renew(w->run->q, cs, n, lost, &e);
+        if (is_conn_error(rc)) {
+            conn_lost(w, &e);
+        } else if (rc == 0) {
+            for (i = 0; i < n; i++) {
+                if (!lost[i])
+                    continue;
+                ws[i]->lost = 1;
+                w->st->lost++;
+                say(w, "run %s: %s: lease lost; stopping it", w->run->rid,
+                    ws[i]->c.key);
+                ws[i]->a.why = PRUN__WHY_CANCEL;
+                if (ws[i]->a.pid > 0)
+                    kill(-(pid_t)ws[i]->a.pid, SIGKILL);
+            }
+        }
+    }
+    free(cs);
+    free(ws);
+    free(lost);
+}
+
+static void beat(struct worker *w, int64_t now, int leaving)
+{
+    struct prun_wq_worker info;
+    struct prun_err e;
+    char state[32];
+
+    if (w->conn == NULL || (!leaving && now < w->next_beat))
+        return;
+    w->next_beat = now + BEAT_MS;
+    if (leaving) {
+        prun__wq_worker_gone(w->conn, w->id, &e);
+        return;
+    }
+    if (w->run != NULL && w->run->q != NULL && w->running > 0 &&
+        !w->run->stopping &&
+        prun__wq_meta(w->run->q, "state", state, sizeof(state), &e) == 0 &&
+        strcmp(state, "open") != 0) {
+        /* Cancelled (or ended): its attempts stop, and end as cancelled. */
+        say(w, "run %s is %s: stopping its attempts", w->run->rid,
+            state[0] ? state : "gone");
+        w->run->stopping = 1;
+        w->run->exec->ops->stop_all(w->run->exec, 0);
+    }
+    memset(&info, 0, sizeof(info));
+    snprintf(info.id, sizeof(info.id), "%s", w->id);
+    snprintf(info.host, sizeof(info.host), "%s", w->host);
+    snprintf(info.run, sizeof(info.run), "%s", w->run ? w->run->rid : "");
+    info.pid = (long)getpid();
+    info.slots = w->o->slots;
+    info.running = (unsigned)w->running;
+    info.beat_ms = prun__wall_ms();
+    if (prun__wq_worker_beat(w->conn, &info, 3 * BEAT_MS + 2000, &e) < 0 &&
+        is_conn_error(e.code))
+        conn_lost(w, &e);
+}
+
+/* Hands every running attempt back and stops it at once. */
+static void hand_back(struct worker *w)
+{
+    struct wattempt *wa;
+    struct prun_err e;
+
+    for (wa = w->held; wa != NULL; wa = wa->next) {
+        if (wa->lost || wa->released)
+            continue;
+        if (w->conn != NULL && w->run && w->run->q &&
+            prun__wq_release(w->run->q, &wa->c, &e) == 0)
+            w->st->released++;
+        wa->released = 1;
+        wa->a.why = PRUN__WHY_CANCEL;
+    }
+    if (w->run && w->run->exec)
+        w->run->exec->ops->stop_all(w->run->exec, 1);
+}
+
+static void on_signal(struct prun__watch *x, uint32_t events)
+{
+    struct worker *w =
+        (struct worker *)((char *)x - offsetof(struct worker, sigw));
+    struct signalfd_siginfo si;
+    int chld = 0;
+
+    (void)events;
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD) {
+            chld = 1;
+            continue;
+        }
+        if (!w->draining) {
+            say(w, "stopping: no new claims; %zu running get %llds to finish",
+                w->running, (long long)(w->o->drain_ms / 1000));
+            w->draining = 1;
+            w->drain_at = prun__now_ms() + w->o->drain_ms;
+        } else {
+            w->drain_at = 0; /* a second signal: hand back now */
+        }
+    }
+    if (chld && w->run && w->run->exec)
+        w->run->exec->ops->on_signal(w->run->exec, SIGCHLD);
+}
+
+static int64_t next_deadline(const struct worker *w)
+{
+    int64_t t = w->next_beat;
+
+    if (w->running > 0 && w->next_renew < t)
+        t = w->next_renew;
+    if (!w->draining && w->running < w->o->slots && w->next_claim < t)
+        t = w->next_claim;
+    if (w->conn == NULL && w->next_connect < t)
+        t = w->next_connect;
+    if (w->draining && w->drain_at < t && !w->drained)
+        t = w->drain_at;
+    if (w->pend != NULL && prun__now_ms() + RETRY_MS < t)
+        t = prun__now_ms() + RETRY_MS;
+    if (w->run && w->run->exec) {
+        int64_t u = w->run->exec->ops->next_deadline(w->run->exec);
+        if (u < t)
+            t = u;
+    }
+    return t;
+}
+
+static int setup(struct worker *w, struct prun_err *err)
+{
+    sigset_t mask;
+
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &mask, &w->oldmask) < 0)
+        return prun__err_sys(err, "sigprocmask");
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (w->epfd < 0 || w->sigfd < 0)
+        return prun__err_sys(err, "cannot set up the event loop");
+    w->sigw.cb = on_signal;
+    if (hook_watch(w, w->sigfd, EPOLLIN, &w->sigw) < 0)
+        return prun__err_sys(err, "epoll_ctl");
+    return 0;
+}
+
+static int loop(struct worker *w, struct prun_err *err)
+{
+    struct epoll_event evs[64];
+
+    for (;;) {
+        int64_t now = prun__now_ms(), t;
+        int n;
+
+        if (w->run && w->run->exec)
+            w->run->exec->ops->tick(w->run->exec, now);
+        ensure_conn(w, now, err);
+        if (w->fatal) {
+            hand_back(w);
+            if (w->running == 0) {
+                if (w->have_fatal_err && err != NULL)
+                    *err = w->fatal_err;
+                return w->fatal;
+            }
+        }
+        beat(w, now, 0);
+        flush_pending(w);
+        renew(w, now);
+        if (w->draining && !w->drained && now >= w->drain_at) {
+            w->drained = 1;
+            if (w->running > 0)
+                say(w, "drain timeout: handing %zu attempts back", w->running);
+            hand_back(w);
+        }
+        if (w->draining && w->running == 0 && w->pend == NULL)
+            return 0;
+        if (w->draining && w->running == 0 && w->conn == NULL && w->drained)
+            return 0;
+        claim(w, now);
+        t = next_deadline(w) - prun__now_ms();
+        n = epoll_wait(w->epfd, evs, 64,
+            t < 0       ? 0
+            : t > 60000 ? 60000
+                        : (int)t);
+        if (n < 0 && errno != EINTR)
+            return prun__err_sys(err, "epoll_wait");
+        for (int i = 0; i < n; i++) {
+            struct prun__watch *x = evs[i].data.ptr;
+            x->cb(x, evs[i].events);
+        }
+    }
+}
+
+int prun__worker_run(const struct prun_worker_opts *o,
+    struct prun_worker_stats *st, struct prun_err *err)
+{
+    struct worker w;
+    struct prun_output_opts oo;
+    struct prun_redis_addr addr;
+    int rc;
+
+    memset(&w, 0, sizeof(w));
+    memset(st, 0, sizeof(*st));
+    w.o = o;
+    w.st = st;
+    w.epfd = w.sigfd = -1;
+    w.hooks.ctx = &w;
+    w.hooks.ended = attempt_ended;
+    w.hooks.watch = hook_watch;
+    w.hooks.unwatch = hook_unwatch;
+    w.hooks.warn = hook_warn;
+    w.hooks.say = hook_warn;
+    w.hooks.fatal = hook_fatal;
+    gethostname(w.host, sizeof(w.host) - 1);
+    snprintf(w.id, sizeof(w.id), "%s:%ld", w.host, (long)getpid());
+    rc = prun__redis_url_parse(o->url, &addr, err);
+    if (rc < 0)
+        return rc;
+    /* Children reach the same server; the password never goes in a URL. */
+    memcpy(w.env_url, "PARALLELRUN_REDIS=", 18);
+    prun__redis_url_format(&addr, w.env_url + 18, sizeof(w.env_url) - 18);
+    w.extra[w.nextra++] = w.env_url;
+    if ((o->password && *o->password) || addr.password[0]) {
+        snprintf(w.env_pw, sizeof(w.env_pw), "PARALLELRUN_REDIS_PASSWORD=%s",
+            o->password && *o->password ? o->password : addr.password);
+        w.extra[w.nextra++] = w.env_pw;
+    }
+    memset(&addr, 0, sizeof(addr));
+    rc = prun__conn_open(o->url, o->password, 5000, &w.conn, err);
+    if (rc < 0)
+        goto out;
+    memset(&oo, 0, sizeof(oo));
+    oo.mode = PRUN_OUT_NONE;
+    rc = prun__output_new(&oo, &w.out, err);
+    if (rc < 0)
+        goto out;
+    rc = setup(&w, err);
+    if (rc < 0)
+        goto out;
+    say(&w, "worker %s: %u slots, lease %llds, serving %s", w.id, o->slots,
+        (long long)(o->lease_ms / 1000), prun__conn_url(w.conn));
+    rc = loop(&w, err);
+out:
+    if (w.running > 0)
+        hand_back(&w);
+    beat(&w, prun__now_ms(), 1);
+    run_free(&w, w.run);
+    while (w.pend != NULL) {
+        struct pending *p = w.pend;
+        w.pend = p->next;
+        prun__wq_claim_clear(&p->c);
+        free(p->record);
+        free(p);
+    }
+    prun__wq_strv_free(w.bad, w.nbad);
+    prun__output_free(w.out);
+    prun__conn_close(w.conn);
+    if (w.epfd >= 0)
+        close(w.epfd);
+    if (w.sigfd >= 0)
+        close(w.sigfd);
+    sigprocmask(SIG_SETMASK, &w.oldmask, NULL);
+    memset(w.env_pw, 0, sizeof(w.env_pw));
+    return rc;
+}
