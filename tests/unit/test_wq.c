@@ -531,7 +531,7 @@ static void test_pool_next_each_once(void)
     for (int k = 0; k < 4; k++) {
         kids[k] = fork();
         if (kids[k] == 0) {
-            char w[8], *item;
+            char w[16], *item;
             unsigned long long ix;
 
             snprintf(w, sizeof(w), "%d", k);
