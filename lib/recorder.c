@@ -248,6 +248,12 @@ int prun__recorder_tick(
     renew_pool(rc, v->running);
     pool_timeouts(rc, v->running);
     prun__recorder_counts(rc, v);
+    /*
+     * The first counts go out before the first child starts: a task that
+     * asks `parallelrun status` about its own run finds the total there.
+     */
+    if (rc->next_tick == 0)
+        prun__state_pump(rc->state);
     rc->next_tick = now + TICK_MS;
     return prun__state_cancel_requested(rc->state);
 }
