@@ -28,7 +28,7 @@ DEB_PKGS  := build-essential pkg-config libyaml-dev libhiredis-dev \
              libinih-dev redis-server redis-tools bats python3 python3-numpy \
              python3-h5py parallel hyperfine time clang libclang-rt-14-dev \
              valgrind cppcheck iproute2 procps
-DEB_PKGS  += scdoc man-db
+DEB_PKGS  += scdoc man-db bash-completion
 
 OPT       ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
