@@ -230,21 +230,6 @@ int prun__state_flush(
     struct prun_state *s, int64_t timeout_ms, struct prun_err *err);
 
 /*
- * Pool mode: queue items for task (entries "INDEX\tITEM"); fed: all are
- * queued, count of them.
- */
-void prun__state_pool_push(struct prun_state *s, const char *task,
-    unsigned long long index, const char *item);
-void prun__state_pool_fed(
-    struct prun_state *s, const char *task, unsigned long long count);
-/*
- * Worker W (attempt A) of task ended: ok → its current item is done, else
- * it goes back to the front of the queue.
- */
-void prun__state_pool_worker_end(struct prun_state *s, const char *task,
-    unsigned long long worker, unsigned attempt, int ok);
-
-/*
  * Any command through the writer (argv, binary-safe lens), for the work
  * queue's pool mode (pool_wq.c); and what it needs to name the run's keys.
  */
