@@ -6,7 +6,7 @@
  * tree into a struct prun_job with strict checks (the schema), so that
  * every mistake is reported as "FILE:LINE:COL: message" before anything
  * starts. It does not run, expand or iterate anything: templates are
- * compiled by job.c, foreach sources are read later by the iterators.
+ * compiled by job_tpl.c, foreach sources are read later by the iterators.
  */
 #include "jobfile_int.h"
 
