@@ -4,8 +4,9 @@
 
 /*
  * coord: everything parallelrun does with Redis (docs/redis-schema.md), spread
- * over coord.c (addresses, connections, the embedded server), coord_state.c
- * (the runner's pipelined state writer, status and runs), coord_sync.c
+ * over coord_url.c (addresses), coord.c (connections, the embedded server),
+ * coord_state.c and coord_record.c (the runner's pipelined state writer and
+ * what it records), coord_read.c (status and runs), coord_sync.c
  * (barriers, locks, counters, queues, progress, pool items). Only these
  * files include hiredis, through coord_int.h. The key schema is in
  * docs/redis-schema.md.
