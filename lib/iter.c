@@ -641,6 +641,54 @@ static int next_line(struct prun_iter *it, size_t i, struct prun_err *err)
     return 1;
 }
 
+/*
+ * Item n of the chunk, from the source: 0 (it->ended set when there is no
+ * more), PRUN_ITER_AGAIN (a lines source waits for input), or an error.
+ */
+static int next_item(struct prun_iter *it, size_t n, struct prun_err *err)
+{
+    const struct prun_foreach *f = it->f;
+    struct prun_item *item = &it->items[n];
+    int rc = 0;
+
+    if (!it->in_line)
+        memset(item, 0, sizeof(*item));
+    if (f->kind != PRUN_SRC_LINES && it->pos >= it->nall) {
+        it->ended = 1;
+        return 0;
+    }
+    switch (f->kind) {
+    case PRUN_SRC_NONE:
+        item->text = "";
+        break;
+    case PRUN_SRC_LIST:
+        *item = f->list[it->pos];
+        break;
+    case PRUN_SRC_GLOB:
+        item->text = it->gl.gl_pathv[it->pos];
+        break;
+    case PRUN_SRC_RANGE:
+        rc = next_range(it, n);
+        break;
+    case PRUN_SRC_MATRIX:
+        rc = next_matrix(it, n);
+        break;
+    case PRUN_SRC_LINES:
+        rc = next_line(it, n, err);
+        if (rc == PRUN_ITER_AGAIN)
+            return rc;
+        if (rc == 0)
+            it->ended = 1;
+        if (rc > 0)
+            rc = 0;
+        break;
+    default:
+        it->ended = 1;
+        break;
+    }
+    return rc;
+}
+
 int prun__iter_next(
     struct prun_iter *it, const struct prun_item **items, struct prun_err *err)
 {
@@ -659,46 +707,11 @@ int prun__iter_next(
     }
     n = it->have;
     while (n < it->chunk && !it->ended) {
-        struct prun_item *item = &it->items[n];
-
-        if (!it->in_line)
-            memset(item, 0, sizeof(*item));
-        if (f->kind != PRUN_SRC_LINES && it->pos >= it->nall) {
-            it->ended = 1;
-            break;
-        }
-        switch (f->kind) {
-        case PRUN_SRC_NONE:
-            item->text = "";
-            break;
-        case PRUN_SRC_LIST:
-            *item = f->list[it->pos];
-            break;
-        case PRUN_SRC_GLOB:
-            item->text = it->gl.gl_pathv[it->pos];
-            break;
-        case PRUN_SRC_RANGE:
-            rc = next_range(it, n);
-            break;
-        case PRUN_SRC_MATRIX:
-            rc = next_matrix(it, n);
-            break;
-        case PRUN_SRC_LINES:
-            rc = next_line(it, n, err);
-            if (rc == PRUN_ITER_AGAIN) {
-                it->pending = 1;
-                it->have = n;
-                return PRUN_ITER_AGAIN;
-            }
-            if (rc == 0)
-                it->ended = 1;
-            if (rc <= 0)
-                break;
-            rc = 0;
-            break;
-        default:
-            it->ended = 1;
-            break;
+        rc = next_item(it, n, err);
+        if (rc == PRUN_ITER_AGAIN) {
+            it->pending = 1;
+            it->have = n;
+            return PRUN_ITER_AGAIN;
         }
         if (rc < 0)
             goto fail;
