@@ -15,7 +15,8 @@
  * The loop owns the scheduler, the result, the recorder and the output.
  * It hands attempts to an executor through the seam of executor.h and
  * decides, when one ends, what that means: retry, success, failure,
- * halt. The local executor (exec_local.c) is the one used today.
+ * halt (the wait status is classified by outcome.c). The local executor
+ * (exec_local.c) is the one used today.
  */
 #include "runner.h"
 
