@@ -164,6 +164,52 @@ static int wait_status_code(int st)
 }
 
 /*
+ * One renewal of the lock held around CMD. A failed renewal is not fatal
+ * yet: the lease has two more thirds to run. A lost lock is: say so once;
+ * CMD keeps running, as killing it midway could do more harm.
+ */
+static void renew_lock(struct prun_lock *l, int *lost, int *warned)
+{
+    struct prun_err e;
+
+    if (!*lost && prun__lock_renew(l, &e) < 0) {
+        if (e.code == PRUN_ELOCKED) {
+            *lost = 1;
+            fail("lock", &e);
+        } else if (!(*warned)++) {
+            fail("lock", &e);
+        }
+    } else if (!*lost) {
+        *warned = 0;
+    }
+}
+
+/*
+ * Starts CMD with the lock's fencing token in PARALLELRUN_LOCK_TOKEN and
+ * the signal mask old. Returns its pid, or -1 (said).
+ */
+static pid_t start_cmd(char **cmd, uint64_t token, const sigset_t *old)
+{
+    char tok[32];
+    pid_t pid;
+
+    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+    pid = fork();
+    if (pid < 0) {
+        cmd_warn("lock: cannot fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        sigprocmask(SIG_SETMASK, old, NULL);
+        setenv("PARALLELRUN_LOCK_TOKEN", tok, 1);
+        execvp(cmd[0], cmd);
+        cmd_warn("lock: cannot run '%s': %s", cmd[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    return pid;
+}
+
+/*
  * Runs cmd while holding l: renews the lease every lease/3 from this
  * process, so CMD itself is never held up by renewal, and forwards the
  * stop signals. Returns CMD's exit status, or -1 when it could not start
@@ -176,8 +222,6 @@ static int run_locked(
     struct signalfd_siginfo si;
     sigset_t set, old;
     struct pollfd pfd;
-    struct prun_err e;
-    char tok[32];
     int sfd = -1, st = 0, warned = 0, n = 0;
     pid_t pid;
 
@@ -193,20 +237,10 @@ static int run_locked(
         sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
     }
-    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
-    pid = fork();
-    if (pid < 0) {
-        cmd_warn("lock: cannot fork: %s", strerror(errno));
+    if ((pid = start_cmd(cmd, token, &old)) < 0) {
         close(sfd);
         sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
-    }
-    if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        setenv("PARALLELRUN_LOCK_TOKEN", tok, 1);
-        execvp(cmd[0], cmd);
-        cmd_warn("lock: cannot run '%s': %s", cmd[0], strerror(errno));
-        _exit(errno == ENOENT ? 127 : 126);
     }
     pfd.fd = sfd;
     pfd.events = POLLIN;
@@ -215,21 +249,7 @@ static int run_locked(
         int64_t wait = next_renew - prun__now_ms();
 
         if (wait <= 0) {
-            if (!*lost && prun__lock_renew(l, &e) < 0) {
-                /*
-                 * A failed renewal is not fatal yet: the lease has two
-                 * more thirds to run. A lost lock is: say so once; CMD
-                 * keeps running, as killing it midway could do more harm.
-                 */
-                if (e.code == PRUN_ELOCKED) {
-                    *lost = 1;
-                    fail("lock", &e);
-                } else if (!warned++) {
-                    fail("lock", &e);
-                }
-            } else if (!*lost) {
-                warned = 0;
-            }
+            renew_lock(l, lost, &warned);
             next_renew = prun__now_ms() + lease / 3;
             continue;
         }

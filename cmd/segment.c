@@ -90,17 +90,15 @@ static int slurp(int fd, char **out, size_t *len)
     return 0;
 }
 
-static int publish(int argc, char **argv)
+/* What `segment publish` was asked: NAME FILE [--dtype T] [--shape S]. */
+struct publish_opts {
+    const char *name, *file, *dtype, *shape_s;
+};
+
+/* Parses the arguments into o. Returns 0, or the usage error's status. */
+static int publish_args(int argc, char **argv, struct publish_opts *o)
 {
-    const char *name = NULL, *file = NULL, *dtype = NULL, *shape_s = NULL;
-    uint64_t shape[PRUN_SEGMENT_MAX_DIMS];
-    char npy_dtype[PRUN__DTYPE_MAX];
-    unsigned char peek[65536];
-    size_t ndim = 0, size = 0;
-    struct prun_err e;
-    struct stat st;
-    char *mem = NULL;
-    int fd = -1, i, rc = EXIT_OK;
+    int i;
 
     for (i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -108,74 +106,104 @@ static int publish(int argc, char **argv)
             if (i + 1 >= argc)
                 return cmd_usage("segment publish: %s needs a value", a);
             if (a[2] == 'd')
-                dtype = argv[++i];
+                o->dtype = argv[++i];
             else
-                shape_s = argv[++i];
+                o->shape_s = argv[++i];
         } else if (strncmp(a, "--dtype=", 8) == 0) {
-            dtype = a + 8;
+            o->dtype = a + 8;
         } else if (strncmp(a, "--shape=", 8) == 0) {
-            shape_s = a + 8;
+            o->shape_s = a + 8;
         } else if (a[0] == '-' && a[1] != '\0') {
             return cmd_usage("segment publish: unknown option '%s'", a);
-        } else if (name == NULL) {
-            name = a;
-        } else if (file == NULL) {
-            file = a;
+        } else if (o->name == NULL) {
+            o->name = a;
+        } else if (o->file == NULL) {
+            o->file = a;
         } else {
             return cmd_usage("segment publish: unexpected argument '%s'", a);
         }
     }
-    if (name == NULL || file == NULL)
+    if (o->name == NULL || o->file == NULL)
         return cmd_usage("segment publish: needs NAME and FILE");
-    if (!prun__segment_name_ok(name))
+    return 0;
+}
+
+/*
+ * Publishes the rest of regular file fd (of size st_size) without reading
+ * it into memory. A .npy file: its header says what the options did not.
+ */
+static int publish_file(const struct publish_opts *o, int fd,
+    const struct stat *st, uint64_t *shape, size_t ndim)
+{
+    const char *dtype = o->dtype;
+    char npy_dtype[PRUN__DTYPE_MAX];
+    unsigned char peek[65536];
+    off_t off = fd == 0 ? lseek(fd, 0, SEEK_CUR) : 0;
+    size_t size = (size_t)(st->st_size - (off > 0 ? off : 0));
+    struct prun_err e;
+    ssize_t n;
+
+    if ((dtype == NULL || o->shape_s == NULL) &&
+        (n = pread(fd, peek, sizeof(peek), off > 0 ? off : 0)) > 0) {
+        uint64_t s2[PRUN_SEGMENT_MAX_DIMS];
+        size_t nd2, hdr;
+        if (prun__npy_parse(peek, (size_t)n, npy_dtype, sizeof(npy_dtype), s2,
+                &nd2, &hdr) == 0) {
+            if (dtype == NULL && npy_dtype[0] != '\0')
+                dtype = npy_dtype;
+            if (o->shape_s == NULL) {
+                memcpy(shape, s2, sizeof(s2));
+                ndim = nd2;
+            }
+        }
+    }
+    if (prun__segment_publish_src(
+            o->name, NULL, fd, size, dtype, shape, ndim, &e) < 0)
+        return seg_exit(&e);
+    return EXIT_OK;
+}
+
+static int publish(int argc, char **argv)
+{
+    struct publish_opts o = {NULL, NULL, NULL, NULL};
+    uint64_t shape[PRUN_SEGMENT_MAX_DIMS];
+    size_t ndim = 0, size = 0;
+    struct prun_err e;
+    struct stat st;
+    char *mem = NULL;
+    int fd = -1, rc;
+
+    if ((rc = publish_args(argc, argv, &o)) != 0)
+        return rc;
+    if (!prun__segment_name_ok(o.name))
         return cmd_usage("segment publish: invalid segment name '%s' (use "
                          "letters, digits and '_', not starting with a "
                          "digit, at most 64)",
-            name);
-    if (shape_s != NULL && prun__shape_parse(shape_s, shape, &ndim) < 0)
+            o.name);
+    if (o.shape_s != NULL && prun__shape_parse(o.shape_s, shape, &ndim) < 0)
         return cmd_usage(
             "segment publish: invalid --shape '%s' (expected e.g. 1000,16)",
-            shape_s);
+            o.shape_s);
     if (!in_run())
         return EXIT_USAGE;
 
-    fd = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
+    fd = strcmp(o.file, "-") == 0 ? 0 : open(o.file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         cmd_warn(
-            "segment publish: cannot open '%s': %s", file, strerror(errno));
+            "segment publish: cannot open '%s': %s", o.file, strerror(errno));
         return errno == ENOENT ? 1 : EXIT_SYSTEM;
     }
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-        off_t off = fd == 0 ? lseek(fd, 0, SEEK_CUR) : 0;
-        ssize_t n;
-        size = (size_t)(st.st_size - (off > 0 ? off : 0));
-        /* A .npy file: its header says what the options did not. */
-        if ((dtype == NULL || shape_s == NULL) &&
-            (n = pread(fd, peek, sizeof(peek), off > 0 ? off : 0)) > 0) {
-            uint64_t s2[PRUN_SEGMENT_MAX_DIMS];
-            size_t nd2, hdr;
-            if (prun__npy_parse(peek, (size_t)n, npy_dtype, sizeof(npy_dtype),
-                    s2, &nd2, &hdr) == 0) {
-                if (dtype == NULL && npy_dtype[0] != '\0')
-                    dtype = npy_dtype;
-                if (shape_s == NULL) {
-                    memcpy(shape, s2, sizeof(s2));
-                    ndim = nd2;
-                }
-            }
-        }
-        if (prun__segment_publish_src(
-                name, NULL, fd, size, dtype, shape, ndim, &e) < 0)
-            rc = seg_exit(&e);
+        rc = publish_file(&o, fd, &st, shape, ndim);
+    } else if (slurp(fd, &mem, &size) < 0) {
+        cmd_warn(
+            "segment publish: cannot read '%s': %s", o.file, strerror(errno));
+        rc = EXIT_SYSTEM;
+    } else if (prun__segment_publish_src(
+                   o.name, mem, -1, size, o.dtype, shape, ndim, &e) < 0) {
+        rc = seg_exit(&e);
     } else {
-        if (slurp(fd, &mem, &size) < 0) {
-            cmd_warn(
-                "segment publish: cannot read '%s': %s", file, strerror(errno));
-            rc = EXIT_SYSTEM;
-        } else if (prun__segment_publish_src(
-                       name, mem, -1, size, dtype, shape, ndim, &e) < 0) {
-            rc = seg_exit(&e);
-        }
+        rc = EXIT_OK;
     }
     free(mem);
     if (fd > 0)

@@ -104,13 +104,92 @@ static int check_seg_fd(int fd, const char *name, const char *path,
     return 0;
 }
 
+/*
+ * A segment the runner gave this task: envpath (the value of
+ * PARALLELRUN_SEGMENT_<UP>) opened into *out, and what the other
+ * variables say in s (writable, shape), dtype (PRUN__DTYPE_MAX bytes) and
+ * *huge.
+ */
+static int open_given(const char *name, const char *up, const char *envpath,
+    struct prun_segment *s, char *dtype, int *huge, int *out,
+    struct prun_err *err)
+{
+    const char *v;
+    int fd, rc;
+
+    v = seg_getenv(up, "_WRITABLE");
+    s->writable = v != NULL && strcmp(v, "1") == 0;
+    v = seg_getenv(up, "_HUGEPAGES");
+    *huge = v != NULL && strcmp(v, "1") == 0;
+    /* O_NONBLOCK: a path that now names a FIFO must not hang here. */
+    fd = open(
+        envpath, (s->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return prun__err_sys(err, "cannot attach segment '%s' (%s)%s", name,
+            envpath, errno == ENOENT ? " (has its run ended?)" : "");
+    if ((rc = check_seg_fd(fd, name, envpath, seg_getenv(up, "_SIZE"), err)) <
+        0) {
+        close(fd);
+        return rc;
+    }
+    /* A sealed segment stays read-only whatever the environment says. */
+    if (s->writable) {
+        int seals = fcntl(fd, F_GET_SEALS);
+        if (seals >= 0 && (seals & F_SEAL_WRITE))
+            s->writable = 0;
+    }
+    if ((v = seg_getenv(up, "_DTYPE")) != NULL)
+        snprintf(dtype, PRUN__DTYPE_MAX, "%s", v);
+    if ((v = seg_getenv(up, "_SHAPE")) != NULL &&
+        prun__shape_parse(v, s->shape, &s->ndim) < 0)
+        s->ndim = 0;
+    *out = fd;
+    return 0;
+}
+
+/*
+ * A segment another task published in the run directory: opened into
+ * *out, its metadata in s (shape) and dtype (PRUN__DTYPE_MAX bytes).
+ */
+static int open_published(const char *name, const char *up,
+    struct prun_segment *s, char *dtype, int *out, struct prun_err *err)
+{
+    const char *dir = getenv("PARALLELRUN_SHM_DIR");
+    struct prun__segmeta m;
+    char path[PATH_MAX];
+    int fd, rc;
+
+    if (dir == NULL || dir[0] == '\0')
+        return prun__err_set(err, PRUN_ENOTFOUND,
+            "segment '%s' is not attached to this task "
+            "(PARALLELRUN_SEGMENT_%s is not set) and this is not a "
+            "parallelrun run",
+            name, up);
+    if ((rc = prun__segmeta_read(dir, name, &m, err)) < 0) {
+        if (rc == PRUN_ENOTFOUND)
+            prun__err_set(err, PRUN_ENOTFOUND,
+                "segment '%s' is not attached to this task and was not "
+                "published in this run",
+                name);
+        return rc;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return prun__err_sys(err, "cannot attach segment '%s'", name);
+    memcpy(dtype, m.dtype, PRUN__DTYPE_MAX);
+    s->ndim = m.ndim;
+    memcpy(s->shape, m.shape, sizeof(s->shape));
+    *out = fd;
+    return 0;
+}
+
 int prun_segment_attach(
     const char *name, struct prun_segment *seg, struct prun_err *err)
 {
     struct prun_segment s;
-    struct prun__segmeta m;
-    char up[80], path[PATH_MAX], dtype[PRUN__DTYPE_MAX] = "";
-    const char *envpath, *v, *dir;
+    char up[80], dtype[PRUN__DTYPE_MAX] = "";
+    const char *envpath;
     struct stat st;
     int fd = -1, huge = 0, rc;
     size_t i;
@@ -126,55 +205,12 @@ int prun_segment_attach(
     up[i] = '\0';
 
     envpath = seg_getenv(up, "");
-    if (envpath != NULL && envpath[0] != '\0') {
-        v = seg_getenv(up, "_WRITABLE");
-        s.writable = v != NULL && strcmp(v, "1") == 0;
-        v = seg_getenv(up, "_HUGEPAGES");
-        huge = v != NULL && strcmp(v, "1") == 0;
-        /* O_NONBLOCK: a path that now names a FIFO must not hang here. */
-        fd = open(
-            envpath, (s.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0)
-            return prun__err_sys(err, "cannot attach segment '%s' (%s)%s", name,
-                envpath, errno == ENOENT ? " (has its run ended?)" : "");
-        if ((rc = check_seg_fd(
-                 fd, name, envpath, seg_getenv(up, "_SIZE"), err)) < 0)
-            goto fail;
-        /* A sealed segment stays read-only whatever the environment says. */
-        if (s.writable) {
-            int seals = fcntl(fd, F_GET_SEALS);
-            if (seals >= 0 && (seals & F_SEAL_WRITE))
-                s.writable = 0;
-        }
-        if ((v = seg_getenv(up, "_DTYPE")) != NULL)
-            snprintf(dtype, sizeof(dtype), "%s", v);
-        if ((v = seg_getenv(up, "_SHAPE")) != NULL &&
-            prun__shape_parse(v, s.shape, &s.ndim) < 0)
-            s.ndim = 0;
-    } else {
-        dir = getenv("PARALLELRUN_SHM_DIR");
-        if (dir == NULL || dir[0] == '\0')
-            return prun__err_set(err, PRUN_ENOTFOUND,
-                "segment '%s' is not attached to this task "
-                "(PARALLELRUN_SEGMENT_%s is not set) and this is not a "
-                "parallelrun run",
-                name, up);
-        if ((rc = prun__segmeta_read(dir, name, &m, err)) < 0) {
-            if (rc == PRUN_ENOTFOUND)
-                prun__err_set(err, PRUN_ENOTFOUND,
-                    "segment '%s' is not attached to this task and was not "
-                    "published in this run",
-                    name);
-            return rc;
-        }
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            return prun__err_sys(err, "cannot attach segment '%s'", name);
-        memcpy(dtype, m.dtype, sizeof(dtype));
-        s.ndim = m.ndim;
-        memcpy(s.shape, m.shape, sizeof(s.shape));
-    }
+    if (envpath != NULL && envpath[0] != '\0')
+        rc = open_given(name, up, envpath, &s, dtype, &huge, &fd, err);
+    else
+        rc = open_published(name, up, &s, dtype, &fd, err);
+    if (rc < 0)
+        return rc;
     if (fstat(fd, &st) < 0) {
         rc = prun__err_sys(err, "cannot attach segment '%s'", name);
         goto fail;

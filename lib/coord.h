@@ -4,8 +4,9 @@
 
 /*
  * coord: everything parallelrun does with Redis (docs/redis-schema.md), spread
- * over coord.c (addresses, connections, the embedded server), coord_state.c
- * (the runner's pipelined state writer, status and runs), coord_sync.c
+ * over coord_url.c (addresses), coord.c (connections, the embedded server),
+ * coord_state.c and coord_record.c (the runner's pipelined state writer and
+ * what it records), coord_read.c (status and runs), coord_sync.c
  * (barriers, locks, counters, queues, progress, pool items). Only these
  * files include hiredis, through coord_int.h. The key schema is in
  * docs/redis-schema.md.
@@ -228,21 +229,6 @@ void prun__state_run_end(
  */
 int prun__state_flush(
     struct prun_state *s, int64_t timeout_ms, struct prun_err *err);
-
-/*
- * Pool mode: queue items for task (entries "INDEX\tITEM"); fed: all are
- * queued, count of them.
- */
-void prun__state_pool_push(struct prun_state *s, const char *task,
-    unsigned long long index, const char *item);
-void prun__state_pool_fed(
-    struct prun_state *s, const char *task, unsigned long long count);
-/*
- * Worker W (attempt A) of task ended: ok → its current item is done, else
- * it goes back to the front of the queue.
- */
-void prun__state_pool_worker_end(struct prun_state *s, const char *task,
-    unsigned long long worker, unsigned attempt, int ok);
 
 /*
  * Any command through the writer (argv, binary-safe lens), for the work

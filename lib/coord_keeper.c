@@ -185,31 +185,43 @@ static const char *info_get(
 }
 
 /*
+ * The end of the server's log: its last size - 1 bytes at most, read into
+ * buf and NUL-terminated. Returns how many, or <= 0 for none.
+ */
+static ssize_t read_log_end(const char *state, char *buf, size_t size)
+{
+    char path[PATH_MAX + 16];
+    ssize_t got;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/redis.log", state);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (lseek(fd, 0, SEEK_END) > (off_t)size - 1)
+        lseek(fd, -(off_t)size + 1, SEEK_END);
+    else
+        lseek(fd, 0, SEEK_SET);
+    got = read(fd, buf, size - 1);
+    close(fd);
+    if (got > 0)
+        buf[got] = '\0';
+    return got;
+}
+
+/*
  * The reason the server's log gives for its last failure ("Write error
  * saving DB on disk: No space left on device"), without the log prefix.
  */
 static void log_reason(const char *state, char *buf, size_t n)
 {
-    char path[PATH_MAX + 16], tmp[8192];
+    char tmp[8192];
     const char *line, *best = NULL;
     size_t bestlen = 0;
-    ssize_t got;
-    int fd;
 
     buf[0] = '\0';
-    snprintf(path, sizeof(path), "%s/redis.log", state);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_log_end(state, tmp, sizeof(tmp)) <= 0)
         return;
-    if (lseek(fd, 0, SEEK_END) > (off_t)sizeof(tmp) - 1)
-        lseek(fd, -(off_t)sizeof(tmp) + 1, SEEK_END);
-    else
-        lseek(fd, 0, SEEK_SET);
-    got = read(fd, tmp, sizeof(tmp) - 1);
-    close(fd);
-    if (got <= 0)
-        return;
-    tmp[got] = '\0';
     for (line = tmp; line && *line;) {
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
@@ -229,26 +241,15 @@ static void log_reason(const char *state, char *buf, size_t n)
         snprintf(buf, n, "%.*s", (int)bestlen, best);
 }
 
+/* The server log's last line. */
 static void log_tail(const char *state, char *buf, size_t n)
 {
-    char path[PATH_MAX + 16], tmp[2048], *last;
+    char tmp[2048], *last;
     ssize_t got;
-    int fd;
 
     buf[0] = '\0';
-    snprintf(path, sizeof(path), "%s/redis.log", state);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if ((got = read_log_end(state, tmp, sizeof(tmp))) <= 0)
         return;
-    if (lseek(fd, 0, SEEK_END) > (off_t)sizeof(tmp) - 1)
-        lseek(fd, -(off_t)sizeof(tmp) + 1, SEEK_END);
-    else
-        lseek(fd, 0, SEEK_SET);
-    got = read(fd, tmp, sizeof(tmp) - 1);
-    close(fd);
-    if (got <= 0)
-        return;
-    tmp[got] = '\0';
     while (got > 0 && tmp[got - 1] == '\n')
         tmp[--got] = '\0';
     last = strrchr(tmp, '\n');
@@ -427,6 +428,51 @@ static int keeper_stop(struct keeper *k)
     return 0;
 }
 
+/* poll()'s timeout until deadline (ms since the epoch; -1: none). */
+static int poll_timeout(int64_t deadline, int64_t now)
+{
+    if (deadline < 0)
+        return -1;
+    return deadline <= now            ? 0
+           : deadline - now > INT_MAX ? INT_MAX
+                                      : (int)(deadline - now);
+}
+
+/*
+ * The linger is over (at now), unless someone came and left meanwhile:
+ * then the server is stopped if it still has no user. Returns 1 when the
+ * keeper is done (the server is gone, or the waiter thread cannot be
+ * rearmed through rearm_w), else 0 with *deadline the next one (-1: none
+ * until the waiter says the server is idle again).
+ */
+static int linger_over(
+    struct keeper *k, int64_t now, int rearm_w, int64_t *deadline)
+{
+    int64_t last = linger_until_ms(k);
+
+    if (last > now) {
+        *deadline = last;
+        return 0;
+    }
+    while (flock(k->lockfd, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    if (flock(k->usersfd, LOCK_EX | LOCK_NB) == 0) {
+        /* Nobody can come in while we hold the lock: stop it. */
+        if (keeper_stop(k) == 0) {
+            server_gone(k);
+            return 1;
+        }
+        /* It could not save: keep it (and its data), try again. */
+        flock(k->usersfd, LOCK_UN);
+        flock(k->lockfd, LOCK_UN);
+        *deadline = prun__wall_ms() + RETRY_SAVE_MS;
+        return 0;
+    }
+    flock(k->lockfd, LOCK_UN);
+    *deadline = -1;
+    return write(rearm_w, "r", 1) != 1;
+}
+
 static void keeper_loop(struct keeper *k)
 {
     struct waiter w;
@@ -452,13 +498,9 @@ static void keeper_loop(struct keeper *k)
         struct pollfd pf[3] = {
             {k->pidfd, POLLIN, 0}, {idle[0], POLLIN, 0}, {ino, POLLIN, 0}};
         int64_t now = prun__wall_ms(), last;
-        int timeout = -1, n;
+        int n;
 
-        if (deadline >= 0)
-            timeout = deadline <= now            ? 0
-                      : deadline - now > INT_MAX ? INT_MAX
-                                                 : (int)(deadline - now);
-        n = poll(pf, ino >= 0 ? 3 : 2, timeout);
+        n = poll(pf, ino >= 0 ? 3 : 2, poll_timeout(deadline, now));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -492,29 +534,7 @@ static void keeper_loop(struct keeper *k)
         }
         if (n > 0 || deadline < 0)
             continue;
-        /* The linger is over, unless someone came and left meanwhile. */
-        last = linger_until_ms(k);
-        if (last > now) {
-            deadline = last;
-            continue;
-        }
-        while (flock(k->lockfd, LOCK_EX) < 0 && errno == EINTR)
-            ;
-        if (flock(k->usersfd, LOCK_EX | LOCK_NB) == 0) {
-            /* Nobody can come in while we hold the lock: stop it. */
-            if (keeper_stop(k) == 0) {
-                server_gone(k);
-                return;
-            }
-            /* It could not save: keep it (and its data), try again. */
-            flock(k->usersfd, LOCK_UN);
-            flock(k->lockfd, LOCK_UN);
-            deadline = prun__wall_ms() + RETRY_SAVE_MS;
-            continue;
-        }
-        flock(k->lockfd, LOCK_UN);
-        deadline = -1;
-        if (write(rearm[1], "r", 1) != 1)
+        if (linger_over(k, now, rearm[1], &deadline))
             return;
     }
 }
@@ -530,13 +550,13 @@ static void rotate_log(const char *state)
         rename(logf, old);
 }
 
-static int keeper_setup(
-    struct keeper *k, const char *bin, int adopt, char *msg, size_t n)
+/*
+ * The keeper's flock on "keeper" (held for its life, with its pid in the
+ * file), and the "lock" and "users" files it waits on.
+ */
+static int open_lock_files(struct keeper *k, char *msg, size_t n)
 {
-    char path[PATH_MAX + 16], logf[PATH_MAX + 16], pidf[PATH_MAX + 16],
-        tail[256], buf[32];
-    int64_t deadline, delay = 1;
-    int status;
+    char path[PATH_MAX + 16];
 
     snprintf(path, sizeof(path), "%s/redis.keeper", k->dir);
     k->keeperfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -555,22 +575,34 @@ static int keeper_setup(
             strerror(errno));
         return -1;
     }
-    if (adopt) {
-        redisContext *c = connect_sock(k->sock, 5000);
-        char *inf = c ? info(c, "server") : NULL;
+    return 0;
+}
 
-        if (inf != NULL)
-            k->pid = (pid_t)atol(info_get(inf, "process_id", buf, sizeof(buf)));
-        free(inf);
-        if (c)
-            redisFree(c);
-        k->pidfd = k->pid > 0 ? pidfd_of(k->pid) : -1;
-        if (k->pidfd < 0) {
-            snprintf(msg, n, "the server on %.128s went away", k->sock);
-            return -1;
-        }
-        return 0;
+/* An orphaned server (its keeper was killed): watched through a pidfd. */
+static int adopt_server(struct keeper *k, char *msg, size_t n)
+{
+    redisContext *c = connect_sock(k->sock, 5000);
+    char *inf = c ? info(c, "server") : NULL;
+    char buf[32];
+
+    if (inf != NULL)
+        k->pid = (pid_t)atol(info_get(inf, "process_id", buf, sizeof(buf)));
+    free(inf);
+    if (c)
+        redisFree(c);
+    k->pidfd = k->pid > 0 ? pidfd_of(k->pid) : -1;
+    if (k->pidfd < 0) {
+        snprintf(msg, n, "the server on %.128s went away", k->sock);
+        return -1;
     }
+    return 0;
+}
+
+/* redis-server (bin) started as the keeper's child, on the unix socket. */
+static int start_server(struct keeper *k, const char *bin, char *msg, size_t n)
+{
+    char logf[PATH_MAX + 16], pidf[PATH_MAX + 16];
+
     rotate_log(k->state);
     snprintf(logf, sizeof(logf), "%s/redis.log", k->state);
     snprintf(pidf, sizeof(pidf), "%s/redis.pid", k->dir);
@@ -600,9 +632,20 @@ static int keeper_setup(
         kill(k->pid, SIGKILL);
         return -1;
     }
-    /* Up in a few ms on a small store: poll with a short backoff, never a
-     * fixed wait; a LOADING server is asked again as quickly. */
-    deadline = prun__now_ms() + READY_MS;
+    return 0;
+}
+
+/*
+ * Waits for the server just started to answer. Up in a few ms on a small
+ * store: poll with a short backoff, never a fixed wait; a LOADING server
+ * is asked again as quickly.
+ */
+static int wait_ready(struct keeper *k, const char *bin, char *msg, size_t n)
+{
+    int64_t deadline = prun__now_ms() + READY_MS, delay = 1;
+    char tail[256];
+    int status;
+
     for (;;) {
         if (waitpid(k->pid, &status, WNOHANG) == k->pid) {
             log_tail(k->state, tail, sizeof(tail));
@@ -622,6 +665,18 @@ static int keeper_setup(
         sleep_ms(delay);
         delay = delay < 4 ? delay * 2 : 4;
     }
+}
+
+static int keeper_setup(
+    struct keeper *k, const char *bin, int adopt, char *msg, size_t n)
+{
+    if (open_lock_files(k, msg, n) < 0)
+        return -1;
+    if (adopt)
+        return adopt_server(k, msg, n);
+    if (start_server(k, bin, msg, n) < 0)
+        return -1;
+    return wait_ready(k, bin, msg, n);
 }
 
 static void keeper_main(const char *dir, const char *state, const char *sock,

@@ -3,8 +3,8 @@
  * iter: streaming iteration over the foreach sources (none, list, range,
  * lines, glob, matrix), grouped into instances of `chunk` items. Ranges and
  * matrices are computed, lists and globs walk arrays, and lines files are
- * read through a fixed-size buffer so that only the current instance's
- * lines are ever held in memory.
+ * read through a fixed-size buffer (iter_lines.c) so that only the current
+ * instance's lines are ever held in memory.
  *
  * Nothing here waits unless asked to: opening a FIFO does not wait for a
  * writer, and in async mode a pipe, FIFO or terminal is read only after the
@@ -13,21 +13,17 @@
  * never block for long). This module does not parse the job file, expand
  * templates or decide when anything runs.
  */
-#include "job.h"
+#include "iter_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* Read size for lines files, both when counting and when iterating. */
-#define READ_SIZE (64 * 1024)
 
 int prun__items_value(
     const struct prun_item *items, size_t n, struct prun_buf *out)
@@ -96,50 +92,7 @@ struct prun_item *prun__items_dup(const struct prun_item *items, size_t n)
     return out;
 }
 
-struct prun_iter {
-    const struct prun_job *job;
-    const struct prun_foreach *f;
-    unsigned chunk;
-    long long count; /* instances, -1 when unknown */
-    int ended;       /* the source has no more items */
-    int failed;      /* a read error happened; it is returned again */
-    struct prun_err fail;
-
-    /* The current instance's items and the text they point into. */
-    struct prun_item *items;
-    size_t *offs; /* text offsets into buf, fixed up once buf stops moving */
-    struct prun_buf buf;
-
-    unsigned long long pos;  /* items handed out so far */
-    unsigned long long nall; /* items in all (LIST, RANGE, GLOB, MATRIX) */
-
-    long long cur; /* RANGE: the next value */
-
-    glob_t gl; /* GLOB */
-    int have_gl;
-
-    size_t *idx;       /* MATRIX: the current index on each axis */
-    const char **keys; /* MATRIX: axis names, shared by every item */
-    const char **vals; /* MATRIX: chunk * naxes chosen values */
-
-    int fd;     /* LINES */
-    int own_fd; /* not stdin */
-    char *rbuf; /* LINES read buffer */
-    size_t rpos, rend;
-    int eof;
-    int stream;    /* a pipe, FIFO, terminal...: never read unasked */
-    int gate;      /* stream: wait for readiness before the next read */
-    int async;     /* PRUN_ITER_ASYNC */
-    int strict;    /* PRUN_ITER_STRICT */
-    int old_flags; /* stdin's file status flags to restore, -1 none */
-    int pending;   /* an instance is being gathered across calls */
-    size_t have;   /* its items so far */
-    int in_line;   /* a line is being gathered across calls */
-    int line_got;  /* ... and has at least one byte or its end */
-    unsigned long long lineno; /* lines read so far, for messages */
-};
-
-static int fail_at(struct prun_err *err, const struct prun_job *job,
+int prun__iter_fail_at(struct prun_err *err, const struct prun_job *job,
     const struct prun_foreach *f, const char *what)
 {
     int saved = errno;
@@ -153,7 +106,7 @@ static int fail_at(struct prun_err *err, const struct prun_job *job,
 }
 
 /* Instances for nitems items in groups of chunk. */
-static long long instances(unsigned long long nitems, unsigned chunk)
+long long prun__iter_instances(unsigned long long nitems, unsigned chunk)
 {
     unsigned long long n = nitems / chunk + (nitems % chunk != 0);
 
@@ -181,127 +134,6 @@ static unsigned long long range_len(
         ustep = 0 - (unsigned long long)step;
     }
     return (diff - 1) / ustep + 1;
-}
-
-/* The name a lines source goes by in messages. */
-static const char *lines_name(const struct prun_foreach *f)
-{
-    return strcmp(f->path, "-") == 0 ? "stdin" : f->path;
-}
-
-/*
- * A NUL byte cannot be passed in an argv element or an environment value:
- * it would silently cut the item short, so it is refused, with its line.
- */
-static int nul_error(
-    struct prun_iter *it, unsigned long long line, struct prun_err *err)
-{
-    const struct prun_foreach *f = it->f;
-
-    return prun__err_set(err, PRUN_EINVAL,
-        "%s:%llu: NUL byte in a line (foreach 'lines' at %s:%u:%u; for "
-        "NUL-separated items set 'separator: nul')",
-        lines_name(f), line, it->job && it->job->path ? it->job->path : "?",
-        f->pos.line, f->pos.col);
-}
-
-static char sep_of(const struct prun_iter *it)
-{
-    return it->f->nul_sep ? '\0' : '\n';
-}
-
-/* Counts the lines of the regular file fd, then rewinds it. */
-static int count_lines(struct prun_iter *it, struct prun_err *err)
-{
-    unsigned long long lines = 0;
-    char sep = sep_of(it), last = sep;
-    ssize_t n;
-
-    for (;;) {
-        char *p, *end, *z;
-
-        n = read(it->fd, it->rbuf, READ_SIZE);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return prun__err_sys(err, "%s:%u:%u: cannot read '%s'",
-                it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
-                it->f->pos.col, it->f->path);
-        if (n == 0)
-            break;
-        end = it->rbuf + n;
-        z = sep ? memchr(it->rbuf, '\0', (size_t)n) : NULL;
-        if (z != NULL)
-            end = z;
-        for (p = it->rbuf; (p = memchr(p, sep, (size_t)(end - p))) != NULL; p++)
-            lines++;
-        if (z != NULL)
-            return nul_error(it, lines + 1, err);
-        last = it->rbuf[n - 1];
-    }
-    /* A last line without a newline is still a line. */
-    if (last != sep)
-        lines++;
-    if (lseek(it->fd, 0, SEEK_SET) < 0)
-        return prun__err_sys(err, "%s:%u:%u: cannot rewind '%s'",
-            it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
-            it->f->pos.col, it->f->path);
-    it->nall = lines;
-    return 0;
-}
-
-static int open_lines(struct prun_iter *it, struct prun_err *err)
-{
-    const struct prun_foreach *f = it->f;
-    struct stat st;
-    int fl, rc;
-
-    it->rbuf = malloc(READ_SIZE);
-    if (it->rbuf == NULL)
-        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
-    if (strcmp(f->path, "-") == 0) {
-        it->fd = 0;
-    } else {
-        /*
-         * O_NONBLOCK: opening a FIFO for reading would otherwise wait for
-         * a writer, with nothing else (signals included) served meanwhile.
-         */
-        it->fd = open(f->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        if (it->fd < 0)
-            return fail_at(err, it->job, f, "open");
-        it->own_fd = 1;
-    }
-    if (fstat(it->fd, &st) < 0)
-        return fail_at(err, it->job, f, "open");
-    if (S_ISDIR(st.st_mode)) {
-        errno = EISDIR;
-        return fail_at(err, it->job, f, "open");
-    }
-    if (!S_ISREG(st.st_mode)) {
-        /*
-         * Pipes and terminals can be read once only: the count is unknown.
-         * A FIFO without a writer yet reads as end of file, so the first
-         * read, like every later one, waits until poll says readable or
-         * hung up (which a FIFO only says once a writer came and went).
-         */
-        it->count = -1;
-        it->stream = 1;
-        it->gate = 1;
-        /*
-         * stdin as a pipe or FIFO also gets O_NONBLOCK, restored when the
-         * source is freed. A terminal does not: its file description is
-         * the interactive shell's too; one read per readiness is enough.
-         */
-        if (!it->own_fd && it->async && S_ISFIFO(st.st_mode) &&
-            (fl = fcntl(0, F_GETFL)) >= 0 && !(fl & O_NONBLOCK) &&
-            fcntl(0, F_SETFL, fl | O_NONBLOCK) == 0)
-            it->old_flags = fl;
-        return 0;
-    }
-    if ((rc = count_lines(it, err)) < 0)
-        return rc;
-    it->count = instances(it->nall, it->chunk);
-    return 0;
 }
 
 /*
@@ -412,7 +244,8 @@ static int empty_error(const struct prun_iter *it, struct prun_err *err)
         snprintf(what, sizeof(what), "glob '%s' matches nothing", f->path);
         break;
     default:
-        snprintf(what, sizeof(what), "lines '%s' has no lines", lines_name(f));
+        snprintf(what, sizeof(what), "lines '%s' has no lines",
+            prun__iter_lines_name(f));
         break;
     }
     return prun__err_set(err, PRUN_EINVAL,
@@ -467,7 +300,7 @@ int prun__iter_open_flags(const struct prun_job *job,
         it->cur = f->from;
         break;
     case PRUN_SRC_LINES:
-        rc = open_lines(it, err);
+        rc = prun__iter_open_lines(it, err);
         break;
     case PRUN_SRC_GLOB:
         rc = open_glob(it, err);
@@ -482,7 +315,7 @@ int prun__iter_open_flags(const struct prun_job *job,
     if (rc < 0)
         goto fail;
     if (f->kind != PRUN_SRC_LINES)
-        it->count = instances(it->nall, it->chunk);
+        it->count = prun__iter_instances(it->nall, it->chunk);
     if (it->strict && it->count == 0) {
         rc = empty_error(it, err);
         goto fail;
@@ -544,101 +377,52 @@ static int next_matrix(struct prun_iter *it, size_t i)
     return 0;
 }
 
-/* Blocking mode: waits until the stream is readable or hung up. */
-static int wait_readable(struct prun_iter *it, struct prun_err *err)
-{
-    struct pollfd pfd;
-
-    pfd.fd = it->fd;
-    pfd.events = POLLIN;
-    while (poll(&pfd, 1, -1) < 0)
-        if (errno != EINTR)
-            return prun__err_sys(err, "%s:%u:%u: cannot wait for '%s'",
-                it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
-                it->f->pos.col, it->f->path);
-    it->gate = 0;
-    return 0;
-}
-
 /*
- * Reads the next line of a lines source into buf as item i. Returns 1 for a
- * line, 0 at the end of the input, PRUN_ITER_AGAIN when a stream has
- * nothing more yet (the line so far is kept for the next call), or a
- * negative PRUN_E*.
+ * Item n of the chunk, from the source: 0 (it->ended set when there is no
+ * more), PRUN_ITER_AGAIN (a lines source waits for input), or an error.
  */
-static int next_line(struct prun_iter *it, size_t i, struct prun_err *err)
+static int next_item(struct prun_iter *it, size_t n, struct prun_err *err)
 {
-    char sep = sep_of(it);
-    size_t start;
+    const struct prun_foreach *f = it->f;
+    struct prun_item *item = &it->items[n];
+    int rc = 0;
 
-    if (!it->in_line) {
-        it->offs[i] = it->buf.len;
-        it->in_line = 1;
-        it->line_got = 0;
-    }
-    start = it->offs[i];
-    for (;;) {
-        char *p, *z, *s = it->rbuf + it->rpos;
-        size_t avail = it->rend - it->rpos, len;
-        ssize_t n;
-
-        if (avail > 0) {
-            it->line_got = 1;
-            p = memchr(s, sep, avail);
-            len = p != NULL ? (size_t)(p - s) : avail;
-            z = sep ? memchr(s, '\0', len) : NULL;
-            if (z != NULL)
-                return nul_error(it, it->lineno + 1, err);
-            /* A line longer than the buffer continues in the next read. */
-            if (prun__buf_add(&it->buf, s, len) < 0)
-                return PRUN_ENOMEM;
-            it->rpos += len;
-            if (p != NULL) {
-                it->rpos++;
-                break;
-            }
-        }
-        if (it->eof)
-            break;
-        if (it->gate) {
-            if (it->async)
-                return PRUN_ITER_AGAIN;
-            if (wait_readable(it, err) < 0)
-                return PRUN_ESYS;
-        }
-        n = read(it->fd, it->rbuf, READ_SIZE);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            it->gate = 1;
-            continue;
-        }
-        if (n < 0)
-            return prun__err_sys(err, "%s:%u:%u: cannot read '%s'",
-                it->job && it->job->path ? it->job->path : "?", it->f->pos.line,
-                it->f->pos.col, it->f->path);
-        /* One read per readiness: the next one could block otherwise. */
-        if (it->stream)
-            it->gate = 1;
-        it->rpos = 0;
-        it->rend = (size_t)n;
-        if (n == 0)
-            it->eof = 1;
-    }
-    it->in_line = 0;
-    if (!it->line_got)
+    if (!it->in_line)
+        memset(item, 0, sizeof(*item));
+    if (f->kind != PRUN_SRC_LINES && it->pos >= it->nall) {
+        it->ended = 1;
         return 0;
-    it->lineno++;
-    /*
-     * CRLF line ends lose their CR, the last line's included, whether or
-     * not it ends in a newline: every line is treated the same.
-     */
-    if (!it->f->nul_sep && it->buf.len > start &&
-        it->buf.data[it->buf.len - 1] == '\r')
-        it->buf.len--;
-    if (prun__buf_addc(&it->buf, '\0') < 0)
-        return PRUN_ENOMEM;
-    return 1;
+    }
+    switch (f->kind) {
+    case PRUN_SRC_NONE:
+        item->text = "";
+        break;
+    case PRUN_SRC_LIST:
+        *item = f->list[it->pos];
+        break;
+    case PRUN_SRC_GLOB:
+        item->text = it->gl.gl_pathv[it->pos];
+        break;
+    case PRUN_SRC_RANGE:
+        rc = next_range(it, n);
+        break;
+    case PRUN_SRC_MATRIX:
+        rc = next_matrix(it, n);
+        break;
+    case PRUN_SRC_LINES:
+        rc = prun__iter_next_line(it, n, err);
+        if (rc == PRUN_ITER_AGAIN)
+            return rc;
+        if (rc == 0)
+            it->ended = 1;
+        if (rc > 0)
+            rc = 0;
+        break;
+    default:
+        it->ended = 1;
+        break;
+    }
+    return rc;
 }
 
 int prun__iter_next(
@@ -659,46 +443,11 @@ int prun__iter_next(
     }
     n = it->have;
     while (n < it->chunk && !it->ended) {
-        struct prun_item *item = &it->items[n];
-
-        if (!it->in_line)
-            memset(item, 0, sizeof(*item));
-        if (f->kind != PRUN_SRC_LINES && it->pos >= it->nall) {
-            it->ended = 1;
-            break;
-        }
-        switch (f->kind) {
-        case PRUN_SRC_NONE:
-            item->text = "";
-            break;
-        case PRUN_SRC_LIST:
-            *item = f->list[it->pos];
-            break;
-        case PRUN_SRC_GLOB:
-            item->text = it->gl.gl_pathv[it->pos];
-            break;
-        case PRUN_SRC_RANGE:
-            rc = next_range(it, n);
-            break;
-        case PRUN_SRC_MATRIX:
-            rc = next_matrix(it, n);
-            break;
-        case PRUN_SRC_LINES:
-            rc = next_line(it, n, err);
-            if (rc == PRUN_ITER_AGAIN) {
-                it->pending = 1;
-                it->have = n;
-                return PRUN_ITER_AGAIN;
-            }
-            if (rc == 0)
-                it->ended = 1;
-            if (rc <= 0)
-                break;
-            rc = 0;
-            break;
-        default:
-            it->ended = 1;
-            break;
+        rc = next_item(it, n, err);
+        if (rc == PRUN_ITER_AGAIN) {
+            it->pending = 1;
+            it->have = n;
+            return PRUN_ITER_AGAIN;
         }
         if (rc < 0)
             goto fail;
@@ -806,10 +555,10 @@ int prun__job_check_sources(const struct prun_job *job, struct prun_err *err)
         if (f->kind == PRUN_SRC_LINES) {
             rc = strcmp(f->path, "-") == 0 ? fstat(0, &st) : stat(f->path, &st);
             if (rc < 0)
-                return fail_at(err, job, f, "open");
+                return prun__iter_fail_at(err, job, f, "open");
             if (S_ISDIR(st.st_mode)) {
                 errno = EISDIR;
-                return fail_at(err, job, f, "open");
+                return prun__iter_fail_at(err, job, f, "open");
             }
             if (!S_ISREG(st.st_mode) || strcmp(f->path, "-") == 0)
                 continue;

@@ -4,9 +4,10 @@
 
 /*
  * The job model: what a job file means once it has been parsed and checked.
- * jobfile.c builds it from YAML; job.c checks it, compiles and expands the
- * placeholders and iterates over foreach sources. Every string and array in
- * a struct prun_job lives in job->arena and dies with prun__job_free().
+ * jobfile.c builds it from YAML; job_tpl.c compiles the placeholders; job.c
+ * checks the model and expands them; iter.c iterates over foreach sources.
+ * Every string and array in a struct prun_job lives in job->arena and dies
+ * with prun__job_free().
  */
 
 #include <stddef.h>

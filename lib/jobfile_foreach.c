@@ -250,38 +250,43 @@ static const char *const foreach_keys[] = {"list", "range", "lines", "glob",
     "matrix", "chunk", "allow_empty", "separator"};
 
 /* Parses foreach into t->foreach; *keys and *nkeys: what {item.KEY} names. */
-int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
-    const struct ynode *k, const struct ynode *v, const char *const **keys,
-    size_t *nkeys)
+/*
+ * The one source key of a foreach mapping v (list, range, lines, glob or
+ * matrix): *sk and *sv.
+ */
+static int find_source(struct ld *ld, const struct ynode *v,
+    const struct ynode **sk, const struct ynode **sv)
 {
-    struct prun_foreach *f = &t->foreach;
-    const struct ynode *sk = NULL, *sv = NULL;
-    char where[112];
     size_t i, j;
-    int rc;
 
-    snprintf(where, sizeof(where), " in 'foreach' of task '%s'", t->name);
-    if ((rc = prun__jf_want_map(ld, k, v, "'foreach'")) < 0 ||
-        (rc = prun__jf_check_keys(ld, v, foreach_keys, 8, where)) < 0)
-        return rc;
+    *sk = NULL;
     for (i = 0; i < v->n; i += 2) {
         for (j = 0; j < 5; j++)
             if (strcmp(v->kids[i]->str, foreach_keys[j]) == 0)
                 break;
         if (j == 5)
             continue;
-        if (sk != NULL)
+        if (*sk != NULL)
             return prun__ld_fail(ld, v->kids[i],
-                "'foreach' has both '%s' and '%s'; use only one", sk->str,
+                "'foreach' has both '%s' and '%s'; use only one", (*sk)->str,
                 v->kids[i]->str);
-        sk = v->kids[i];
-        sv = v->kids[i + 1];
+        *sk = v->kids[i];
+        *sv = v->kids[i + 1];
     }
-    if (sk == NULL)
+    if (*sk == NULL)
         return prun__ld_fail(ld, v,
             "'foreach' needs one of 'list', 'range', 'lines', 'glob', "
             "'matrix'");
-    f->pos = prun__jf_pos_of(sv);
+    return 0;
+}
+
+/* chunk, allow_empty and separator (lines only) of foreach mapping v. */
+static int load_options(struct ld *ld, struct prun_foreach *f,
+    const struct ynode *v, const struct ynode *sk)
+{
+    size_t i;
+    int rc;
+
     f->chunk = 1;
     for (i = 0; i < v->n; i += 2)
         if (strcmp(v->kids[i]->str, "chunk") == 0 &&
@@ -307,6 +312,27 @@ int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
             return prun__ld_fail(
                 ld, ov, "'separator' must be newline or nul, got '%.64s'", sep);
     }
+    return 0;
+}
+
+int prun__jf_load_foreach(struct ld *ld, struct prun_task *t,
+    const struct ynode *k, const struct ynode *v, const char *const **keys,
+    size_t *nkeys)
+{
+    struct prun_foreach *f = &t->foreach;
+    const struct ynode *sk = NULL, *sv = NULL;
+    char where[112];
+    size_t i;
+    int rc;
+
+    snprintf(where, sizeof(where), " in 'foreach' of task '%s'", t->name);
+    if ((rc = prun__jf_want_map(ld, k, v, "'foreach'")) < 0 ||
+        (rc = prun__jf_check_keys(ld, v, foreach_keys, 8, where)) < 0 ||
+        (rc = find_source(ld, v, &sk, &sv)) < 0)
+        return rc;
+    f->pos = prun__jf_pos_of(sv);
+    if ((rc = load_options(ld, f, v, sk)) < 0)
+        return rc;
     *keys = NULL;
     *nkeys = 0;
     if (strcmp(sk->str, "list") == 0) {

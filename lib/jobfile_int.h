@@ -4,7 +4,9 @@
 /*
  * Shared by the job file loader's two halves: yamltree.c (YAML text to a
  * tree of positioned nodes; the only module that includes <yaml.h>) and
- * jobfile.c (the tree to a checked struct prun_job).
+ * jobfile*.c (the tree to a checked struct prun_job: jobfile.c the top
+ * level, jobfile_task.c a task, jobfile_get.c typed getters,
+ * jobfile_foreach.c and jobfile_segments.c those schemas).
  */
 #include <stdint.h>
 
@@ -115,6 +117,29 @@ int prun__jf_compile(struct ld *ld, struct prun_tpl *t, const struct ynode *v,
 int prun__jf_compile_shell(struct ld *ld, struct prun_tpl *t,
     const struct ynode *v, const char *const *keys, size_t nkeys);
 struct prun_pos prun__jf_pos_of(const struct ynode *n);
+
+/* ---- jobfile_task.c ---- */
+
+/* Loader-side facts about a task, resolved after all tasks are known. */
+struct tdef {
+    const struct ynode *needs;
+    const struct ynode *segs;
+};
+
+/* What `defaults:` gives every task. */
+struct dflt {
+    int64_t timeout_ms, kill_grace_ms, retry_delay_ms;
+    unsigned retries;
+    const struct ynode *env; /* mapping, checked, or NULL */
+    const struct ynode *cwd; /* scalar, checked, or NULL */
+};
+
+/* Loads `defaults:` (k: v) into d. */
+int prun__jf_load_defaults(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, struct dflt *d);
+/* Loads the task named by k (v its mapping) into t, with d's defaults. */
+int prun__jf_load_task(struct ld *ld, struct prun_task *t, struct tdef *td,
+    const struct ynode *k, const struct ynode *v, const struct dflt *d);
 
 /* ---- jobfile_foreach.c ---- */
 

@@ -51,13 +51,72 @@ static int load_shape(struct ld *ld, struct prun_segdef *sd,
     return 0;
 }
 
+/* size: a size with a unit, greater than 0. */
+static int load_size(struct ld *ld, struct prun_segdef *sd,
+    const struct ynode *k, const struct ynode *v)
+{
+    const char *s = NULL;
+    struct prun_err e;
+    char b[64];
+    int rc;
+
+    if ((rc = prun__jf_get_scalar(ld, k, v, "a size", &s)) < 0)
+        return rc;
+    if (prun__parse_size(s, &sd->size, &e) < 0)
+        return prun__ld_fail(ld, v, "'size': %s", e.msg);
+    if (sd->size == 0)
+        return prun__ld_fail(ld, v, "'size' must be greater than 0, got %s",
+            prun__jf_got(v, b, sizeof(b)));
+    return 0;
+}
+
+/* dtype: what numpy's type strings are made of, at most 32 characters. */
+static int load_dtype(struct ld *ld, struct prun_segdef *sd,
+    const struct ynode *k, const struct ynode *v)
+{
+    const char *s = NULL;
+    char b[64];
+    int rc;
+
+    if ((rc = prun__jf_get_scalar(ld, k, v, "a string", &s)) < 0)
+        return rc;
+    if (s[0] == '\0' || strlen(s) > 32 ||
+        strspn(s, "<>|=_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                  "QRSTUVWXYZ0123456789") != strlen(s))
+        return prun__ld_fail(ld, v,
+            "'dtype' must be a numpy type like float32 or <f8, got %s",
+            prun__jf_got(v, b, sizeof(b)));
+    if ((sd->dtype = prun__arena_strdup(ld->job->arena, s)) == NULL)
+        return prun__ld_nomem(ld);
+    return 0;
+}
+
+/* hugepages: auto or never. */
+static int load_hugepages(struct ld *ld, struct prun_segdef *sd,
+    const struct ynode *k, const struct ynode *v)
+{
+    const char *s = NULL;
+    char b[64];
+    int rc;
+
+    if ((rc = prun__jf_get_scalar(ld, k, v, "auto or never", &s)) < 0)
+        return rc;
+    if (strcmp(s, "auto") == 0)
+        sd->hugepages = PRUN_HUGE_AUTO;
+    else if (strcmp(s, "never") == 0)
+        sd->hugepages = PRUN_HUGE_NEVER;
+    else
+        return prun__ld_fail(ld, v, "'hugepages' must be auto or never, got %s",
+            prun__jf_got(v, b, sizeof(b)));
+    return 0;
+}
+
 int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
     const struct ynode *k, const struct ynode *v)
 {
     const struct ynode *fk = NULL, *sk = NULL, *wk = NULL, *pk = NULL;
     const struct ynode *ck = NULL;
-    char where[96], b[64];
-    const char *s = NULL;
+    char where[96];
     size_t i;
     int rc = 0;
 
@@ -78,32 +137,13 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
             fk = ek;
             rc = prun__jf_static_str(ld, ek, ev, &sd->file);
         } else if (strcmp(ek->str, "size") == 0) {
-            struct prun_err e;
             sk = ek;
-            if ((rc = prun__jf_get_scalar(ld, ek, ev, "a size", &s)) < 0)
-                break;
-            if (prun__parse_size(s, &sd->size, &e) < 0)
-                rc = prun__ld_fail(ld, ev, "'size': %s", e.msg);
-            else if (sd->size == 0)
-                rc = prun__ld_fail(ld, ev,
-                    "'size' must be greater than 0, got %s",
-                    prun__jf_got(ev, b, sizeof(b)));
+            rc = load_size(ld, sd, ek, ev);
         } else if (strcmp(ek->str, "writable") == 0) {
             wk = ek;
             rc = prun__jf_get_bool(ld, ek, ev, &sd->writable);
         } else if (strcmp(ek->str, "dtype") == 0) {
-            if ((rc = prun__jf_get_scalar(ld, ek, ev, "a string", &s)) < 0)
-                break;
-            if (s[0] == '\0' || strlen(s) > 32 ||
-                strspn(s, "<>|=_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
-                          "QRSTUVWXYZ0123456789") != strlen(s))
-                rc = prun__ld_fail(ld, ev,
-                    "'dtype' must be a numpy type like float32 or <f8, "
-                    "got %s",
-                    prun__jf_got(ev, b, sizeof(b)));
-            else if ((sd->dtype = prun__arena_strdup(ld->job->arena, s)) ==
-                     NULL)
-                rc = prun__ld_nomem(ld);
+            rc = load_dtype(ld, sd, ek, ev);
         } else if (strcmp(ek->str, "shape") == 0) {
             rc = load_shape(ld, sd, ek, ev);
         } else if (strcmp(ek->str, "published") == 0) {
@@ -116,16 +156,7 @@ int prun__jf_load_segment(struct ld *ld, struct prun_segdef *sd,
             rc = prun__jf_get_bool(ld, ek, ev, &copy);
             sd->nocopy = !copy;
         } else {
-            if ((rc = prun__jf_get_scalar(ld, ek, ev, "auto or never", &s)) < 0)
-                break;
-            if (strcmp(s, "auto") == 0)
-                sd->hugepages = PRUN_HUGE_AUTO;
-            else if (strcmp(s, "never") == 0)
-                sd->hugepages = PRUN_HUGE_NEVER;
-            else
-                rc = prun__ld_fail(ld, ev,
-                    "'hugepages' must be auto or never, got %s",
-                    prun__jf_got(ev, b, sizeof(b)));
+            rc = load_hugepages(ld, sd, ek, ev);
         }
     }
     if (rc < 0)

@@ -15,7 +15,8 @@
  * The loop owns the scheduler, the result, the recorder and the output.
  * It hands attempts to an executor through the seam of executor.h and
  * decides, when one ends, what that means: retry, success, failure,
- * halt. The local executor (exec_local.c) is the one used today.
+ * halt (the wait status is classified by outcome.c). The local executor
+ * (exec_local.c) is the one used today.
  */
 #include "runner.h"
 
@@ -36,6 +37,7 @@
 #include "exec_local.h"
 #include "exec_remote.h"
 #include "executor.h"
+#include "outcome.h"
 #include "pool_feed.h"
 #include "recorder.h"
 
@@ -315,86 +317,6 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
     r->exec->ops->start(r->exec, a);
 }
 
-static const struct prun_failure *record_failure(struct runner *r,
-    const struct prun__attempt *a, enum prun_fail_kind kind, int status)
-{
-    const struct prun_inst *inst = a->inst;
-    struct prun_failure *f;
-    char sb[32], db[32];
-    size_t i;
-
-    if (r->res->nfail >= PRUN_MAX_FAILURES) {
-        r->res->fail_more++;
-        return NULL;
-    }
-    f = &r->res->fail[r->res->nfail++];
-    memset(f, 0, sizeof(*f));
-    f->task = inst->task;
-    f->index = inst->index;
-    f->attempt = inst->attempt;
-    f->kind = kind;
-    f->status = status;
-    for (i = 0; i < inst->nitems; i++) {
-        size_t used = strlen(f->item);
-        snprintf(f->item + used, sizeof(f->item) - used, "%s%s", i ? " " : "",
-            inst->items[i].text);
-    }
-    switch (kind) {
-    case PRUN_FAIL_EXIT:
-        snprintf(f->reason, sizeof(f->reason), "exit %d", status);
-        break;
-    case PRUN_FAIL_SIGNAL:
-        snprintf(f->reason, sizeof(f->reason), "killed by %s",
-            prun__signame(status, sb, sizeof(sb)));
-        break;
-    case PRUN_FAIL_TIMEOUT:
-        snprintf(f->reason, sizeof(f->reason), "timed out after %s",
-            prun__fmt_duration(a->task->timeout_ms, db, sizeof(db)));
-        break;
-    case PRUN_FAIL_EXEC:
-        snprintf(f->reason, sizeof(f->reason), "%s", a->exec_err);
-        break;
-    case PRUN_FAIL_CANCEL:
-        snprintf(f->reason, sizeof(f->reason), "cancelled");
-        break;
-    }
-    if (a->cap)
-        snprintf(
-            f->tail, sizeof(f->tail), "%s", prun__capture_err_tail(a->cap));
-    return f;
-}
-
-/* What a wait status (or -1: never ran) means for the scheduler. */
-static enum prun_outcome classify(const struct prun__attempt *a, int status,
-    enum prun_fail_kind *kind, int *code, int *sig)
-{
-    enum prun_outcome outcome;
-
-    *kind = PRUN_FAIL_EXIT;
-    *code = *sig = 0;
-    if (status == -1 || a->exec_err[0] != '\0') {
-        *kind = PRUN_FAIL_EXEC;
-        *code = 127;
-        return PRUN_OUT_FAIL_FINAL;
-    }
-    if (WIFEXITED(status)) {
-        *code = WEXITSTATUS(status);
-        outcome = *code == 0 ? PRUN_OUT_OK : PRUN_OUT_FAIL;
-    } else {
-        *sig = WTERMSIG(status);
-        *kind = PRUN_FAIL_SIGNAL;
-        outcome = PRUN_OUT_FAIL;
-    }
-    if (a->why == PRUN__WHY_TIMEOUT && outcome != PRUN_OUT_OK) {
-        *kind = PRUN_FAIL_TIMEOUT;
-        outcome = PRUN_OUT_FAIL;
-    } else if (a->why == PRUN__WHY_CANCEL && outcome != PRUN_OUT_OK) {
-        *kind = PRUN_FAIL_CANCEL;
-        outcome = PRUN_OUT_CANCELLED;
-    }
-    return outcome;
-}
-
 static void write_joblog(struct runner *r, const struct prun__attempt *a,
     int64_t now, int code, int sig, uint64_t receive)
 {
@@ -441,7 +363,7 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
     int64_t now = prun__now_ms();
 
     list_del(r, a);
-    outcome = classify(a, status, &kind, &code, &sig);
+    outcome = prun__outcome_classify(a, status, &kind, &code, &sig);
     if (kind == PRUN_FAIL_EXEC && a->cap) {
         struct prun_buf m = {0};
         if (prun__buf_printf(&m, "parallelrun: %s\n", a->exec_err) == 0)
@@ -453,7 +375,8 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
     attempt = inst->attempt;
     v = prun__sched_finish(r->sched, inst, outcome, now);
     if (v == PRUN_V_FAILED || v == PRUN_V_CANCELLED)
-        f = record_failure(r, a, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
+        f = prun__outcome_failure(
+            r->res, a, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
     prun__recorder_end(&r->rec, a, v, attempt, kinds[kind],
         kind == PRUN_FAIL_SIGNAL ? sig : code, f ? f->reason : "");
     if (v == PRUN_V_SUCCEEDED)
@@ -737,46 +660,65 @@ static int loop(struct runner *r, struct prun_err *err)
     return rc;
 }
 
-int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
-    struct prun_err *err)
+/* The runner before anything is set up: its hooks and its recorder. */
+static void runner_init(struct runner *r, const struct prun_run_opts *o,
+    struct prun_run_result *res)
 {
-    struct runner r;
-    struct prun_sched_opts so;
-    struct prun__local_opts lo;
-    const struct prun_job *sched_job = o->job;
-    int rc = 0;
-
-    memset(&r, 0, sizeof(r));
+    memset(r, 0, sizeof(*r));
     memset(res, 0, sizeof(*res));
-    r.o = o;
-    r.job = o->job;
-    r.res = res;
-    r.epfd = r.sigfd = r.timerfd = -1;
+    r->o = o;
+    r->job = o->job;
+    r->res = res;
+    r->epfd = r->sigfd = r->timerfd = -1;
     res->start_wall_ms = prun__wall_ms();
-    r.hooks.ctx = &r;
-    r.hooks.ended = attempt_ended;
-    r.hooks.watch = hook_watch;
-    r.hooks.unwatch = hook_unwatch;
-    r.hooks.warn = hook_warn;
-    r.hooks.say = hook_say;
-    r.hooks.fatal = hook_fatal;
-    prun__recorder_init(&r.rec, o->state, o->job, &r.hooks);
-    r.rec.running = &r.running;
+    r->hooks.ctx = r;
+    r->hooks.ended = attempt_ended;
+    r->hooks.watch = hook_watch;
+    r->hooks.unwatch = hook_unwatch;
+    r->hooks.warn = hook_warn;
+    r->hooks.say = hook_say;
+    r->hooks.fatal = hook_fatal;
+    prun__recorder_init(&r->rec, o->state, o->job, &r->hooks);
+    r->rec.running = &r->running;
+}
+
+/*
+ * Pool mode's side of the run, and the scheduler over the job as pool
+ * mode shows it (a pool task's instances are its workers), with
+ * --resume's skip.
+ */
+static int new_sched(struct runner *r, struct prun_err *err)
+{
+    const struct prun_run_opts *o = r->o;
+    const struct prun_job *sched_job = o->job;
+    struct prun_sched_opts so;
+    int rc;
 
     rc = prun__pool_new(o->job, o->jobs, o->state, o->skip, o->skip_ctx,
-        &r.hooks, &r.pool, &sched_job, err);
+        &r->hooks, &r->pool, &sched_job, err);
     if (rc < 0)
-        goto out;
+        return rc;
     so.jobs = o->jobs;
     so.seed = o->seed;
-    rc = prun__sched_new(sched_job, &so, &r.sched, err);
+    rc = prun__sched_new(sched_job, &so, &r->sched, err);
     if (rc < 0)
-        goto out;
+        return rc;
     if (o->skip != NULL)
-        prun__sched_set_skip(r.sched, resume_skip, &r);
-    rc = setup(&r, err);
-    if (rc < 0)
-        goto out;
+        prun__sched_set_skip(r->sched, resume_skip, r);
+    return 0;
+}
+
+/* The executor: the remote one with --distributed, else the local one. */
+static int new_executor(struct runner *r, struct prun_err *err)
+{
+    const struct prun_run_opts *o = r->o;
+    struct prun__local_opts lo;
+
+    if (o->dist != NULL) {
+        struct prun__remote_opts ro = {
+            o->job, o->run_id, o->jobs, o->kill_grace_ms, o->dist};
+        return prun__remote_new(&ro, &r->hooks, &r->exec, err);
+    }
     memset(&lo, 0, sizeof(lo));
     lo.job = o->job;
     lo.slots = o->jobs;
@@ -785,15 +727,60 @@ int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     lo.extra_env = o->extra_env;
     lo.nextra_env = o->nextra_env;
     lo.segs = o->segs;
-    if (o->dist != NULL) {
-        struct prun__remote_opts ro = {
-            o->job, o->run_id, o->jobs, o->kill_grace_ms, o->dist};
-        rc = prun__remote_new(&ro, &r.hooks, &r.exec, err);
-    } else {
-        rc = prun__local_new(
-            &lo, &r.hooks, &r.exec, res->note, sizeof(res->note), err);
+    return prun__local_new(
+        &lo, &r->hooks, &r->exec, r->res->note, sizeof(r->res->note), err);
+}
+
+/* What the scheduler knows at the end, into the result and the record. */
+static void collect_result(struct runner *r)
+{
+    struct prun_run_result *res = r->res;
+    struct prun__record_view view;
+    size_t t;
+
+    record_view(r, &view);
+    prun__recorder_counts(&r->rec, &view);
+    prun__sched_stats(r->sched, &res->stats);
+    res->halted = prun__sched_halted(r->sched) && r->stop_signal == 0;
+    for (t = 0; res->tasks && t < r->job->ntasks; t++) {
+        const char *why = prun__sched_task_error(r->sched, t);
+
+        res->tasks[t].count = prun__sched_task_count(r->sched, t);
+        res->tasks[t].needs_failed = prun__sched_task_skipped(r->sched, t);
+        if (why != NULL)
+            snprintf(
+                res->tasks[t].error, sizeof(res->tasks[t].error), "%s", why);
     }
-    if (rc < 0)
+}
+
+/*
+ * The executor shut down (at once when the run failed) and freed; the
+ * output freed, or, when it is the caller's, released.
+ */
+static void close_exec_output(struct runner *r, int failed)
+{
+    if (r->exec) {
+        r->exec->ops->shutdown(r->exec, failed);
+        r->exec->ops->free(r->exec);
+    }
+    if (r->o->output == NULL) {
+        prun__output_free(r->out);
+    } else {
+        /* -k: what waits for an index that never ran is printed now. */
+        prun__output_release(r->o->output);
+        prun__output_progress_clear(r->o->output);
+    }
+}
+
+int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
+    struct prun_err *err)
+{
+    struct runner r;
+    int rc;
+
+    runner_init(&r, o, res);
+    if ((rc = new_sched(&r, err)) < 0 || (rc = setup(&r, err)) < 0 ||
+        (rc = new_executor(&r, err)) < 0)
         goto out;
     if (o->output != NULL)
         r.out = o->output;
@@ -802,38 +789,12 @@ int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     rc = loop(&r, err);
 
 out:
-    if (r.sched) {
-        struct prun__record_view view;
-        size_t t;
-
-        record_view(&r, &view);
-        prun__recorder_counts(&r.rec, &view);
-        prun__sched_stats(r.sched, &res->stats);
-        res->halted = prun__sched_halted(r.sched) && r.stop_signal == 0;
-        for (t = 0; res->tasks && t < o->job->ntasks; t++) {
-            const char *why = prun__sched_task_error(r.sched, t);
-
-            res->tasks[t].count = prun__sched_task_count(r.sched, t);
-            res->tasks[t].needs_failed = prun__sched_task_skipped(r.sched, t);
-            if (why != NULL)
-                snprintf(res->tasks[t].error, sizeof(res->tasks[t].error), "%s",
-                    why);
-        }
-    }
+    if (r.sched)
+        collect_result(&r);
     prun__recorder_fini(&r.rec);
     res->signal = r.stop_signal;
     res->elapsed_ms = prun__wall_ms() - res->start_wall_ms;
-    if (r.exec) {
-        r.exec->ops->shutdown(r.exec, rc < 0);
-        r.exec->ops->free(r.exec);
-    }
-    if (o->output == NULL) {
-        prun__output_free(r.out);
-    } else {
-        /* -k: what waits for an index that never ran is printed now. */
-        prun__output_release(o->output);
-        prun__output_progress_clear(o->output);
-    }
+    close_exec_output(&r, rc < 0);
     teardown(&r);
     prun__sched_free(r.sched);
     prun__pool_free(r.pool);

@@ -22,12 +22,13 @@
  * BASE/parallelrun-RUNID; the runner removes the directory when the run
  * ends, and prun__segment_gc() removes those of runners that died (the
  * `owner` file says who the runner was). Names, shapes and .npy headers
- * are segmeta.c's; publishing is segment_publish.c's, attaching from a
+ * are segmeta.c's; making each segment's memory (the copy, the seals) is
+ * segment_load.c's; publishing is segment_publish.c's, attaching from a
  * child api_segment.c's.
  *
  * This module does not spawn anything and does not talk to Redis.
  */
-#include "segment.h"
+#include "segment_int.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -47,20 +48,7 @@
 #include <unistd.h>
 
 #define ENV_PREFIX  "PARALLELRUN_SEGMENT_"
-#define COPY_CHUNK  ((size_t)128 << 10)
 #define OWNER_GRACE 60 /* seconds a directory may lack its owner file */
-
-struct seg {
-    const struct prun_segdef *def;
-    int fd;       /* memfd; -1 for published or not loaded yet */
-    int deferred; /* file missing at start: loaded by the first user */
-    int used;     /* some task lists it */
-    int huge;
-    int mapped; /* copy: false: fd is the file itself, not a memfd */
-    uint64_t size;
-    char dtype[PRUN__DTYPE_MAX];
-    char shape[PRUN_SEGMENT_MAX_DIMS * 21];
-};
 
 /* What every child of one task gets from its memfd segments. */
 struct taskpre {
@@ -92,259 +80,6 @@ struct prun_segset {
     size_t nenv_all;
     pid_t pid; /* the runner: it holds the fds the paths name */
 };
-
-/* ---- copying ---- */
-
-/*
- * Copies size bytes from in (at its offset *off) to out (at its current
- * offset). Measured on Linux 6.18 for a 1 GiB file in the page cache into
- * a memfd: copy_file_range fails at once with EXDEV (a different
- * filesystem), sendfile takes 0.41-0.43 s, a read/write loop with 128 KiB
- * (cp's size) 0.41-0.46 s and with 1 MiB 0.56-1.1 s, read() straight into
- * a mapping of the memfd 0.8-1.6 s (page faults). So: copy_file_range when
- * it works (same filesystem, in-kernel), else sendfile (no user copy),
- * else the read/write loop for what sendfile refuses.
- */
-int prun__segment_copy_fd(int in, off_t *off, int out, uint64_t size)
-{
-    uint64_t done = 0;
-    int mode = 0; /* 0 copy_file_range, 1 sendfile, 2 read/write */
-    char *buf = NULL;
-
-    while (done < size) {
-        size_t want = size - done > 0x40000000 ? 0x40000000 : size - done;
-        ssize_t n;
-
-        if (mode == 0)
-            n = copy_file_range(in, off, out, NULL, want, 0);
-        else if (mode == 1)
-            n = sendfile(out, in, off, want);
-        else {
-            ssize_t w = 0, r;
-            if (buf == NULL && (buf = malloc(COPY_CHUNK)) == NULL)
-                return -1;
-            n = pread(in, buf, want < COPY_CHUNK ? want : COPY_CHUNK, *off);
-            for (r = 0; n > 0 && r < n; r += w)
-                if ((w = write(out, buf + r, (size_t)(n - r))) < 0)
-                    break;
-            if (n > 0 && w < 0) {
-                n = -1;
-            } else if (n > 0) {
-                *off += n;
-            }
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && done == 0 && mode < 2 &&
-            (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-                errno == EOPNOTSUPP || errno == EBADF)) {
-            mode++;
-            continue;
-        }
-        if (n < 0) {
-            free(buf);
-            return -1;
-        }
-        if (n == 0) {
-            free(buf);
-            errno = ENODATA; /* the file shrank while we copied it */
-            return -1;
-        }
-        done += (uint64_t)n;
-    }
-    free(buf);
-    return 0;
-}
-
-/* ---- loading ---- */
-
-static int thp_shmem_allowed(void)
-{
-    char buf[128], *l, *r;
-    ssize_t n;
-    int fd = open("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
-        O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0)
-        return 0;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    if ((l = strchr(buf, '[')) == NULL || (r = strchr(l, ']')) == NULL)
-        return 0;
-    *r = '\0';
-    return strcmp(l + 1, "never") != 0 && strcmp(l + 1, "deny") != 0;
-}
-
-/* A memfd numbered >= 3, so it cannot collide with a child's stdio. */
-static int new_memfd(const char *name)
-{
-    char label[80];
-    int fd, hi;
-
-    snprintf(label, sizeof(label), "parallelrun:%s", name);
-    fd = memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd >= 0 && fd < 3) {
-        hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        close(fd);
-        fd = hi;
-    }
-    return fd;
-}
-
-/*
- * With transparent huge pages wanted, the data goes in through a mapping
- * advised MADV_HUGEPAGE: with shmem_enabled=advise that is what makes the
- * kernel allocate huge pages for the file at all.
- */
-static int fill_huge(int in, int out, uint64_t size)
-{
-    uint64_t done = 0;
-    char *p;
-
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, out, 0);
-    if (p == MAP_FAILED)
-        return -1;
-    madvise(p, size, MADV_HUGEPAGE);
-    while (done < size) {
-        size_t want = size - done > (64u << 20) ? 64u << 20 : size - done;
-        ssize_t n = pread(in, p + done, want, (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = ENODATA;
-            munmap(p, size);
-            return -1;
-        }
-        done += (uint64_t)n;
-    }
-    return munmap(p, size);
-}
-
-static int load_file(
-    const struct prun_job *job, struct seg *g, struct prun_err *err)
-{
-    const struct prun_segdef *d = g->def;
-    unsigned char peek[PRUN__NPY_PEEK];
-    char dtype[PRUN__DTYPE_MAX];
-    uint64_t shape[PRUN_SEGMENT_MAX_DIMS];
-    size_t ndim = 0, hdr;
-    struct stat st;
-    off_t off = 0;
-    ssize_t np;
-    int in = -1, fd = -1, rc = 0;
-
-    in = open(d->file, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        rc = prun__err_set(err, PRUN_EINVAL,
-            "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
-            d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
-        goto fail;
-    }
-    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-        rc = prun__err_set(err, PRUN_EINVAL,
-            "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
-            d->pos.line, d->pos.col, d->name, d->file,
-            S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
-        goto fail;
-    }
-    g->size = (uint64_t)st.st_size;
-    if (d->nocopy) {
-        /*
-         * copy: false: children open the file itself through the runner's
-         * fd (read-only), so they share its page cache and nothing is
-         * loaded. The fd pins the inode: a file replaced by rename during
-         * the run does not affect it; one rewritten in place does.
-         */
-        if (in < 3) {
-            fd = fcntl(in, F_DUPFD_CLOEXEC, 3);
-            close(in);
-            in = fd;
-            if (in < 0) {
-                rc = prun__err_sys(err, "segment '%s': fcntl", d->name);
-                goto fail;
-            }
-        }
-        fd = in;
-        g->mapped = 1;
-    } else if ((fd = new_memfd(d->name)) < 0) {
-        rc = prun__err_sys(err, "segment '%s': memfd_create", d->name);
-        goto fail;
-    }
-    if (!g->mapped && ftruncate(fd, st.st_size) < 0) {
-        rc = prun__err_sys(err,
-            "segment '%s': cannot hold %" PRIu64 " bytes in memory", d->name,
-            g->size);
-        goto fail;
-    }
-    if (!g->mapped && g->size > 0 &&
-        (g->huge ? fill_huge(in, fd, g->size)
-                 : prun__segment_copy_fd(in, &off, fd, g->size)) < 0) {
-        rc = prun__err_sys(err, "%s:%u:%u: segment '%s': cannot load '%s'",
-            job->path, d->pos.line, d->pos.col, d->name, d->file);
-        goto fail;
-    }
-    if (!g->mapped &&
-        fcntl(fd, F_ADD_SEALS,
-            F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        rc = prun__err_sys(err, "segment '%s': cannot seal it", d->name);
-        goto fail;
-    }
-    if (d->dtype != NULL)
-        snprintf(g->dtype, sizeof(g->dtype), "%s", d->dtype);
-    if (d->ndim > 0)
-        prun__shape_fmt(d->shape, d->ndim, g->shape, sizeof(g->shape));
-    /* A .npy file says what the job file did not. */
-    if ((d->dtype == NULL || d->ndim == 0) &&
-        (np = pread(in, peek, sizeof(peek), 0)) > 0 &&
-        prun__npy_parse(
-            peek, (size_t)np, dtype, sizeof(dtype), shape, &ndim, &hdr) == 0) {
-        if (d->dtype == NULL)
-            memcpy(g->dtype, dtype, sizeof(g->dtype));
-        if (d->ndim == 0)
-            prun__shape_fmt(shape, ndim, g->shape, sizeof(g->shape));
-    }
-    if (!g->mapped)
-        close(in);
-    g->fd = fd;
-    g->deferred = 0;
-    return 0;
-fail:
-    if (in >= 0)
-        close(in);
-    if (fd >= 0 && fd != in)
-        close(fd);
-    g->mapped = 0;
-    return rc;
-}
-
-static int load_writable(struct seg *g, struct prun_err *err)
-{
-    const struct prun_segdef *d = g->def;
-    int fd = new_memfd(d->name);
-
-    if (fd < 0)
-        return prun__err_sys(err, "segment '%s': memfd_create", d->name);
-    g->size = d->size;
-    /* Sealed against resizing: a child that shrank it would SIGBUS others. */
-    if (ftruncate(fd, (off_t)d->size) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        int rc = prun__err_sys(err,
-            "segment '%s': cannot create %" PRIu64 " bytes of shared memory",
-            d->name, d->size);
-        close(fd);
-        return rc;
-    }
-    if (d->dtype != NULL)
-        snprintf(g->dtype, sizeof(g->dtype), "%s", d->dtype);
-    if (d->ndim > 0)
-        prun__shape_fmt(d->shape, d->ndim, g->shape, sizeof(g->shape));
-    g->fd = fd;
-    return 0;
-}
 
 /* ---- the run directory ---- */
 
@@ -503,7 +238,7 @@ static int prepare_task(struct prun_segset *s, size_t t, struct prun_err *err)
 
     for (i = 0; i < task->nsegs; i++) {
         struct seg *g = &s->segs[task->segs[i]];
-        if (g->deferred && (rc = load_file(s->job, g, err)) < 0)
+        if (g->deferred && (rc = prun__seg_load_file(s->job, g, err)) < 0)
             return rc;
     }
     tp->fds = calloc(task->nsegs + 1, sizeof(int));
@@ -633,13 +368,13 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
 
         if (h == PRUN_HUGE_AUTO && !d->published && !d->nocopy) {
             if (thp < 0)
-                thp = thp_shmem_allowed();
+                thp = prun__seg_thp_allowed();
             g->huge = thp;
         }
         if (d->published)
             continue;
         if (d->file == NULL) {
-            if ((rc = load_writable(g, err)) < 0)
+            if ((rc = prun__seg_load_writable(g, err)) < 0)
                 goto fail;
             continue;
         }
@@ -659,7 +394,7 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
             close(fd);
             continue;
         }
-        if ((rc = load_file(job, g, err)) < 0)
+        if ((rc = prun__seg_load_file(job, g, err)) < 0)
             goto fail;
     }
     if ((rc = make_run_dir(s, run_id, need_dir, err)) < 0)

@@ -176,87 +176,116 @@ static int is_merge_key(const struct ynode *k)
  * mapping does not set itself (earlier sources win over later ones, as the
  * YAML merge key specification says).
  */
-static int map_finish(struct ld *ld, struct ynode *m)
+/*
+ * Every key of mapping m is a string, none twice (merge keys aside): each
+ * goes into seen, and *merges says whether there was a "<<".
+ */
+static int index_keys(
+    struct ld *ld, const struct ynode *m, struct smap *seen, int *merges)
 {
-    struct smap seen = {0};
-    struct ynode **kids = NULL;
-    size_t i, j, s, n = 0, cap = 0;
-    int rc = 0, merges = 0;
+    const struct ynode *first;
+    size_t i;
 
     for (i = 0; i < m->n; i += 2) {
-        const struct ynode *k = m->kids[i], *first;
-        if (k->type != Y_SCALAR) {
-            rc = prun__ld_fail(ld, k, "mapping keys must be strings, got a %s",
+        const struct ynode *k = m->kids[i];
+        if (k->type != Y_SCALAR)
+            return prun__ld_fail(ld, k,
+                "mapping keys must be strings, got a %s",
                 k->type == Y_SEQ ? "sequence" : "mapping");
-            goto fail;
-        }
         if (is_merge_key(k)) {
-            merges = 1;
+            *merges = 1;
             continue;
         }
-        if ((first = prun__smap_get(&seen, k->str)) != NULL) {
-            rc =
-                prun__ld_fail(ld, k, "duplicate key '%.64s' (first at line %u)",
-                    k->str, first->line);
-            goto fail;
-        }
-        if (prun__smap_set(&seen, k->str, k) < 0) {
-            rc = prun__ld_nomem(ld);
-            goto fail;
-        }
+        if ((first = prun__smap_get(seen, k->str)) != NULL)
+            return prun__ld_fail(ld, k,
+                "duplicate key '%.64s' (first at line %u)", k->str,
+                first->line);
+        if (prun__smap_set(seen, k->str, k) < 0)
+            return prun__ld_nomem(ld);
     }
-    if (!merges)
-        goto fail;
+    return 0;
+}
+
+/*
+ * The most children m can have once its merge keys are expanded (*cap);
+ * each "<<" must name a mapping or a list of them.
+ */
+static int merged_size(struct ld *ld, const struct ynode *m, size_t *cap)
+{
+    size_t i, s;
+
     for (i = 0; i < m->n; i += 2) {
-        struct ynode *v = m->kids[i + 1];
+        const struct ynode *v = m->kids[i + 1];
         size_t nsrc = 1;
 
         if (!is_merge_key(m->kids[i])) {
-            cap += 2;
+            *cap += 2;
             continue;
         }
         if (v->type == Y_SEQ)
             nsrc = v->n;
         for (s = 0; s < nsrc; s++) {
             const struct ynode *src = v->type == Y_SEQ ? v->kids[s] : v;
-            if (src->type != Y_MAP) {
-                rc = prun__ld_fail(ld, src,
+            if (src->type != Y_MAP)
+                return prun__ld_fail(ld, src,
                     "'<<' must be followed by an alias to a mapping, or a "
                     "list of them");
-                goto fail;
-            }
-            cap += src->n;
+            *cap += src->n;
         }
     }
-    kids = prun__arena_alloc(ld->tmp, (cap ? cap : 1) * sizeof(*kids));
-    if (kids == NULL) {
-        rc = prun__ld_nomem(ld);
-        goto fail;
-    }
+    return 0;
+}
+
+/*
+ * m's children with its merge keys expanded into kids (*n of them): the
+ * mapping's own keys win, then the first source that has a key.
+ */
+static int merge_keys(struct ld *ld, const struct ynode *m, struct smap *seen,
+    struct ynode **kids, size_t *n)
+{
+    size_t i, j, s;
+
     for (i = 0; i < m->n; i += 2) {
         struct ynode *v = m->kids[i + 1];
         size_t nsrc = v->type == Y_SEQ ? v->n : 1;
 
         if (!is_merge_key(m->kids[i])) {
-            kids[n++] = m->kids[i];
-            kids[n++] = v;
+            kids[(*n)++] = m->kids[i];
+            kids[(*n)++] = v;
             continue;
         }
         for (s = 0; s < nsrc; s++) {
             const struct ynode *src = v->type == Y_SEQ ? v->kids[s] : v;
             for (j = 0; j < src->n; j += 2) {
-                if (prun__smap_get(&seen, src->kids[j]->str) != NULL)
+                if (prun__smap_get(seen, src->kids[j]->str) != NULL)
                     continue;
-                if (prun__smap_set(&seen, src->kids[j]->str, src->kids[j]) <
-                    0) {
-                    rc = prun__ld_nomem(ld);
-                    goto fail;
-                }
-                kids[n++] = src->kids[j];
-                kids[n++] = src->kids[j + 1];
+                if (prun__smap_set(seen, src->kids[j]->str, src->kids[j]) < 0)
+                    return prun__ld_nomem(ld);
+                kids[(*n)++] = src->kids[j];
+                kids[(*n)++] = src->kids[j + 1];
             }
         }
     }
+    return 0;
+}
+
+static int map_finish(struct ld *ld, struct ynode *m)
+{
+    struct smap seen = {0};
+    struct ynode **kids = NULL;
+    size_t n = 0, cap = 0;
+    int rc, merges = 0;
+
+    if ((rc = index_keys(ld, m, &seen, &merges)) < 0 || !merges ||
+        (rc = merged_size(ld, m, &cap)) < 0)
+        goto fail;
+    kids = prun__arena_alloc(ld->tmp, (cap ? cap : 1) * sizeof(*kids));
+    if (kids == NULL) {
+        rc = prun__ld_nomem(ld);
+        goto fail;
+    }
+    if ((rc = merge_keys(ld, m, &seen, kids, &n)) < 0)
+        goto fail;
     m->kids = kids;
     m->n = m->cap = n;
 fail:
@@ -392,12 +421,105 @@ static int check_tag(
         ld, n, "YAML tag '%.48s' is not allowed (only !!str, on a scalar)", t);
 }
 
-static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
+/* A scalar: a node of its own, with its anchor registered at once. */
+static int on_scalar(struct ld *ld, const yaml_event_t *ev)
 {
+    size_t len = ev->data.scalar.length;
+    const char *v = (const char *)ev->data.scalar.value;
+    const char *anchor;
     struct ynode *n;
+    int rc;
+
+    if ((n = node_new(ld, Y_SCALAR, ev->start_mark)) == NULL)
+        return prun__ld_nomem(ld);
+    /* "\0" in a double-quoted string can still produce a NUL. */
+    if (memchr(v, '\0', len) != NULL)
+        return prun__ld_fail(ld, n, "strings must not contain NUL characters");
+    if ((rc = check_tag(ld, n, ev->data.scalar.tag, 1)) < 0)
+        return rc;
+    /* "!!str 42" is the string "42", as if it were quoted. */
+    n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+               ev->data.scalar.tag == NULL;
+    if ((n->str = prun__arena_strndup(ld->tmp, v, len)) == NULL)
+        return prun__ld_nomem(ld);
+    if ((rc = copy_anchor(ld, ev->data.scalar.anchor, &anchor)) < 0)
+        return rc;
+    if (anchor != NULL && prun__smap_set(&ld->anchors, anchor, n) < 0)
+        return prun__ld_nomem(ld);
+    return attach(ld, n);
+}
+
+/* A sequence or mapping starts: its node is pushed, with its anchor. */
+static int on_collection_start(struct ld *ld, const yaml_event_t *ev)
+{
+    int seq = ev->type == YAML_SEQUENCE_START_EVENT;
+    struct ynode *n;
+    int rc;
+
+    if (ld->depth == MAX_DEPTH)
+        return prun__ld_fail_at(ld, (unsigned)ev->start_mark.line + 1,
+            (unsigned)ev->start_mark.column + 1,
+            "YAML nesting is deeper than %d levels", MAX_DEPTH);
+    n = node_new(ld, seq ? Y_SEQ : Y_MAP, ev->start_mark);
+    if (n == NULL)
+        return prun__ld_nomem(ld);
+    rc = check_tag(ld, n,
+        seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag, 0);
+    if (rc < 0)
+        return rc;
+    rc = copy_anchor(ld,
+        seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor,
+        &ld->stack_anchor[ld->depth]);
+    if (rc < 0)
+        return rc;
+    ld->stack[ld->depth++] = n;
+    return 0;
+}
+
+/* A sequence or mapping ends: finished, and attached to its parent. */
+static int on_collection_end(struct ld *ld)
+{
+    struct ynode *n = ld->stack[--ld->depth];
     const char *anchor;
     int rc;
 
+    if (n->type == Y_MAP && (rc = map_finish(ld, n)) < 0)
+        return rc;
+    /*
+     * The anchor is registered only now, so an alias inside the node it
+     * names (a recursive document) is an undefined alias.
+     */
+    anchor = ld->stack_anchor[ld->depth];
+    if (anchor != NULL && prun__smap_set(&ld->anchors, anchor, n) < 0)
+        return prun__ld_nomem(ld);
+    return attach(ld, n);
+}
+
+/* An alias: the anchored node itself, attached once more. */
+static int on_alias(struct ld *ld, const yaml_event_t *ev)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    struct ynode *n = (struct ynode *)prun__smap_get(&ld->anchors, name);
+
+    if (n == NULL)
+        return prun__ld_fail_at(ld, (unsigned)ev->start_mark.line + 1,
+            (unsigned)ev->start_mark.column + 1,
+            "alias '*%.64s' names no anchor defined before it", name);
+    /*
+     * Only what aliases add is counted: a big file without aliases is
+     * fine, but a few lines of nested aliases must not expand to billions
+     * of nodes in whatever walks the tree.
+     */
+    ld->aliased = sat_add(ld->aliased, n->weight);
+    if (ld->aliased > MAX_ALIAS_NODES)
+        return prun__ld_fail_at(ld, (unsigned)ev->start_mark.line + 1,
+            (unsigned)ev->start_mark.column + 1,
+            "YAML aliases expand to more than %d nodes", MAX_ALIAS_NODES);
+    return attach(ld, n);
+}
+
+static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
+{
     switch (ev->type) {
     case YAML_DOCUMENT_START_EVENT:
         if ((*docs)++ > 0)
@@ -405,87 +527,16 @@ static int on_event(struct ld *ld, const yaml_event_t *ev, int *docs)
                 (unsigned)ev->start_mark.column + 1,
                 "only one YAML document is allowed");
         return 0;
-    case YAML_SCALAR_EVENT: {
-        size_t len = ev->data.scalar.length;
-        const char *v = (const char *)ev->data.scalar.value;
-
-        if ((n = node_new(ld, Y_SCALAR, ev->start_mark)) == NULL)
-            return prun__ld_nomem(ld);
-        /* "\0" in a double-quoted string can still produce a NUL. */
-        if (memchr(v, '\0', len) != NULL)
-            return prun__ld_fail(
-                ld, n, "strings must not contain NUL characters");
-        if ((rc = check_tag(ld, n, ev->data.scalar.tag, 1)) < 0)
-            return rc;
-        /* "!!str 42" is the string "42", as if it were quoted. */
-        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-                   ev->data.scalar.tag == NULL;
-        if ((n->str = prun__arena_strndup(ld->tmp, v, len)) == NULL)
-            return prun__ld_nomem(ld);
-        if ((rc = copy_anchor(ld, ev->data.scalar.anchor, &anchor)) < 0)
-            return rc;
-        if (anchor != NULL && prun__smap_set(&ld->anchors, anchor, n) < 0)
-            return prun__ld_nomem(ld);
-        return attach(ld, n);
-    }
+    case YAML_SCALAR_EVENT:
+        return on_scalar(ld, ev);
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT:
-        if (ld->depth == MAX_DEPTH)
-            return prun__ld_fail_at(ld, (unsigned)ev->start_mark.line + 1,
-                (unsigned)ev->start_mark.column + 1,
-                "YAML nesting is deeper than %d levels", MAX_DEPTH);
-        n = node_new(ld, ev->type == YAML_SEQUENCE_START_EVENT ? Y_SEQ : Y_MAP,
-            ev->start_mark);
-        if (n == NULL)
-            return prun__ld_nomem(ld);
-        rc = check_tag(ld, n,
-            ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag
-                                                  : ev->data.mapping_start.tag,
-            0);
-        if (rc < 0)
-            return rc;
-        rc = copy_anchor(ld,
-            ev->type == YAML_SEQUENCE_START_EVENT
-                ? ev->data.sequence_start.anchor
-                : ev->data.mapping_start.anchor,
-            &ld->stack_anchor[ld->depth]);
-        if (rc < 0)
-            return rc;
-        ld->stack[ld->depth++] = n;
-        return 0;
+        return on_collection_start(ld, ev);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
-        n = ld->stack[--ld->depth];
-        if (n->type == Y_MAP && (rc = map_finish(ld, n)) < 0)
-            return rc;
-        /*
-         * The anchor is registered only now, so an alias inside the node
-         * it names (a recursive document) is an undefined alias.
-         */
-        anchor = ld->stack_anchor[ld->depth];
-        if (anchor != NULL && prun__smap_set(&ld->anchors, anchor, n) < 0)
-            return prun__ld_nomem(ld);
-        return attach(ld, n);
-    case YAML_ALIAS_EVENT: {
-        const char *name = (const char *)ev->data.alias.anchor;
-
-        n = (struct ynode *)prun__smap_get(&ld->anchors, name);
-        if (n == NULL)
-            return prun__ld_fail_at(ld, (unsigned)ev->start_mark.line + 1,
-                (unsigned)ev->start_mark.column + 1,
-                "alias '*%.64s' names no anchor defined before it", name);
-        /*
-         * Only what aliases add is counted: a big file without aliases is
-         * fine, but a few lines of nested aliases must not expand to
-         * billions of nodes in whatever walks the tree.
-         */
-        ld->aliased = sat_add(ld->aliased, n->weight);
-        if (ld->aliased > MAX_ALIAS_NODES)
-            return prun__ld_fail_at(ld, (unsigned)ev->start_mark.line + 1,
-                (unsigned)ev->start_mark.column + 1,
-                "YAML aliases expand to more than %d nodes", MAX_ALIAS_NODES);
-        return attach(ld, n);
-    }
+        return on_collection_end(ld);
+    case YAML_ALIAS_EVENT:
+        return on_alias(ld, ev);
     default:
         return 0;
     }

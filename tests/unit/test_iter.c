@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for lib/iter.c: every foreach source, chunking and counts,
- * streaming of lines files and pipes, and the error messages.
+ * Unit tests for lib/iter.c and lib/iter_lines.c: every foreach source,
+ * chunking and counts, streaming of lines files and pipes, and the error
+ * messages.
  */
 #include "job.h"
 #include "unit.h"

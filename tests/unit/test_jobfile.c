@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tests of the loader (lib/jobfile.c) and of the model helpers in
- * lib/job.c: every field of a full file landing in the model, templates,
- * argv and command lines, and errors with their exact FILE:LINE:COL. Run
- * from the repository root: the fixture tests read tests/fixtures/.
+ * Tests of the loader (lib/jobfile*.c) and of the model helpers in
+ * lib/job.c and lib/job_tpl.c: every field of a full file landing in the
+ * model, templates, argv and command lines, and errors with their exact
+ * FILE:LINE:COL. Run from the repository root: the fixture tests read
+ * tests/fixtures/.
  */
 #include "job.h"
 #include "unit.h"
