@@ -220,6 +220,10 @@ int cmd_adhoc(int argc, char **argv)
         goto out;
     }
     rc = cmd_run_session(a->job, sess, &res, a->quiet, a->json);
+    /* With --halt, parallel's exit status (see halt.c) for a run that
+     * went as runs go: not for a signal or a system failure. */
+    if ((rc == EXIT_OK || rc == EXIT_FAILED) && res.halt_status >= 0)
+        rc = res.halt_status;
 out:
     prun__session_close(sess);
     prun__run_result_free(&res);

@@ -13,6 +13,8 @@
  */
 #include "adhoc.h"
 
+#include "halt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -150,42 +152,13 @@ static int parse_dur(
     return 0;
 }
 
-/* --halt now|soon|never[,fail=N], or parallel's 0, 1, 2. */
+/* --halt WHEN[,fail|success|done=N[%]], or parallel's short forms. */
 static int parse_halt(struct prun_job *job, const char *s, struct prun_err *err)
 {
-    const char *comma = strchr(s, ',');
-    size_t n = comma ? (size_t)(comma - s) : strlen(s);
-    long long v;
     struct prun_err e;
 
-    job->max_failures = 1;
-    if (strcmp(s, "0") == 0 || (n == 5 && memcmp(s, "never", 5) == 0)) {
-        job->halt = PRUN_HALT_NEVER;
-        return comma ? prun__err_set(err, PRUN_EINVAL,
-                           "--halt: 'never' takes no condition, got '%s'", s)
-                     : 0;
-    }
-    if (strcmp(s, "1") == 0 || strcmp(s, "2") == 0) {
-        job->halt = s[0] == '1' ? PRUN_HALT_SOON : PRUN_HALT_NOW;
-        return 0;
-    }
-    if (n == 3 && memcmp(s, "now", 3) == 0)
-        job->halt = PRUN_HALT_NOW;
-    else if (n == 4 && memcmp(s, "soon", 4) == 0)
-        job->halt = PRUN_HALT_SOON;
-    else
-        return prun__err_set(err, PRUN_EINVAL,
-            "--halt: expected never, soon or now (with ',fail=N'), got '%s'",
-            s);
-    if (comma == NULL)
-        return 0;
-    if (strncmp(comma + 1, "fail=", 5) != 0 || strchr(comma + 6, '%') != NULL)
-        return prun__err_set(err, PRUN_EINVAL,
-            "--halt: only 'fail=N' (a count) is supported, got '%s'",
-            comma + 1);
-    if (prun__parse_int(comma + 6, 1, 1000000000, &v, &e) < 0)
-        return prun__err_set(err, PRUN_EINVAL, "--halt: fail=: %s", e.msg);
-    job->max_failures = (unsigned)v;
+    if (prun__halt_parse(job, s, &e) < 0)
+        return prun__err_set(err, PRUN_EINVAL, "--halt: %s", e.msg);
     return 0;
 }
 
@@ -523,6 +496,24 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
     f->pos.col = 1;
     /* No arguments at all runs nothing and succeeds, as parallel. */
     f->allow_empty = 1;
+    if (p->job->halt_pct > 0 && !(p->nsrcs == 0 && isatty(0)) &&
+        (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file))) {
+        /* --halt ...=N% is of all the jobs: read them all first, as
+         * parallel does, so that the total is known from the start. */
+        const char **vals;
+        f->kind = PRUN_SRC_LIST;
+        p->a->from_stdin = p->nsrcs == 0;
+        if ((rc = read_values(p, p->nsrcs == 0 ? "-" : argv[p->srcs[0].first],
+                 &vals, &f->nlist, err)) < 0)
+            return rc;
+        f->list =
+            prun__arena_alloc(ar, (f->nlist ? f->nlist : 1) * sizeof(*f->list));
+        if (f->list == NULL)
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        for (i = 0; i < f->nlist; i++)
+            f->list[i].text = vals[i];
+        return 0;
+    }
     if (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file)) {
         /* Lines (-0: records) streamed from stdin or the one file. */
         f->kind = PRUN_SRC_LINES;

@@ -10,6 +10,8 @@
  */
 #include "jobfile_int.h"
 
+#include "halt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -520,7 +522,8 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
     struct prun_job *job = ld->job;
     struct dflt d = {0, -1, 1000, 0, NULL, NULL};
     struct tdef *tds = NULL;
-    const char *s = NULL;
+    const char *s = NULL, *hs = NULL;
+    struct prun_err e;
     size_t i, j;
     char b[64];
     int rc;
@@ -570,24 +573,23 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
         (rc = prun__jf_get_bool(ld, kslot[4], slot[4], &job->lock)) < 0)
         return rc;
     if (slot[5] != NULL) {
-        if ((rc = prun__jf_get_scalar(
-                 ld, kslot[5], slot[5], "never, soon or now", &s)) < 0)
+        if ((rc = prun__jf_get_scalar(ld, kslot[5], slot[5],
+                 "never, soon or now (with ',fail=N')", &hs)) < 0)
             return rc;
-        if (strcmp(s, "never") == 0)
-            job->halt = PRUN_HALT_NEVER;
-        else if (strcmp(s, "soon") == 0)
-            job->halt = PRUN_HALT_SOON;
-        else if (strcmp(s, "now") == 0)
-            job->halt = PRUN_HALT_NOW;
-        else
-            return prun__ld_fail(ld, slot[5],
-                "'halt' must be never, soon or now, got %s",
-                prun__jf_got(slot[5], b, sizeof(b)));
+        if (prun__halt_parse(job, hs, &e) < 0)
+            return prun__ld_fail(ld, slot[5], "'halt': %s", e.msg);
+    } else
+        job->max_failures = 1;
+    if (slot[6] != NULL) {
+        if (hs != NULL && strchr(hs, ',') != NULL)
+            return prun__ld_fail(ld, kslot[6],
+                "'max_failures' and a condition in 'halt' (%s): give one", hs);
+        job->halt_on = PRUN_HALT_ON_FAIL;
+        job->halt_pct = 0;
+        if ((rc = prun__jf_get_uint(
+                 ld, kslot[6], slot[6], 1, INT_MAX, &job->max_failures)) < 0)
+            return rc;
     }
-    job->max_failures = 1;
-    if (slot[6] != NULL && (rc = prun__jf_get_uint(ld, kslot[6], slot[6], 1,
-                                INT_MAX, &job->max_failures)) < 0)
-        return rc;
     if (slot[7] != NULL) {
         const struct ynode *v = slot[7];
         if ((rc = prun__jf_want_map(ld, kslot[7], v, "'segments'")) < 0)

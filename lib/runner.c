@@ -451,6 +451,7 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
 
     /* The verdict tells whether this attempt was the last one. */
     attempt = inst->attempt;
+    prun__sched_note_exit(r->sched, sig != 0 ? 128 + sig : code);
     v = prun__sched_finish(r->sched, inst, outcome, now);
     if (v == PRUN_V_FAILED || v == PRUN_V_CANCELLED)
         f = record_failure(r, a, kind, kind == PRUN_FAIL_SIGNAL ? sig : code);
@@ -810,6 +811,7 @@ out:
         prun__recorder_counts(&r.rec, &view);
         prun__sched_stats(r.sched, &res->stats);
         res->halted = prun__sched_halted(r.sched) && r.stop_signal == 0;
+        res->halt_status = prun__sched_halt_status(r.sched);
         for (t = 0; res->tasks && t < o->job->ntasks; t++) {
             const char *why = prun__sched_task_error(r.sched, t);
 

@@ -117,9 +117,40 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     [ "$(cat "$T/pr")" = "$(printf '0\n1')" ]
     run "$PR" --redis off -j1 --halt now,fail=1 false ::: a b
     [ "$status" -eq 1 ]
-    run "$PR" --redis off --halt soon,fail=50% true ::: a
-    [ "$status" -eq 2 ]
-    [[ "$output" == *"--halt"* ]]
+    for bad in sometimes now,fail=0 now,fail=101% now,fail= now,fial=1 never,fail=1; do
+        run "$PR" --redis off --halt "$bad" true ::: a
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--halt"* ]]
+    done
+}
+
+# Both tools on the same arguments, -j1: the same items run, the same
+# exit status.
+same_halt() {
+    local ps rs
+    parallel -j1 --halt "$1" "$CMD" ::: "${@:2}" > "$T/par" 2>/dev/null && ps=0 || ps=$?
+    "$PR" --redis off -j1 --halt "$1" "$CMD" ::: "${@:2}" > "$T/pr" 2>/dev/null && rs=0 || rs=$?
+    echo "--halt $1: parallel $ps $(echo $(cat "$T/par")); parallelrun $rs $(echo $(cat "$T/pr"))"
+    [ "$ps" = "$rs" ]
+    diff "$T/par" "$T/pr"
+}
+
+@test "adhoc: --halt fail=N%, success=N[%], done=N: the items and exit status of parallel" {
+    CMD='echo {}; case {} in 2|4|5|7|9) exit {};; esac'
+    for h in now,fail=30% soon,fail=30% now,fail=10% soon,fail=90% now,fail=2 \
+        soon,fail=3 now,success=2 soon,success=50% now,success=30% \
+        now,done=3 soon,done=20% 1 2 -1 -2 5% soon,fail=50; do
+        same_halt "$h" $(seq 10)
+    done
+    # The exit status of the failing instance itself when the threshold
+    # is one: fail=1, or a percentage that comes to one instance.
+    same_halt now,fail=10% 1 2 3 4 5 6 7 8 9 10
+    [ "$rs" = 2 ] || [ "$(tail -1 "$T/pr")" = 2 ]
+    same_halt now,fail=25% 1 3 6 7
+    # Percentages of stdin's lines are of all of them: read first.
+    seq 10 | "$PR" --redis off -j1 --halt now,fail=30% "$CMD" > "$T/pr" 2>/dev/null && rs=0 || rs=$?
+    [ "$rs" = 30 ]
+    [ "$(echo $(cat "$T/pr"))" = "1 2 3 4 5" ]
 }
 
 @test "adhoc: joblog Receive counts bytes; +FILE appends; parallel resumes from it" {
