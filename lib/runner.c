@@ -305,14 +305,24 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         attempt_ended(r, a, -1);
         return;
     }
-    if (r->o->out.tag_tpl != NULL) {
-        /* --tag/--tagstring: the line prefix is the instance's own. */
-        struct prun_buf tag = {0};
-        if (prun__tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
-            prun__capture_set_tag(a->cap, tag.data);
-        prun__buf_free(&tag);
-    }
     r->exec->ops->start(r->exec, a);
+}
+
+/*
+ * The executor's "starting": the slot is known now, so {%} in --tagstring
+ * is the same as in the command. --tag/--tagstring: the instance's own
+ * line prefix.
+ */
+static void attempt_starting(void *ctx, struct prun__attempt *a)
+{
+    struct runner *r = ctx;
+    struct prun_buf tag = {0};
+
+    if (r->o->out.tag_tpl == NULL || a->cap == NULL)
+        return;
+    if (prun__tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
+        prun__capture_set_tag(a->cap, tag.data);
+    prun__buf_free(&tag);
 }
 
 static const struct prun_failure *record_failure(struct runner *r,
@@ -756,6 +766,7 @@ int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
     res->start_wall_ms = prun__wall_ms();
     r.hooks.ctx = &r;
     r.hooks.ended = attempt_ended;
+    r.hooks.starting = attempt_starting;
     r.hooks.watch = hook_watch;
     r.hooks.unwatch = hook_unwatch;
     r.hooks.warn = hook_warn;

@@ -112,6 +112,22 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     [ "$output" = "$(printf 'q\thi q')" ]
 }
 
+@test "adhoc: {%} in --tagstring is the slot, as in the command and parallel" {
+    same -k -j1 --tagstring '{%}' echo '{%}' ::: a b c
+    [ "$(cat "$T/pr")" = "$(printf '1\t1\n1\t1\n1\t1')" ]
+    # -j2: which slot each gets varies, but the tag is always the slot.
+    run "$PR" --redis off -j2 --tagstring 's{%}' echo '{%}' ::: $(seq 8)
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | wc -l)" -eq 8 ]
+    while IFS=$'\t' read -r tag val; do
+        [ "$tag" = "s$val" ]
+        [ "$val" = 1 ] || [ "$val" = 2 ]
+    done <<< "$output"
+    # parallel agrees on the pairing.
+    parallel -j2 --tagstring 's{%}' echo '{%}' ::: $(seq 8) > "$T/par"
+    ! awk -F'\t' '$1 != "s" $2 { bad = 1 } END { exit !bad }' "$T/par"
+}
+
 @test "adhoc: --halt now,fail=1 stops where parallel stops" {
     same -j1 --halt now,fail=1 'echo {}; exit {}' ::: 0 1 0 0
     [ "$(cat "$T/pr")" = "$(printf '0\n1')" ]
