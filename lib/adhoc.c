@@ -348,9 +348,17 @@ static int read_values(struct parse *p, const char *path, const char ***vals,
         rc = prun__err_sys(err, ":::: cannot read '%s'", path);
         goto out;
     }
-    for (i = 0; i < b.len; i++)
+    for (i = 0; i < b.len; i++) {
+        if (b.data[i] == '\0' && sep != '\0') {
+            rc = prun__err_set(err, PRUN_EINVAL,
+                "%s item %zu contains a NUL byte; use -0/--null for "
+                "NUL-separated input",
+                strcmp(path, "-") == 0 ? "stdin" : path, cnt + 1);
+            goto out;
+        }
         if (b.data[i] == sep)
             cnt++;
+    }
     if (b.len > 0 && b.data[b.len - 1] != sep)
         cnt++;
     v = prun__arena_alloc(p->job->arena, (cnt ? cnt : 1) * sizeof(char *));
@@ -519,6 +527,8 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
         f->kind = PRUN_SRC_LINES;
         f->path = p->nsrcs == 0 ? "-" : argv[p->srcs[0].first];
         f->nul_sep = p->null_sep;
+        f->nul_hint = "use -0/--null for NUL-separated input "
+                      "(nothing from this item on was started)";
         p->a->from_stdin = p->nsrcs == 0;
         return 0;
     }

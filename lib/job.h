@@ -155,6 +155,8 @@ struct prun_foreach {
     unsigned chunk;           /* items per instance, >= 1 */
     int allow_empty;          /* zero items is fine, not an error */
     int nul_sep;              /* LINES: items end with NUL, not newline */
+    const char *nul_hint;     /* LINES: what to say after "item N contains
+                                 a NUL byte"; NULL: the job file's words */
 };
 
 enum prun_halt {

@@ -83,6 +83,32 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     same -k -0 echo '[{}]' :::: "$T/nul"
 }
 
+@test "adhoc: a NUL byte in newline-separated input is refused with a hint at -0" {
+    # Streamed stdin: what came before runs, nothing from that item on.
+    run "$PR" --redis off -j1 echo < <(printf 'x\na\0b\ny\n')
+    [ "$status" -eq 1 ]
+    [ "$(echo "$output" | grep -c '^x$')" -eq 1 ]
+    ! grep -q '^y$' <<< "$output"
+    [ "$(grep -c 'NUL byte' <<< "$output")" -eq 1 ]
+    [[ "$output" == *"stdin item 2 contains a NUL byte; use -0/--null for NUL-separated input"* ]]
+    # find -print0 without -0: the first item already holds one.
+    run "$PR" --redis off echo < <(printf 'a\0b\0')
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"stdin item 1 contains a NUL byte"* ]]
+    ! grep -qx a <<< "$output"
+    # Read whole before the run (a :::: file among several sources): a
+    # usage error, nothing started.
+    printf 'p\nq\0r\n' > "$T/nul"
+    run "$PR" --redis off echo :::: "$T/nul" ::: 1
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$T/nul item 2 contains a NUL byte; use -0/--null"* ]]
+    ! grep -qx 'p 1' <<< "$output"
+    # With -0 the same bytes are fine.
+    run "$PR" --redis off -k -0 echo '[{}]' < <(printf 'a\0b\0')
+    [ "$status" -eq 0 ]
+    [ "$output" = "$(printf '[a]\n[b]')" ]
+}
+
 @test "adhoc: {%} and PARALLELRUN_SLOT are the slot, within -j" {
     run "$PR" --redis off -j2 sh -c 'echo "{%} $PARALLELRUN_SLOT"' ::: 1 2 3 4 5 6
     [ "$status" -eq 0 ]
