@@ -188,6 +188,7 @@ void prun__output_free(struct prun_output *o)
     prun__output_progress_clear(o);
     if (o->joblog_fd >= 0)
         close(o->joblog_fd);
+    prun__out_close_manifests(o);
     if (o->results_fd >= 0) {
         close(o->results_fd);
         /* A run that started nothing leaves no empty directory behind. */

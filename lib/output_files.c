@@ -8,6 +8,8 @@
  */
 #include "output_int.h"
 
+#include "job.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -270,4 +272,108 @@ int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
         rc = prun__err_sys(err, "cannot write joblog '%s'", o->opts.joblog);
     prun__buf_free(&b);
     return rc;
+}
+
+/* A manifest value: tab, newline, CR and backslash escaped as in C. */
+static int add_escaped(struct prun_buf *b, const char *s)
+{
+    int rc = 0;
+
+    for (; *s != '\0' && rc == 0; s++) {
+        switch (*s) {
+        case '\t':
+            rc = prun__buf_adds(b, "\\t");
+            break;
+        case '\n':
+            rc = prun__buf_adds(b, "\\n");
+            break;
+        case '\r':
+            rc = prun__buf_adds(b, "\\r");
+            break;
+        case '\\':
+            rc = prun__buf_adds(b, "\\\\");
+            break;
+        default:
+            rc = prun__buf_addc(b, *s);
+        }
+    }
+    return rc;
+}
+
+/* The manifest of task ti, opened at its first row. */
+static int manifest_fd(
+    struct prun_output *o, size_t ti, const char *task, struct prun_err *err)
+{
+    char name[PATH_MAX], path[2 * PATH_MAX + 2];
+    int fd;
+
+    if (ti >= o->nmanifest) {
+        size_t i, n = ti + 8;
+        int *v = realloc(o->manifest_fd, n * sizeof(*v));
+
+        if (v == NULL)
+            return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        for (i = o->nmanifest; i < n; i++)
+            v[i] = -1;
+        o->manifest_fd = v;
+        o->nmanifest = n;
+    }
+    if (o->manifest_fd[ti] >= 0)
+        return o->manifest_fd[ti];
+    if (snprintf(name, sizeof(name), "%s/manifest.tsv", task) >=
+        (int)sizeof(name))
+        return prun__err_set(err, PRUN_EINVAL, "results path too long");
+    snprintf(path, sizeof(path), "%s/%s", o->results_path, name);
+    /* TASK was made and checked as ours when its first files were. */
+    fd = open_output_file(o->results_fd, name, O_WRONLY | O_APPEND, path, err);
+    if (fd < 0)
+        return fd;
+    o->manifest_fd[ti] = fd;
+    return fd;
+}
+
+int prun__output_manifest(struct prun_output *o, size_t ti, const char *task,
+    unsigned long long index, const struct prun_item *items, size_t n,
+    struct prun_err *err)
+{
+    struct prun_buf b = {0};
+    size_t i, k;
+    int fd, rc = 0;
+
+    if (o->results_fd < 0)
+        return 0;
+    if ((fd = manifest_fd(o, ti, task, err)) < 0)
+        return fd;
+    rc = prun__buf_printf(&b, "%llu", index);
+    for (i = 0; i < n && rc == 0; i++) {
+        /* A matrix item's values are its axes', in order. */
+        if (items[i].nkeys == 0)
+            rc = prun__buf_addc(&b, '\t') < 0 ? -1
+                                              : add_escaped(&b, items[i].text);
+        for (k = 0; k < items[i].nkeys && rc == 0; k++)
+            rc = prun__buf_addc(&b, '\t') < 0
+                     ? -1
+                     : add_escaped(&b, items[i].vals[k]);
+    }
+    if (rc == 0)
+        rc = prun__buf_addc(&b, '\n');
+    if (rc < 0)
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    else if (prun__write_all(fd, b.data, b.len) < 0)
+        rc = prun__err_sys(
+            err, "cannot write '%s/%s/manifest.tsv'", o->results_path, task);
+    prun__buf_free(&b);
+    return rc;
+}
+
+void prun__out_close_manifests(struct prun_output *o)
+{
+    size_t i;
+
+    for (i = 0; i < o->nmanifest; i++)
+        if (o->manifest_fd[i] >= 0)
+            close(o->manifest_fd[i]);
+    free(o->manifest_fd);
+    o->manifest_fd = NULL;
+    o->nmanifest = 0;
 }

@@ -305,6 +305,10 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         attempt_ended(r, a, -1);
         return;
     }
+    if (inst->attempt == 1 &&
+        prun__output_manifest(r->out, inst->task, task->name, inst->index,
+            inst->items, inst->nitems, &e) < 0)
+        note_warning(r, &e);
     r->exec->ops->start(r->exec, a);
 }
 
