@@ -144,6 +144,8 @@ struct prun_progress {
 };
 void prun__output_progress(
     struct prun_output *o, const struct prun_progress *p);
+/* The terminal was resized (SIGWINCH): the next redraw asks its width. */
+void prun__output_winch(struct prun_output *o);
 /* Erases the progress line (before other text goes to the terminal). */
 void prun__output_progress_clear(struct prun_output *o);
 

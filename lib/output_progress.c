@@ -57,12 +57,14 @@ void prun__output_progress(struct prun_output *o, const struct prun_progress *p)
     /*
      * A line wider than the terminal wraps, and "\r" then goes back to the
      * start of its last row only: every redraw would leave a copy above.
-     * So it is cut to the width, asked for at each redraw (a resized
-     * terminal is followed at once).
+     * So it is cut to the width, asked once and again after each SIGWINCH
+     * (prun__output_winch), which also redraws at once.
      */
-    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
-        strlen(line) >= ws.ws_col)
-        line[ws.ws_col - 1] = '\0';
+    if (o->cols == 0)
+        o->cols =
+            ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col : -1;
+    if (o->cols > 1 && strlen(line) >= (size_t)o->cols)
+        line[o->cols - 1] = '\0';
     snprintf(o->progress_line, sizeof(o->progress_line), "\r\033[K%s", line);
     prun__write_all(2, o->progress_line, strlen(o->progress_line));
     o->progress_shown = 1;
@@ -74,4 +76,10 @@ void prun__output_progress_clear(struct prun_output *o)
         return;
     prun__write_all(2, "\r\033[K", 4);
     o->progress_shown = 0;
+}
+
+void prun__output_winch(struct prun_output *o)
+{
+    if (o != NULL)
+        o->cols = 0;
 }

@@ -519,6 +519,12 @@ static void on_signal(struct prun__watch *w, uint32_t events)
          */
         if (si.ssi_signo == SIGCONT)
             continue;
+        /* A resized terminal: the progress line's width, redrawn now. */
+        if (si.ssi_signo == SIGWINCH) {
+            prun__output_winch(r->out);
+            r->next_progress = 0;
+            continue;
+        }
         if (r->stop_signal != 0) {
             /* A second stop signal: no more patience. */
             r->exec->ops->stop_all(r->exec, 1);
@@ -608,6 +614,7 @@ static int setup(struct runner *r, struct prun_err *err)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGCONT);
+    sigaddset(&mask, SIGWINCH);
     if (sigprocmask(SIG_BLOCK, &mask, &r->oldmask) < 0)
         return prun__err_sys(err, "sigprocmask");
     r->epfd = epoll_create1(EPOLL_CLOEXEC);

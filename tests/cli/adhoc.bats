@@ -306,3 +306,60 @@ YAML
     run "$PR" --redis off --bar true ::: a
     [[ "$output" == *"/1 "* ]]
 }
+
+@test "progress: a resized terminal (SIGWINCH) is followed: the line is cut to the new width" {
+    mkfifo "$T/gate"
+    # A pty 100 columns wide; the first instance waits on the fifo while
+    # the terminal shrinks to 30 columns.
+    run timeout "$(scaled 60)" /usr/bin/python3 - "$PR" "$T/gate" <<'PY'
+import fcntl, os, pty, select, struct, sys, termios
+
+pr, gate = sys.argv[1], sys.argv[2]
+
+def size(fd, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 10, cols, 0, 0))
+
+pid, fd = pty.fork()
+if pid == 0:
+    size(0, 100)
+    os.execv(pr, [pr, "--redis", "off", "--bar", "-j1", "sh", "-c",
+                  '[ "$1" != 1 ] || read x < "$0"', gate, ":::", "1", "2", "3"])
+
+buf = b""
+
+def read_until(pred):
+    global buf
+    while not pred():
+        r, _, _ = select.select([fd], [], [])
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return False
+        buf += chunk
+    return True
+
+def draws(data):
+    # Each redraw is "\r\033[K" and the line ("[===  ] 1/3 ..."); the
+    # summary at the end is no redraw.
+    return [s[3:] for s in data.split(b"\r") if s.startswith(b"\x1b[K[")]
+
+assert read_until(lambda: len(draws(buf)) > 0), buf
+wide = draws(buf)
+assert max(len(d) for d in wide) > 29, wide
+mark = len(buf)
+size(fd, 30)
+assert read_until(lambda: len(draws(buf[mark:])) > 0), buf
+with open(gate, "w") as g:
+    g.write("go\n")
+read_until(lambda: False)
+_, st = os.waitpid(pid, 0)
+narrow = draws(buf[mark:])
+print("before:", wide[-1], "after:", narrow)
+assert os.WEXITSTATUS(st) == 0, st
+assert narrow and all(len(d) <= 29 for d in narrow), narrow
+PY
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
