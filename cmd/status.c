@@ -315,7 +315,7 @@ static int parse_common(int argc, char **argv, int allow_watch, int *watch,
             *redis = optarg;
             break;
         case 'h':
-            printf("usage: parallelrun status [RUN_ID] [--watch] [--json]\n"
+            printf("usage: parallelrun status [RUN_ID|JOB] [--watch] [--json]\n"
                    "       parallelrun runs [--json]\n"
                    "       parallelrun cancel RUN_ID\n"
                    "\n"
@@ -347,12 +347,45 @@ static int state_exit(const char *state)
                : EXIT_FAILED;
 }
 
+/*
+ * status ARG: a run id, else a job name (its newest run). A run id that is
+ * also a job's name is the run, said so on stderr. Returns 0 with the run
+ * id in rid, or a PRUN_E* with err set (PRUN_ENOTFOUND: neither).
+ */
+static int resolve_run(struct prun_conn *c, const char *arg, char *rid,
+    size_t n, struct prun_err *err)
+{
+    char latest[64];
+    int is_run, rc;
+
+    if ((is_run = prun__run_exists(c, arg, err)) < 0)
+        return is_run;
+    rc = prun__run_latest_of(c, arg, latest, sizeof(latest), err);
+    if (rc < 0 && rc != PRUN_ENOTFOUND)
+        return rc;
+    if (is_run) {
+        if (rc == 0)
+            cmd_warn("'%s' is a run id and a job name: showing that run (the "
+                     "job's latest is %s)",
+                arg, latest);
+        snprintf(rid, n, "%s", arg);
+        return 0;
+    }
+    if (rc < 0)
+        return prun__err_set(err, PRUN_ENOTFOUND,
+            "no run '%s' and no run of a job named '%s' in Redis at %s", arg,
+            arg, prun__conn_url(c));
+    snprintf(rid, n, "%s", latest);
+    return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
     struct conn_setup cs;
     struct prun_status st;
     struct prun_err e;
     const char *redis = NULL, *rid;
+    char resolved[64];
     int watch = 0, json = 0, rc, tty = isatty(1);
 
     rc = parse_common(argc, argv, 1, &watch, &json, &redis, &rid);
@@ -363,6 +396,14 @@ int cmd_status(int argc, char **argv)
         disconnect_redis(&cs);
         return rc;
     }
+    if (rid != NULL &&
+        (rc = resolve_run(cs.conn, rid, resolved, sizeof(resolved), &e)) < 0) {
+        rc = rc == PRUN_ENOTFOUND ? (cmd_warn("%s", e.msg), 1) : cmd_fail(&e);
+        disconnect_redis(&cs);
+        return rc;
+    }
+    if (rid != NULL)
+        rid = resolved;
     for (;;) {
         rc = prun__status_load(cs.conn, rid, &st, &e);
         if (rc < 0) {

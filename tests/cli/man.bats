@@ -101,4 +101,14 @@ SH
     [[ "$output" == *20261202-101010-ab12* ]]
     [[ "$output" == *20261202-111111-cd34* ]]
     [[ "$output" != *RUN* ]]
+    # status JOB: job names from the same table; --resume last.
+    run complete_words "$T/fakepr" status nig
+    [ "$output" = nightly ]
+    run complete_words "$T/fakepr" status ''
+    [[ "$output" == *nightly* ]]
+    [[ "$output" != *NAME* ]]
+    run complete_words "$T/fakepr" run x.yaml --resume l
+    [ "$output" = last ]
+    run complete_words "$T/fakepr" cancel nig
+    [ -z "$output" ]
 }
