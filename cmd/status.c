@@ -122,34 +122,12 @@ static long long elapsed_ms(const struct prun_run_info *in)
     return in->started_ms > 0 ? end - in->started_ms : 0;
 }
 
-static void print_status_text(const struct prun_status *st)
+/* The running instances, with their own progress where they report it. */
+static void print_running(const struct prun_status *st)
 {
-    const struct prun_run_info *in = &st->run;
-    char t1[32], d[32], buf[1100], b2[64];
+    char buf[1100], d[32];
     size_t i, k;
 
-    printf("run %s  %s  %s", in->run_id, in->name, in->state);
-    if (strcmp(in->state, "running") != 0 && strcmp(in->state, "lost") != 0)
-        printf(" (exit %lld)", in->exit_code);
-    printf("\n  job %s, host %s, pid %lld, started %s, %s %s\n", in->job,
-        in->host, in->pid, fmt_time(in->started_ms, t1, sizeof(t1)),
-        strcmp(in->state, "running") == 0 ? "running for" : "took",
-        prun__fmt_duration(elapsed_ms(in), d, sizeof(d)));
-    if (in->resumed_from[0])
-        printf("  resumed from %s\n", in->resumed_from);
-    printf("  instances: ");
-    if (in->total >= 0)
-        printf("%lld total, ", in->total);
-    printf("%lld succeeded, %lld failed, %lld running", in->succeeded,
-        in->failed, in->running);
-    if (in->skipped)
-        printf(", %lld not started", in->skipped);
-    if (in->retried)
-        printf(", %lld retried", in->retried);
-    printf("\n");
-    if (strcmp(in->state, "lost") == 0)
-        printf("  the runner stopped sending heartbeats: it was killed or its "
-               "host went away\n");
     if (st->nrunning > 0)
         printf("  running:\n");
     for (i = 0; i < st->nrunning; i++) {
@@ -180,6 +158,14 @@ static void print_status_text(const struct prun_status *st)
             printf("  '%s'", item);
         printf("\n");
     }
+}
+
+/* The failed instances, each with the last lines of its stderr. */
+static void print_failed(const struct prun_status *st)
+{
+    char buf[1100], b2[64];
+    size_t i;
+
     if (st->nfailed > 0)
         printf("  failed:\n");
     for (i = 0; i < st->nfailed; i++) {
@@ -206,6 +192,37 @@ static void print_status_text(const struct prun_status *st)
                 break;
         }
     }
+}
+
+static void print_status_text(const struct prun_status *st)
+{
+    const struct prun_run_info *in = &st->run;
+    char t1[32], d[32];
+
+    printf("run %s  %s  %s", in->run_id, in->name, in->state);
+    if (strcmp(in->state, "running") != 0 && strcmp(in->state, "lost") != 0)
+        printf(" (exit %lld)", in->exit_code);
+    printf("\n  job %s, host %s, pid %lld, started %s, %s %s\n", in->job,
+        in->host, in->pid, fmt_time(in->started_ms, t1, sizeof(t1)),
+        strcmp(in->state, "running") == 0 ? "running for" : "took",
+        prun__fmt_duration(elapsed_ms(in), d, sizeof(d)));
+    if (in->resumed_from[0])
+        printf("  resumed from %s\n", in->resumed_from);
+    printf("  instances: ");
+    if (in->total >= 0)
+        printf("%lld total, ", in->total);
+    printf("%lld succeeded, %lld failed, %lld running", in->succeeded,
+        in->failed, in->running);
+    if (in->skipped)
+        printf(", %lld not started", in->skipped);
+    if (in->retried)
+        printf(", %lld retried", in->retried);
+    printf("\n");
+    if (strcmp(in->state, "lost") == 0)
+        printf("  the runner stopped sending heartbeats: it was killed or its "
+               "host went away\n");
+    print_running(st);
+    print_failed(st);
     if (in->redis_note[0])
         printf("  note: %s\n", in->redis_note);
 }

@@ -770,6 +770,7 @@ int prun__run(const struct prun_run_opts *o, struct prun_run_result *res,
 
     memset(&r, 0, sizeof(r));
     memset(res, 0, sizeof(*res));
+    res->halt_status = -1;
     r.o = o;
     r.job = o->job;
     r.res = res;
