@@ -67,11 +67,20 @@ complete_words() {
     [ -f "$R/share/man/man1/parallelrun.1" ]
     [ -f "$R/share/man/man5/parallelrun-job.5" ]
     [ -f "$R/share/bash-completion/completions/parallelrun" ]
+    [ -f "$R/share/zsh/site-functions/_parallelrun" ]
     run bash -c "MANWIDTH=80 man -l '$R/share/man/man1/parallelrun.1' 2>/dev/null"
     [[ "$output" == *"AD-HOC MODE"* ]]
     run make -s uninstall PREFIX=/opt/prun DESTDIR="$T/root" BUILD="$PRUN_BUILD"
     [ ! -e "$R/share/man/man1/parallelrun.1" ]
     [ ! -e "$R/share/bash-completion/completions/parallelrun" ]
+    [ ! -e "$R/share/zsh/site-functions/_parallelrun" ]
+}
+
+@test "completion: the zsh completion parses (zsh -n)" {
+    command -v zsh >/dev/null || skip "no zsh"
+    run zsh -n "$ROOT/completion/_parallelrun"
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
 }
 
 @test "completion: subcommands, options, job files and run ids" {
