@@ -28,7 +28,7 @@ DEB_PKGS  := build-essential pkg-config libyaml-dev libhiredis-dev \
              libinih-dev redis-server redis-tools bats python3 python3-numpy \
              python3-h5py parallel hyperfine time clang libclang-rt-14-dev \
              valgrind cppcheck iproute2 procps
-DEB_PKGS  += scdoc man-db bash-completion
+DEB_PKGS  += scdoc man-db bash-completion zsh
 
 OPT       ?= -O2 -g
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -206,8 +206,9 @@ install: all
 #
 #   make man        docs/man/*.scd -> $(BUILD)/man/ (scdoc)
 #   make man-check  the pages render with man -l without a warning
-# make install also puts them under $(PREFIX)/share/man and the bash
-# completion where bash-completion looks for it.
+# make install also puts them under $(PREFIX)/share/man, the bash
+# completion where bash-completion looks for it and the zsh one in
+# share/zsh/site-functions (in zsh's default fpath for /usr/local).
 
 MAN_SRCS  := $(sort $(wildcard docs/man/*.scd))
 MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(BUILD)/man/%)
@@ -237,19 +238,23 @@ install: install-extra
 install-extra: man
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5 \
-	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 	install -m 644 $(BUILD)/man/parallelrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(BUILD)/man/parallelrun-job.5 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 completion/parallelrun.bash \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/parallelrun
+	install -m 644 completion/_parallelrun \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_parallelrun
 
 uninstall: uninstall-extra
 
 uninstall-extra:
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/parallelrun.1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/parallelrun-job.5 \
-	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/parallelrun
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/parallelrun \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_parallelrun
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/parallelrun \

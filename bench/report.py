@@ -62,6 +62,11 @@ if spawn:
             "**%.2fx** the floor, **%.2fx** xargs -P 2, **%.1fx** the "
             "throughput of GNU parallel" % (n, ah / floor,
                 ah / spawn["xargs -P 2"][0], spawn["parallel -j 2"][0] / ah))
+        if "parallelrun, one argument" in spawn:
+            add("- ad-hoc mode / the job file running the same argv "
+                "(`/bin/true ITEM`): **%.2fx** (GNU true's setlocale() for "
+                "one argument makes every child dearer than the floor's)"
+                % (ah / spawn["parallelrun, one argument"][0]))
     add("")
 
 rss_path = os.path.join(out, "rss.txt")

@@ -26,6 +26,13 @@ tasks:
     foreach: {range: [0, $N]}
     run: [/bin/true]
 YAML
+# The same with the item as an argument, as ad-hoc mode (which appends
+# {}), xargs -n 1 and parallel pass it. The argument is not free: GNU
+# true given one argument calls setlocale() to check for --help, which
+# loads the locale (C.UTF-8 here) in every child. Ad-hoc mode is compared
+# with this one, not with the argument-less job above.
+sed 's|run: \[/bin/true\]|run: [/bin/true, "{item}"]|; s|name: bench-true|name: bench-true-arg|' \
+    "$OUT/true.yaml" > "$OUT/true-arg.yaml"
 seq "$N" > "$OUT/seq.txt"
 # A fresh embedded store: this measures spawning, not the data of earlier
 # runs the server would load and save again (bench/redis.sh measures that).
@@ -36,6 +43,7 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$OUT/spawn.json" \
     -n floor "$OUT/floor 2 $N /bin/true" \
     -n "parallelrun --redis off" "$PR run $OUT/true.yaml -j 2 --redis off" \
     -n parallelrun "$PR run $OUT/true.yaml -j 2" \
+    -n "parallelrun, one argument" "$PR run $OUT/true-arg.yaml -j 2" \
     -n "parallelrun ad-hoc" "$PR -j2 /bin/true ::: $(seq -s ' ' "$N")" \
     -n "xargs -P 2" "xargs -P 2 -n 1 -a $OUT/seq.txt /bin/true" \
     -n "parallel -j 2" "parallel --will-cite -j 2 -a $OUT/seq.txt /bin/true"

@@ -122,6 +122,70 @@ static int joblog_skip(
     return prun__seqs_has(&js->seqs, ++js->next);
 }
 
+/*
+ * The usage errors parsing cannot see: --resume without a joblog, a
+ * command word that names nothing, arguments awaited from a terminal.
+ * Returns 0, or the exit status of the message printed.
+ */
+static int adhoc_usage_checks(const struct prun_adhoc *a)
+{
+    char word[256];
+    const char *sugg;
+
+    if (a->resume_joblog && a->joblog == NULL)
+        return cmd_usage("%s needs --joblog FILE (the joblog to resume from)",
+            a->resume_failed ? "--resume-failed" : "--resume");
+    if (!command_found(&a->job->tasks[0], word, sizeof(word))) {
+        sugg = prun__closest(word, subcommands, NSUBCOMMANDS);
+        if (sugg != NULL)
+            return cmd_usage(
+                "unknown command '%s' (did you mean '%s'?)", word, sugg);
+        return cmd_usage("unknown command '%s': not a subcommand, and no "
+                         "program of that name in PATH",
+            word);
+    }
+    /* No source and a terminal on stdin: arguments are not typed in. */
+    if (a->from_stdin && isatty(0))
+        return cmd_usage("no arguments: give them after ':::' or '::::' FILE, "
+                         "or on stdin (not a terminal)");
+    return 0;
+}
+
+/* The session's options from the command line. */
+static void adhoc_session_opts(const struct prun_adhoc *a,
+    struct joblog_skip *js, struct prun_session_opts *so)
+{
+    long ncpu;
+
+    memset(so, 0, sizeof(*so));
+    so->redis_url = a->redis;
+    so->resume = a->resume;
+    so->jobs = a->jobs;
+    if (a->jobs_pct > 0) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        so->jobs = (unsigned)((ncpu > 0 ? ncpu : 1) * a->jobs_pct / 100);
+        if (so->jobs == 0)
+            so->jobs = 1;
+    }
+    so->out.mode = a->json  ? PRUN_OUT_NONE
+                   : a->tag ? PRUN_OUT_TAG
+                            : PRUN_OUT_GROUP;
+    so->out.quiet = a->quiet;
+    so->out.results_dir = a->results;
+    so->out.joblog = a->joblog;
+    so->out.joblog_append = a->joblog_append;
+    so->out.keep_order = a->keep_order;
+    so->out.tag_tpl = a->tag_tpl;
+    /* --bar and --eta ask for the progress line even off a terminal. */
+    so->out.progress = a->bar || a->eta || (!a->quiet && !a->json && isatty(2));
+    so->quiet = a->quiet;
+    so->say = adhoc_say;
+    if (a->resume_joblog) {
+        so->skip = joblog_skip;
+        so->skip_ctx = js;
+    }
+}
+
 int cmd_adhoc(int argc, char **argv)
 {
     struct prun_adhoc *a = NULL;
@@ -131,9 +195,7 @@ int cmd_adhoc(int argc, char **argv)
     struct prun_run_result res;
     struct prun_err e;
     struct joblog_skip js;
-    char word[256];
     int rc;
-    long ncpu;
 
     memset(&js, 0, sizeof(js));
     memset(&res, 0, sizeof(res));
@@ -142,32 +204,8 @@ int cmd_adhoc(int argc, char **argv)
         rc = e.code == PRUN_EINVAL ? cmd_usage("%s", e.msg) : cmd_fail(&e);
         goto out;
     }
-    if (a->resume_joblog && a->joblog == NULL) {
-        rc = cmd_usage("%s needs --joblog FILE (the joblog to resume from)",
-            a->resume_failed ? "--resume-failed" : "--resume");
+    if ((rc = adhoc_usage_checks(a)) != 0)
         goto out;
-    }
-    /*
-     * No source and a terminal on stdin: most likely a mistyped command
-     * ("parallelrun stauts"), not arguments about to be typed in.
-     */
-    if (!command_found(&a->job->tasks[0], word, sizeof(word))) {
-        const char *sugg = prun__closest(word, subcommands, NSUBCOMMANDS);
-        if (sugg != NULL)
-            rc = cmd_usage(
-                "unknown command '%s' (did you mean '%s'?)", word, sugg);
-        else
-            rc = cmd_usage("unknown command '%s': not a subcommand, and no "
-                           "program of that name in PATH",
-                word);
-        goto out;
-    }
-    /* No source and a terminal on stdin: arguments are not typed in. */
-    if (a->from_stdin && isatty(0)) {
-        rc = cmd_usage("no arguments: give them after ':::' or '::::' FILE, "
-                       "or on stdin (not a terminal)");
-        goto out;
-    }
     if (prun__config_load(&cfg, NULL, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
@@ -188,38 +226,16 @@ int cmd_adhoc(int argc, char **argv)
         }
         a->joblog_append = 1;
     }
-    memset(&so, 0, sizeof(so));
-    so.redis_url = a->redis;
-    so.resume = a->resume;
-    so.jobs = a->jobs;
-    if (a->jobs_pct > 0) {
-        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        so.jobs = (unsigned)((ncpu > 0 ? ncpu : 1) * a->jobs_pct / 100);
-        if (so.jobs == 0)
-            so.jobs = 1;
-    }
-    so.out.mode = a->json  ? PRUN_OUT_NONE
-                  : a->tag ? PRUN_OUT_TAG
-                           : PRUN_OUT_GROUP;
-    so.out.quiet = a->quiet;
-    so.out.results_dir = a->results;
-    so.out.joblog = a->joblog;
-    so.out.joblog_append = a->joblog_append;
-    so.out.keep_order = a->keep_order;
-    so.out.tag_tpl = a->tag_tpl;
-    /* --bar and --eta ask for the progress line even off a terminal. */
-    so.out.progress = a->bar || a->eta || (!a->quiet && !a->json && isatty(2));
-    so.quiet = a->quiet;
-    so.say = adhoc_say;
-    if (a->resume_joblog) {
-        so.skip = joblog_skip;
-        so.skip_ctx = &js;
-    }
+    adhoc_session_opts(a, &js, &so);
     if (prun__session_open(&cfg, a->job, &so, &sess, &e) < 0) {
         rc = cmd_fail(&e);
         goto out;
     }
     rc = cmd_run_session(a->job, sess, &res, a->quiet, a->json);
+    /* With --halt, parallel's exit status (see halt.c) for a run that
+     * went as runs go: not for a signal or a system failure. */
+    if ((rc == EXIT_OK || rc == EXIT_FAILED) && res.halt_status >= 0)
+        rc = res.halt_status;
 out:
     prun__session_close(sess);
     prun__run_result_free(&res);

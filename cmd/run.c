@@ -15,6 +15,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "coord.h"
+#include "halt.h"
 #include "job.h"
 #include "jobcheck.h"
 #include "runner.h"
@@ -343,7 +344,7 @@ void print_summary(const struct prun_job *job, const char *run_id,
 {
     const struct prun__sched_stats *st = &res->stats;
     unsigned long long bad = st->failed + st->cancelled;
-    char d[32];
+    char d[32], hb[48];
     size_t i;
 
     prun__fmt_duration(res->elapsed_ms, d, sizeof(d));
@@ -390,10 +391,11 @@ void print_summary(const struct prun_job *job, const char *run_id,
                 "%s: not started: a task it needs failed", job->tasks[i].name);
     }
     if (res->halted)
-        cmd_warn("halted after %llu failure%s (halt: %s); %llu instance%s "
-                 "not started",
-            st->failed, st->failed == 1 ? "" : "s",
-            job->halt == PRUN_HALT_NOW ? "now" : "soon", st->skipped,
+        cmd_warn("halted after %llu failure%s, %llu success%s (halt: %s); "
+                 "%llu instance%s not started",
+            st->failed, st->failed == 1 ? "" : "s", st->succeeded,
+            st->succeeded == 1 ? "" : "es",
+            prun__halt_format(job, hb, sizeof(hb)), st->skipped,
             st->skipped == 1 ? "" : "s");
 }
 
@@ -486,14 +488,20 @@ int cmd_run_session(const struct prun_job *job, struct prun__session *sess,
 {
     const char *run_id = prun__session_run_id(sess);
     struct prun_err e;
-    int rc, failed;
+    int rc, failed, halt_ok;
     size_t i;
 
     rc = prun__session_run(sess, res, &e);
-    failed = res->stats.failed + res->stats.cancelled > 0 || res->halted;
+    /*
+     * A halt on successes (or on instances done) that triggered is what
+     * was asked for: what it cancelled or never started fails nothing.
+     */
+    halt_ok = res->halted && job->halt_on != PRUN_HALT_ON_FAIL;
+    failed = res->stats.failed > 0 ||
+             (!halt_ok && (res->stats.cancelled > 0 || res->halted));
     /* Skipped instances, source errors and failed needs fail a run too. */
     for (i = 0; i < res->ntasks && !failed; i++)
-        failed = task_skipped(&res->tasks[i]) > 0 ||
+        failed = (!halt_ok && task_skipped(&res->tasks[i]) > 0) ||
                  res->tasks[i].error[0] != '\0' || res->tasks[i].needs_failed;
     if (rc < 0) {
         print_summary(job, run_id, res, 0, 1);

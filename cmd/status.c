@@ -122,34 +122,12 @@ static long long elapsed_ms(const struct prun_run_info *in)
     return in->started_ms > 0 ? end - in->started_ms : 0;
 }
 
-static void print_status_text(const struct prun_status *st)
+/* The running instances, with their own progress where they report it. */
+static void print_running(const struct prun_status *st)
 {
-    const struct prun_run_info *in = &st->run;
-    char t1[32], d[32], buf[1100], b2[64];
+    char buf[1100], d[32];
     size_t i, k;
 
-    printf("run %s  %s  %s", in->run_id, in->name, in->state);
-    if (strcmp(in->state, "running") != 0 && strcmp(in->state, "lost") != 0)
-        printf(" (exit %lld)", in->exit_code);
-    printf("\n  job %s, host %s, pid %lld, started %s, %s %s\n", in->job,
-        in->host, in->pid, fmt_time(in->started_ms, t1, sizeof(t1)),
-        strcmp(in->state, "running") == 0 ? "running for" : "took",
-        prun__fmt_duration(elapsed_ms(in), d, sizeof(d)));
-    if (in->resumed_from[0])
-        printf("  resumed from %s\n", in->resumed_from);
-    printf("  instances: ");
-    if (in->total >= 0)
-        printf("%lld total, ", in->total);
-    printf("%lld succeeded, %lld failed, %lld running", in->succeeded,
-        in->failed, in->running);
-    if (in->skipped)
-        printf(", %lld not started", in->skipped);
-    if (in->retried)
-        printf(", %lld retried", in->retried);
-    printf("\n");
-    if (strcmp(in->state, "lost") == 0)
-        printf("  the runner stopped sending heartbeats: it was killed or its "
-               "host went away\n");
     if (st->nrunning > 0)
         printf("  running:\n");
     for (i = 0; i < st->nrunning; i++) {
@@ -180,6 +158,14 @@ static void print_status_text(const struct prun_status *st)
             printf("  '%s'", item);
         printf("\n");
     }
+}
+
+/* The failed instances, each with the last lines of its stderr. */
+static void print_failed(const struct prun_status *st)
+{
+    char buf[1100], b2[64];
+    size_t i;
+
     if (st->nfailed > 0)
         printf("  failed:\n");
     for (i = 0; i < st->nfailed; i++) {
@@ -206,6 +192,37 @@ static void print_status_text(const struct prun_status *st)
                 break;
         }
     }
+}
+
+static void print_status_text(const struct prun_status *st)
+{
+    const struct prun_run_info *in = &st->run;
+    char t1[32], d[32];
+
+    printf("run %s  %s  %s", in->run_id, in->name, in->state);
+    if (strcmp(in->state, "running") != 0 && strcmp(in->state, "lost") != 0)
+        printf(" (exit %lld)", in->exit_code);
+    printf("\n  job %s, host %s, pid %lld, started %s, %s %s\n", in->job,
+        in->host, in->pid, fmt_time(in->started_ms, t1, sizeof(t1)),
+        strcmp(in->state, "running") == 0 ? "running for" : "took",
+        prun__fmt_duration(elapsed_ms(in), d, sizeof(d)));
+    if (in->resumed_from[0])
+        printf("  resumed from %s\n", in->resumed_from);
+    printf("  instances: ");
+    if (in->total >= 0)
+        printf("%lld total, ", in->total);
+    printf("%lld succeeded, %lld failed, %lld running", in->succeeded,
+        in->failed, in->running);
+    if (in->skipped)
+        printf(", %lld not started", in->skipped);
+    if (in->retried)
+        printf(", %lld retried", in->retried);
+    printf("\n");
+    if (strcmp(in->state, "lost") == 0)
+        printf("  the runner stopped sending heartbeats: it was killed or its "
+               "host went away\n");
+    print_running(st);
+    print_failed(st);
     if (in->redis_note[0])
         printf("  note: %s\n", in->redis_note);
 }
@@ -315,7 +332,7 @@ static int parse_common(int argc, char **argv, int allow_watch, int *watch,
             *redis = optarg;
             break;
         case 'h':
-            printf("usage: parallelrun status [RUN_ID] [--watch] [--json]\n"
+            printf("usage: parallelrun status [RUN_ID|JOB] [--watch] [--json]\n"
                    "       parallelrun runs [--json]\n"
                    "       parallelrun cancel RUN_ID\n"
                    "\n"
@@ -347,12 +364,45 @@ static int state_exit(const char *state)
                : EXIT_FAILED;
 }
 
+/*
+ * status ARG: a run id, else a job name (its newest run). A run id that is
+ * also a job's name is the run, said so on stderr. Returns 0 with the run
+ * id in rid, or a PRUN_E* with err set (PRUN_ENOTFOUND: neither).
+ */
+static int resolve_run(struct prun_conn *c, const char *arg, char *rid,
+    size_t n, struct prun_err *err)
+{
+    char latest[64];
+    int is_run, rc;
+
+    if ((is_run = prun__run_exists(c, arg, err)) < 0)
+        return is_run;
+    rc = prun__run_latest_of(c, arg, latest, sizeof(latest), err);
+    if (rc < 0 && rc != PRUN_ENOTFOUND)
+        return rc;
+    if (is_run) {
+        if (rc == 0)
+            cmd_warn("'%s' is a run id and a job name: showing that run (the "
+                     "job's latest is %s)",
+                arg, latest);
+        snprintf(rid, n, "%s", arg);
+        return 0;
+    }
+    if (rc < 0)
+        return prun__err_set(err, PRUN_ENOTFOUND,
+            "no run '%s' and no run of a job named '%s' in Redis at %s", arg,
+            arg, prun__conn_url(c));
+    snprintf(rid, n, "%s", latest);
+    return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
     struct conn_setup cs;
     struct prun_status st;
     struct prun_err e;
     const char *redis = NULL, *rid;
+    char resolved[64];
     int watch = 0, json = 0, rc, tty = isatty(1);
 
     rc = parse_common(argc, argv, 1, &watch, &json, &redis, &rid);
@@ -363,6 +413,14 @@ int cmd_status(int argc, char **argv)
         disconnect_redis(&cs);
         return rc;
     }
+    if (rid != NULL &&
+        (rc = resolve_run(cs.conn, rid, resolved, sizeof(resolved), &e)) < 0) {
+        rc = rc == PRUN_ENOTFOUND ? (cmd_warn("%s", e.msg), 1) : cmd_fail(&e);
+        disconnect_redis(&cs);
+        return rc;
+    }
+    if (rid != NULL)
+        rid = resolved;
     for (;;) {
         rc = prun__status_load(cs.conn, rid, &st, &e);
         if (rc < 0) {

@@ -9,6 +9,12 @@ _parallelrun_run_ids()
     "${COMP_WORDS[0]}" runs 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]/ { print $1 }'
 }
 
+_parallelrun_job_names()
+{
+    # The NAME column of `parallelrun runs`, each once.
+    "${COMP_WORDS[0]}" runs 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]/ && !seen[$2]++ { print $2 }'
+}
+
 _parallelrun()
 {
     local cur prev words cword
@@ -39,7 +45,7 @@ _parallelrun()
         case $prev in
         --results) _filedir -d; return ;;
         --joblog) _filedir; return ;;
-        --resume) COMPREPLY=($(compgen -W "$(_parallelrun_run_ids)" -- "$cur")); return ;;
+        --resume) COMPREPLY=($(compgen -W "last $(_parallelrun_run_ids)" -- "$cur")); return ;;
         -j | --jobs | --set | --redis) return ;;
         esac
         if [[ $cur == -* ]]; then
@@ -55,6 +61,9 @@ _parallelrun()
     status | cancel)
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W "--watch --json --redis" -- "$cur"))
+        elif [[ $prev != --redis && $sub == status ]]; then
+            # A run id, or a job's name (its latest run).
+            COMPREPLY=($(compgen -W "$(_parallelrun_run_ids) $(_parallelrun_job_names)" -- "$cur"))
         elif [[ $prev != --redis ]]; then
             COMPREPLY=($(compgen -W "$(_parallelrun_run_ids)" -- "$cur"))
         fi
@@ -87,10 +96,11 @@ _parallelrun()
         case $prev in
         --results) _filedir -d; return ;;
         --joblog | ::::) _filedir; return ;;
-        --halt) COMPREPLY=($(compgen -W "never soon now soon,fail= now,fail=" -- "$cur")); return ;;
+        --halt) COMPREPLY=($(compgen -W "never soon now soon,fail= now,fail=
+            soon,success= now,success= soon,done= now,done=" -- "$cur")); return ;;
         esac
         if [[ $cur == --resume=* ]]; then
-            COMPREPLY=($(compgen -P --resume= -W "$(_parallelrun_run_ids)" -- "${cur#--resume=}"))
+            COMPREPLY=($(compgen -P --resume= -W "last $(_parallelrun_run_ids)" -- "${cur#--resume=}"))
         elif [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W "$adhoc_opts" -- "$cur"))
         else

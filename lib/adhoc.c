@@ -8,10 +8,10 @@
  * several of them as a matrix (their cartesian product, the last varying
  * fastest, as parallel), or lines from stdin when none is given. A command
  * without any placeholder gets "{}" appended, as parallel and xargs do.
- * It does not run anything and does not print: the run composition and
- * the CLI do that.
+ * The options are adhoc_opts.c's. It does not run anything and does not
+ * print: the run composition and the CLI do that.
  */
-#include "adhoc.h"
+#include "adhoc_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,320 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-    O_JOBS,
-    O_KEEP,
-    O_TAG,
-    O_TAGSTRING,
-    O_BAR,
-    O_ETA,
-    O_HALT,
-    O_RETRIES,
-    O_TIMEOUT,
-    O_DELAY,
-    O_JOBLOG,
-    O_RESULTS,
-    O_RESUME,
-    O_RESUME_FAILED,
-    O_DRY_RUN,
-    O_SEGMENT,
-    O_REDIS,
-    O_QUIET,
-    O_JSON,
-    O_NULL,
-    O_SHELL,
-    O_QUOTE,
-};
-
-static const struct {
-    const char *name;
-    char shrt;
-    int arg; /* 0 none, 1 required, 2 optional (--name=VALUE only) */
-    int id;
-} opts[] = {
-    {"jobs", 'j', 1, O_JOBS},
-    {"keep-order", 'k', 0, O_KEEP},
-    {"tag", 0, 0, O_TAG},
-    {"tagstring", 0, 1, O_TAGSTRING},
-    {"bar", 0, 0, O_BAR},
-    {"eta", 0, 0, O_ETA},
-    {"halt", 0, 1, O_HALT},
-    {"retries", 0, 1, O_RETRIES},
-    {"timeout", 0, 1, O_TIMEOUT},
-    {"delay", 0, 1, O_DELAY},
-    {"joblog", 0, 1, O_JOBLOG},
-    {"results", 0, 1, O_RESULTS},
-    {"resume", 0, 2, O_RESUME},
-    {"resume-failed", 0, 0, O_RESUME_FAILED},
-    {"dry-run", 0, 0, O_DRY_RUN},
-    {"segment", 0, 1, O_SEGMENT},
-    {"redis", 0, 1, O_REDIS},
-    {"quiet", 0, 0, O_QUIET},
-    {"json", 0, 0, O_JSON},
-    {"null", '0', 0, O_NULL},
-    {"shell", 0, 0, O_SHELL},
-    {"quote", 'q', 0, O_QUOTE},
-};
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-struct src {
-    int file; /* :::: FILE */
-    size_t first, n;
-};
-
-/* What parsing collects before the job is built. */
-struct parse {
-    struct prun_adhoc *a;
-    struct prun_job *job;
-    int null_sep, shell;
-    int64_t timeout_ms, delay_ms;
-    unsigned retries;
-    size_t nsegs;
-    char **seg_names, **seg_files;
-    size_t cmd_first, ncmd;
-    struct src *srcs;
-    size_t nsrcs;
-};
-
-static int find_opt(const char *s, const char **val)
-{
-    size_t i, n;
-
-    *val = NULL;
-    if (s[0] == '-' && s[1] == '-') {
-        const char *eq = strchr(s + 2, '=');
-        n = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
-        for (i = 0; i < NOPTS; i++)
-            if (strlen(opts[i].name) == n &&
-                memcmp(opts[i].name, s + 2, n) == 0) {
-                if (eq)
-                    *val = eq + 1;
-                return (int)i;
-            }
-        return -1;
-    }
-    if (s[0] == '-' && s[1] != '\0')
-        for (i = 0; i < NOPTS; i++)
-            if (opts[i].shrt != 0 && opts[i].shrt == s[1]) {
-                if (s[2] != '\0')
-                    *val = s + 2;
-                return (int)i;
-            }
-    return -1;
-}
-
-int prun__adhoc_is_option(const char *s)
-{
-    const char *v;
-
-    return strcmp(s, ":::") == 0 || strcmp(s, "::::") == 0 ||
-           find_opt(s, &v) >= 0;
-}
-
-/* GNU parallel's durations are seconds; ours (500ms, 2h) work too. */
-static int parse_dur(
-    const char *opt, const char *s, int64_t *ms, struct prun_err *err)
-{
-    char *end;
-    double v;
-    struct prun_err e;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (end != s && *end == '\0' && errno == 0 && v >= 0 && v < 1e9) {
-        *ms = (int64_t)(v * 1000 + 0.5);
-        return 0;
-    }
-    if (prun__parse_duration(s, ms, &e) < 0)
-        return prun__err_set(err, PRUN_EINVAL, "%s: %s", opt, e.msg);
-    return 0;
-}
-
-/* --halt now|soon|never[,fail=N], or parallel's 0, 1, 2. */
-static int parse_halt(struct prun_job *job, const char *s, struct prun_err *err)
-{
-    const char *comma = strchr(s, ',');
-    size_t n = comma ? (size_t)(comma - s) : strlen(s);
-    long long v;
-    struct prun_err e;
-
-    job->max_failures = 1;
-    if (strcmp(s, "0") == 0 || (n == 5 && memcmp(s, "never", 5) == 0)) {
-        job->halt = PRUN_HALT_NEVER;
-        return comma ? prun__err_set(err, PRUN_EINVAL,
-                           "--halt: 'never' takes no condition, got '%s'", s)
-                     : 0;
-    }
-    if (strcmp(s, "1") == 0 || strcmp(s, "2") == 0) {
-        job->halt = s[0] == '1' ? PRUN_HALT_SOON : PRUN_HALT_NOW;
-        return 0;
-    }
-    if (n == 3 && memcmp(s, "now", 3) == 0)
-        job->halt = PRUN_HALT_NOW;
-    else if (n == 4 && memcmp(s, "soon", 4) == 0)
-        job->halt = PRUN_HALT_SOON;
-    else
-        return prun__err_set(err, PRUN_EINVAL,
-            "--halt: expected never, soon or now (with ',fail=N'), got '%s'",
-            s);
-    if (comma == NULL)
-        return 0;
-    if (strncmp(comma + 1, "fail=", 5) != 0 || strchr(comma + 6, '%') != NULL)
-        return prun__err_set(err, PRUN_EINVAL,
-            "--halt: only 'fail=N' (a count) is supported, got '%s'",
-            comma + 1);
-    if (prun__parse_int(comma + 6, 1, 1000000000, &v, &e) < 0)
-        return prun__err_set(err, PRUN_EINVAL, "--halt: fail=: %s", e.msg);
-    job->max_failures = (unsigned)v;
-    return 0;
-}
-
-/* -j N or -j N% (of the CPUs; parallel's -j 100% is one per CPU). */
-static int parse_jobs(struct prun_adhoc *a, const char *s, struct prun_err *err)
-{
-    size_t n = strlen(s);
-    long long v;
-    struct prun_err e;
-    char num[32];
-
-    if (n > 1 && s[n - 1] == '%' && n < sizeof(num)) {
-        memcpy(num, s, n - 1);
-        num[n - 1] = '\0';
-        if (prun__parse_int(num, 1, 100000, &v, &e) < 0)
-            return prun__err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
-        a->jobs_pct = (unsigned)v;
-        return 0;
-    }
-    if (prun__parse_int(s, 1, 100000, &v, &e) < 0)
-        return prun__err_set(err, PRUN_EINVAL, "-j: %s", e.msg);
-    a->jobs = (unsigned)v;
-    return 0;
-}
-
-static int add_seg(struct parse *p, const char *s, struct prun_err *err)
-{
-    const char *eq = strchr(s, '=');
-    size_t i, n;
-    char **nn, **nf;
-
-    if (eq == NULL || eq == s || eq[1] == '\0')
-        return prun__err_set(
-            err, PRUN_EINVAL, "--segment expects NAME=FILE, got '%s'", s);
-    n = (size_t)(eq - s);
-    if (n > 64 || (!isalpha((unsigned char)s[0]) && s[0] != '_'))
-        goto bad;
-    for (i = 1; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
-            goto bad;
-    nn = realloc(p->seg_names, (p->nsegs + 1) * sizeof(char *));
-    if (nn != NULL)
-        p->seg_names = nn;
-    nf = realloc(p->seg_files, (p->nsegs + 1) * sizeof(char *));
-    if (nf != NULL)
-        p->seg_files = nf;
-    if (nn == NULL || nf == NULL)
-        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
-    p->seg_names[p->nsegs] = prun__arena_strndup(p->job->arena, s, n);
-    p->seg_files[p->nsegs] = prun__arena_strdup(p->job->arena, eq + 1);
-    if (p->seg_names[p->nsegs] == NULL || p->seg_files[p->nsegs] == NULL)
-        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
-    for (i = 0; i < p->nsegs; i++)
-        if (strcmp(p->seg_names[i], p->seg_names[p->nsegs]) == 0)
-            return prun__err_set(err, PRUN_EINVAL,
-                "--segment: segment '%s' given twice", p->seg_names[i]);
-    p->nsegs++;
-    return 0;
-bad:
-    return prun__err_set(err, PRUN_EINVAL,
-        "--segment: '%.*s' is not a segment name (a letter or '_', then "
-        "letters, digits or '_', at most 64)",
-        (int)(n > 64 ? 64 : n), s);
-}
-
-static int set_opt(struct parse *p, int id, const char *name, const char *val,
-    struct prun_err *err)
-{
-    struct prun_adhoc *a = p->a;
-    long long v;
-    struct prun_err e;
-
-    switch (id) {
-    case O_JOBS:
-        return parse_jobs(a, val, err);
-    case O_KEEP:
-        a->keep_order = 1;
-        break;
-    case O_TAG:
-        a->tag = 1;
-        break;
-    case O_TAGSTRING:
-        a->tagstring = val;
-        a->tag = 1;
-        break;
-    case O_BAR:
-        a->bar = 1;
-        break;
-    case O_ETA:
-        a->eta = 1;
-        break;
-    case O_HALT:
-        return parse_halt(p->job, val, err);
-    case O_RETRIES:
-        /* parallel's --retries N is N tries in all; ours counts extra. */
-        if (prun__parse_int(val, 0, 1000, &v, &e) < 0)
-            return prun__err_set(err, PRUN_EINVAL, "--retries: %s", e.msg);
-        p->retries = v > 0 ? (unsigned)v - 1 : 0;
-        break;
-    case O_TIMEOUT:
-        return parse_dur("--timeout", val, &p->timeout_ms, err);
-    case O_DELAY:
-        return parse_dur("--delay", val, &p->delay_ms, err);
-    case O_JOBLOG:
-        a->joblog_append = val[0] == '+';
-        a->joblog = val + (val[0] == '+');
-        if (a->joblog[0] == '\0')
-            return prun__err_set(err, PRUN_EINVAL, "--joblog: empty file name");
-        break;
-    case O_RESULTS:
-        a->results = val;
-        break;
-    case O_RESUME:
-        if (val != NULL)
-            a->resume = val;
-        else
-            a->resume_joblog = 1;
-        break;
-    case O_RESUME_FAILED:
-        a->resume_joblog = a->resume_failed = 1;
-        break;
-    case O_DRY_RUN:
-        a->dry_run = 1;
-        break;
-    case O_SEGMENT:
-        return add_seg(p, val, err);
-    case O_REDIS:
-        a->redis = val;
-        break;
-    case O_QUIET:
-        a->quiet = 1;
-        break;
-    case O_JSON:
-        a->json = 1;
-        break;
-    case O_NULL:
-        p->null_sep = 1;
-        break;
-    case O_SHELL:
-        p->shell = 1;
-        break;
-    case O_QUOTE:
-        /* parallel -q keeps the command's words as they are: always so. */
-        break;
-    }
-    (void)name;
-    return 0;
-}
 
 /* Reads all of fd into b. */
 static int slurp(int fd, struct prun_buf *b)
@@ -360,8 +46,8 @@ static int slurp(int fd, struct prun_buf *b)
  * The values of a `:::: FILE` source ("-": stdin), one per line or per
  * NUL-terminated record, in the job's arena.
  */
-static int read_values(struct parse *p, const char *path, const char ***vals,
-    size_t *n, struct prun_err *err)
+static int read_values(struct prun__adhoc_cl *p, const char *path,
+    const char ***vals, size_t *n, struct prun_err *err)
 {
     struct prun_buf b = {0};
     char sep = p->null_sep ? '\0' : '\n';
@@ -375,9 +61,17 @@ static int read_values(struct parse *p, const char *path, const char ***vals,
         rc = prun__err_sys(err, ":::: cannot read '%s'", path);
         goto out;
     }
-    for (i = 0; i < b.len; i++)
+    for (i = 0; i < b.len; i++) {
+        if (b.data[i] == '\0' && sep != '\0') {
+            rc = prun__err_set(err, PRUN_EINVAL,
+                "%s item %zu contains a NUL byte; use -0/--null for "
+                "NUL-separated input",
+                strcmp(path, "-") == 0 ? "stdin" : path, cnt + 1);
+            goto out;
+        }
         if (b.data[i] == sep)
             cnt++;
+    }
     if (b.len > 0 && b.data[b.len - 1] != sep)
         cnt++;
     v = prun__arena_alloc(p->job->arena, (cnt ? cnt : 1) * sizeof(char *));
@@ -442,7 +136,8 @@ static char *command_name(struct prun_arena *ar, const char *cmd)
     return prun__arena_strdup(ar, name);
 }
 
-static int build_task(struct parse *p, char **argv, struct prun_err *err)
+static int build_task(
+    struct prun__adhoc_cl *p, char **argv, struct prun_err *err)
 {
     struct prun_job *job = p->job;
     struct prun_task *t = &job->tasks[0];
@@ -511,7 +206,34 @@ out:
     return rc;
 }
 
-static int build_sources(struct parse *p, char **argv, struct prun_err *err)
+/*
+ * --halt ...=N% is of all the jobs: stdin or the one file is read whole
+ * first, as parallel does, so that the total is known from the start.
+ */
+static int read_whole(
+    struct prun__adhoc_cl *p, char **argv, struct prun_err *err)
+{
+    struct prun_foreach *f = &p->job->tasks[0].foreach;
+    const char **vals;
+    size_t i;
+    int rc;
+
+    f->kind = PRUN_SRC_LIST;
+    p->a->from_stdin = p->nsrcs == 0;
+    if ((rc = read_values(p, p->nsrcs == 0 ? "-" : argv[p->srcs[0].first],
+             &vals, &f->nlist, err)) < 0)
+        return rc;
+    f->list = prun__arena_alloc(
+        p->job->arena, (f->nlist ? f->nlist : 1) * sizeof(*f->list));
+    if (f->list == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    for (i = 0; i < f->nlist; i++)
+        f->list[i].text = vals[i];
+    return 0;
+}
+
+static int build_sources(
+    struct prun__adhoc_cl *p, char **argv, struct prun_err *err)
 {
     struct prun_foreach *f = &p->job->tasks[0].foreach;
     struct prun_arena *ar = p->job->arena;
@@ -523,16 +245,21 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
     f->pos.col = 1;
     /* No arguments at all runs nothing and succeeds, as parallel. */
     f->allow_empty = 1;
+    if (p->job->halt_pct > 0 && !(p->nsrcs == 0 && isatty(0)) &&
+        (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file)))
+        return read_whole(p, argv, err);
     if (p->nsrcs == 0 || (p->nsrcs == 1 && p->srcs[0].file)) {
         /* Lines (-0: records) streamed from stdin or the one file. */
         f->kind = PRUN_SRC_LINES;
         f->path = p->nsrcs == 0 ? "-" : argv[p->srcs[0].first];
         f->nul_sep = p->null_sep;
+        f->nul_hint = "use -0/--null for NUL-separated input "
+                      "(nothing from this item on was started)";
         p->a->from_stdin = p->nsrcs == 0;
         return 0;
     }
     if (p->nsrcs == 1 && !p->srcs[0].file) {
-        const struct src *sr = &p->srcs[0];
+        const struct prun__adhoc_src *sr = &p->srcs[0];
         f->kind = PRUN_SRC_LIST;
         f->nlist = sr->n;
         f->list = prun__arena_alloc(ar, (sr->n ? sr->n : 1) * sizeof(*f->list));
@@ -568,7 +295,7 @@ static int build_sources(struct parse *p, char **argv, struct prun_err *err)
 }
 
 /* The tag of --tag (parallel's: {}, the arguments) or --tagstring STR. */
-static int build_tag(struct parse *p, struct prun_err *err)
+static int build_tag(struct prun__adhoc_cl *p, struct prun_err *err)
 {
     struct prun_adhoc *a = p->a;
     struct prun_buf b = {0};
@@ -589,7 +316,7 @@ static int build_tag(struct parse *p, struct prun_err *err)
     return rc;
 }
 
-static int build_segments(struct parse *p, struct prun_err *err)
+static int build_segments(struct prun__adhoc_cl *p, struct prun_err *err)
 {
     struct prun_job *job = p->job;
     struct prun_task *t = &job->tasks[0];
@@ -613,10 +340,43 @@ static int build_segments(struct parse *p, struct prun_err *err)
     return 0;
 }
 
+static int is_marker(const char *s)
+{
+    return strcmp(s, ":::") == 0 || strcmp(s, "::::") == 0;
+}
+
+/* The command's words from argv[i] on, then the sources' (p->srcs). */
+static int split_words(struct prun__adhoc_cl *p, int argc, char **argv, int i,
+    struct prun_err *err)
+{
+    p->cmd_first = (size_t)i;
+    for (; i < argc && !is_marker(argv[i]); i++)
+        p->ncmd++;
+    if (p->ncmd == 0)
+        return prun__err_set(err, PRUN_EINVAL,
+            "missing command (ad-hoc mode: parallelrun [OPTIONS] CMD [ARG]... "
+            "::: A B ...)");
+    if (i < argc &&
+        (p->srcs = calloc((size_t)(argc - i), sizeof(*p->srcs))) == NULL)
+        return prun__err_set(err, PRUN_ENOMEM, "out of memory");
+    while (i < argc) {
+        struct prun__adhoc_src *sr = &p->srcs[p->nsrcs++];
+
+        sr->file = strcmp(argv[i], "::::") == 0;
+        sr->first = (size_t)++i;
+        for (; i < argc && !is_marker(argv[i]); i++)
+            sr->n++;
+        if (sr->file && sr->n != 1)
+            return prun__err_set(err, PRUN_EINVAL,
+                "'::::' takes one file name, got %zu words", sr->n);
+    }
+    return 0;
+}
+
 int prun__adhoc_parse(
     int argc, char **argv, struct prun_adhoc **out, struct prun_err *err)
 {
-    struct parse p;
+    struct prun__adhoc_cl p;
     struct prun_adhoc *a = NULL;
     struct prun_arena *ar = NULL;
     int i = 1, rc = 0;
@@ -637,70 +397,10 @@ int prun__adhoc_parse(
     p.job->max_failures = 1;
     p.job->literal_braces = 1;
     a->job = p.job;
-    for (; i < argc; i++) {
-        const char *s = argv[i], *val;
-        int k;
-
-        if (strcmp(s, "--") == 0) {
-            i++;
-            break;
-        }
-        if (s[0] != '-' || s[1] == '\0' || strcmp(s, ":::") == 0)
-            break;
-        if ((k = find_opt(s, &val)) < 0) {
-            rc = prun__err_set(err, PRUN_EINVAL, "unknown option '%s'", s);
-            goto fail;
-        }
-        if (opts[k].arg == 0 && val != NULL) {
-            /* Bundled short options: -k0, -kj4 is not supported. */
-            rc = prun__err_set(
-                err, PRUN_EINVAL, "option '%s' takes no value", s);
-            goto fail;
-        }
-        if (opts[k].arg == 1 && val == NULL) {
-            if (i + 1 >= argc) {
-                rc = prun__err_set(
-                    err, PRUN_EINVAL, "option '%s' needs a value", s);
-                goto fail;
-            }
-            val = argv[++i];
-        }
-        if ((rc = set_opt(&p, opts[k].id, s, val, err)) < 0)
-            goto fail;
-    }
-    p.cmd_first = (size_t)i;
-    for (; i < argc && strcmp(argv[i], ":::") != 0 &&
-           strcmp(argv[i], "::::") != 0;
-         i++)
-        p.ncmd++;
-    if (p.ncmd == 0) {
-        rc = prun__err_set(err, PRUN_EINVAL,
-            "missing command (ad-hoc mode: parallelrun [OPTIONS] CMD [ARG]... "
-            "::: A B ...)");
+    if ((rc = prun__adhoc_options(&p, argc, argv, &i, err)) < 0)
         goto fail;
-    }
-    if (i < argc) {
-        p.srcs = calloc((size_t)(argc - i), sizeof(*p.srcs));
-        if (p.srcs == NULL) {
-            rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    while (i < argc) {
-        struct src *sr = &p.srcs[p.nsrcs++];
-
-        sr->file = strcmp(argv[i], "::::") == 0;
-        sr->first = (size_t)++i;
-        for (; i < argc && strcmp(argv[i], ":::") != 0 &&
-               strcmp(argv[i], "::::") != 0;
-             i++)
-            sr->n++;
-        if (sr->file && sr->n != 1) {
-            rc = prun__err_set(err, PRUN_EINVAL,
-                "'::::' takes one file name, got %zu words", sr->n);
-            goto fail;
-        }
-    }
+    if ((rc = split_words(&p, argc, argv, i, err)) < 0)
+        goto fail;
     p.job->name = command_name(ar, argv[p.cmd_first]);
     if (p.job->name == NULL) {
         rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");

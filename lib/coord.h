@@ -321,6 +321,15 @@ struct prun_status {
     char **task_names;
     char **task_json;
 };
+/* 1 if run rid is recorded (and not expired), 0 if not, or a PRUN_E*. */
+int prun__run_exists(
+    struct prun_conn *c, const char *rid, struct prun_err *err);
+/*
+ * The id of the newest recorded run of the job named job_name, in rid;
+ * PRUN_ENOTFOUND (err says so) when there is none.
+ */
+int prun__run_latest_of(struct prun_conn *c, const char *job_name, char *rid,
+    size_t n, struct prun_err *err);
 /* rid NULL: the newest run. PRUN_ENOTFOUND when there is none. */
 int prun__status_load(struct prun_conn *c, const char *rid,
     struct prun_status *st, struct prun_err *err);

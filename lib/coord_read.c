@@ -343,6 +343,61 @@ static int newest_run(
     return rc;
 }
 
+int prun__run_exists(struct prun_conn *c, const char *rid, struct prun_err *err)
+{
+    redisReply *r = prun__cmd(c, err, "EXISTS parallelrun:{%s}:run", rid);
+    int rc;
+
+    if (r == NULL)
+        return err ? err->code : PRUN_EREDIS;
+    rc = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return rc;
+}
+
+int prun__run_latest_of(struct prun_conn *c, const char *job_name, char *rid,
+    size_t n, struct prun_err *err)
+{
+    long long start;
+    size_t i;
+
+    /* Newest first, a page at a time: the newest match is the answer. */
+    for (start = 0;; start += 100) {
+        redisReply *r = prun__cmd(
+            c, err, "ZREVRANGE parallelrun:runs %lld %lld", start, start + 99);
+
+        if (r == NULL)
+            return err ? err->code : PRUN_EREDIS;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+            freeReplyObject(r);
+            break;
+        }
+        for (i = 0; i < r->elements; i++) {
+            const char *id = r->element[i]->str;
+            redisReply *nm =
+                prun__cmd(c, err, "HGET parallelrun:{%s}:run name", id);
+            int match;
+
+            if (nm == NULL) {
+                freeReplyObject(r);
+                return err ? err->code : PRUN_EREDIS;
+            }
+            match = nm->type == REDIS_REPLY_STRING &&
+                    strcmp(nm->str, job_name) == 0;
+            freeReplyObject(nm);
+            if (match) {
+                snprintf(rid, n, "%s", id);
+                freeReplyObject(r);
+                return 0;
+            }
+        }
+        freeReplyObject(r);
+    }
+    return prun__err_set(err, PRUN_ENOTFOUND,
+        "no run of job '%s' is recorded in Redis at %s", job_name,
+        prun__conn_url(c));
+}
+
 int prun__status_load(struct prun_conn *c, const char *rid,
     struct prun_status *st, struct prun_err *err)
 {

@@ -256,6 +256,8 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
     }
     /* {%} and PARALLELRUN_SLOT: GNU parallel's slot number, 1-based. */
     a->ctx.slot = (unsigned)slot + 1;
+    if (h->starting != NULL)
+        h->starting(h->ctx, a);
     argv = prun__task_argv(task, &a->ctx);
     envp = prun__envset_build(x->envs, a->inst->task, &a->ctx, &sc);
     if (envp != NULL && a->env1 != NULL) {

@@ -442,6 +442,9 @@ static void remote_start(struct prun__executor *base, struct prun__attempt *a)
     struct ratt *t = calloc(1, sizeof(*t));
     struct prun_buf key = {0};
 
+    /* A worker's slot is its own: {%} here is 0, as in the context. */
+    if (r->base.hooks.starting != NULL)
+        r->base.hooks.starting(r->base.hooks.ctx, a);
     if (t == NULL ||
         prun__buf_printf(&key, "%s %llu", a->task->name,
             (unsigned long long)a->inst->index) < 0 ||

@@ -57,6 +57,9 @@ struct prun__exec_hooks {
     /* The attempt ended: status is its wait status, or -1 when no process
      * ran (a->exec_err says why). The executor no longer refers to a. */
     void (*ended)(void *ctx, struct prun__attempt *a, int status);
+    /* Optional: a's context is complete (its slot chosen) and its process
+     * is about to start; the output's tag is made from it here. */
+    void (*starting)(void *ctx, struct prun__attempt *a);
     /* Registers or removes an fd on the loop (events: EPOLLIN, ...). */
     int (*watch)(void *ctx, int fd, uint32_t events, struct prun__watch *w);
     void (*unwatch)(void *ctx, int fd);

@@ -40,6 +40,10 @@ static int nul_error(
 {
     const struct prun_foreach *f = it->f;
 
+    if (f->nul_hint != NULL)
+        return prun__err_set(err, PRUN_EINVAL,
+            "%s item %llu contains a NUL byte; %s", prun__iter_lines_name(f),
+            line, f->nul_hint);
     return prun__err_set(err, PRUN_EINVAL,
         "%s:%llu: NUL byte in a line (foreach 'lines' at %s:%u:%u; for "
         "NUL-separated items set 'separator: nul')",

@@ -156,12 +156,21 @@ struct prun_foreach {
     unsigned chunk;           /* items per instance, >= 1 */
     int allow_empty;          /* zero items is fine, not an error */
     int nul_sep;              /* LINES: items end with NUL, not newline */
+    const char *nul_hint;     /* LINES: what to say after "item N contains
+                                 a NUL byte"; NULL: the job file's words */
 };
 
 enum prun_halt {
     PRUN_HALT_NEVER,
     PRUN_HALT_SOON, /* start nothing new, let running instances finish */
     PRUN_HALT_NOW,  /* stop running instances too */
+};
+
+/* What a halt counts (GNU parallel's --halt WHEN,fail|success|done=N). */
+enum prun_halt_on {
+    PRUN_HALT_ON_FAIL,
+    PRUN_HALT_ON_SUCCESS,
+    PRUN_HALT_ON_DONE, /* failed or succeeded */
 };
 
 enum prun_hugepages {
@@ -218,7 +227,9 @@ struct prun_job {
     const char **var_vals;
     int lock;
     enum prun_halt halt;
-    unsigned max_failures; /* >= 1 */
+    enum prun_halt_on halt_on;
+    unsigned max_failures; /* the halt's count N, >= 1 (halt_pct: 0) */
+    unsigned halt_pct;     /* N% of all instances instead; 0: a count */
     size_t nsegs;
     struct prun_segdef *segs;
     size_t ntasks;

@@ -10,6 +10,8 @@
  */
 #include "jobfile_int.h"
 
+#include "halt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -262,26 +264,34 @@ static int load_name(
     return 0;
 }
 
-/* halt: never, soon or now. */
-static int load_halt(
-    struct ld *ld, const struct ynode *k, const struct ynode *v)
+/*
+ * halt: when (never, soon, now) and on what (GNU parallel's fail=N[%],
+ * success=N[%], done=N[%]); max_failures: the older spelling of fail=N.
+ */
+static int load_halt(struct ld *ld, const struct ynode *k,
+    const struct ynode *v, const struct ynode *mk, const struct ynode *mv)
 {
+    struct prun_job *job = ld->job;
     const char *s = NULL;
-    char b[64];
+    struct prun_err e;
     int rc;
 
-    if ((rc = prun__jf_get_scalar(ld, k, v, "never, soon or now", &s)) < 0)
-        return rc;
-    if (strcmp(s, "never") == 0)
-        ld->job->halt = PRUN_HALT_NEVER;
-    else if (strcmp(s, "soon") == 0)
-        ld->job->halt = PRUN_HALT_SOON;
-    else if (strcmp(s, "now") == 0)
-        ld->job->halt = PRUN_HALT_NOW;
-    else
-        return prun__ld_fail(ld, v, "'halt' must be never, soon or now, got %s",
-            prun__jf_got(v, b, sizeof(b)));
-    return 0;
+    job->max_failures = 1;
+    if (v != NULL) {
+        if ((rc = prun__jf_get_scalar(
+                 ld, k, v, "never, soon or now (with ',fail=N')", &s)) < 0)
+            return rc;
+        if (prun__halt_parse(job, s, &e) < 0)
+            return prun__ld_fail(ld, v, "'halt': %s", e.msg);
+    }
+    if (mv == NULL)
+        return 0;
+    if (s != NULL && strchr(s, ',') != NULL)
+        return prun__ld_fail(ld, mk,
+            "'max_failures' and a condition in 'halt' (%s): give one", s);
+    job->halt_on = PRUN_HALT_ON_FAIL;
+    job->halt_pct = 0;
+    return prun__jf_get_uint(ld, mk, mv, 1, INT_MAX, &job->max_failures);
 }
 
 /* segments: a mapping of names to segment definitions. */
@@ -381,11 +391,7 @@ static int convert(struct ld *ld, const struct prun_set *sets, size_t nsets)
     if (slot[4] != NULL &&
         (rc = prun__jf_get_bool(ld, kslot[4], slot[4], &job->lock)) < 0)
         return rc;
-    if (slot[5] != NULL && (rc = load_halt(ld, kslot[5], slot[5])) < 0)
-        return rc;
-    job->max_failures = 1;
-    if (slot[6] != NULL && (rc = prun__jf_get_uint(ld, kslot[6], slot[6], 1,
-                                INT_MAX, &job->max_failures)) < 0)
+    if ((rc = load_halt(ld, kslot[5], slot[5], kslot[6], slot[6])) < 0)
         return rc;
     if (slot[7] != NULL && (rc = load_segments(ld, kslot[7], slot[7])) < 0)
         return rc;

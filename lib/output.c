@@ -11,7 +11,7 @@
  * This module never decides whether an instance failed; the runner tells it
  * whether to print when an attempt ends.
  */
-#include "output.h"
+#include "output_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,60 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define SPILL_AT     (64 * 1024)
-#define TAIL_BYTES   1024
 #define TAIL_LINES   5
 #define LINE_MAX_TAG (64 * 1024)
-#define IO_CHUNK     (64 * 1024)
-
-struct prun_output {
-    struct prun_output_opts opts;
-    int joblog_fd;
-    int results_fd;              /* DIR/RUN_ID, or -1 */
-    char results_path[PATH_MAX]; /* its name, for messages */
-    int stdout_broken; /* EPIPE on stdout: stop printing, keep running */
-    int progress_shown;
-    char progress_line[256];
-    char tmpdir[PATH_MAX]; /* where spill files go; "" when none works */
-    char spill_why[256];   /* why the last spill attempt failed */
-    char note[512];        /* worth telling the user; "" if nothing */
-    struct prun_buf line;  /* tag mode: one prefixed line */
-    char io[IO_CHUNK];     /* reading spilled output back */
-    /* keep_order: the next index to print, and what waits for it. */
-    unsigned long long next_index;
-    struct prun_capture **held;
-    size_t nheld, held_cap;
-};
-
-struct stream {
-    int fd;              /* where it is printed: 1 or 2 */
-    struct prun_buf mem; /* grouped: captured bytes, until spilled */
-    int spill_fd;        /* grouped: -1, or the temp file holding all */
-    int from_results;    /* grouped: the results file holds all of it */
-    uint64_t bytes;
-    uint64_t dropped;        /* bytes kept nowhere (no room to spill) */
-    int results_fd;          /* -1, or DIR/RUN/TASK/INDEX.{out,err} */
-    int results_failed;      /* a write to it failed: it stops there */
-    char *results_path;      /* its name, for messages */
-    struct prun_buf partial; /* tag: an incomplete last line */
-    char last;               /* the last byte printed, for the drop note */
-};
-
-struct prun_capture {
-    struct prun_output *o;
-    unsigned long long index;
-    int print;       /* keep_order: held, to be printed (or not) */
-    char *tag;       /* "TAG\t" from prun__capture_set_tag, or NULL */
-    char prefix[96]; /* "task[index]\t" */
-    char name[96];   /* "task[index]", for messages */
-    struct stream s[2];
-    char tail[TAIL_BYTES]; /* ring of the last stderr bytes */
-    size_t tail_len, tail_pos;
-    char tail_out[TAIL_BYTES + 1];
-};
 
 int prun__write_all(int fd, const void *buf, size_t n)
 {
@@ -98,10 +49,6 @@ int prun__write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
-/*
- * Errors about a path the user gave (or one planted there) are bad input
- * (PRUN_EINVAL); anything else is a system failure (PRUN_ESYS).
- */
 /* Tag mode prints lines as they come, unless output is held (--quiet, -k). */
 static int streaming(const struct prun_output *o)
 {
@@ -110,188 +57,6 @@ static int streaming(const struct prun_output *o)
 }
 
 static int release_held(struct prun_output *o, int all, struct prun_err *err);
-
-static int path_err(int rc, struct prun_err *err)
-{
-    switch (err != NULL ? err->sys_errno : 0) {
-    case EACCES:
-    case EPERM:
-    case ENOENT:
-    case ENOTDIR:
-    case EISDIR:
-    case ELOOP:
-    case EEXIST:
-    case EROFS:
-    case ENAMETOOLONG:
-        err->code = PRUN_EINVAL;
-        return PRUN_EINVAL;
-    default:
-        return rc;
-    }
-}
-
-/* The message for a failed open: a symbolic link is said as such. */
-static int open_err(
-    struct prun_err *err, int dfd, const char *name, const char *path)
-{
-    int saved = errno;
-    struct stat st;
-
-    if ((saved == ELOOP || saved == ENOTDIR || saved == EEXIST) &&
-        fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISLNK(st.st_mode)) {
-        prun__err_set(err, PRUN_EINVAL,
-            "'%s' is a symbolic link: refusing to follow it", path);
-        if (err != NULL)
-            err->sys_errno = ELOOP;
-        return PRUN_EINVAL;
-    }
-    errno = saved;
-    return path_err(prun__err_sys(err, "cannot open '%s'", path), err);
-}
-
-/*
- * Checks that an output file we opened may be written and truncated: a
- * regular file of ours with no other name (a hard link would let us
- * truncate someone else's file), or a character device such as /dev/null,
- * which only root can create.
- */
-static int check_own_file(int fd, const char *path, struct prun_err *err)
-{
-    struct stat st;
-
-    if (fstat(fd, &st) < 0)
-        return prun__err_sys(err, "cannot stat '%s'", path);
-    if (S_ISCHR(st.st_mode))
-        return 1;
-    if (!S_ISREG(st.st_mode))
-        return prun__err_set(
-            err, PRUN_EINVAL, "'%s' is not a regular file: refusing it", path);
-    if (st.st_uid != geteuid())
-        return prun__err_set(err, PRUN_EINVAL,
-            "'%s' belongs to uid %u, not to us: refusing to overwrite it", path,
-            (unsigned)st.st_uid);
-    if (st.st_nlink > 1)
-        return prun__err_set(err, PRUN_EINVAL,
-            "'%s' has other hard links: refusing to overwrite it", path);
-    return 0;
-}
-
-/*
- * Opens (creating it) an output file named name in directory dfd, never
- * through a symbolic link, and empties it (not with O_APPEND in flags)
- * only once it is known to be ours. Returns the fd, or a negative PRUN_E* with
- * err naming path.
- */
-static int open_output_file(int dfd, const char *name, int flags,
-    const char *path, struct prun_err *err)
-{
-    int fd, rc;
-
-    fd = openat(dfd, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return open_err(err, dfd, name, path);
-    rc = check_own_file(fd, path, err);
-    if (rc < 0) {
-        close(fd);
-        return rc;
-    }
-    if (rc == 0 && !(flags & O_APPEND) && ftruncate(fd, 0) < 0) {
-        rc = prun__err_sys(err, "cannot truncate '%s'", path);
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
-/* Opens directory name in dfd, never through a symbolic link; ours only. */
-static int open_own_dir(
-    int dfd, const char *name, const char *path, struct prun_err *err)
-{
-    struct stat st;
-    int fd;
-
-    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return open_err(err, dfd, name, path);
-    if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
-        int rc = prun__err_set(err, PRUN_EINVAL,
-            "'%s' belongs to uid %u, not to us: refusing to write in it", path,
-            (unsigned)st.st_uid);
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
-/* mkdir -p for the results tree; existing directories are fine. */
-static int mkdirs(char *path)
-{
-    char *p;
-
-    for (p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-            *p = '/';
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
-/*
- * DIR (the user's, made if missing) and in it DIR/RUN_ID, which must be
- * new: nobody can have prepared it for us.
- */
-static int open_results_root(struct prun_output *o, struct prun_err *err)
-{
-    const struct prun_output_opts *opts = &o->opts;
-    char dir[PATH_MAX];
-    int dfd = -1, rc = 0;
-
-    if (snprintf(dir, sizeof(dir), "%s", opts->results_dir) >=
-            (int)sizeof(dir) ||
-        snprintf(o->results_path, sizeof(o->results_path), "%s/%s", dir,
-            opts->run_id) >= (int)sizeof(o->results_path))
-        return prun__err_set(err, PRUN_EINVAL, "results path too long");
-    if (mkdirs(dir) < 0) {
-        rc = prun__err_sys(
-            err, "cannot create results directory '%s'", opts->results_dir);
-        return path_err(rc, err);
-    }
-    dfd = open(opts->results_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        rc = prun__err_sys(
-            err, "cannot open results directory '%s'", opts->results_dir);
-        return path_err(rc, err);
-    }
-    if (mkdirat(dfd, opts->run_id, 0755) < 0) {
-        rc = errno == EEXIST ? open_err(err, dfd, opts->run_id, o->results_path)
-                             : path_err(prun__err_sys(err,
-                                            "cannot create results directory "
-                                            "'%s'",
-                                            o->results_path),
-                                   err);
-        if (rc == PRUN_EINVAL && errno == EEXIST && err != NULL &&
-            err->sys_errno != ELOOP)
-            prun__err_set(err, PRUN_EINVAL,
-                "results directory '%s' already exists", o->results_path);
-        goto fail;
-    }
-    rc = open_own_dir(dfd, opts->run_id, o->results_path, err);
-    if (rc < 0)
-        goto fail;
-    o->results_fd = rc;
-    rc = 0;
-fail:
-    close(dfd);
-    return rc;
-}
 
 /* An unlinked temporary file in dir, or -1 with errno set. */
 static int tmpfile_in(const char *dir)
@@ -385,8 +150,6 @@ int prun__output_new(const struct prun_output_opts *opts,
 {
     struct prun_output *o;
     int rc = 0;
-    static const char header[] = "Seq\tHost\tStarttime\tJobRuntime\tSend\t"
-                                 "Receive\tExitval\tSignal\tCommand\n";
 
     o = calloc(1, sizeof(*o));
     if (o == NULL)
@@ -394,22 +157,9 @@ int prun__output_new(const struct prun_output_opts *opts,
     o->opts = *opts;
     o->joblog_fd = -1;
     o->results_fd = -1;
-    if (opts->joblog != NULL) {
-        /* +FILE appends (O_APPEND: kept); otherwise emptied here. */
-        rc = open_output_file(AT_FDCWD, opts->joblog,
-            O_WRONLY | (opts->joblog_append ? O_APPEND : 0), opts->joblog, err);
-        if (rc < 0)
-            goto fail;
-        o->joblog_fd = rc;
-        rc = 0;
-        /* An appended joblog that has its header already gets no second. */
-        if (lseek(o->joblog_fd, 0, SEEK_END) == 0 &&
-            prun__write_all(o->joblog_fd, header, sizeof(header) - 1) < 0) {
-            rc = prun__err_sys(err, "cannot write joblog '%s'", opts->joblog);
-            goto fail;
-        }
-    }
-    if (opts->results_dir != NULL && (rc = open_results_root(o, err)) < 0)
+    if (opts->joblog != NULL && (rc = prun__out_open_joblog(o, err)) < 0)
+        goto fail;
+    if (opts->results_dir != NULL && (rc = prun__out_results_root(o, err)) < 0)
         goto fail;
     if (opts->mode == PRUN_OUT_GROUP ||
         (opts->mode == PRUN_OUT_TAG && !streaming(o)))
@@ -438,6 +188,7 @@ void prun__output_free(struct prun_output *o)
     prun__output_progress_clear(o);
     if (o->joblog_fd >= 0)
         close(o->joblog_fd);
+    prun__out_close_manifests(o);
     if (o->results_fd >= 0) {
         close(o->results_fd);
         /* A run that started nothing leaves no empty directory behind. */
@@ -445,35 +196,6 @@ void prun__output_free(struct prun_output *o)
     }
     prun__buf_free(&o->line);
     free(o);
-}
-
-static int open_results(struct prun_capture *c, const char *task,
-    unsigned long long index, struct prun_err *err)
-{
-    struct prun_output *o = c->o;
-    char dir[PATH_MAX], name[32], path[PATH_MAX + 32];
-    int tfd, i, rc = 0;
-
-    if (snprintf(dir, sizeof(dir), "%s/%s", o->results_path, task) >=
-        (int)sizeof(dir))
-        return prun__err_set(err, PRUN_EINVAL, "results path too long");
-    if (mkdirat(o->results_fd, task, 0755) < 0 && errno != EEXIST)
-        return prun__err_sys(err, "cannot create results directory '%s'", dir);
-    tfd = open_own_dir(o->results_fd, task, dir, err);
-    if (tfd < 0)
-        return tfd;
-    for (i = 0; i < 2; i++) {
-        snprintf(name, sizeof(name), "%llu.%s", index, i == 0 ? "out" : "err");
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        rc = open_output_file(tfd, name, O_RDWR, path, err);
-        if (rc < 0)
-            break;
-        c->s[i].results_fd = rc;
-        c->s[i].results_path = strdup(path);
-        rc = 0;
-    }
-    close(tfd);
-    return rc;
 }
 
 struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
@@ -497,7 +219,7 @@ struct prun_capture *prun__capture_new(struct prun_output *o, const char *task,
         c->s[i].results_fd = -1;
         c->s[i].last = '\n';
     }
-    if (o->results_fd >= 0 && open_results(c, task, index, err) < 0) {
+    if (o->results_fd >= 0 && prun__out_open_results(c, task, index, err) < 0) {
         for (i = 0; i < 2; i++) {
             if (c->s[i].results_fd >= 0)
                 close(c->s[i].results_fd);
@@ -876,90 +598,4 @@ int prun__capture_finish_ordered(
     c->print = print;
     o->held[o->nheld++] = c;
     return release_held(o, 0, err);
-}
-
-int prun__output_joblog(struct prun_output *o, const struct prun_joblog_row *r,
-    struct prun_err *err)
-{
-    struct prun_buf b = {0};
-    int rc = 0;
-
-    if (o->joblog_fd < 0)
-        return 0;
-    if (prun__buf_printf(&b,
-            "%llu\t:\t%lld.%03lld\t%10.3f\t0\t%llu\t%d\t%d\t%s\n", r->seq,
-            (long long)(r->start_wall_ms / 1000),
-            (long long)(r->start_wall_ms % 1000),
-            (double)r->runtime_ms / 1000.0, (unsigned long long)r->receive,
-            r->exitval, r->signal, r->command) < 0)
-        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
-    else if (prun__write_all(o->joblog_fd, b.data, b.len) < 0)
-        rc = prun__err_sys(err, "cannot write joblog '%s'", o->opts.joblog);
-    prun__buf_free(&b);
-    return rc;
-}
-
-void prun__output_progress(struct prun_output *o, const struct prun_progress *p)
-{
-    char line[200], eta[32] = "", el[32];
-    unsigned long long done = p->done + p->failed;
-    struct winsize ws;
-    int n;
-
-    if (!o->opts.progress)
-        return;
-    prun__fmt_duration(p->elapsed_ms, el, sizeof(el));
-    if (p->total > 0) {
-        int width = 24, fill = (int)((double)done * width / (double)p->total);
-        char bar[32];
-
-        if (fill > width)
-            fill = width;
-        memset(bar, '=', (size_t)fill);
-        memset(bar + fill, ' ', (size_t)(width - fill));
-        bar[width] = '\0';
-        if (done > 0 && done < (unsigned long long)p->total) {
-            int64_t left =
-                (int64_t)((double)p->elapsed_ms / (double)done *
-                          (double)((unsigned long long)p->total - done));
-            char d[24];
-            snprintf(eta, sizeof(eta), "  ETA %s",
-                prun__fmt_duration(left, d, sizeof(d)));
-        }
-        n = snprintf(line, sizeof(line),
-            "[%s] %llu/%lld  %llu failed  %llu running  %s%s", bar, done,
-            p->total, p->failed, p->running, el, eta);
-    } else {
-        n = snprintf(line, sizeof(line),
-            "%llu done  %llu failed  %llu running  %s", done, p->failed,
-            p->running, el);
-    }
-    if (n < 0)
-        return;
-    if (p->child_total > 0 && (size_t)n < sizeof(line))
-        snprintf(line + n, sizeof(line) - (size_t)n, "  [running: %lld/%lld]",
-            p->child_done, p->child_total);
-    else if (p->child_done > 0 && (size_t)n < sizeof(line))
-        snprintf(line + n, sizeof(line) - (size_t)n, "  [running: %lld done]",
-            p->child_done);
-    /*
-     * A line wider than the terminal wraps, and "\r" then goes back to the
-     * start of its last row only: every redraw would leave a copy above.
-     * So it is cut to the width, asked for at each redraw (a resized
-     * terminal is followed at once).
-     */
-    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
-        strlen(line) >= ws.ws_col)
-        line[ws.ws_col - 1] = '\0';
-    snprintf(o->progress_line, sizeof(o->progress_line), "\r\033[K%s", line);
-    prun__write_all(2, o->progress_line, strlen(o->progress_line));
-    o->progress_shown = 1;
-}
-
-void prun__output_progress_clear(struct prun_output *o)
-{
-    if (!o->progress_shown)
-        return;
-    prun__write_all(2, "\r\033[K", 4);
-    o->progress_shown = 0;
 }

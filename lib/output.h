@@ -109,6 +109,19 @@ uint64_t prun__capture_bytes(const struct prun_capture *c, int stream);
 int prun__capture_finish(
     struct prun_capture *c, int print, struct prun_err *err);
 
+struct prun_item;
+/*
+ * --results: appends a row to DIR/RUN_ID/TASK/manifest.tsv saying which
+ * item index was: INDEX, then each value (a matrix item's values, axis by
+ * axis; several with chunk), tab-separated, with tab, newline, CR and
+ * backslash written \t \n \r \\. Called once per instance, at its
+ * first attempt, after prun__capture_new made TASK. ti is the task's index
+ * in the job. Does nothing without --results. Returns 0 or a PRUN_E*.
+ */
+int prun__output_manifest(struct prun_output *o, size_t ti, const char *task,
+    unsigned long long index, const struct prun_item *items, size_t n,
+    struct prun_err *err);
+
 /* One joblog row (GNU parallel format). */
 struct prun_joblog_row {
     unsigned long long seq;
@@ -131,6 +144,8 @@ struct prun_progress {
 };
 void prun__output_progress(
     struct prun_output *o, const struct prun_progress *p);
+/* The terminal was resized (SIGWINCH): the next redraw asks its width. */
+void prun__output_winch(struct prun_output *o);
 /* Erases the progress line (before other text goes to the terminal). */
 void prun__output_progress_clear(struct prun_output *o);
 

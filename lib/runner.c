@@ -307,14 +307,28 @@ static void start_inst(struct runner *r, struct prun_inst *inst)
         attempt_ended(r, a, -1);
         return;
     }
-    if (r->o->out.tag_tpl != NULL) {
-        /* --tag/--tagstring: the line prefix is the instance's own. */
-        struct prun_buf tag = {0};
-        if (prun__tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
-            prun__capture_set_tag(a->cap, tag.data);
-        prun__buf_free(&tag);
-    }
+    if (inst->attempt == 1 &&
+        prun__output_manifest(r->out, inst->task, task->name, inst->index,
+            inst->items, inst->nitems, &e) < 0)
+        note_warning(r, &e);
     r->exec->ops->start(r->exec, a);
+}
+
+/*
+ * The executor's "starting": the slot is known now, so {%} in --tagstring
+ * is the same as in the command. --tag/--tagstring: the instance's own
+ * line prefix.
+ */
+static void attempt_starting(void *ctx, struct prun__attempt *a)
+{
+    struct runner *r = ctx;
+    struct prun_buf tag = {0};
+
+    if (r->o->out.tag_tpl == NULL || a->cap == NULL)
+        return;
+    if (prun__tpl_expand(r->o->out.tag_tpl, &a->ctx, 0, &tag) == 0)
+        prun__capture_set_tag(a->cap, tag.data);
+    prun__buf_free(&tag);
 }
 
 static void write_joblog(struct runner *r, const struct prun__attempt *a,
@@ -373,6 +387,7 @@ static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
 
     /* The verdict tells whether this attempt was the last one. */
     attempt = inst->attempt;
+    prun__sched_note_exit(r->sched, sig != 0 ? 128 + sig : code);
     v = prun__sched_finish(r->sched, inst, outcome, now);
     if (v == PRUN_V_FAILED || v == PRUN_V_CANCELLED)
         f = prun__outcome_failure(
@@ -427,6 +442,12 @@ static void on_signal(struct prun__watch *w, uint32_t events)
          */
         if (si.ssi_signo == SIGCONT)
             continue;
+        /* A resized terminal: the progress line's width, redrawn now. */
+        if (si.ssi_signo == SIGWINCH) {
+            prun__output_winch(r->out);
+            r->next_progress = 0;
+            continue;
+        }
         if (r->stop_signal != 0) {
             /* A second stop signal: no more patience. */
             r->exec->ops->stop_all(r->exec, 1);
@@ -516,6 +537,7 @@ static int setup(struct runner *r, struct prun_err *err)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGCONT);
+    sigaddset(&mask, SIGWINCH);
     if (sigprocmask(SIG_BLOCK, &mask, &r->oldmask) < 0)
         return prun__err_sys(err, "sigprocmask");
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -666,6 +688,7 @@ static void runner_init(struct runner *r, const struct prun_run_opts *o,
 {
     memset(r, 0, sizeof(*r));
     memset(res, 0, sizeof(*res));
+    res->halt_status = -1;
     r->o = o;
     r->job = o->job;
     r->res = res;
@@ -673,6 +696,7 @@ static void runner_init(struct runner *r, const struct prun_run_opts *o,
     res->start_wall_ms = prun__wall_ms();
     r->hooks.ctx = r;
     r->hooks.ended = attempt_ended;
+    r->hooks.starting = attempt_starting;
     r->hooks.watch = hook_watch;
     r->hooks.unwatch = hook_unwatch;
     r->hooks.warn = hook_warn;
@@ -742,6 +766,7 @@ static void collect_result(struct runner *r)
     prun__recorder_counts(&r->rec, &view);
     prun__sched_stats(r->sched, &res->stats);
     res->halted = prun__sched_halted(r->sched) && r->stop_signal == 0;
+    res->halt_status = prun__sched_halt_status(r->sched);
     for (t = 0; res->tasks && t < r->job->ntasks; t++) {
         const char *why = prun__sched_task_error(r->sched, t);
 

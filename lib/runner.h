@@ -81,9 +81,10 @@ struct prun_task_result {
 };
 
 struct prun_run_result {
-    int signal;    /* the runner was stopped by this signal */
-    int cancelled; /* ... by `parallelrun cancel` (signal is SIGINT) */
-    int halted;    /* halt: triggered */
+    int signal;      /* the runner was stopped by this signal */
+    int cancelled;   /* ... by `parallelrun cancel` (signal is SIGINT) */
+    int halted;      /* halt: triggered */
+    int halt_status; /* GNU parallel's exit status for the halt; -1: none */
     struct prun__sched_stats stats;
     size_t ntasks;
     struct prun_task_result *tasks;

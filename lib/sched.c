@@ -11,6 +11,8 @@
  */
 #include "sched.h"
 
+#include "halt.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,8 @@ struct prun_sched {
     size_t rr; /* the task to look at first, for round-robin */
     int halted, halt_now, stopped;
     unsigned long long final_failures;
+    int last_exit;   /* prun__sched_note_exit's */
+    int halt_status; /* parallel's exit status once halted, else -1 */
     struct prun__sched_stats st;
     prun_sched_skip_fn skip;
     void *skip_ctx;
@@ -164,7 +168,7 @@ static int open_source(
     return 0;
 }
 
-static void halt(struct prun_sched *s);
+static void check_halt(struct prun_sched *s);
 
 /*
  * Task t's source could not be opened or read: the task fails (what it
@@ -174,8 +178,6 @@ static void halt(struct prun_sched *s);
 static int source_failed(
     struct prun_sched *s, struct task_state *t, const struct prun_err *e)
 {
-    unsigned max_failures;
-
     if (e->code == PRUN_ENOMEM)
         return PRUN_ENOMEM;
     free(t->srcerr);
@@ -188,10 +190,8 @@ static int source_failed(
     if (t->count < 0)
         t->count = (long long)t->next_index;
     s->final_failures++;
-    max_failures = s->job->max_failures ? s->job->max_failures : 1;
-    if (s->job->halt != PRUN_HALT_NEVER && !s->halted &&
-        s->final_failures >= max_failures)
-        halt(s);
+    s->last_exit = 1;
+    check_halt(s);
     settle(s);
     return 0;
 }
@@ -238,6 +238,7 @@ int prun__sched_new(const struct prun_job *job,
         return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     s->job = job;
     s->jobs = opts->jobs;
+    s->halt_status = -1;
     /*
      * One splitmix64 step spreads the seed's bits, and keeps the xorshift
      * state nonzero (a zero state would stay zero forever).
@@ -514,10 +515,55 @@ fail:
     return rc;
 }
 
-static void halt(struct prun_sched *s)
+static long long total_count(const struct prun_sched *s)
 {
+    long long total = 0;
+    size_t i;
+
+    for (i = 0; i < s->ntasks; i++) {
+        if (s->tasks[i].count < 0)
+            return -1;
+        total += s->tasks[i].count;
+    }
+    return total;
+}
+
+/* parallel's ceil(failed / of * 100). */
+static int pct_of(unsigned long long failed, unsigned long long of)
+{
+    return of == 0 ? 0 : (int)((failed * 100 + of - 1) / of);
+}
+
+/*
+ * After a final success or failure: does the job's halt condition hold
+ * now? If so, nothing more starts (and with now, the caller stops what
+ * runs), and parallel's exit status is fixed as parallel fixes it then.
+ */
+static void check_halt(struct prun_sched *s)
+{
+    const struct prun_job *j = s->job;
+    unsigned long long ok = s->st.succeeded - s->st.resumed;
+    unsigned long long bad = s->final_failures, n;
+    long long total = total_count(s);
+    int one;
+
+    if (s->halted)
+        return;
+    n = j->halt_on == PRUN_HALT_ON_FAIL      ? bad
+        : j->halt_on == PRUN_HALT_ON_SUCCESS ? ok
+                                             : ok + bad;
+    if (!prun__halt_reached(j, n, total, &one))
+        return;
+    if (j->halt_on == PRUN_HALT_ON_SUCCESS)
+        s->halt_status = 0;
+    else if (one)
+        s->halt_status = s->last_exit;
+    else if (j->halt_pct > 0)
+        s->halt_status = pct_of(bad, (unsigned long long)total);
+    else
+        s->halt_status = bad > 101 ? 101 : (int)bad;
     s->halted = 1;
-    if (s->job->halt == PRUN_HALT_NOW)
+    if (j->halt == PRUN_HALT_NOW)
         s->halt_now = 1;
     drain(s);
 }
@@ -544,7 +590,6 @@ enum prun_verdict prun__sched_finish(struct prun_sched *s,
     struct task_state *t = &s->tasks[inst->task];
     const struct prun_task *task = t->task;
     enum prun_verdict v;
-    unsigned max_failures;
     double delay;
 
     t->running--;
@@ -553,6 +598,7 @@ enum prun_verdict prun__sched_finish(struct prun_sched *s,
     case PRUN_OUT_OK:
         s->st.succeeded++;
         v = PRUN_V_SUCCEEDED;
+        check_halt(s);
         break;
     case PRUN_OUT_FAIL:
         /* After a halt or a stop nothing starts again, retries included. */
@@ -573,10 +619,7 @@ enum prun_verdict prun__sched_finish(struct prun_sched *s,
         t->bad = 1;
         s->final_failures++;
         v = PRUN_V_FAILED;
-        max_failures = s->job->max_failures ? s->job->max_failures : 1;
-        if (s->job->halt != PRUN_HALT_NEVER && !s->halted &&
-            s->final_failures >= max_failures)
-            halt(s);
+        check_halt(s);
         break;
     case PRUN_OUT_CANCELLED:
     default:
@@ -594,6 +637,23 @@ void prun__sched_stop(struct prun_sched *s)
 {
     s->stopped = 1;
     drain(s);
+}
+
+void prun__sched_note_exit(struct prun_sched *s, int code)
+{
+    s->last_exit = code;
+}
+
+int prun__sched_halt_status(const struct prun_sched *s)
+{
+    if (s->job->halt == PRUN_HALT_NEVER)
+        return -1;
+    if (s->halt_status >= 0)
+        return s->halt_status;
+    /* Not halted: parallel's status from the failures at the end. */
+    if (s->job->halt_pct > 0)
+        return pct_of(s->final_failures, s->st.started ? s->st.started : 1);
+    return s->final_failures > 101 ? 101 : (int)s->final_failures;
 }
 
 int prun__sched_halt_now(const struct prun_sched *s)

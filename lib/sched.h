@@ -110,6 +110,18 @@ void prun__sched_stop(struct prun_sched *s);
 int prun__sched_halt_now(const struct prun_sched *s);
 /* Nonzero once halt (soon or now) has triggered. */
 int prun__sched_halted(const struct prun_sched *s);
+/*
+ * The exit code (128+N for signal N) of the attempt about to be passed to
+ * prun__sched_finish: a halt whose threshold is one instance exits with
+ * it, as GNU parallel does.
+ */
+void prun__sched_note_exit(struct prun_sched *s, int code);
+/*
+ * GNU parallel's exit status for this job's --halt (see halt.c): fixed
+ * when the halt triggered, else from the failures so far; -1 with halt
+ * never.
+ */
+int prun__sched_halt_status(const struct prun_sched *s);
 
 void prun__sched_stats(
     const struct prun_sched *s, struct prun__sched_stats *st);

@@ -31,6 +31,7 @@ struct prun__session {
     const struct prun_config *cfg;
     const struct prun_job *job;
     struct prun_session_opts o;
+    char resume_id[64]; /* --resume last, resolved */
     char run_id[64];
     unsigned jobs;
     struct prun_segset *segs;
@@ -150,6 +151,22 @@ static int load_resume(struct prun__session *s, struct prun_err *err)
     size_t t;
     int rc;
 
+    if (strcmp(s->o.resume, "last") == 0) {
+        /* The job's newest run before this one (not registered yet). */
+        rc = prun__run_latest_of(
+            s->conn, s->job->name, s->resume_id, sizeof(s->resume_id), err);
+        if (rc == PRUN_ENOTFOUND)
+            return prun__err_set(err, PRUN_EINVAL,
+                "--resume last: no run of job '%s' is recorded in Redis at "
+                "%s: nothing to resume",
+                s->job->name, prun__conn_url(s->conn));
+        if (rc < 0)
+            return rc;
+        s->o.resume = s->resume_id;
+        if (!s->o.quiet)
+            say(s, "resuming run %s, the latest of job '%s'", s->resume_id,
+                s->job->name);
+    }
     names = calloc(s->job->ntasks, sizeof(char *));
     if (names == NULL)
         return prun__err_set(err, PRUN_ENOMEM, "out of memory");

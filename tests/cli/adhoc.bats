@@ -83,6 +83,32 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     same -k -0 echo '[{}]' :::: "$T/nul"
 }
 
+@test "adhoc: a NUL byte in newline-separated input is refused with a hint at -0" {
+    # Streamed stdin: what came before runs, nothing from that item on.
+    run "$PR" --redis off -j1 echo < <(printf 'x\na\0b\ny\n')
+    [ "$status" -eq 1 ]
+    [ "$(echo "$output" | grep -c '^x$')" -eq 1 ]
+    ! grep -q '^y$' <<< "$output"
+    [ "$(grep -c 'NUL byte' <<< "$output")" -eq 1 ]
+    [[ "$output" == *"stdin item 2 contains a NUL byte; use -0/--null for NUL-separated input"* ]]
+    # find -print0 without -0: the first item already holds one.
+    run "$PR" --redis off echo < <(printf 'a\0b\0')
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"stdin item 1 contains a NUL byte"* ]]
+    ! grep -qx a <<< "$output"
+    # Read whole before the run (a :::: file among several sources): a
+    # usage error, nothing started.
+    printf 'p\nq\0r\n' > "$T/nul"
+    run "$PR" --redis off echo :::: "$T/nul" ::: 1
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$T/nul item 2 contains a NUL byte; use -0/--null"* ]]
+    ! grep -qx 'p 1' <<< "$output"
+    # With -0 the same bytes are fine.
+    run "$PR" --redis off -k -0 echo '[{}]' < <(printf 'a\0b\0')
+    [ "$status" -eq 0 ]
+    [ "$output" = "$(printf '[a]\n[b]')" ]
+}
+
 @test "adhoc: {%} and PARALLELRUN_SLOT are the slot, within -j" {
     run "$PR" --redis off -j2 sh -c 'echo "{%} $PARALLELRUN_SLOT"' ::: 1 2 3 4 5 6
     [ "$status" -eq 0 ]
@@ -112,14 +138,61 @@ TRICKY=(a.b/c foo.tar.gz .bashrc /a a/b/ / "x y.z" a/.b dir/sub.d/ "it's" '$HOME
     [ "$output" = "$(printf 'q\thi q')" ]
 }
 
+@test "adhoc: {%} in --tagstring is the slot, as in the command and parallel" {
+    same -k -j1 --tagstring '{%}' echo '{%}' ::: a b c
+    [ "$(cat "$T/pr")" = "$(printf '1\t1\n1\t1\n1\t1')" ]
+    # -j2: which slot each gets varies, but the tag is always the slot.
+    run "$PR" --redis off -j2 --tagstring 's{%}' echo '{%}' ::: $(seq 8)
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | wc -l)" -eq 8 ]
+    while IFS=$'\t' read -r tag val; do
+        [ "$tag" = "s$val" ]
+        [ "$val" = 1 ] || [ "$val" = 2 ]
+    done <<< "$output"
+    # parallel agrees on the pairing.
+    parallel -j2 --tagstring 's{%}' echo '{%}' ::: $(seq 8) > "$T/par"
+    ! awk -F'\t' '$1 != "s" $2 { bad = 1 } END { exit !bad }' "$T/par"
+}
+
 @test "adhoc: --halt now,fail=1 stops where parallel stops" {
     same -j1 --halt now,fail=1 'echo {}; exit {}' ::: 0 1 0 0
     [ "$(cat "$T/pr")" = "$(printf '0\n1')" ]
     run "$PR" --redis off -j1 --halt now,fail=1 false ::: a b
     [ "$status" -eq 1 ]
-    run "$PR" --redis off --halt soon,fail=50% true ::: a
-    [ "$status" -eq 2 ]
-    [[ "$output" == *"--halt"* ]]
+    for bad in sometimes now,fail=0 now,fail=101% now,fail= now,fial=1 never,fail=1; do
+        run "$PR" --redis off --halt "$bad" true ::: a
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"--halt"* ]]
+    done
+}
+
+# Both tools on the same arguments, -j1: the same items run, the same
+# exit status.
+same_halt() {
+    local ps rs
+    parallel -j1 --halt "$1" "$CMD" ::: "${@:2}" > "$T/par" 2>/dev/null && ps=0 || ps=$?
+    "$PR" --redis off -j1 --halt "$1" "$CMD" ::: "${@:2}" > "$T/pr" 2>/dev/null && rs=0 || rs=$?
+    echo "--halt $1: parallel $ps $(echo $(cat "$T/par")); parallelrun $rs $(echo $(cat "$T/pr"))"
+    [ "$ps" = "$rs" ]
+    diff "$T/par" "$T/pr"
+}
+
+@test "adhoc: --halt fail=N%, success=N[%], done=N: the items and exit status of parallel" {
+    CMD='echo {}; case {} in 2|4|5|7|9) exit {};; esac'
+    for h in now,fail=30% soon,fail=30% now,fail=10% soon,fail=90% now,fail=2 \
+        soon,fail=3 now,success=2 soon,success=50% now,success=30% \
+        now,done=3 soon,done=20% 1 2 -1 -2 5% soon,fail=50; do
+        same_halt "$h" $(seq 10)
+    done
+    # The exit status of the failing instance itself when the threshold
+    # is one: fail=1, or a percentage that comes to one instance.
+    same_halt now,fail=10% 1 2 3 4 5 6 7 8 9 10
+    [ "$rs" = 2 ] || [ "$(tail -1 "$T/pr")" = 2 ]
+    same_halt now,fail=25% 1 3 6 7
+    # Percentages of stdin's lines are of all of them: read first.
+    seq 10 | "$PR" --redis off -j1 --halt now,fail=30% "$CMD" > "$T/pr" 2>/dev/null && rs=0 || rs=$?
+    [ "$rs" = 30 ]
+    [ "$(echo $(cat "$T/pr"))" = "1 2 3 4 5" ]
 }
 
 @test "adhoc: joblog Receive counts bytes; +FILE appends; parallel resumes from it" {
@@ -232,4 +305,61 @@ YAML
     # Off a terminal, --bar still draws it.
     run "$PR" --redis off --bar true ::: a
     [[ "$output" == *"/1 "* ]]
+}
+
+@test "progress: a resized terminal (SIGWINCH) is followed: the line is cut to the new width" {
+    mkfifo "$T/gate"
+    # A pty 100 columns wide; the first instance waits on the fifo while
+    # the terminal shrinks to 30 columns.
+    run timeout "$(scaled 60)" /usr/bin/python3 - "$PR" "$T/gate" <<'PY'
+import fcntl, os, pty, select, struct, sys, termios
+
+pr, gate = sys.argv[1], sys.argv[2]
+
+def size(fd, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 10, cols, 0, 0))
+
+pid, fd = pty.fork()
+if pid == 0:
+    size(0, 100)
+    os.execv(pr, [pr, "--redis", "off", "--bar", "-j1", "sh", "-c",
+                  '[ "$1" != 1 ] || read x < "$0"', gate, ":::", "1", "2", "3"])
+
+buf = b""
+
+def read_until(pred):
+    global buf
+    while not pred():
+        r, _, _ = select.select([fd], [], [])
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return False
+        buf += chunk
+    return True
+
+def draws(data):
+    # Each redraw is "\r\033[K" and the line ("[===  ] 1/3 ..."); the
+    # summary at the end is no redraw.
+    return [s[3:] for s in data.split(b"\r") if s.startswith(b"\x1b[K[")]
+
+assert read_until(lambda: len(draws(buf)) > 0), buf
+wide = draws(buf)
+assert max(len(d) for d in wide) > 29, wide
+mark = len(buf)
+size(fd, 30)
+assert read_until(lambda: len(draws(buf[mark:])) > 0), buf
+with open(gate, "w") as g:
+    g.write("go\n")
+read_until(lambda: False)
+_, st = os.waitpid(pid, 0)
+narrow = draws(buf[mark:])
+print("before:", wide[-1], "after:", narrow)
+assert os.WEXITSTATUS(st) == 0, st
+assert narrow and all(len(d) <= 29 for d in narrow), narrow
+PY
+    echo "$output"
+    [ "$status" -eq 0 ]
 }

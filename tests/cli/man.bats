@@ -67,11 +67,20 @@ complete_words() {
     [ -f "$R/share/man/man1/parallelrun.1" ]
     [ -f "$R/share/man/man5/parallelrun-job.5" ]
     [ -f "$R/share/bash-completion/completions/parallelrun" ]
+    [ -f "$R/share/zsh/site-functions/_parallelrun" ]
     run bash -c "MANWIDTH=80 man -l '$R/share/man/man1/parallelrun.1' 2>/dev/null"
     [[ "$output" == *"AD-HOC MODE"* ]]
     run make -s uninstall PREFIX=/opt/prun DESTDIR="$T/root" BUILD="$PRUN_BUILD"
     [ ! -e "$R/share/man/man1/parallelrun.1" ]
     [ ! -e "$R/share/bash-completion/completions/parallelrun" ]
+    [ ! -e "$R/share/zsh/site-functions/_parallelrun" ]
+}
+
+@test "completion: the zsh completion parses (zsh -n)" {
+    command -v zsh >/dev/null || skip "no zsh"
+    run zsh -n "$ROOT/completion/_parallelrun"
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
 }
 
 @test "completion: subcommands, options, job files and run ids" {
@@ -101,4 +110,14 @@ SH
     [[ "$output" == *20261202-101010-ab12* ]]
     [[ "$output" == *20261202-111111-cd34* ]]
     [[ "$output" != *RUN* ]]
+    # status JOB: job names from the same table; --resume last.
+    run complete_words "$T/fakepr" status nig
+    [ "$output" = nightly ]
+    run complete_words "$T/fakepr" status ''
+    [[ "$output" == *nightly* ]]
+    [[ "$output" != *NAME* ]]
+    run complete_words "$T/fakepr" run x.yaml --resume l
+    [ "$output" = last ]
+    run complete_words "$T/fakepr" cancel nig
+    [ -z "$output" ]
 }

@@ -67,6 +67,33 @@ EOF
     [[ "$(basename "$(dirname "$d")")" =~ ^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$ ]]
 }
 
+@test "--results: TASK/manifest.tsv says which item each index was, escaped" {
+    job man <<EOF
+tasks:
+  t:
+    foreach: {list: [plain, "tab	in", "back\\\\slash", "two\\nlines"]}
+    retries: 1
+    run: [sh, -c, 'echo "\$1"; [ -e $T/again ] || ! touch $T/again', s, "{item}"]
+  m:
+    foreach: {matrix: {a: [1, 2], b: [x]}}
+    run: [echo, "{item.a}{item.b}"]
+EOF
+    run "$PR" run "$T/man.yaml" --results "$T/r" -j1
+    [ "$status" -eq 0 ]
+    d=$(ls -d "$T"/r/*)
+    # One row per instance, the retried one too, in the order they started.
+    printf '0\tplain\n1\ttab\\tin\n2\tback\\\\slash\n3\ttwo\\nlines\n' > "$T/want"
+    diff "$T/want" "$d/t/manifest.tsv"
+    printf '0\t1\tx\n1\t2\tx\n' > "$T/want"
+    diff "$T/want" "$d/m/manifest.tsv"
+    [ "$(cat "$d/t/2.out")" = 'back\slash' ]
+    # Ad-hoc mode: the values of every source.
+    run "$PR" --redis off --results "$T/a" -j1 echo ::: p 'q r' ::: 1
+    [ "$status" -eq 0 ]
+    printf '0\tp\t1\n1\tq r\t1\n' > "$T/want"
+    diff "$T/want" "$(ls -d "$T"/a/*/echo)/manifest.tsv"
+}
+
 @test "--joblog writes GNU parallel's format" {
     job jl <<EOF
 tasks:

@@ -190,6 +190,62 @@ assert d["instances"]["succeeded"] == 4, d'
     [[ "$output" == *"no run 'nope'"* ]]
 }
 
+@test "--resume last resumes the job's newest run; status JOB shows it" {
+    job other <<EOF
+tasks:
+  t: {run: ["true"]}
+EOF
+    job lr <<EOF
+name: lastjob
+tasks:
+  t:
+    foreach: {list: [a, b, c]}
+    run: [sh, -c, 'echo "\$1" >> $T/ran; [ "\$1" != b ] || [ -e $T/fixed ]', s, "{item}"]
+EOF
+    # No run of this job yet: nothing to resume, nothing started.
+    run "$PR" run "$T/lr.yaml" --resume last
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--resume last: no run of job 'lastjob' is recorded"* ]]
+    [ ! -e "$T/ran" ]
+    run "$PR" status lastjob
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no run 'lastjob' and no run of a job named 'lastjob'"* ]]
+
+    run "$PR" run "$T/lr.yaml" --json
+    [ "$status" -eq 1 ]
+    rid=$(echo "$output" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
+    # A newer run of another job is not "last" for this one.
+    run "$PR" run "$T/other.yaml"
+    [ "$status" -eq 0 ]
+    touch "$T/fixed"
+    : > "$T/ran"
+    run "$PR" run "$T/lr.yaml" --resume last
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"resuming run $rid, the latest of job 'lastjob'"* ]]
+    [ "$(cat "$T/ran")" = b ]
+
+    # status JOB: that job's newest run, the resumed one.
+    run "$PR" status lastjob
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"lastjob  succeeded"* ]]
+    [[ "$output" == *"resumed from $rid"* ]]
+    # A run id still works, and wins over a job of the same name.
+    run "$PR" status "$rid"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "run $rid  lastjob  failed"* ]]
+    job clash <<EOF
+name: $rid
+tasks:
+  t: {run: ["true"]}
+EOF
+    run "$PR" run "$T/clash.yaml"
+    [ "$status" -eq 0 ]
+    run "$PR" status "$rid"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"'$rid' is a run id and a job name: showing that run"* ]]
+    [[ "$output" == *"run $rid  lastjob  failed"* ]]
+}
+
 @test "lock: true refuses a concurrent run with exit 75 naming the holder" {
     job cron <<EOF
 name: nightly

@@ -355,7 +355,7 @@ EOF
     run "$PR" run "$T/soon.yaml"
     [ "$status" -eq 1 ]
     [ "$(tr -d '\n' < "$T/ran")" = "01" ]
-    [[ "$output" == *"halted after 1 failure (halt: soon)"* ]]
+    [[ "$output" == *"halted after 1 failure, 1 success (halt: soon,fail=1)"* ]]
 
     job now <<EOF
 halt: now
@@ -371,6 +371,56 @@ EOF
     [[ "$output" == *"bad[0]: exit 4"* ]]
     [[ "$output" == *"slow[0]: cancelled"* ]]
     ! alive "$(cat "$T/slow.pid")"
+}
+
+@test "halt: GNU parallel's conditions: fail=N%, success=N, done=N" {
+    job pct <<EOF
+halt: soon,fail=50%
+jobs: 1
+tasks:
+  a:
+    foreach: {range: [0, 4]}
+    run: [sh, -c, 'echo a\$PARALLELRUN_INDEX >> $T/ran; exit 1']
+  b:
+    foreach: {range: [0, 4]}
+    run: [sh, -c, 'echo b\$PARALLELRUN_INDEX >> $T/ran']
+EOF
+    # 8 instances in all: the 4th failure halts (a and b alternate).
+    run "$PR" run "$T/pct.yaml"
+    [ "$status" -eq 1 ]
+    [ "$(grep -c '^a' "$T/ran")" -eq 4 ]
+    [[ "$output" == *"halted after 4 failures"*"(halt: soon,fail=50%)"* ]]
+
+    job succ <<EOF
+halt: now,success=2
+jobs: 1
+tasks:
+  t:
+    foreach: {range: [0, 9]}
+    run: [sh, -c, 'echo \$PARALLELRUN_INDEX >> $T/succ']
+EOF
+    # Halting on successes is what was asked for: the run succeeds.
+    run "$PR" run "$T/succ.yaml"
+    [ "$status" -eq 0 ]
+    [ "$(tr -d '\n' < "$T/succ")" = "01" ]
+
+    job both <<EOF
+halt: now,fail=2
+max_failures: 3
+tasks:
+  t: {run: [true]}
+EOF
+    run "$PR" validate "$T/both.yaml"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"max_failures"*"give one"* ]]
+    job bad <<EOF
+halt: now,fail=lots
+tasks:
+  t: {run: [true]}
+EOF
+    run "$PR" validate "$T/bad.yaml"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"bad.yaml:1:7: 'halt': fail="* ]]
 }
 
 @test "lines from stdin are streamed to children" {
