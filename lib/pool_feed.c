@@ -201,6 +201,7 @@ static int feed_one(struct prun__pool *p, size_t t)
         return 1;
     if (n < 0)
         p->loop->warn(p->loop->ctx, e.msg);
+    prun__pool_wq_flush(p->state);
     prun__pool_wq_fed(p->state, name, f->queued);
     f->finished = 1;
     return 0;
@@ -216,5 +217,7 @@ int prun__pool_feed(struct prun__pool *p)
         if (p->feeds[t].started && !p->feeds[t].finished)
             more |= feed_one(p, t);
     }
+    if (p != NULL)
+        prun__pool_wq_flush(p->state);
     return more;
 }

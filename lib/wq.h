@@ -175,7 +175,7 @@ int prun__wq_record(
 /* ---- Pool mode --------------------------------------------------------- */
 
 /* At most this many items a slot holds at once, and completes per call. */
-#define PRUN_WQ_POOL_BATCH 24
+#define PRUN_WQ_POOL_BATCH 64
 
 /* An item of a worker slot. */
 struct prun_wq_pool_item {

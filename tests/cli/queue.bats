@@ -503,3 +503,34 @@ EOF
     run "$PR" status --redis "$URL"
     [[ "$output" == *"work: items: 30 queued, 29 done, 1 failed"* ]]
 }
+
+@test "pool: completions are batched: one ends record per batch, one terminal record per item" {
+    cat > "$T/b.py" <<EOF
+import sys
+sys.path.insert(0, "$ROOT/examples/python")
+import prun
+for index, item in prun.items():
+    pass
+EOF
+    job pb <<EOF
+tasks:
+  work:
+    pool: true
+    jobs: 2
+    foreach: {range: [0, 1000]}
+    run: [/usr/bin/python3, $T/b.py]
+EOF
+    run timeout $((120 * F)) "$PR" run "$T/pb.yaml" --redis "$URL"
+    [ "$status" -eq 0 ]
+    rid=$(last_rid)
+    [ "$(rcli hlen "parallelrun:{$rid}:wq:done")" -eq 1000 ]
+    [ "$(rcli hget "parallelrun:{$rid}:wq:meta" okt:work)" -eq 1000 ]
+    # Far fewer ends records than items, naming every key once.
+    [ "$(rcli xlen "parallelrun:{$rid}:wq:ends")" -lt 100 ]
+    rcli xrange "parallelrun:{$rid}:wq:ends" - + > "$T/ends"
+    [ "$(grep -c '^work [0-9]*$' "$T/ends")" -eq 1000 ]
+    [ "$(grep '^work [0-9]*$' "$T/ends" | sort -u | wc -l)" -eq 1000 ]
+    # Nothing left on the stream or in the fence table.
+    [ "$(rcli xlen "parallelrun:{$rid}:wq:s:work")" -eq 0 ]
+    [ "$(rcli hlen "parallelrun:{$rid}:wq:fence")" -eq 0 ]
+}
