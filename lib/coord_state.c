@@ -321,6 +321,11 @@ void prun__state_pump(struct prun_state *s)
         pump(s);
 }
 
+size_t prun__state_unacked(const struct prun_state *s)
+{
+    return s->queued;
+}
+
 size_t prun__state_pending(const struct prun_state *s)
 {
     const struct cmd *c;
