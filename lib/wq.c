@@ -84,7 +84,7 @@ static const char renew_lua[] =
 
 static const char complete_lua[] = LUA_COMMON LUA_COMPLETE_FN
     "local code = complete(ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1',\n"
-    "  ARGV[7], ARGV[8])\n"
+    "  ARGV[7], ARGV[8], ARGV[9], ARGV[10])\n"
     "return {code}\n";
 
 /*
@@ -501,6 +501,34 @@ int prun__wq_complete(struct prun_wq *q, const struct prun__wq_claim *c, int ok,
 
     snprintf(fence, sizeof(fence), "%llu", (unsigned long long)c->fence);
     rc = int_reply(q, prun__eval(q->c, err, complete_lua, 1, 9, args), err);
+    if (rc == -1)
+        return prun__wq_gone(q, err);
+    return rc;
+}
+
+int prun__wq_complete_out(struct prun_wq *q, const struct prun__wq_claim *c,
+    int ok, const char *record, const struct prun_wq_output *o,
+    struct prun_err *err)
+{
+    char fence[24];
+    const char *argv[14] = {"EVAL", complete_lua, "1", q->meta, q->prefix,
+        q->me, c->task, c->id, fence, ok ? "1" : "0", record, c->key,
+        o ? o->out : NULL, o ? o->err : NULL};
+    size_t lens[14];
+    int i, rc;
+
+    if (o == NULL || (o->outlen == 0 && o->errlen == 0))
+        return prun__wq_complete(q, c, ok, record, err);
+    snprintf(fence, sizeof(fence), "%llu", (unsigned long long)c->fence);
+    for (i = 0; i < 12; i++)
+        lens[i] = strlen(argv[i]);
+    lens[12] = o->outlen;
+    lens[13] = o->errlen;
+    /*
+     * EVAL, not EVALSHA: the output is binary and prun__eval is not; the
+     * script's text costs nothing next to up to 2 MiB of output.
+     */
+    rc = int_reply(q, prun__cmdv(q->c, err, 14, argv, lens), err);
     if (rc == -1)
         return prun__wq_gone(q, err);
     return rc;

@@ -133,6 +133,20 @@ enum prun_wq_result {
 int prun__wq_complete(struct prun_wq *q, const struct prun__wq_claim *c, int ok,
     const char *record, struct prun_err *err);
 
+/* An instance's output, sent back with its terminal record. */
+struct prun_wq_output {
+    const char *out, *err;
+    size_t outlen, errlen;
+};
+
+/*
+ * prun__wq_complete() that also puts o (NULL: none) on the ends stream
+ * with the terminal record, binary-safe, for the run to write out.
+ */
+int prun__wq_complete_out(struct prun_wq *q, const struct prun__wq_claim *c,
+    int ok, const char *record, const struct prun_wq_output *o,
+    struct prun_err *err);
+
 /*
  * Hands c back unfinished (a worker draining): another worker may claim it
  * at once, and this one's completion of it would be stale.

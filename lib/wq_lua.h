@@ -26,12 +26,18 @@
     "  local k, a, p = string.match(rest, '^([^\\t]*)\\t(%d+)\\t(.*)$')\n"     \
     "  if not k then return fence, t0, rest end\n"                             \
     "  return fence, t0, k, a, p\n"                                            \
-    "end\n"                                                                    \
-    "local function terminal(k, fence, a, rec, ok)\n"                          \
+    "end\n" /* o, e: the instance's stdout and stderr (run --distributed),     \
+               carried on the ends stream only, never kept in the done hash */                       \
+    "local function terminal(k, fence, a, rec, ok, o, e)\n"                    \
     "  if redis.call('HSETNX', P..':done', k, fence..' '..a..' '..rec) == 0\n" \
     "  then return false end\n"                                                \
-    "  redis.call('XADD', P..':ends', '*', 'k', k, 'f', fence, 'a', a,\n"      \
-    "    'r', rec)\n"                                                          \
+    "  if o and (#o > 0 or #e > 0) then\n"                                     \
+    "    redis.call('XADD', P..':ends', '*', 'k', k, 'f', fence, 'a', a,\n"    \
+    "      'r', rec, 'o', o, 'e', e)\n"                                        \
+    "  else\n"                                                                 \
+    "    redis.call('XADD', P..':ends', '*', 'k', k, 'f', fence, 'a', a,\n"    \
+    "      'r', rec)\n"                                                        \
+    "  end\n"                                                                  \
     "  redis.call('HINCRBY', meta, ok and 'ok' or 'failed', 1)\n"              \
     "  local tk = string.match(k, '^(.*) ') or ''\n"                           \
     "  redis.call('HINCRBY', meta, 'term:'..tk, 1)\n"                          \
@@ -184,11 +190,12 @@
     "end\n"
 
 /*
- * KEYS: meta. ARGV: prefix, consumer, task, id, fence, ok, record, key.
+ * KEYS: meta. ARGV: prefix, consumer, task, id, fence, ok, record, key,
+ * and optionally stdout, stderr (kept with the terminal record only).
  * Returns {0} done, {1} retry queued, {2} stale, {3} duplicate, {-1} gone.
  */
 #define LUA_COMPLETE_FN                                                        \
-    "local function complete(task, id, fence, ok, rec, k)\n"                   \
+    "local function complete(task, id, fence, ok, rec, k, so, se)\n"           \
     "local fv = redis.call('HGET', fk, task..' '..id)\n"                       \
     "if not fv or string.match(fv, '^(%d+)') ~= fence then\n"                  \
     "  local d = redis.call('HGET', P..':done', k)\n"                          \
@@ -204,7 +211,7 @@
     "local a, m, d = tonumber(field(f, 'a')), tonumber(field(f, 'm')),\n"      \
     "  tonumber(field(f, 'd'))\n"                                              \
     "if ok or a >= m then\n"                                                   \
-    "  terminal(k, fence, a, rec, ok)\n"                                       \
+    "  terminal(k, fence, a, rec, ok, so, se)\n"                               \
     "  finish(task, id)\n"                                                     \
     "  return 0, f\n"                                                          \
     "end\n"                                                                    \

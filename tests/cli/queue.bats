@@ -534,3 +534,35 @@ EOF
     [ "$(rcli xlen "parallelrun:{$rid}:wq:s:work")" -eq 0 ]
     [ "$(rcli hlen "parallelrun:{$rid}:wq:fence")" -eq 0 ]
 }
+
+@test "queue: --results and printed output come back from a worker in another HOME; big output is cut at 1 MiB with a note" {
+    cat > "$T/res.sh" <<'EOF'
+echo "out $1 $HOME"
+echo "err $1" >&2
+if [ "$1" = 2 ]; then head -c 1100000 /dev/zero | tr '\0' x; fi
+EOF
+    job res <<EOF
+tasks:
+  t:
+    foreach: {range: [0, 3]}
+    run: [sh, $T/res.sh, "{item}"]
+EOF
+    mkdir -p "$T/wtmp"
+    TMPDIR=$T/wtmp start_worker a --slots 2
+    run timeout $((60 * F)) "$PR" run "$T/res.yaml" --redis "$URL" --distributed --results "$T/res"
+    [ "$status" -eq 0 ]
+    rid=$(last_rid)
+    # Written by the run, on its host, like a local run's files.
+    [ "$(head -1 "$T/res/$rid/t/0.out")" = "out 0 $T/home-a" ]
+    [ "$(cat "$T/res/$rid/t/1.err")" = "err 1" ]
+    [[ "$output" == *"out 1 $T/home-a"* ]]
+    [[ "$output" == *"err 0"* ]]
+    # 1 MiB kept, then a note saying how much was cut and by whom.
+    [ "$(head -c 1048576 "$T/res/$rid/t/2.out" | tr -d x | wc -c)" -le 100 ]
+    grep -q "stdout cut at 1048576 bytes of 110[0-9]* by worker" "$T/res/$rid/t/2.out"
+    # The worker's private directory keeps no file once they went back.
+    [ -z "$(find "$T/wtmp" -type f)" ]
+    kill -TERM "$(cat "$T/a.pid")"
+    wait_for 10 sh -c "! kill -0 $(cat "$T/a.pid") 2>/dev/null"
+    [ -z "$(ls -A "$T/wtmp")" ]
+}
