@@ -95,6 +95,7 @@ static struct {
     struct prun_lock *head;
     struct prun_lock *busy; /* being renewed, rn.mu released */
     struct prun_conn *own;  /* the thread's connection */
+    int reopen;             /* the server changed: open own again */
     char url[512];
     char password[256];
 } rn = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -163,17 +164,21 @@ static void abs_at(struct timespec *ts, int64_t mono_ms)
 /* One renewal of l, with rn.mu released; l stays alive while rn.busy. */
 static void renew_one(struct prun_lock *l)
 {
+    char url[sizeof(rn.url)], pw[sizeof(rn.password)];
     struct prun_err e;
-    int rc = -1;
+    int rc = -1, reopen = rn.reopen;
 
+    memcpy(url, rn.url, sizeof(url));
+    memcpy(pw, rn.password, sizeof(pw));
+    rn.reopen = 0;
     pthread_mutex_unlock(&rn.mu);
-    if (rn.own != NULL && rn.own->ctx->err) {
+    if (rn.own != NULL && (reopen || rn.own->ctx->err)) {
         prun__conn_close(rn.own);
         rn.own = NULL;
     }
     if (rn.own == NULL)
-        prun__conn_open(
-            rn.url, rn.password, (int)(l->lease_ms / 3), &rn.own, &e);
+        prun__conn_open(url, pw, (int)(l->lease_ms / 3), &rn.own, &e);
+    memset(pw, 0, sizeof(pw));
     if (rn.own != NULL) {
         prun__conn_timeout(rn.own, l->lease_ms / 3);
         rc = lock_renew_on(l, rn.own, &e);
@@ -216,7 +221,10 @@ static void *renew_main(void *arg)
     return NULL;
 }
 
-/* With rn.mu held: starts the thread if this process has none yet. */
+/*
+ * With rn.mu held: notes the server the children's environment names and
+ * starts the thread if this process has none yet.
+ */
 static int renewer_start(const char *name, struct prun_err *err)
 {
     const char *url = getenv("PARALLELRUN_REDIS");
@@ -226,10 +234,15 @@ static int renewer_start(const char *name, struct prun_err *err)
     pthread_t t;
     int rc;
 
+    /* The lock's server, which may differ from the last lock's. */
+    if (strcmp(rn.url, url ? url : "") != 0 ||
+        strcmp(rn.password, pw ? pw : "") != 0) {
+        snprintf(rn.url, sizeof(rn.url), "%s", url ? url : "");
+        snprintf(rn.password, sizeof(rn.password), "%s", pw ? pw : "");
+        rn.reopen = 1;
+    }
     if (rn.running)
         return 0;
-    snprintf(rn.url, sizeof(rn.url), "%s", url ? url : "");
-    snprintf(rn.password, sizeof(rn.password), "%s", pw ? pw : "");
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&rn.cv, &ca);
