@@ -8,7 +8,12 @@
  * the fenced completion and a pool slot's completions.
  */
 
-/* Shared Lua helpers, prepended to the scripts that need them. */
+/*
+ * Shared Lua helpers, prepended to the scripts that need them. terminal()
+ * writes an instance's one terminal record; its o and e (the instance's
+ * stdout and stderr, run --distributed) go on the ends stream only, never
+ * into the done hash.
+ */
 #define LUA_COMMON                                                             \
     "local P = ARGV[1]\n"                                                      \
     "local meta = KEYS[1]\n"                                                   \
@@ -26,8 +31,7 @@
     "  local k, a, p = string.match(rest, '^([^\\t]*)\\t(%d+)\\t(.*)$')\n"     \
     "  if not k then return fence, t0, rest end\n"                             \
     "  return fence, t0, k, a, p\n"                                            \
-    "end\n" /* o, e: the instance's stdout and stderr (run --distributed),     \
-               carried on the ends stream only, never kept in the done hash */                       \
+    "end\n"                                                                    \
     "local function terminal(k, fence, a, rec, ok, o, e)\n"                    \
     "  if redis.call('HSETNX', P..':done', k, fence..' '..a..' '..rec) == 0\n" \
     "  then return false end\n"                                                \
