@@ -61,7 +61,7 @@ SO_LDFLAGS = -shared -Wl,-soname,libparallelrun.so.0 -Wl,-z,defs \
 LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 SO_OBJS   := $(patsubst %,$(BUILD)/lib/%.o,api_segment coord coord_keeper coord_lock \
-               coord_pool coord_sync coord_url wq \
+               coord_pool coord_sync coord_url wq wq_pool \
                segment_load segment_publish segmeta util)
 CMD_SRCS  := $(sort $(wildcard cmd/*.c))
 CMD_OBJS  := $(CMD_SRCS:%.c=$(BUILD)/%.o)

@@ -5,8 +5,11 @@
 # 1, 2, 3 workers; time for a killed worker's instances to be reclaimed,
 # in leases; 3 workers x BENCH_QUEUE_BIG trivial instances with lost and
 # duplicate terminal records counted; and, on POOL_N tiny Python items,
-# pool mode vs one process per item vs multiprocessing.Pool.map. Writes
-# bench/out/queue.txt.
+# pool mode vs one process per item vs multiprocessing.Pool.map, and the
+# same with items of 1 ms (with the end-of-run tail: how long the run
+# outlives its last item); the runner's peak RSS with 2k, 20k and 200k
+# pool items. Python is /usr/bin/python3 (the first python3 on PATH may
+# lack numpy). Writes bench/out/queue.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -137,5 +140,51 @@ if __name__ == '__main__':
 echo "python $POOL_N items: multiprocessing.Pool.map (2): $(calc "$t1 - $t0")s" | tee -a "$R"
 t0=$(now); "$PR" run "$Q/pool.yaml" -j 2 --redis "$URL" -q; t1=$(now)
 echo "python $POOL_N items: pool mode -j 2: $(calc "$t1 - $t0")s" | tee -a "$R"
-t0=$(now); "$PR" run "$Q/peritem.yaml" -j 2 --redis "$URL" -q; t1=$(now)
-echo "python $POOL_N items: one process per item -j 2: $(calc "$t1 - $t0")s" | tee -a "$R"
+# One Python process per item takes minutes: BENCH_PERITEM=0 skips it.
+if [ "${BENCH_PERITEM:-1}" != 0 ]; then
+    t0=$(now); "$PR" run "$Q/peritem.yaml" -j 2 --redis "$URL" -q; t1=$(now)
+    echo "python $POOL_N items: one process per item -j 2: $(calc "$t1 - $t0")s" | tee -a "$R"
+fi
+
+# --- 6. items of 1 ms: pool mode vs Pool.map, and the end-of-run tail -------
+cat > "$Q/pool1ms.yaml" <<YAML
+tasks:
+  t:
+    pool: true
+    foreach: {range: [0, $POOL_N]}
+    run: [/usr/bin/python3, $PWD/bench/sleep_pool.py]
+YAML
+t0=$(now); /usr/bin/python3 -c "
+import multiprocessing, time
+def sq(n):
+    time.sleep(0.001)
+    return n * n
+if __name__ == '__main__':
+    with multiprocessing.Pool(2) as p: p.map(sq, range($POOL_N))
+"; t1=$(now)
+mp=$(calc "$t1 - $t0")
+echo "python $POOL_N items of 1 ms: multiprocessing.Pool.map (2): ${mp}s" | tee -a "$R"
+: > "$Q/tail.log"
+t0=$(now)
+SLEEP_MS=1 TAIL_LOG=$Q/tail.log "$PR" run "$Q/pool1ms.yaml" -j 2 --redis "$URL" -q
+t1=$(now)
+last=$(awk '{ if ($2 > m) m = $2 } END { printf "%f", m }' "$Q/tail.log")
+first_end=$(awk 'NR == 1 || $2 < m { m = $2 } END { printf "%f", m }' "$Q/tail.log")
+echo "python $POOL_N items of 1 ms: pool mode -j 2: $(calc "$t1 - $t0")s ($(calc "($t1 - $t0) / $mp")x Pool.map); run exit $(calc "($t1 - $last) * 1000") ms after the last worker's last item; workers ended $(calc "($last - $first_end) * 1000") ms apart" | tee -a "$R"
+
+# --- 7. the runner's peak RSS with 2k, 20k, 200k pool items -----------------
+# VmHWM of the runner alone, sampled until it exits (/usr/bin/time -v would
+# report the largest of it and its Python workers).
+for n in 2000 20000 200000; do
+    sed "s/range: \[0, $POOL_N\]/range: [0, $n]/" "$Q/pool.yaml" > "$Q/rss.yaml"
+    "$PR" run "$Q/rss.yaml" -j 2 --redis "$URL" -q &
+    rp=$!
+    hwm=0
+    while kill -0 "$rp" 2>/dev/null; do
+        h=$(awk '/^VmHWM/ { print $2 }' "/proc/$rp/status" 2>/dev/null || true)
+        [ -n "$h" ] && hwm=$h
+        sleep 0.1
+    done
+    wait "$rp" || true
+    echo "runner peak RSS, $n pool items: ${hwm} kB" | tee -a "$R"
+done

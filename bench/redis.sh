@@ -3,7 +3,9 @@
 # or alone): 2000 x /bin/true with the embedded Redis vs --redis off; a
 # 32-child barrier, time from the last arrival to all released; pool mode
 # vs one process per item for POOL_N items with a Python child; status
-# --json on a finished 100,000-instance run. Writes bench/out/redis-*.
+# --json on a finished 100,000-instance run; LOCK_N uncontended lock round
+# trips, the child API against raw SET NX PX + a release script over one
+# connection. Writes bench/out/redis-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -12,6 +14,7 @@ OUT=$PWD/bench/out
 N=${BENCH_N:-2000}
 POOL_N=${BENCH_POOL_N:-20000}
 RUNS=${BENCH_RUNS:-10}
+LOCK_N=${BENCH_LOCK_N:-5000}
 mkdir -p "$OUT"
 # A private home: the embedded server of this bench, not the user's.
 export HOME=$OUT/home
@@ -22,6 +25,8 @@ export PARALLELRUN_CONFIG=$OUT/empty.ini
 : > "$PARALLELRUN_CONFIG"
 
 cc -O2 -Iinclude -o "$OUT/barrier_bench" bench/barrier_bench.c \
+    "$BUILD/libparallelrun.a" $(pkg-config --libs hiredis yaml-0.1 inih) -lm -pthread
+cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -o "$OUT/lock_bench" bench/lock_bench.c \
     "$BUILD/libparallelrun.a" $(pkg-config --libs hiredis yaml-0.1 inih) -lm -pthread
 
 # --- 1. the cost of recording state in Redis -------------------------------
@@ -93,3 +98,14 @@ hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$OUT/redis-status-warm.jso
     -n "status --json (server running)" "$PR status $rid --json"
 kill -INT $hold
 wait $hold || true
+
+# --- 5. lock round trips: the child API vs raw commands ---------------------
+# Inside a run, so the child gets the run's Redis and run id.
+cat > "$OUT/redis-lock.yaml" <<YAML
+version: 1
+name: bench-lock
+tasks:
+  lock:
+    run: [$OUT/lock_bench, "$LOCK_N"]
+YAML
+"$PR" run "$OUT/redis-lock.yaml" | tee "$OUT/redis-lock.txt"

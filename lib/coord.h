@@ -171,6 +171,8 @@ int prun__state_want_write(const struct prun_state *s);
 void prun__state_pump(struct prun_state *s);
 /* Records queued but not yet written (counted up to 256). */
 size_t prun__state_pending(const struct prun_state *s);
+/* Records not yet acknowledged by Redis, written or not. */
+size_t prun__state_unacked(const struct prun_state *s);
 /* The socket is readable/writable. */
 void prun__state_io(struct prun_state *s, int readable, int writable);
 /* Called at least every 500 ms: reconnects, heartbeat every 2 s. */

@@ -2,9 +2,10 @@
 /*
  * coord_lock: the children's locks (prun_lock_acquire and the `lock`
  * subcommand): a key taken with a lease and a fencing token, renewed by
- * an owner-checked script (by a thread with its own connection, or by the
- * caller), released only by its owner. Key names and algorithms:
- * docs/redis-schema.md. The job lock of a whole run is coord_joblock.c.
+ * an owner-checked script (by the process's one renewer thread, with its
+ * own connection, or by the caller), released only by its owner. Key names and
+ * algorithms: docs/redis-schema.md. The job lock of a whole run is
+ * coord_joblock.c.
  */
 #include "coord_int.h"
 #include "coord_sync.h"
@@ -44,14 +45,17 @@ static const char lock_renew_lua[] =
 /*
  * KEYS: lock, wake; ARGV: owner, ttl. Returns 1 if it was ours. The wake
  * list is a hint, not a count: one entry wakes one waiter, and keeping at
- * most one stops releases without waiters from piling entries up.
+ * most one stops releases without waiters from piling entries up. When
+ * the entry of an earlier release is still there nobody has waited since,
+ * and the release writes nothing more (uncontended locks stay cheap).
  */
 static const char lock_release_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  redis.call('DEL', KEYS[1])\n"
-    "  redis.call('RPUSH', KEYS[2], '1')\n"
-    "  redis.call('LTRIM', KEYS[2], -1, -1)\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+    "  if redis.call('LLEN', KEYS[2]) == 0 then\n"
+    "    redis.call('RPUSH', KEYS[2], '1')\n"
+    "    redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+    "  end\n"
     "  return 1\n"
     "end\n"
     "return 0\n";
@@ -65,16 +69,69 @@ struct prun_lock {
     int64_t lease_ms;
     uint64_t token;
 
-    /* With a renewal thread: */
-    int has_thread;
-    pthread_t thread;
+    /* Renewed by the process's renewer (below); guarded by rn.mu: */
+    int renewed;
+    int lost;
+    int64_t due_ms; /* the next renewal, monotonic */
+    struct prun_lock *next;
+};
+
+/*
+ * The renewer: one thread per process renews every lock acquired with
+ * renewal, each every lease/3, so two renewals may fail in a row (Redis
+ * restarting, a slow network) before a lease runs out. It is started by
+ * the first such lock and then parked on a condition variable, so a lock
+ * released within lease/3 costs it nothing: no thread and no connection
+ * per lock, and the renewer opens its own connection only when a renewal
+ * is first due. It never touches the process-wide connection, which the
+ * caller's thread may be using. A forked child starts with no renewer and
+ * no locks to renew (the parent's locks stay the parent's).
+ */
+static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;
-    struct prun_conn *own; /* the thread's connection; also releases */
+    pthread_cond_t cv; /* CLOCK_MONOTONIC; set up by renewer_start */
+    int running;
+    int64_t wake_at; /* when the thread next wakes; INT64_MAX parked */
+    struct prun_lock *head;
+    struct prun_lock *busy; /* being renewed, rn.mu released */
+    struct prun_conn *own;  /* the thread's connection */
+    int reopen;             /* the server changed: open own again */
     char url[512];
     char password[256];
-};
+} rn = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_once_t rn_once = PTHREAD_ONCE_INIT;
+
+static void rn_prepare(void)
+{
+    pthread_mutex_lock(&rn.mu);
+}
+
+static void rn_parent(void)
+{
+    pthread_mutex_unlock(&rn.mu);
+}
+
+static void rn_child(void)
+{
+    pthread_mutex_unlock(&rn.mu);
+    /*
+     * The parent's thread may have been waiting on rn.cv, and destroying a
+     * condition variable waits for its waiters: renewer_start initialises
+     * it afresh instead.
+     */
+    rn.running = 0;
+    rn.head = NULL;
+    rn.busy = NULL;
+    /* The socket is shared with the parent: close our copy, say nothing. */
+    prun__conn_close(rn.own);
+    rn.own = NULL;
+}
+
+static void rn_register_atfork(void)
+{
+    pthread_atfork(rn_prepare, rn_parent, rn_child);
+}
 
 static int lock_renew_on(
     struct prun_lock *l, struct prun_conn *c, struct prun_err *err)
@@ -98,123 +155,164 @@ static int lock_renew_on(
     return 0;
 }
 
-static void abs_after(struct timespec *ts, int64_t ms)
+static void abs_at(struct timespec *ts, int64_t mono_ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    ts->tv_sec = (time_t)(mono_ms / 1000);
+    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
 }
 
-/*
- * The renewal thread: renews every lease/3, so two renewals may fail in a
- * row (Redis restarting, a slow network) before the lease runs out. It
- * stops when asked or when the lock turns out to be lost; it never
- * touches the process-wide connection, which the main thread may be using.
- */
+/* One renewal of l, with rn.mu released; l stays alive while rn.busy. */
+static void renew_one(struct prun_lock *l)
+{
+    char url[sizeof(rn.url)], pw[sizeof(rn.password)];
+    struct prun_err e;
+    int rc = -1, reopen = rn.reopen;
+
+    memcpy(url, rn.url, sizeof(url));
+    memcpy(pw, rn.password, sizeof(pw));
+    rn.reopen = 0;
+    pthread_mutex_unlock(&rn.mu);
+    if (rn.own != NULL && (reopen || rn.own->ctx->err)) {
+        prun__conn_close(rn.own);
+        rn.own = NULL;
+    }
+    if (rn.own == NULL)
+        prun__conn_open(url, pw, (int)(l->lease_ms / 3), &rn.own, &e);
+    memset(pw, 0, sizeof(pw));
+    if (rn.own != NULL) {
+        prun__conn_timeout(rn.own, l->lease_ms / 3);
+        rc = lock_renew_on(l, rn.own, &e);
+    }
+    pthread_mutex_lock(&rn.mu);
+    /* A lost lock is never renewed again: its release reports the loss. */
+    if (rc == PRUN_ELOCKED)
+        l->lost = 1;
+    l->due_ms = prun__now_ms() + l->lease_ms / 3;
+}
+
 static void *renew_main(void *arg)
 {
-    struct prun_lock *l = arg;
+    struct prun_lock *l, *first;
     struct timespec ts;
-    struct prun_err e;
-    int rc = 0;
 
-    pthread_mutex_lock(&l->mu);
-    while (!l->stop) {
-        abs_after(&ts, l->lease_ms / 3);
-        while (!l->stop && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-        if (l->stop)
-            break;
-        rc = 0;
-        pthread_mutex_unlock(&l->mu);
-        if (l->own != NULL && l->own->ctx->err) {
-            prun__conn_close(l->own);
-            l->own = NULL;
+    (void)arg;
+    pthread_mutex_lock(&rn.mu);
+    for (;;) {
+        first = NULL;
+        for (l = rn.head; l != NULL; l = l->next)
+            if (!l->lost && (first == NULL || l->due_ms < first->due_ms))
+                first = l;
+        if (first == NULL) {
+            rn.wake_at = INT64_MAX;
+            pthread_cond_wait(&rn.cv, &rn.mu);
+            continue;
         }
-        if (l->own == NULL)
-            prun__conn_open(
-                l->url, l->password, (int)(l->lease_ms / 3), &l->own, &e);
-        if (l->own != NULL && lock_renew_on(l, l->own, &e) == PRUN_ELOCKED) {
-            pthread_mutex_lock(&l->mu);
-            break;
+        if (first->due_ms > prun__now_ms()) {
+            rn.wake_at = first->due_ms;
+            abs_at(&ts, first->due_ms);
+            pthread_cond_timedwait(&rn.cv, &rn.mu, &ts);
+            continue;
         }
-        pthread_mutex_lock(&l->mu);
+        rn.busy = first;
+        renew_one(first);
+        rn.busy = NULL;
+        pthread_cond_broadcast(&rn.cv);
     }
-    pthread_mutex_unlock(&l->mu);
     return NULL;
 }
 
-static void lock_free(struct prun_lock *l)
-{
-    if (l->has_thread) {
-        pthread_mutex_lock(&l->mu);
-        l->stop = 1;
-        pthread_cond_signal(&l->cv);
-        pthread_mutex_unlock(&l->mu);
-        pthread_join(l->thread, NULL);
-        pthread_cond_destroy(&l->cv);
-        pthread_mutex_destroy(&l->mu);
-    }
-    prun__conn_close(l->own);
-    memset(l->password, 0, sizeof(l->password));
-    free(l);
-}
-
-static int start_renewal(struct prun_lock *l, struct prun_err *err)
+/*
+ * With rn.mu held: notes the server the children's environment names and
+ * starts the thread if this process has none yet.
+ */
+static int renewer_start(const char *name, struct prun_err *err)
 {
     const char *url = getenv("PARALLELRUN_REDIS");
     const char *pw = getenv("PARALLELRUN_REDIS_PASSWORD");
     pthread_condattr_t ca;
+    pthread_attr_t ta;
+    pthread_t t;
     int rc;
 
-    snprintf(l->url, sizeof(l->url), "%s", url ? url : "");
-    snprintf(l->password, sizeof(l->password), "%s", pw ? pw : "");
-    rc = prun__conn_open(l->url, l->password, 5000, &l->own, err);
-    if (rc < 0)
-        return rc;
+    /* The lock's server, which may differ from the last lock's. */
+    if (strcmp(rn.url, url ? url : "") != 0 ||
+        strcmp(rn.password, pw ? pw : "") != 0) {
+        snprintf(rn.url, sizeof(rn.url), "%s", url ? url : "");
+        snprintf(rn.password, sizeof(rn.password), "%s", pw ? pw : "");
+        rn.reopen = 1;
+    }
+    if (rn.running)
+        return 0;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv, &ca);
+    pthread_cond_init(&rn.cv, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&l->mu, NULL);
-    rc = pthread_create(&l->thread, NULL, renew_main, l);
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &ta, renew_main, NULL);
+    pthread_attr_destroy(&ta);
     if (rc != 0) {
-        pthread_cond_destroy(&l->cv);
-        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&rn.cv);
         errno = rc;
         return prun__err_sys(
-            err, "lock '%s': cannot start the renewal thread", l->name);
+            err, "lock '%s': cannot start the renewal thread", name);
     }
-    l->has_thread = 1;
+    rn.running = 1;
+    rn.wake_at = INT64_MAX;
     return 0;
 }
 
-static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
-    int renew_thread, struct prun_lock **out, uint64_t *token,
+/* Hands l to the renewer; it is first renewed lease/3 from now. */
+static int renew_add(struct prun_lock *l, struct prun_err *err)
+{
+    int rc;
+
+    pthread_once(&rn_once, rn_register_atfork);
+    pthread_mutex_lock(&rn.mu);
+    rc = renewer_start(l->name, err);
+    if (rc == 0) {
+        l->due_ms = prun__now_ms() + l->lease_ms / 3;
+        l->next = rn.head;
+        rn.head = l;
+        l->renewed = 1;
+        /* Wake the thread only when it would sleep past this renewal. */
+        if (l->due_ms < rn.wake_at)
+            pthread_cond_broadcast(&rn.cv);
+    }
+    pthread_mutex_unlock(&rn.mu);
+    return rc;
+}
+
+/*
+ * Takes l back from the renewer. A lock the renewer found lost needs no
+ * flag here: the release script finds it is not ours and says so.
+ */
+static void renew_remove(struct prun_lock *l)
+{
+    struct prun_lock **p;
+
+    if (!l->renewed)
+        return;
+    pthread_mutex_lock(&rn.mu);
+    while (rn.busy == l)
+        pthread_cond_wait(&rn.cv, &rn.mu);
+    for (p = &rn.head; *p != NULL; p = &(*p)->next)
+        if (*p == l) {
+            *p = l->next;
+            break;
+        }
+    l->renewed = 0;
+    pthread_mutex_unlock(&rn.mu);
+}
+
+/* A new lock object for name with a random owner value. */
+static int lock_new(const char *name, int64_t lease_ms, struct prun_lock **out,
     struct prun_err *err)
 {
-    char fence[KEY_MAX + 8], ttl[24], secs[32], waited[32];
     unsigned char rnd[16];
-    const char *args[5];
-    struct prun_lock *l = NULL;
-    struct prun_conn *c;
-    redisReply *r;
-    long long got;
-    int64_t deadline, slice;
+    struct prun_lock *l;
     int rc, i;
 
-    rc = prun__sync_check_name("lock", name, err);
-    if (rc < 0)
-        return rc;
-    if (lease_ms < 30)
-        return prun__err_set(err, PRUN_EINVAL, "lock lease too short");
-    rc = prun__sync_conn_get(&c, err);
-    if (rc < 0)
-        return rc;
     l = calloc(1, sizeof(*l));
     if (l == NULL)
         return prun__err_set(err, PRUN_ENOMEM, "out of memory");
@@ -222,36 +320,116 @@ static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
     l->lease_ms = lease_ms;
     snprintf(l->lease, sizeof(l->lease), "%lld", (long long)lease_ms);
     if ((rc = prun__sync_key(l->key, err, "lock:%s", name)) < 0 ||
-        (rc = prun__sync_key(l->wake, err, "lock:%s:wake", name)) < 0)
-        goto fail;
-    snprintf(fence, sizeof(fence), "%s:fence", l->key);
+        (rc = prun__sync_key(l->wake, err, "lock:%s:wake", name)) < 0) {
+        free(l);
+        return rc;
+    }
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         rc = prun__err_sys(err, "lock '%s': getrandom", name);
-        goto fail;
+        free(l);
+        return rc;
     }
     for (i = 0; i < 16; i++)
         snprintf(l->owner + 2 * i, 3, "%02x", rnd[i]);
+    *out = l;
+    return 0;
+}
+
+/* One attempt: sets *token to the fencing token, or 0 if the lock is held. */
+static int lock_try(struct prun_conn *c, struct prun_lock *l, uint64_t *token,
+    struct prun_err *err)
+{
+    char fence[KEY_MAX + 8], ttl[24];
+    const char *args[5];
+    redisReply *r;
+    long long got;
+
+    snprintf(fence, sizeof(fence), "%s:fence", l->key);
     prun__sync_key_ttl(ttl, sizeof(ttl));
     args[0] = l->key;
     args[1] = fence;
     args[2] = l->owner;
     args[3] = l->lease;
     args[4] = ttl;
-    deadline = timeout_ms < 0 ? -1 : prun__now_ms() + timeout_ms;
-    for (;;) {
-        r = prun__eval(c, err, lock_acquire_lua, 2, 5, args);
-        if (r == NULL) {
-            rc = prun__sync_redis_fail(err);
-            goto fail;
-        }
-        if (prun__sync_reply_int(r, &got) < 0) {
-            freeReplyObject(r);
-            rc = prun__sync_bad_reply(c, "lock acquire", err);
-            goto fail;
-        }
+    r = prun__eval(c, err, lock_acquire_lua, 2, 5, args);
+    if (r == NULL)
+        return prun__sync_redis_fail(err);
+    if (prun__sync_reply_int(r, &got) < 0) {
         freeReplyObject(r);
-        if (got > 0)
-            break;
+        return prun__sync_bad_reply(c, "lock acquire", err);
+    }
+    freeReplyObject(r);
+    *token = got > 0 ? (uint64_t)got : 0;
+    return 0;
+}
+
+/*
+ * Waits up to slice ms for a release. A release pushes onto the wake
+ * list, so a waiter usually tries again at once; the short timeout covers
+ * a holder that died and whose lease ran out, which pushes nothing.
+ */
+static int lock_wait_wake(struct prun_conn *c, const struct prun_lock *l,
+    int64_t slice, struct prun_err *err)
+{
+    char secs[32];
+    redisReply *r;
+
+    prun__sync_block_secs(slice, secs, sizeof(secs));
+    prun__conn_timeout(c, slice + c->timeout_ms);
+    r = prun__cmd(c, err, "BLPOP %s %s", l->wake, secs);
+    prun__conn_timeout(c, c->timeout_ms);
+    if (r == NULL)
+        return prun__sync_redis_fail(err);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Releases l's key if it is still l's: 1 released, 0 not ours. */
+static int lock_drop(
+    struct prun_conn *c, const struct prun_lock *l, struct prun_err *err)
+{
+    char ttl[24];
+    const char *args[4];
+    redisReply *r;
+    long long ok = 0;
+
+    prun__sync_key_ttl(ttl, sizeof(ttl));
+    args[0] = l->key;
+    args[1] = l->wake;
+    args[2] = l->owner;
+    args[3] = ttl;
+    r = prun__eval(c, err, lock_release_lua, 2, 4, args);
+    if (r == NULL)
+        return prun__sync_redis_fail(err);
+    if (prun__sync_reply_int(r, &ok) < 0) {
+        freeReplyObject(r);
+        return prun__sync_bad_reply(c, "lock release", err);
+    }
+    freeReplyObject(r);
+    return ok ? 1 : 0;
+}
+
+static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
+    int renew_thread, struct prun_lock **out, uint64_t *token,
+    struct prun_err *err)
+{
+    char waited[32];
+    struct prun_lock *l = NULL;
+    struct prun_conn *c;
+    uint64_t got = 0;
+    int64_t deadline, slice;
+    int rc;
+
+    rc = prun__sync_check_name("lock", name, err);
+    if (rc < 0)
+        return rc;
+    if (lease_ms < 30)
+        return prun__err_set(err, PRUN_EINVAL, "lock lease too short");
+    if ((rc = prun__sync_conn_get(&c, err)) < 0 ||
+        (rc = lock_new(name, lease_ms, &l, err)) < 0)
+        return rc;
+    deadline = timeout_ms < 0 ? -1 : prun__now_ms() + timeout_ms;
+    while ((rc = lock_try(c, l, &got, err)) == 0 && got == 0) {
         slice = LOCK_POLL_MS;
         if (deadline >= 0) {
             slice = deadline - prun__now_ms();
@@ -264,40 +442,24 @@ static int lock_take(const char *name, int64_t timeout_ms, int64_t lease_ms,
             if (slice > LOCK_POLL_MS)
                 slice = LOCK_POLL_MS;
         }
-        /*
-         * A release pushes onto the wake list, so a waiter usually tries
-         * again at once; the short timeout covers a holder that died and
-         * whose lease ran out, which pushes nothing.
-         */
-        prun__sync_block_secs(slice, secs, sizeof(secs));
-        prun__conn_timeout(c, slice + c->timeout_ms);
-        r = prun__cmd(c, err, "BLPOP %s %s", l->wake, secs);
-        prun__conn_timeout(c, c->timeout_ms);
-        if (r == NULL) {
-            rc = prun__sync_redis_fail(err);
+        if ((rc = lock_wait_wake(c, l, slice, err)) < 0)
             goto fail;
-        }
-        freeReplyObject(r);
     }
-    l->token = (uint64_t)got;
-    if (renew_thread) {
-        rc = start_renewal(l, err);
-        if (rc < 0) {
-            const char *rargs[4] = {l->key, l->wake, l->owner, ttl};
+    if (rc < 0)
+        goto fail;
+    l->token = got;
+    if (renew_thread && (rc = renew_add(l, err)) < 0) {
+        struct prun_err ignored;
 
-            r = prun__eval(c, NULL, lock_release_lua, 2, 4, rargs);
-            if (r)
-                freeReplyObject(r);
-            goto fail;
-        }
+        lock_drop(c, l, &ignored);
+        goto fail;
     }
     *out = l;
     if (token)
         *token = l->token;
     return 0;
 fail:
-    if (l)
-        lock_free(l);
+    free(l);
     return rc;
 }
 
@@ -348,54 +510,24 @@ int64_t prun__lock_lease_ms(const struct prun_lock *l)
 int prun_lock_release(struct prun_lock *l, struct prun_err *err)
 {
     struct prun_err e = {0};
-    char ttl[24];
-    const char *args[4];
     struct prun_conn *c = NULL;
-    redisReply *r;
-    long long ok = 0;
-    int rc = 0;
+    int rc;
 
     if (l == NULL)
         return 0;
-    if (l->has_thread) {
-        /* Stop renewing first: the thread's connection is ours now. */
-        pthread_mutex_lock(&l->mu);
-        l->stop = 1;
-        pthread_cond_signal(&l->cv);
-        pthread_mutex_unlock(&l->mu);
-        pthread_join(l->thread, NULL);
-        pthread_cond_destroy(&l->cv);
-        pthread_mutex_destroy(&l->mu);
-        l->has_thread = 0;
-        if (l->own != NULL && !l->own->ctx->err)
-            c = l->own;
-    }
-    if (c == NULL)
-        rc = prun__sync_conn_get(&c, &e);
-    if (rc == 0) {
-        prun__sync_key_ttl(ttl, sizeof(ttl));
-        args[0] = l->key;
-        args[1] = l->wake;
-        args[2] = l->owner;
-        args[3] = ttl;
-        r = prun__eval(c, &e, lock_release_lua, 2, 4, args);
-        if (r == NULL) {
-            rc = prun__sync_redis_fail(&e);
-        } else {
-            if (prun__sync_reply_int(r, &ok) < 0)
-                rc = prun__sync_bad_reply(c, "lock release", &e);
-            else if (!ok)
-                rc = prun__err_set(&e, PRUN_ELOCKED,
-                    "lock '%s' had been lost before its release: its lease "
-                    "(%lldms) ran out, so another holder may have overlapped "
-                    "(fencing token %llu)",
-                    l->name, (long long)l->lease_ms,
-                    (unsigned long long)l->token);
-            freeReplyObject(r);
-        }
-    }
-    lock_free(l);
+    /* Stop renewing first, so no renewal races the release. */
+    renew_remove(l);
+    rc = prun__sync_conn_get(&c, &e);
+    if (rc == 0)
+        rc = lock_drop(c, l, &e);
+    if (rc == 0)
+        rc = prun__err_set(&e, PRUN_ELOCKED,
+            "lock '%s' had been lost before its release: its lease "
+            "(%lldms) ran out, so another holder may have overlapped "
+            "(fencing token %llu)",
+            l->name, (long long)l->lease_ms, (unsigned long long)l->token);
+    free(l);
     if (rc < 0 && err)
         *err = e;
-    return rc;
+    return rc < 0 ? rc : 0;
 }

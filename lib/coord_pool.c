@@ -205,6 +205,21 @@ static int hand_out(
     return 1;
 }
 
+/* A request for slot sl with mark, wanting one item. */
+static void req_init(
+    struct prun_wq_pool_req *rq, const struct slot *sl, char mark)
+{
+    memset(rq, 0, sizeof(*rq));
+    rq->task = sl->task;
+    rq->mark = mark;
+    rq->want = 1;
+    rq->lease_ms = PRUN_WQ_LEASE_MS;
+    rq->slot_key = sl->key;
+    rq->done_key = sl->done;
+    rq->rec_ok = sl->rok;
+    rq->rec_fail = sl->rfail;
+}
+
 /* At exit: report what is finished, hand back what was never started. */
 static void flush_at_exit(void)
 {
@@ -217,14 +232,8 @@ static void flush_at_exit(void)
 
     if (g.pid != getpid() || slot_names(&sl, &e) < 0)
         return;
-    memset(&rq, 0, sizeof(rq));
-    rq.task = sl.task;
-    rq.mark = 'L';
-    rq.lease_ms = PRUN_WQ_LEASE_MS;
-    rq.slot_key = sl.key;
-    rq.done_key = sl.done;
-    rq.rec_ok = sl.rok;
-    rq.rec_fail = sl.rfail;
+    req_init(&rq, &sl, 'L');
+    rq.want = 0;
     rq.fin = fin;
     for (k = 0; k < g.nfin; k++)
         fin[k] = (struct prun_wq_pool_fin){g.fin[k].id, g.fin[k].ok};
@@ -263,15 +272,7 @@ static int next_item(int batch, int ok, char **item, unsigned long long *index,
         g.cur[0] = '\0';
         g.pid = 0;
     }
-    memset(&rq, 0, sizeof(rq));
-    rq.task = sl.task;
-    rq.mark = ok ? '1' : '2';
-    rq.want = 1;
-    rq.lease_ms = PRUN_WQ_LEASE_MS;
-    rq.slot_key = sl.key;
-    rq.done_key = sl.done;
-    rq.rec_ok = sl.rok;
-    rq.rec_fail = sl.rfail;
+    req_init(&rq, &sl, ok ? '1' : '2');
     if (batch) {
         if (g.cur[0] != '\0') {
             snprintf(g.fin[g.nfin].id, sizeof(g.fin[g.nfin].id), "%s", g.cur);

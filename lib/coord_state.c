@@ -242,6 +242,11 @@ void prun__state_pump(struct prun_state *s)
         prun__state_send(s);
 }
 
+size_t prun__state_unacked(const struct prun_state *s)
+{
+    return s->queued;
+}
+
 size_t prun__state_pending(const struct prun_state *s)
 {
     const struct cmd *c;

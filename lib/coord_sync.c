@@ -342,22 +342,18 @@ static int barrier_leave(
     return released ? 1 : 0;
 }
 
-static int barrier_wait(
-    const char *name, long count, int64_t timeout_ms, struct prun_err *err)
+/*
+ * The count a barrier waits for: count, or the task's instance count when
+ * count is 0; refused when more than the task may run at once, since
+ * instances waiting at a barrier keep their slots and it could never fill.
+ */
+static int barrier_count(
+    const char *name, long count, long *out, struct prun_err *err)
 {
-    char hash[KEY_MAX], list[KEY_MAX + 24], ttl[24], n[24], secs[32], gen[24],
-        waited[32];
-    const char *args[3] = {hash, n, ttl};
     const char *cnt = NULL;
-    struct prun_conn *c;
-    redisReply *r;
-    long long g_gen, last, arrived = 0, x;
-    int64_t deadline, slice;
+    long long x;
     int rc;
 
-    rc = prun__sync_check_name("barrier", name, err);
-    if (rc < 0)
-        return rc;
     if (count <= 0) {
         rc = prun__sync_env_need("PARALLELRUN_COUNT", &cnt, err);
         if (rc < 0)
@@ -371,21 +367,78 @@ static int barrier_wait(
                 cnt);
         count = (long)x;
     }
-    /*
-     * Instances waiting at a barrier keep their slots: one larger than
-     * what the task may run at once would wait forever.
-     */
     if ((cnt = getenv("PARALLELRUN_CONCURRENCY")) != NULL &&
         prun__parse_int(cnt, 1, 1000000000, &x, NULL) == 0 && count > x)
         return prun__err_set(err, PRUN_EINVAL,
             "barrier '%s' waits for %ld instances, but at most %lld of this "
             "task run at once (jobs / -j); it can never fill",
             name, count, x);
-    rc = prun__sync_conn_get(&c, err);
-    if (rc < 0)
-        return rc;
-    rc = prun__sync_key(hash, err, "barrier:%s", name);
-    if (rc < 0)
+    *out = count;
+    return 0;
+}
+
+/*
+ * Waits on generation gen's release list until deadline (< 0: forever).
+ * Returns 1 released, 0 timed out, or a PRUN_E* (the arrival was taken
+ * back if it could be; then 1 if that found the barrier released).
+ */
+static int barrier_block(struct prun_conn *c, const char *hash, const char *gen,
+    int64_t deadline, long long *arrived, struct prun_err *err)
+{
+    char list[KEY_MAX + 24], secs[32];
+    int64_t slice;
+    redisReply *r;
+    int rc;
+
+    snprintf(list, sizeof(list), "%s:%s", hash, gen);
+    for (;;) {
+        slice = BLOCK_SLICE_MS;
+        if (deadline >= 0) {
+            slice = deadline - prun__now_ms();
+            if (slice <= 0)
+                return 0;
+            if (slice > BLOCK_SLICE_MS)
+                slice = BLOCK_SLICE_MS;
+        }
+        prun__sync_block_secs(slice, secs, sizeof(secs));
+        /* The reply may take as long as the BLPOP itself, and then some. */
+        prun__conn_timeout(c, slice + c->timeout_ms);
+        r = prun__cmd(c, err, "BLPOP %s %s", list, secs);
+        prun__conn_timeout(c, c->timeout_ms);
+        if (r == NULL) {
+            /*
+             * Connection lost: take our arrival back if we can, so the
+             * others are not released one short.
+             */
+            struct prun_err e2;
+
+            rc = prun__sync_redis_fail(err);
+            if (barrier_leave(hash, gen, arrived, &e2) == 1)
+                return 1;
+            return rc;
+        }
+        rc = r->type == REDIS_REPLY_ARRAY;
+        freeReplyObject(r);
+        if (rc)
+            return 1;
+    }
+}
+
+static int barrier_wait(
+    const char *name, long count, int64_t timeout_ms, struct prun_err *err)
+{
+    char hash[KEY_MAX], ttl[24], n[24], gen[24], waited[32];
+    const char *args[3] = {hash, n, ttl};
+    struct prun_conn *c;
+    redisReply *r;
+    long long g_gen, last, arrived = 0;
+    int64_t deadline;
+    int rc;
+
+    if ((rc = prun__sync_check_name("barrier", name, err)) < 0 ||
+        (rc = barrier_count(name, count, &count, err)) < 0 ||
+        (rc = prun__sync_conn_get(&c, err)) < 0 ||
+        (rc = prun__sync_key(hash, err, "barrier:%s", name)) < 0)
         return rc;
     prun__sync_key_ttl(ttl, sizeof(ttl));
     snprintf(n, sizeof(n), "%ld", count);
@@ -403,39 +456,9 @@ static int barrier_wait(
     if (last)
         return 0;
     snprintf(gen, sizeof(gen), "%lld", g_gen);
-    snprintf(list, sizeof(list), "%s:%s", hash, gen);
-    for (;;) {
-        slice = BLOCK_SLICE_MS;
-        if (deadline >= 0) {
-            slice = deadline - prun__now_ms();
-            if (slice <= 0)
-                break;
-            if (slice > BLOCK_SLICE_MS)
-                slice = BLOCK_SLICE_MS;
-        }
-        prun__sync_block_secs(slice, secs, sizeof(secs));
-        /* The reply may take as long as the BLPOP itself, and then some. */
-        prun__conn_timeout(c, slice + c->timeout_ms);
-        r = prun__cmd(c, err, "BLPOP %s %s", list, secs);
-        prun__conn_timeout(c, c->timeout_ms);
-        if (r == NULL) {
-            /*
-             * Connection lost: take our arrival back if we can, so the
-             * others are not released one short.
-             */
-            struct prun_err e2;
-
-            rc = prun__sync_redis_fail(err);
-            if (barrier_leave(hash, gen, &arrived, &e2) == 1)
-                return 0;
-            return rc;
-        }
-        if (r->type == REDIS_REPLY_ARRAY) {
-            freeReplyObject(r);
-            return 0;
-        }
-        freeReplyObject(r);
-    }
+    rc = barrier_block(c, hash, gen, deadline, &arrived, err);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     rc = barrier_leave(hash, gen, &arrived, err);
     if (rc < 0)
         return rc;

@@ -272,8 +272,15 @@ static int json_field(const char *j, const char *name, char *out, size_t n)
     return 0;
 }
 
-static void finish_one(
-    struct remote *r, const char *key, unsigned attempt, const char *rec)
+/*
+ * An instance's terminal record came: its output (o and e, sent back by
+ * the worker; NULL when the record has none, as before workers sent it)
+ * goes to the attempt's capture as a local child's would, so it is
+ * printed and written to --results files the same way; else the record's
+ * stderr tail does.
+ */
+static void finish_one(struct remote *r, const char *key, unsigned attempt,
+    const char *rec, const redisReply *o, const redisReply *e)
 {
     struct ratt *t;
     struct prun__attempt *a;
@@ -297,8 +304,14 @@ static void finish_one(
         a->why = PRUN__WHY_TIMEOUT;
     else if (strcmp(kind, "cancelled") == 0)
         a->why = PRUN__WHY_CANCEL;
-    if (tail[0] && a->cap)
+    if (a->cap && (o != NULL || e != NULL)) {
+        if (o != NULL && o->len > 0)
+            prun__capture_feed(a->cap, 1, o->str, o->len, NULL);
+        if (e != NULL && e->len > 0)
+            prun__capture_feed(a->cap, 2, e->str, e->len, NULL);
+    } else if (tail[0] && a->cap) {
         prun__capture_feed(a->cap, 2, tail, strlen(tail), NULL);
+    }
     if (strcmp(kind, "exec") == 0 || strcmp(kind, "lost") == 0 || st == -1)
         end(r, t, -1, reason[0] ? reason : "no process ran");
     else
@@ -319,6 +332,7 @@ static void on_ends(redisAsyncContext *ac, void *reply, void *priv)
     for (i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i], *f = e->element[1];
         const char *key = NULL, *rec = NULL;
+        const redisReply *o = NULL, *oe = NULL;
         unsigned attempt = 0;
 
         snprintf(r->last_end, sizeof(r->last_end), "%s", e->element[0]->str);
@@ -331,9 +345,13 @@ static void on_ends(redisAsyncContext *ac, void *reply, void *priv)
                 rec = f->element[j + 1]->str;
             else if (strcmp(name, "a") == 0)
                 attempt = (unsigned)atoi(f->element[j + 1]->str);
+            else if (strcmp(name, "o") == 0)
+                o = f->element[j + 1];
+            else if (strcmp(name, "e") == 0)
+                oe = f->element[j + 1];
         }
         if (key && rec)
-            finish_one(r, key, attempt, rec);
+            finish_one(r, key, attempt, rec, o, oe);
     }
     /* More may be waiting: read on at once. */
     if (entries->elements == READ_COUNT)

@@ -201,20 +201,34 @@ static int feed_one(struct prun__pool *p, size_t t)
         return 1;
     if (n < 0)
         p->loop->warn(p->loop->ctx, e.msg);
+    prun__pool_wq_flush(p->state);
     prun__pool_wq_fed(p->state, name, f->queued);
     f->finished = 1;
     return 0;
 }
+
+/*
+ * Back-pressure: while the state writer holds this many records Redis has
+ * not acknowledged (the item batches among them up to 256 items each), no
+ * more items are read. The loop wakes on the Redis socket as replies
+ * come, so nothing spins, and the runner's memory stays flat however many
+ * items the task has.
+ */
+#define UNACKED_MAX 8
 
 int prun__pool_feed(struct prun__pool *p)
 {
     size_t t;
     int more = 0;
 
+    if (p != NULL && prun__state_unacked(p->state) >= UNACKED_MAX)
+        return 0;
     for (t = 0; p != NULL && t < p->job->ntasks; t++) {
         p->feeds[t].busy = 0;
         if (p->feeds[t].started && !p->feeds[t].finished)
             more |= feed_one(p, t);
     }
+    if (p != NULL)
+        prun__pool_wq_flush(p->state);
     return more;
 }

@@ -87,34 +87,97 @@ void prun__pool_wq_create(struct prun_state *s, const struct prun_job *job)
     free(rates);
 }
 
+/*
+ * Items waiting to be queued: the feeder hands them over one by one and
+ * they go out a batch per script (one round of the pipeline, not one per
+ * item), at PUSH_BATCH items or when prun__pool_wq_flush() is called at
+ * the end of each feeding turn. Only into a queue that exists: after a
+ * Redis restart without its data, nothing is created without a TTL, and
+ * workers see it gone.
+ */
+#define PUSH_BATCH 256
+
+static const char push_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "  for i = 3, #ARGV, 2 do\n"
+    "    redis.call('XADD', KEYS[2], '*', 'k', ARGV[i], 'a', 1, 'm', ARGV[1],\n"
+    "      'd', ARGV[2], 'p', ARGV[i+1])\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
+
+static struct {
+    struct prun_state *s;
+    const struct prun_task *t;
+    size_t n;
+    char *key[PUSH_BATCH];
+    char *item[PUSH_BATCH];
+} pend;
+
+/* One script queueing n items of task t. */
+static void send_items(struct prun_state *s, const struct prun_task *t,
+    char *const *keys, char *const *items, size_t n)
+{
+    char stream[300], ma[16], rd[32];
+    const char *argv[7 + 2 * PUSH_BATCH];
+    size_t lens[7 + 2 * PUSH_BATCH], i, k = 0;
+    struct names nm = names(s);
+
+    snprintf(stream, sizeof(stream), "%s:s:%s", nm.prefix, t->name);
+    snprintf(ma, sizeof(ma), "%u", t->retries + 1);
+    snprintf(rd, sizeof(rd), "%lld", (long long)t->retry_delay_ms);
+    argv[k++] = "EVAL";
+    argv[k++] = push_lua;
+    argv[k++] = "2";
+    argv[k++] = nm.meta;
+    argv[k++] = stream;
+    argv[k++] = ma;
+    argv[k++] = rd;
+    for (i = 0; i < n; i++) {
+        argv[k++] = keys[i];
+        argv[k++] = items[i];
+    }
+    for (i = 0; i < k; i++)
+        lens[i] = strlen(argv[i]);
+    prun__state_argv(s, (int)k, argv, lens);
+}
+
+void prun__pool_wq_flush(struct prun_state *s)
+{
+    size_t i;
+
+    if (pend.n == 0 || pend.s != s)
+        return;
+    send_items(s, pend.t, pend.key, pend.item, pend.n);
+    for (i = 0; i < pend.n; i++) {
+        free(pend.key[i]);
+        free(pend.item[i]);
+    }
+    pend.n = 0;
+}
+
 void prun__pool_wq_push(struct prun_state *s, const struct prun_task *t,
     unsigned long long index, const char *item)
 {
-    char stream[300], key[300], ma[16], rd[32];
-    const char *argv[12];
-    size_t lens[12];
-    struct names n = names(s);
+    char key[300], *k1 = key, *i1 = (char *)item;
 
-    snprintf(stream, sizeof(stream), "%s:s:%s", n.prefix, t->name);
+    if (pend.n > 0 && (pend.s != s || pend.t != t))
+        prun__pool_wq_flush(pend.s);
+    pend.s = s;
+    pend.t = t;
     snprintf(key, sizeof(key), "%s %llu", t->name, index);
-    snprintf(ma, sizeof(ma), "%u", t->retries + 1);
-    snprintf(rd, sizeof(rd), "%lld", (long long)t->retry_delay_ms);
-    /* Only into a queue that exists: after a Redis restart without its
-     * data, nothing is created without a TTL, and workers see it gone. */
-    argv[0] = "EVAL";
-    argv[1] = "if redis.call('EXISTS', KEYS[1]) == 1 then "
-              "redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'a', 1, "
-              "'m', ARGV[2], 'd', ARGV[3], 'p', ARGV[4]) end return 1";
-    argv[2] = "2";
-    argv[3] = n.meta;
-    argv[4] = stream;
-    argv[5] = key;
-    argv[6] = ma;
-    argv[7] = rd;
-    argv[8] = item;
-    for (int i = 0; i < 9; i++)
-        lens[i] = strlen(argv[i]);
-    prun__state_argv(s, 9, argv, lens);
+    pend.key[pend.n] = strdup(key);
+    pend.item[pend.n] = strdup(item);
+    if (pend.key[pend.n] == NULL || pend.item[pend.n] == NULL) {
+        /* Out of memory: what is pending goes now, then this item alone. */
+        free(pend.key[pend.n]);
+        free(pend.item[pend.n]);
+        prun__pool_wq_flush(s);
+        send_items(s, t, &k1, &i1, 1);
+        return;
+    }
+    if (++pend.n == PUSH_BATCH)
+        prun__pool_wq_flush(s);
 }
 
 void prun__pool_wq_fed(

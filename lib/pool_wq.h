@@ -10,9 +10,14 @@
 
 /* Creates the run's queue with one stream per pool task of job. */
 void prun__pool_wq_create(struct prun_state *s, const struct prun_job *job);
-/* Queues one item of task t. */
+/*
+ * Queues one item of task t: held back and sent with others, a batch per
+ * script, when PUSH_BATCH are waiting or at prun__pool_wq_flush().
+ */
 void prun__pool_wq_push(struct prun_state *s, const struct prun_task *t,
     unsigned long long index, const char *item);
+/* Sends the items prun__pool_wq_push() holds back; call every turn. */
+void prun__pool_wq_flush(struct prun_state *s);
 /* Every item of task is queued: count of them. */
 void prun__pool_wq_fed(
     struct prun_state *s, const char *task, unsigned long long count);

@@ -31,7 +31,9 @@ int prun__dist_setup(const struct prun_job *job, const char *url,
         if (job->tasks[t].pool)
             return prun__err_set(err, PRUN_EINVAL,
                 "%s:%u:%u: task '%s': pool: true is not supported with "
-                "--distributed",
+                "--distributed (a pool's workers are the runner's own "
+                "children); run it without --distributed, or as one "
+                "instance per item; see docs/work-queue.md, Limits",
                 job->path, job->tasks[t].pos.line, job->tasks[t].pos.col,
                 job->tasks[t].name);
         for (size_t k = 0; k < job->tasks[t].nsegs; k++) {

@@ -34,6 +34,8 @@
 #include "executor.h"
 #include "output.h"
 #include "segment.h"
+#include "worker_int.h"
+#include "worker_out.h"
 #include "wq.h"
 
 #define BEAT_MS      1000
@@ -41,69 +43,7 @@
 #define RUNS_POLL_MS 250
 #define RETRY_MS     500
 
-/* One claimed attempt. */
-struct wattempt {
-    struct prun__attempt a; /* first: the executor hands back &a */
-    struct prun_inst inst;
-    struct prun__wq_claim c;
-    char env1[48];
-    int lost, released;
-    struct wattempt *prev, *next;
-};
-
-/* A completion Redis did not take yet (an outage): sent again later. */
-struct pending {
-    struct prun__wq_claim c;
-    char *record;
-    int ok;
-    struct pending *next;
-};
-
-/* The run being served. */
-struct wrun {
-    char rid[128];
-    struct prun_wq *q;
-    struct prun_job *job;
-    struct prun__executor *exec;
-    struct prun_segset *segs; /* its file segments, loaded on this host */
-    const char *extra[16];    /* the worker's extra env + the segments' */
-    size_t nextra;
-    int got_work; /* the last claim found something */
-    int stopping; /* cancelled: its attempts were told to stop */
-};
-
-struct worker {
-    const struct prun_worker_opts *o;
-    struct prun_worker_stats *st;
-    struct prun_conn *conn;
-    struct prun__exec_hooks hooks;
-    struct prun_output *out;
-    struct wrun *run;
-    struct wattempt *held;
-    size_t running;
-    struct pending *pend;
-    int epfd, sigfd;
-    struct prun__watch sigw;
-    char id[160], host[128];
-    char env_url[400], env_pw[300];
-    const char *extra[2];
-    size_t nextra;
-    char **bad; /* runs this host cannot serve (job file missing, ...) */
-    size_t nbad;
-    size_t rr;
-    int64_t next_claim, next_renew, next_beat, next_connect;
-    int64_t down_since; /* 0: connected */
-    int draining, drained, fatal;
-    struct prun_err fatal_err; /* the executor's (no guardian), if set */
-    int have_fatal_err;
-    int64_t drain_at;
-    sigset_t oldmask;
-};
-
-static void say(struct worker *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void say(struct worker *w, const char *fmt, ...)
+void prun__worker_say(struct worker *w, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -118,11 +58,11 @@ static void say(struct worker *w, const char *fmt, ...)
 
 /* ---- Redis connection --------------------------------------------------- */
 
-static void conn_lost(struct worker *w, const struct prun_err *e)
+void prun__worker_conn_lost(struct worker *w, const struct prun_err *e)
 {
     if (w->conn == NULL)
         return;
-    say(w, "Redis unreachable (%s); retrying", e->msg);
+    prun__worker_say(w, "Redis unreachable (%s); retrying", e->msg);
     prun__conn_close(w->conn);
     w->conn = NULL;
     if (w->run != NULL) {
@@ -132,11 +72,6 @@ static void conn_lost(struct worker *w, const struct prun_err *e)
     if (w->down_since == 0)
         w->down_since = prun__now_ms();
     w->next_connect = prun__now_ms() + RETRY_MS;
-}
-
-static int is_conn_error(int rc)
-{
-    return rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT;
 }
 
 static int ensure_conn(struct worker *w, int64_t now, struct prun_err *err)
@@ -159,7 +94,7 @@ static int ensure_conn(struct worker *w, int64_t now, struct prun_err *err)
         return -1;
     }
     if (w->down_since != 0)
-        say(w, "Redis reachable again");
+        prun__worker_say(w, "Redis reachable again");
     w->down_since = 0;
     if (w->run != NULL && w->run->q == NULL &&
         prun__wq_new(w->conn, w->run->rid, w->id, &w->run->q, &e) < 0)
@@ -193,7 +128,7 @@ static void hook_unwatch(void *ctx, int fd)
 
 static void hook_warn(void *ctx, const char *msg)
 {
-    say(ctx, "%s", msg);
+    prun__worker_say(ctx, "%s", msg);
 }
 
 /*
@@ -208,158 +143,6 @@ static void hook_fatal(void *ctx, const struct prun_err *e)
         w->fatal = e->code < 0 ? e->code : PRUN_ESYS;
         w->fatal_err = *e;
         w->have_fatal_err = 1;
-    }
-}
-
-static const char *kind_of(
-    const struct prun__attempt *a, int status, int *ok, int *code)
-{
-    *ok = 0;
-    *code = 0;
-    if (status == -1 || a->exec_err[0] != '\0')
-        return "exec";
-    if (WIFEXITED(status)) {
-        *code = WEXITSTATUS(status);
-        *ok = *code == 0;
-    } else {
-        *code = WTERMSIG(status);
-    }
-    if (*ok)
-        return "exit";
-    if (a->why == PRUN__WHY_TIMEOUT)
-        return "timeout";
-    if (a->why == PRUN__WHY_CANCEL)
-        return "cancelled";
-    return WIFEXITED(status) ? "exit" : "signal";
-}
-
-static void build_record(struct worker *w, struct wattempt *wa, int status,
-    int *okp, struct prun_buf *b)
-{
-    const struct prun__attempt *a = &wa->a;
-    const char *tail = a->cap ? prun__capture_err_tail(a->cap) : "";
-    const char *kind;
-    int ok, code;
-
-    kind = kind_of(a, status, &ok, &code);
-    *okp = ok;
-    prun__buf_printf(b,
-        "{\"ok\":%s,\"status\":%d,\"kind\":\"%s\",\"code\":%d,"
-        "\"attempt\":%u,\"worker\":",
-        ok ? "true" : "false", status, kind, code, wa->c.attempt);
-    prun__buf_add_json(b, w->id, strlen(w->id));
-    prun__buf_adds(b, ",\"ms\":");
-    prun__buf_printf(b, "%lld", (long long)(prun__now_ms() - a->start_mono));
-    prun__buf_adds(b, ",\"reason\":");
-    prun__buf_add_json(b, a->exec_err, strlen(a->exec_err));
-    prun__buf_adds(b, ",\"tail\":");
-    prun__buf_add_json(b, tail, strlen(tail));
-    prun__buf_addc(b, '}');
-}
-
-/* Sends one completion; 0 when Redis answered (whatever it said). */
-static int send_completion(
-    struct worker *w, const struct prun__wq_claim *c, int ok, const char *rec)
-{
-    struct prun_err e;
-    int rc;
-
-    if (w->conn == NULL || w->run == NULL || w->run->q == NULL ||
-        strcmp(w->run->rid, "") == 0)
-        return -1;
-    rc = prun__wq_complete(w->run->q, c, ok, rec, &e);
-    if (is_conn_error(rc)) {
-        conn_lost(w, &e);
-        return -1;
-    }
-    switch (rc) {
-    case PRUN_WQ_DONE:
-        if (ok)
-            w->st->succeeded++;
-        else
-            w->st->failed++;
-        break;
-    case PRUN_WQ_RETRY:
-        w->st->retried++;
-        break;
-    case PRUN_WQ_STALE:
-        w->st->stale++;
-        say(w,
-            "run %s: %s: completion rejected as stale (the lease was "
-            "lost; another worker owns it)",
-            w->run->rid, c->key);
-        break;
-    case PRUN_WQ_DUP:
-        w->st->dup++;
-        say(w, "run %s: %s: duplicate completion rejected", w->run->rid,
-            c->key);
-        break;
-    default:
-        if (rc < 0)
-            say(w, "run %s: %s: %s", w->run->rid, c->key, e.msg);
-        break;
-    }
-    return 0;
-}
-
-static void unlink_held(struct worker *w, struct wattempt *wa)
-{
-    if (wa->prev)
-        wa->prev->next = wa->next;
-    else
-        w->held = wa->next;
-    if (wa->next)
-        wa->next->prev = wa->prev;
-    wa->prev = wa->next = NULL;
-    w->running--;
-}
-
-static void attempt_ended(void *ctx, struct prun__attempt *a, int status)
-{
-    struct worker *w = ctx;
-    struct wattempt *wa = (struct wattempt *)a;
-    struct prun_buf rec = {0};
-    struct prun_err e;
-    int ok = 0;
-
-    unlink_held(w, wa);
-    build_record(w, wa, status, &ok, &rec);
-    if (!wa->released && rec.data != NULL &&
-        send_completion(w, &wa->c, ok, rec.data) < 0) {
-        struct pending *p = calloc(1, sizeof(*p));
-
-        if (p != NULL) {
-            p->c = wa->c;
-            memset(&wa->c, 0, sizeof(wa->c));
-            p->record = rec.data;
-            rec.data = NULL;
-            p->ok = ok;
-            p->next = w->pend;
-            w->pend = p;
-        }
-    }
-    if (a->cap)
-        prun__capture_finish(a->cap, 0, &e);
-    prun__buf_free(&rec);
-    prun__wq_claim_clear(&wa->c);
-    free(wa->inst.items);
-    free(wa);
-    /* A slot is free: look for more at once if there was more. */
-    if (w->run && w->run->got_work)
-        w->next_claim = 0;
-}
-
-static void flush_pending(struct worker *w)
-{
-    while (w->pend != NULL && w->conn != NULL) {
-        struct pending *p = w->pend;
-
-        if (send_completion(w, &p->c, p->ok, p->record) < 0)
-            return;
-        w->pend = p->next;
-        prun__wq_claim_clear(&p->c);
-        free(p->record);
-        free(p);
     }
 }
 
@@ -392,7 +175,7 @@ static void mark_bad(struct worker *w, const char *rid, const char *why)
 {
     char **n = realloc(w->bad, (w->nbad + 1) * sizeof(*n));
 
-    say(w, "run %s: cannot serve it on this host: %s", rid, why);
+    prun__worker_say(w, "run %s: cannot serve it on this host: %s", rid, why);
     if (n == NULL)
         return;
     w->bad = n;
@@ -444,8 +227,8 @@ static struct wrun *run_open(struct worker *w, const char *rid)
         prun__wq_meta(r->q, "job", job, sizeof(job), &e) < 0 ||
         prun__wq_meta(r->q, "cwd", cwd, sizeof(cwd), &e) < 0 ||
         prun__wq_meta(r->q, "sets", setbuf, sizeof(setbuf), &e) < 0) {
-        if (is_conn_error(e.code))
-            conn_lost(w, &e);
+        if (prun__worker_is_conn_error(e.code))
+            prun__worker_conn_lost(w, &e);
         run_free(w, r);
         return NULL;
     }
@@ -530,7 +313,7 @@ static void start_claim(struct worker *w, struct prun__wq_claim *c)
         snprintf(wa->a.exec_err, sizeof(wa->a.exec_err),
             "the job file on %s does not match the run's (task %zu)", w->host,
             task);
-        attempt_ended(w, &wa->a, -1);
+        prun__worker_attempt_ended(w, &wa->a, -1);
         return;
     }
     wa->inst.task = task;
@@ -554,7 +337,7 @@ static void start_claim(struct worker *w, struct prun__wq_claim *c)
     wa->a.cap = prun__capture_new(w->out, wa->a.task->name, wa->inst.index, &e);
     if (wa->a.cap == NULL) {
         snprintf(wa->a.exec_err, sizeof(wa->a.exec_err), "%s", e.msg);
-        attempt_ended(w, &wa->a, -1);
+        prun__worker_attempt_ended(w, &wa->a, -1);
         return;
     }
     r->exec->ops->start(r->exec, &wa->a);
@@ -573,8 +356,8 @@ static int claim_from(struct worker *w, size_t want)
     rc = prun__wq_claim(w->run->q, want, w->o->lease_ms, c, &n, &e);
     if (rc < 0) {
         free(c);
-        if (is_conn_error(rc))
-            conn_lost(w, &e);
+        if (prun__worker_is_conn_error(rc))
+            prun__worker_conn_lost(w, &e);
         return -1;
     }
     for (i = 0; i < n; i++)
@@ -606,8 +389,8 @@ static void claim(struct worker *w, int64_t now)
     }
     /* Idle: the next run that has something for us. */
     if (prun__wq_runs(w->conn, &ids, &nids, &e) < 0) {
-        if (is_conn_error(e.code))
-            conn_lost(w, &e);
+        if (prun__worker_is_conn_error(e.code))
+            prun__worker_conn_lost(w, &e);
         w->next_claim = now + RUNS_POLL_MS;
         return;
     }
@@ -670,16 +453,16 @@ static void renew(struct worker *w, int64_t now)
             ws[n++] = wa;
         }
         rc = prun__wq_renew(w->run->q, cs, n, lost, &e);
-        if (is_conn_error(rc)) {
-            conn_lost(w, &e);
+        if (prun__worker_is_conn_error(rc)) {
+            prun__worker_conn_lost(w, &e);
         } else if (rc == 0) {
             for (i = 0; i < n; i++) {
                 if (!lost[i])
                     continue;
                 ws[i]->lost = 1;
                 w->st->lost++;
-                say(w, "run %s: %s: lease lost; stopping it", w->run->rid,
-                    ws[i]->c.key);
+                prun__worker_say(w, "run %s: %s: lease lost; stopping it",
+                    w->run->rid, ws[i]->c.key);
                 ws[i]->a.why = PRUN__WHY_CANCEL;
                 if (ws[i]->a.pid > 0)
                     kill(-(pid_t)ws[i]->a.pid, SIGKILL);
@@ -709,7 +492,7 @@ static void beat(struct worker *w, int64_t now, int leaving)
         prun__wq_meta(w->run->q, "state", state, sizeof(state), &e) == 0 &&
         strcmp(state, "open") != 0) {
         /* Cancelled (or ended): its attempts stop, and end as cancelled. */
-        say(w, "run %s is %s: stopping its attempts", w->run->rid,
+        prun__worker_say(w, "run %s is %s: stopping its attempts", w->run->rid,
             state[0] ? state : "gone");
         w->run->stopping = 1;
         w->run->exec->ops->stop_all(w->run->exec, 0);
@@ -723,8 +506,8 @@ static void beat(struct worker *w, int64_t now, int leaving)
     info.running = (unsigned)w->running;
     info.beat_ms = prun__wall_ms();
     if (prun__wq_worker_beat(w->conn, &info, 3 * BEAT_MS + 2000, &e) < 0 &&
-        is_conn_error(e.code))
-        conn_lost(w, &e);
+        prun__worker_is_conn_error(e.code))
+        prun__worker_conn_lost(w, &e);
 }
 
 /* Hands every running attempt back and stops it at once. */
@@ -760,7 +543,8 @@ static void on_signal(struct prun__watch *x, uint32_t events)
             continue;
         }
         if (!w->draining) {
-            say(w, "stopping: no new claims; %zu running get %llds to finish",
+            prun__worker_say(w,
+                "stopping: no new claims; %zu running get %llds to finish",
                 w->running, (long long)(w->o->drain_ms / 1000));
             w->draining = 1;
             w->drain_at = prun__now_ms() + w->o->drain_ms;
@@ -837,12 +621,13 @@ static int loop(struct worker *w, struct prun_err *err)
             }
         }
         beat(w, now, 0);
-        flush_pending(w);
+        prun__worker_flush_pending(w);
         renew(w, now);
         if (w->draining && !w->drained && now >= w->drain_at) {
             w->drained = 1;
             if (w->running > 0)
-                say(w, "drain timeout: handing %zu attempts back", w->running);
+                prun__worker_say(
+                    w, "drain timeout: handing %zu attempts back", w->running);
             hand_back(w);
         }
         if (w->draining && w->running == 0 && w->pend == NULL)
@@ -878,7 +663,7 @@ int prun__worker_run(const struct prun_worker_opts *o,
     w.st = st;
     w.epfd = w.sigfd = -1;
     w.hooks.ctx = &w;
-    w.hooks.ended = attempt_ended;
+    w.hooks.ended = prun__worker_attempt_ended;
     w.hooks.watch = hook_watch;
     w.hooks.unwatch = hook_unwatch;
     w.hooks.warn = hook_warn;
@@ -902,16 +687,22 @@ int prun__worker_run(const struct prun_worker_opts *o,
     rc = prun__conn_open(o->url, o->password, 5000, &w.conn, err);
     if (rc < 0)
         goto out;
+    rc = prun__wout_dir_new(w.resdir, sizeof(w.resdir), err);
+    if (rc < 0)
+        goto out;
+    /* Output goes to files there and back to the run (worker_out.c). */
     memset(&oo, 0, sizeof(oo));
     oo.mode = PRUN_OUT_NONE;
+    oo.results_dir = w.resdir;
+    oo.run_id = "out";
     rc = prun__output_new(&oo, &w.out, err);
     if (rc < 0)
         goto out;
     rc = setup(&w, err);
     if (rc < 0)
         goto out;
-    say(&w, "worker %s: %u slots, lease %llds, serving %s", w.id, o->slots,
-        (long long)(o->lease_ms / 1000), prun__conn_url(w.conn));
+    prun__worker_say(&w, "worker %s: %u slots, lease %llds, serving %s", w.id,
+        o->slots, (long long)(o->lease_ms / 1000), prun__conn_url(w.conn));
     rc = loop(&w, err);
 out:
     if (w.running > 0)
@@ -923,8 +714,11 @@ out:
         w.pend = p->next;
         prun__wq_claim_clear(&p->c);
         free(p->record);
+        prun__buf_free(&p->out);
+        prun__buf_free(&p->err);
         free(p);
     }
+    prun__wout_dir_free(w.resdir);
     prun__wq_strv_free(w.bad, w.nbad);
     prun__output_free(w.out);
     prun__conn_close(w.conn);

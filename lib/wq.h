@@ -133,6 +133,20 @@ enum prun_wq_result {
 int prun__wq_complete(struct prun_wq *q, const struct prun__wq_claim *c, int ok,
     const char *record, struct prun_err *err);
 
+/* An instance's output, sent back with its terminal record. */
+struct prun_wq_output {
+    const char *out, *err;
+    size_t outlen, errlen;
+};
+
+/*
+ * prun__wq_complete() that also puts o (NULL: none) on the ends stream
+ * with the terminal record, binary-safe, for the run to write out.
+ */
+int prun__wq_complete_out(struct prun_wq *q, const struct prun__wq_claim *c,
+    int ok, const char *record, const struct prun_wq_output *o,
+    struct prun_err *err);
+
 /*
  * Hands c back unfinished (a worker draining): another worker may claim it
  * at once, and this one's completion of it would be stale.
@@ -175,7 +189,7 @@ int prun__wq_record(
 /* ---- Pool mode --------------------------------------------------------- */
 
 /* At most this many items a slot holds at once, and completes per call. */
-#define PRUN_WQ_POOL_BATCH 24
+#define PRUN_WQ_POOL_BATCH 64
 
 /* An item of a worker slot. */
 struct prun_wq_pool_item {

@@ -503,3 +503,66 @@ EOF
     run "$PR" status --redis "$URL"
     [[ "$output" == *"work: items: 30 queued, 29 done, 1 failed"* ]]
 }
+
+@test "pool: completions are batched: one ends record per batch, one terminal record per item" {
+    cat > "$T/b.py" <<EOF
+import sys
+sys.path.insert(0, "$ROOT/examples/python")
+import prun
+for index, item in prun.items():
+    pass
+EOF
+    job pb <<EOF
+tasks:
+  work:
+    pool: true
+    jobs: 2
+    foreach: {range: [0, 1000]}
+    run: [/usr/bin/python3, $T/b.py]
+EOF
+    run timeout $((120 * F)) "$PR" run "$T/pb.yaml" --redis "$URL"
+    [ "$status" -eq 0 ]
+    rid=$(last_rid)
+    [ "$(rcli hlen "parallelrun:{$rid}:wq:done")" -eq 1000 ]
+    [ "$(rcli hget "parallelrun:{$rid}:wq:meta" okt:work)" -eq 1000 ]
+    # Far fewer ends records than items, naming every key once.
+    [ "$(rcli xlen "parallelrun:{$rid}:wq:ends")" -lt 100 ]
+    rcli xrange "parallelrun:{$rid}:wq:ends" - + > "$T/ends"
+    [ "$(grep -c '^work [0-9]*$' "$T/ends")" -eq 1000 ]
+    [ "$(grep '^work [0-9]*$' "$T/ends" | sort -u | wc -l)" -eq 1000 ]
+    # Nothing left on the stream or in the fence table.
+    [ "$(rcli xlen "parallelrun:{$rid}:wq:s:work")" -eq 0 ]
+    [ "$(rcli hlen "parallelrun:{$rid}:wq:fence")" -eq 0 ]
+}
+
+@test "queue: --results and printed output come back from a worker in another HOME; big output is cut at 1 MiB with a note" {
+    cat > "$T/res.sh" <<'EOF'
+echo "out $1 $HOME"
+echo "err $1" >&2
+if [ "$1" = 2 ]; then head -c 1100000 /dev/zero | tr '\0' x; fi
+EOF
+    job res <<EOF
+tasks:
+  t:
+    foreach: {range: [0, 3]}
+    run: [sh, $T/res.sh, "{item}"]
+EOF
+    mkdir -p "$T/wtmp"
+    TMPDIR=$T/wtmp start_worker a --slots 2
+    run timeout $((60 * F)) "$PR" run "$T/res.yaml" --redis "$URL" --distributed --results "$T/res"
+    [ "$status" -eq 0 ]
+    rid=$(last_rid)
+    # Written by the run, on its host, like a local run's files.
+    [ "$(head -1 "$T/res/$rid/t/0.out")" = "out 0 $T/home-a" ]
+    [ "$(cat "$T/res/$rid/t/1.err")" = "err 1" ]
+    [[ "$output" == *"out 1 $T/home-a"* ]]
+    [[ "$output" == *"err 0"* ]]
+    # 1 MiB kept, then a note saying how much was cut and by whom.
+    [ "$(head -c 1048576 "$T/res/$rid/t/2.out" | tr -d x | wc -c)" -le 100 ]
+    grep -q "stdout cut at 1048576 bytes of 110[0-9]* by worker" "$T/res/$rid/t/2.out"
+    # The worker's private directory keeps no file once they went back.
+    [ -z "$(find "$T/wtmp" -type f)" ]
+    kill -TERM "$(cat "$T/a.pid")"
+    wait_for 10 sh -c "! kill -0 $(cat "$T/a.pid") 2>/dev/null"
+    [ -z "$(ls -A "$T/wtmp")" ]
+}

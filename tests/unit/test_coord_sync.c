@@ -11,6 +11,7 @@
 #include "coord_sync.h"
 #include "unit.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -583,6 +584,67 @@ static void test_lock_lost(void)
     ASSERT_EQ(prun_lock_release(NULL, &e), 0);
 }
 
+static int tasks_now(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static int lock_in_child(int i, void *arg)
+{
+    struct prun_lock *l;
+    struct prun_err e;
+    uint64_t tok;
+
+    (void)i;
+    (void)arg;
+    /* A child forked while its parent renews locks gets its own renewer. */
+    if (prun__lock_take("c", 0, 300, 1, &l, &tok, &e) < 0)
+        return 1;
+    sleep_ms(700);
+    if (r_int("PTTL", "lock:c") <= 0)
+        return 2;
+    return prun_lock_release(l, &e) < 0 ? 3 : 0;
+}
+
+static void test_lock_one_renewer(void)
+{
+    struct prun_lock *a, *b, *l;
+    struct prun_err e;
+    uint64_t tok;
+    pid_t pid;
+    int k, tasks;
+
+    new_run("1");
+    /* Two leases of different lengths, both kept alive by one thread. */
+    ASSERT_EQ(prun__lock_take("a", 0, 300, 1, &a, &tok, &e), 0);
+    ASSERT_EQ(prun__lock_take("b", 0, 600, 1, &b, &tok, &e), 0);
+    pid = spawn(lock_in_child, 0, NULL);
+    sleep_ms(1000);
+    ASSERT(r_int("PTTL", "lock:a") > 0);
+    ASSERT(r_int("PTTL", "lock:b") > 0);
+    ASSERT_EQ(reap(&pid, 1), 0);
+    tasks = tasks_now();
+    ASSERT_EQ(prun_lock_release(a, &e), 0);
+    ASSERT_EQ(prun_lock_release(b, &e), 0);
+    /* Short locks start no thread and leave none behind. */
+    for (k = 0; k < 200; k++) {
+        ASSERT_EQ(prun_lock_acquire("s", 1000, &l, &tok, &e), 0);
+        ASSERT_EQ(prun_lock_release(l, &e), 0);
+    }
+    ASSERT_EQ(tasks_now(), tasks);
+    ASSERT_EQ(r_int("EXISTS", "lock:s"), 0);
+}
+
 /* ---- counters, queues, progress -----------------------------------------
  */
 
@@ -723,6 +785,7 @@ int main(void)
     RUN(test_lock_lease_frees_a_killed_holder);
     RUN(test_lock_renewal_and_wake);
     RUN(test_lock_lost);
+    RUN(test_lock_one_renewer);
     RUN(test_counter);
     RUN(test_queue);
     RUN(test_progress);

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PRUN_WORKER_INT_H
+#define PRUN_WORKER_INT_H
+/*
+ * What worker.c (claims, leases, runs, the loop) and worker_end.c (an
+ * attempt's end: its record, output and completion) share. Nothing else
+ * includes it.
+ */
+#include <signal.h>
+
+#include "executor.h"
+#include "output.h"
+#include "segment.h"
+#include "worker.h"
+#include "wq.h"
+
+/* One claimed attempt. */
+struct wattempt {
+    struct prun__attempt a; /* first: the executor hands back &a */
+    struct prun_inst inst;
+    struct prun__wq_claim c;
+    char env1[48];
+    int lost, released;
+    struct wattempt *prev, *next;
+};
+
+/* A completion Redis did not take yet (an outage): sent again later. */
+struct pending {
+    struct prun__wq_claim c;
+    char *record;
+    struct prun_buf out, err; /* the instance's output */
+    int ok;
+    struct pending *next;
+};
+
+/* The run being served. */
+struct wrun {
+    char rid[128];
+    struct prun_wq *q;
+    struct prun_job *job;
+    struct prun__executor *exec;
+    struct prun_segset *segs; /* its file segments, loaded on this host */
+    const char *extra[16];    /* the worker's extra env + the segments' */
+    size_t nextra;
+    int got_work; /* the last claim found something */
+    int stopping; /* cancelled: its attempts were told to stop */
+};
+
+struct worker {
+    const struct prun_worker_opts *o;
+    struct prun_worker_stats *st;
+    struct prun_conn *conn;
+    struct prun__exec_hooks hooks;
+    struct prun_output *out;
+    char resdir[4096]; /* where children's output is captured (worker_out) */
+    struct wrun *run;
+    struct wattempt *held;
+    size_t running;
+    struct pending *pend;
+    int epfd, sigfd;
+    struct prun__watch sigw;
+    char id[160], host[128];
+    char env_url[400], env_pw[300];
+    const char *extra[2];
+    size_t nextra;
+    char **bad; /* runs this host cannot serve (job file missing, ...) */
+    size_t nbad;
+    size_t rr;
+    int64_t next_claim, next_renew, next_beat, next_connect;
+    int64_t down_since; /* 0: connected */
+    int draining, drained, fatal;
+    struct prun_err fatal_err; /* the executor's (no guardian), if set */
+    int have_fatal_err;
+    int64_t drain_at;
+    sigset_t oldmask;
+};
+
+/* A line for the worker's log (the CLI prints it), if it has one. */
+void prun__worker_say(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The connection failed: drop it and retry later (an outage starts). */
+void prun__worker_conn_lost(struct worker *w, const struct prun_err *e);
+
+static inline int prun__worker_is_conn_error(int rc)
+{
+    return rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT;
+}
+
+/*
+ * The executor's "attempt ended" (ctx: the worker): the terminal record
+ * and the output sent back, fenced; kept for later during an outage.
+ */
+void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status);
+/* Sends the completions an outage held back, oldest first. */
+void prun__worker_flush_pending(struct worker *w);
+
+#endif
