@@ -426,78 +426,96 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-int prun__sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
-    int64_t *wake, struct prun_err *err)
+/* What one task's turn in prun__sched_next came to. */
+enum turn {
+    TURN_PASS,   /* nothing from this task now: the next task's turn */
+    TURN_START,  /* an instance to start */
+    TURN_RESCAN, /* tasks may have become ready: look at all of them again */
+};
+
+/*
+ * A task's first turn opens its source. That may end the task at once (its
+ * source failed, or is empty and allowed to be), which settles it and may
+ * make its dependents ready: TURN_RESCAN. Returns TURN_PASS when the task
+ * goes on, or a negative PRUN_E* with e filled.
+ */
+static int open_task(
+    struct prun_sched *s, struct task_state *t, struct prun_err *e)
 {
-    int64_t when = INT64_MAX;
-    struct prun_err e;
-    size_t i;
+    int rc = open_source(s, t, e);
+
+    if (rc < 0 && (rc = source_failed(s, t, e)) < 0)
+        return rc;
+    if (t->exhausted) {
+        settle(s);
+        return TURN_RESCAN;
+    }
+    return TURN_PASS;
+}
+
+/*
+ * Whether task t may start something at now, under its cap and its rate.
+ * Returns 1 when a retry is due, 0 when a new instance may be taken, -1
+ * when nothing may start; *when is lowered to the time a pending retry or
+ * the rate's next slot changes that.
+ */
+static int may_start(const struct task_state *t, int64_t now, int64_t *when)
+{
+    int due;
+
+    if (t->waiting)
+        return -1;
+    if (t->task->jobs > 0 && t->running >= t->task->jobs)
+        return -1;
+    due = t->retries != NULL && t->retries->ready_at <= now;
+    if (!due && t->retries != NULL)
+        *when = min64(*when, t->retries->ready_at);
+    if (!due && t->exhausted)
+        return -1;
+    if (t->task->rate > 0 && t->rate_started && now < rate_slot(t)) {
+        *when = min64(*when, rate_slot(t));
+        return -1;
+    }
+    return due;
+}
+
+/*
+ * Task ti's next instance: its due retry, or a new one from its source.
+ * Returns TURN_START with *got set; TURN_PASS when the source waits for
+ * input; TURN_RESCAN when the source failed (the task fails with it) or
+ * ran out, either of which may end the task and so make its dependents
+ * ready or skipped; or a negative PRUN_E* with e filled.
+ */
+static int take_instance(struct prun_sched *s, size_t ti, int due,
+    struct prun_inst **got, struct prun_err *e)
+{
+    struct task_state *t = &s->tasks[ti];
     int rc;
 
-again:
-    if (s->halted || s->stopped || s->st.running >= s->jobs)
-        goto wait;
-    for (i = 0; i < s->ntasks; i++) {
-        size_t ti = (s->rr + i) % s->ntasks;
-        struct task_state *t = &s->tasks[ti];
-        struct prun_inst *got = NULL;
-        int due;
-
-        if (!task_ready(s, t))
-            continue;
-        if (!t->opened) {
-            rc = open_source(s, t, &e);
-            if (rc < 0 && (rc = source_failed(s, t, &e)) < 0)
-                goto fail;
-            if (t->exhausted) {
-                /* It failed, or is empty and allowed to be. */
-                settle(s);
-                when = INT64_MAX;
-                goto again;
-            }
-        }
-        if (t->waiting)
-            continue;
-        if (t->task->jobs > 0 && t->running >= t->task->jobs)
-            continue;
-        due = t->retries != NULL && t->retries->ready_at <= now;
-        if (!due && t->retries != NULL)
-            when = min64(when, t->retries->ready_at);
-        if (!due && t->exhausted)
-            continue;
-        if (t->task->rate > 0 && t->rate_started && now < rate_slot(t)) {
-            when = min64(when, rate_slot(t));
-            continue;
-        }
-        if (due) {
-            got = t->retries;
-            t->retries = got->next;
-            t->nretries--;
-        } else {
-            rc = take_new(s, ti, &got, &e);
-            if (rc == 2)
-                continue;
-            if (rc < 0) {
-                if ((rc = source_failed(s, t, &e)) < 0)
-                    goto fail;
-                when = INT64_MAX;
-                goto again;
-            }
-            if (rc == 0) {
-                /*
-                 * The end of an iterator of unknown length may complete
-                 * the task and so make its dependents ready: look again.
-                 */
-                settle(s);
-                when = INT64_MAX;
-                goto again;
-            }
-        }
-        start(s, ti, got, now);
-        *inst = got;
-        return PRUN_NEXT_START;
+    if (due) {
+        *got = t->retries;
+        t->retries = (*got)->next;
+        t->nretries--;
+        return TURN_START;
     }
-wait:
+    rc = take_new(s, ti, got, e);
+    if (rc == 2)
+        return TURN_PASS;
+    if (rc < 0)
+        return (rc = source_failed(s, t, e)) < 0 ? rc : TURN_RESCAN;
+    if (rc == 0) {
+        settle(s);
+        return TURN_RESCAN;
+    }
+    return TURN_START;
+}
+
+/*
+ * Nothing may start now: either nothing ever will (nothing runs and no
+ * timer is pending), or the caller waits until *wake or an exit.
+ */
+static int wait_or_done(struct prun_sched *s, int64_t when, int64_t *wake)
+{
     if (s->st.running == 0 &&
         (s->halted || s->stopped || (when == INT64_MAX && !any_waiting(s)))) {
         /*
@@ -509,6 +527,49 @@ wait:
     }
     *wake = s->halted || s->stopped ? INT64_MAX : when;
     return PRUN_NEXT_WAIT;
+}
+
+int prun__sched_next(struct prun_sched *s, int64_t now, struct prun_inst **inst,
+    int64_t *wake, struct prun_err *err)
+{
+    int64_t when = INT64_MAX;
+    struct prun_err e;
+    size_t i;
+    int rc;
+
+again:
+    if (s->halted || s->stopped || s->st.running >= s->jobs)
+        return wait_or_done(s, when, wake);
+    for (i = 0; i < s->ntasks; i++) {
+        size_t ti = (s->rr + i) % s->ntasks;
+        struct task_state *t = &s->tasks[ti];
+        struct prun_inst *got = NULL;
+        int due;
+
+        if (!task_ready(s, t))
+            continue;
+        if (!t->opened && (rc = open_task(s, t, &e)) != TURN_PASS) {
+            if (rc < 0)
+                goto fail;
+            when = INT64_MAX;
+            goto again;
+        }
+        if ((due = may_start(t, now, &when)) < 0)
+            continue;
+        rc = take_instance(s, ti, due, &got, &e);
+        if (rc < 0)
+            goto fail;
+        if (rc == TURN_PASS)
+            continue;
+        if (rc == TURN_RESCAN) {
+            when = INT64_MAX;
+            goto again;
+        }
+        start(s, ti, got, now);
+        *inst = got;
+        return PRUN_NEXT_START;
+    }
+    return wait_or_done(s, when, wake);
 fail:
     if (err != NULL)
         *err = e;
