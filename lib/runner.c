@@ -2,15 +2,16 @@
 /*
  * runner: the run loop.
  *
- * Everything the run waits for is an fd on one epoll set: a signalfd for
- * SIGCHLD and the stop signals, a timerfd armed for the earliest deadline
- * of anyone (retry delays and rates from the scheduler, timeouts and
- * kill_grace from the executor, the recorder's heartbeat and flush, the
- * progress line), and whatever the executor and the recorder watch (the
- * children's pipes, the Redis socket). Nothing blocks: a child that floods
- * its output, or one that never exits, cannot hold up the others; a
- * foreach source (stdin, a FIFO) joins the set while its task waits for
- * input, so a slow producer holds up nothing but its own task.
+ * Everything the run waits for is an fd on one epoll set (evloop.c keeps
+ * the set, the signalfd and the timerfd): a signalfd for SIGCHLD and the
+ * stop signals, a timerfd armed for the earliest deadline of anyone (retry
+ * delays and rates from the scheduler, timeouts and kill_grace from the
+ * executor, the recorder's heartbeat and flush, the progress line), and
+ * whatever the executor and the recorder watch (the children's pipes, the
+ * Redis socket). Nothing blocks: a child that floods its output, or one
+ * that never exits, cannot hold up the others; a foreach source (stdin, a
+ * FIFO) joins the set while its task waits for input, so a slow producer
+ * holds up nothing but its own task.
  *
  * The loop owns the scheduler, the result, the recorder and the output.
  * It hands attempts to an executor through the seam of executor.h and
@@ -20,20 +21,17 @@
  */
 #include "runner.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "evloop.h"
 #include "exec_local.h"
 #include "exec_remote.h"
 #include "executor.h"
@@ -68,17 +66,15 @@ struct runner {
     int input_busy;                /* a source is readable without waiting */
     struct prun__attempt *running; /* list of attempts under way */
     size_t nrunning;
+    struct prun__evloop ev; /* epoll set, signalfd, timerfd */
     struct prun__watch sigw, timerw;
-    int epfd, sigfd, timerfd;
-    int64_t armed; /* timer's current expiry, 0 disarmed */
-    int64_t wake;  /* scheduler's next wake time */
+    int64_t wake; /* scheduler's next wake time */
     int64_t next_progress;
     int stopping; /* stop signal or halt now: no new starts */
     int stop_signal;
     int fail_rc;              /* lock lost, guardian gone: PRUN_E* */
     struct prun_err fail_err; /* ... and why */
     uint64_t seq;
-    sigset_t oldmask;
 };
 
 void prun__run_id_new(char *buf, size_t n)
@@ -106,24 +102,12 @@ void prun__run_id_new(char *buf, size_t n)
 
 static int hook_watch(void *ctx, int fd, uint32_t events, struct prun__watch *w)
 {
-    struct runner *r = ctx;
-    struct epoll_event ev;
-
-    memset(&ev, 0, sizeof(ev));
-    ev.events = events;
-    ev.data.ptr = w;
-    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
-        return 0;
-    if (errno != EEXIST)
-        return -1;
-    return epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev);
+    return prun__evloop_watch(&((struct runner *)ctx)->ev, fd, events, w);
 }
 
 static void hook_unwatch(void *ctx, int fd)
 {
-    struct runner *r = ctx;
-
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL);
+    prun__evloop_unwatch(&((struct runner *)ctx)->ev, fd);
 }
 
 static void hook_warn(void *ctx, const char *msg)
@@ -427,12 +411,11 @@ static void on_signal(struct prun__watch *w, uint32_t events)
 {
     struct runner *r =
         (struct runner *)((char *)w - offsetof(struct runner, sigw));
-    struct signalfd_siginfo si;
-    int chld = 0;
+    int chld = 0, signo;
 
     (void)events;
-    while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGCHLD) {
+    while ((signo = prun__evloop_signal(&r->ev)) != 0) {
+        if (signo == SIGCHLD) {
             chld = 1;
             continue;
         }
@@ -440,10 +423,10 @@ static void on_signal(struct prun__watch *w, uint32_t events)
          * We were stopped and go on: the loop's next turn checks the job
          * lock's lease before anything else happens.
          */
-        if (si.ssi_signo == SIGCONT)
+        if (signo == SIGCONT)
             continue;
         /* A resized terminal: the progress line's width, redrawn now. */
-        if (si.ssi_signo == SIGWINCH) {
+        if (signo == SIGWINCH) {
             prun__output_winch(r->out);
             r->next_progress = 0;
             continue;
@@ -453,7 +436,7 @@ static void on_signal(struct prun__watch *w, uint32_t events)
             r->exec->ops->stop_all(r->exec, 1);
             continue;
         }
-        stop(r, (int)si.ssi_signo);
+        stop(r, signo);
     }
     if (chld)
         r->exec->ops->on_signal(r->exec, SIGCHLD);
@@ -463,12 +446,9 @@ static void on_timer(struct prun__watch *w, uint32_t events)
 {
     struct runner *r =
         (struct runner *)((char *)w - offsetof(struct runner, timerw));
-    uint64_t ticks;
 
     (void)events;
-    if (read(r->timerfd, &ticks, sizeof(ticks)) < 0)
-        ticks = 0;
-    r->armed = 0;
+    prun__evloop_expired(&r->ev);
 }
 
 static int64_t next_deadline(const struct runner *r)
@@ -481,25 +461,6 @@ static int64_t next_deadline(const struct runner *r)
         t = r->next_progress;
     u = prun__recorder_deadline(&r->rec);
     return u < t ? u : t;
-}
-
-static void arm_timer(struct runner *r, int64_t at)
-{
-    struct itimerspec its;
-
-    if (at == INT64_MAX)
-        at = 0;
-    if (at == r->armed)
-        return;
-    memset(&its, 0, sizeof(its));
-    if (at != 0) {
-        its.it_value.tv_sec = at / 1000;
-        its.it_value.tv_nsec = (at % 1000) * 1000000;
-        if (at <= 0)
-            its.it_value.tv_nsec = 1;
-    }
-    timerfd_settime(r->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
-    r->armed = at;
 }
 
 static void show_progress(struct runner *r, int64_t now)
@@ -526,29 +487,14 @@ static void show_progress(struct runner *r, int64_t now)
 
 static int setup(struct runner *r, struct prun_err *err)
 {
-    sigset_t mask;
+    int rc = prun__evloop_open(&r->ev, err);
 
-    r->epfd = r->sigfd = r->timerfd = -1;
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGCONT);
-    sigaddset(&mask, SIGWINCH);
-    if (sigprocmask(SIG_BLOCK, &mask, &r->oldmask) < 0)
-        return prun__err_sys(err, "sigprocmask");
-    r->epfd = epoll_create1(EPOLL_CLOEXEC);
-    r->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    r->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-    if (r->epfd < 0 || r->sigfd < 0 || r->timerfd < 0)
-        return prun__err_sys(err, "cannot set up the event loop");
+    if (rc < 0)
+        return rc;
     r->sigw.cb = on_signal;
     r->timerw.cb = on_timer;
-    if (hook_watch(r, r->sigfd, EPOLLIN, &r->sigw) < 0 ||
-        hook_watch(r, r->timerfd, EPOLLIN, &r->timerw) < 0)
+    if (hook_watch(r, r->ev.sigfd, EPOLLIN, &r->sigw) < 0 ||
+        hook_watch(r, r->ev.timerfd, EPOLLIN, &r->timerw) < 0)
         return prun__err_sys(err, "epoll_ctl");
     r->res->tasks = calloc(r->job->ntasks, sizeof(*r->res->tasks));
     r->res->fail = calloc(PRUN_MAX_FAILURES, sizeof(*r->res->fail));
@@ -566,13 +512,7 @@ static int setup(struct runner *r, struct prun_err *err)
 static void teardown(struct runner *r)
 {
     free(r->inw);
-    if (r->epfd >= 0)
-        close(r->epfd);
-    if (r->sigfd >= 0)
-        close(r->sigfd);
-    if (r->timerfd >= 0)
-        close(r->timerfd);
-    sigprocmask(SIG_SETMASK, &r->oldmask, NULL);
+    prun__evloop_close(&r->ev);
 }
 
 /*
@@ -630,12 +570,11 @@ static int start_ready(
 static int loop(struct runner *r, struct prun_err *err)
 {
     struct prun__record_view view;
-    struct epoll_event evs[64];
     int rc = 0, halted_now = 0;
 
     for (;;) {
         int64_t now = prun__now_ms();
-        int done, n, feeding;
+        int done, feeding;
 
         lock_ok(r);
         r->exec->ops->tick(r->exec, now);
@@ -661,16 +600,11 @@ static int loop(struct runner *r, struct prun_err *err)
         feeding = !r->stopping && prun__pool_feed(r->pool);
         feeding |= r->input_busy;
         prun__recorder_sync(&r->rec, prun__now_ms());
-        arm_timer(r, next_deadline(r));
-        n = epoll_wait(r->epfd, evs, 64, feeding ? 0 : -1);
-        if (n < 0 && errno != EINTR) {
+        prun__evloop_arm(&r->ev, next_deadline(r));
+        if (prun__evloop_dispatch(&r->ev, feeding ? 0 : -1) < 0) {
             rc = prun__err_sys(err, "epoll_wait");
             r->exec->ops->stop_all(r->exec, 1);
             break;
-        }
-        for (int i = 0; i < n; i++) {
-            struct prun__watch *w = evs[i].data.ptr;
-            w->cb(w, evs[i].events);
         }
         prun__recorder_sync(&r->rec, prun__now_ms());
     }
@@ -692,7 +626,7 @@ static void runner_init(struct runner *r, const struct prun_run_opts *o,
     r->o = o;
     r->job = o->job;
     r->res = res;
-    r->epfd = r->sigfd = r->timerfd = -1;
+    prun__evloop_init(&r->ev);
     res->start_wall_ms = prun__wall_ms();
     r->hooks.ctx = r;
     r->hooks.ended = attempt_ended;
