@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static struct timeval tv_ms(int64_t ms)
+struct timeval prun__tv_ms(int64_t ms)
 {
     struct timeval tv;
 
@@ -47,7 +47,7 @@ static struct timeval tv_ms(int64_t ms)
 void prun__conn_timeout(struct prun_conn *c, int64_t ms)
 {
     /* hiredis treats a zero timeout as "block forever". */
-    redisSetTimeout(c->ctx, tv_ms(ms > 0 ? ms : 0));
+    redisSetTimeout(c->ctx, prun__tv_ms(ms > 0 ? ms : 0));
 }
 
 static redisReply *check_reply(
@@ -237,7 +237,7 @@ int prun__conn_open(const char *url, const char *password, int timeout_ms,
 {
     struct prun_redis_addr a;
     struct prun_conn *c;
-    struct timeval tv = tv_ms(timeout_ms);
+    struct timeval tv = prun__tv_ms(timeout_ms);
     int rc;
 
     rc = prun__redis_url_parse(url, &a, err);
@@ -420,7 +420,7 @@ struct prun_embedded {
 
 static int ping(const char *sock, int timeout_ms)
 {
-    struct timeval tv = tv_ms(timeout_ms);
+    struct timeval tv = prun__tv_ms(timeout_ms);
     redisContext *c = redisConnectUnixWithTimeout(sock, tv);
     redisReply *r;
     int ok = 0;
@@ -467,14 +467,6 @@ static int find_redis_server(char *out, size_t n)
     return -1;
 }
 
-static void nap_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 /*
  * Under the start/stop lock: makes sure a server answers on e->sock and
  * that a keeper looks after it.
@@ -512,7 +504,7 @@ static int ensure_server(struct prun_embedded *e, struct prun_err *err)
                 "the embedded Redis on %s does not answer (see %s/redis.log)",
                 e->sock, e->state);
         flock(e->lockfd, LOCK_UN);
-        nap_ms(delay);
+        prun__sleep_ms(delay);
         while (flock(e->lockfd, LOCK_EX) < 0 && errno == EINTR)
             ;
         delay = delay < 4 ? delay * 2 : 4;

@@ -36,6 +36,8 @@ redisReply *prun__cmdv(struct prun_conn *c, struct prun_err *err, int argc,
     const char **argv, const size_t *argvlen);
 /* Sets the reply timeout for the next commands (ms; 0 = none). */
 void prun__conn_timeout(struct prun_conn *c, int64_t ms);
+/* ms as the struct timeval hiredis takes for its timeouts. */
+struct timeval prun__tv_ms(int64_t ms);
 
 /* Runs a Lua script with EVALSHA, loading it with EVAL when not cached. */
 redisReply *prun__eval(struct prun_conn *c, struct prun_err *err,

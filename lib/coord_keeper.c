@@ -69,23 +69,6 @@ struct waiter {
     int rearm_r;
 };
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-static struct timeval tv_of(int64_t ms)
-{
-    struct timeval tv;
-
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-    return tv;
-}
-
 int prun__embedded_linger(int64_t *ms, struct prun_err *err)
 {
     const char *v = getenv("PARALLELRUN_EMBEDDED_LINGER");
@@ -117,7 +100,8 @@ int prun__keeper_alive(const char *dir)
 
 static redisContext *connect_sock(const char *sock, int64_t timeout_ms)
 {
-    redisContext *c = redisConnectUnixWithTimeout(sock, tv_of(timeout_ms));
+    redisContext *c =
+        redisConnectUnixWithTimeout(sock, prun__tv_ms(timeout_ms));
 
     if (c == NULL)
         return NULL;
@@ -127,7 +111,7 @@ static redisContext *connect_sock(const char *sock, int64_t timeout_ms)
     }
     /* hiredis 0.14 opens sockets without close-on-exec. */
     fcntl(c->fd, F_SETFD, FD_CLOEXEC);
-    redisSetTimeout(c, tv_of(timeout_ms));
+    redisSetTimeout(c, prun__tv_ms(timeout_ms));
     return c;
 }
 
@@ -279,7 +263,7 @@ int prun__server_stop(const char *sock, const char *state, struct prun_err *err)
         pidfd = pidfd_of(pid);
     /* Saving a large store takes its time; the reply is the connection
      * closing, or an error when the save failed. */
-    redisSetTimeout(c, tv_of(120000));
+    redisSetTimeout(c, prun__tv_ms(120000));
     r = redisCommand(c, "SHUTDOWN SAVE");
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         log_reason(state, why, sizeof(why));
@@ -662,7 +646,7 @@ static int wait_ready(struct keeper *k, const char *bin, char *msg, size_t n)
                 READY_MS / 1000, tail[0] ? ": " : "", tail);
             return -1;
         }
-        sleep_ms(delay);
+        prun__sleep_ms(delay);
         delay = delay < 4 ? delay * 2 : 4;
     }
 }

@@ -603,6 +603,14 @@ int64_t prun__wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void prun__sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
 const char *prun__signame(int sig, char *buf, size_t n)
 {
     const char *abbrev = sigabbrev_np(sig);

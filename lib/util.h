@@ -85,6 +85,8 @@ const char *prun__closest(const char *word, const char *const *cands, size_t n);
 /* Monotonic and wall clocks in milliseconds. */
 int64_t prun__now_ms(void);
 int64_t prun__wall_ms(void);
+/* Sleeps ms milliseconds in all, a signal's interruption included. */
+void prun__sleep_ms(int64_t ms);
 
 /* "SIGTERM", or "signal 42" for a number without a name, into buf. */
 const char *prun__signame(int sig, char *buf, size_t n);
