@@ -45,6 +45,7 @@ int prun__evloop_open(struct prun__evloop *ev, struct prun_err *err)
     sigaddset(&mask, SIGWINCH);
     if (sigprocmask(SIG_BLOCK, &mask, &ev->oldmask) < 0)
         return prun__err_sys(err, "sigprocmask");
+    ev->masked = 1;
     ev->epfd = epoll_create1(EPOLL_CLOEXEC);
     ev->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     ev->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -62,7 +63,10 @@ void prun__evloop_close(struct prun__evloop *ev)
     if (ev->timerfd >= 0)
         close(ev->timerfd);
     ev->epfd = ev->sigfd = ev->timerfd = -1;
-    sigprocmask(SIG_SETMASK, &ev->oldmask, NULL);
+    /* Only a mask open saved: an unset one would unblock every signal. */
+    if (ev->masked)
+        sigprocmask(SIG_SETMASK, &ev->oldmask, NULL);
+    ev->masked = 0;
 }
 
 int prun__evloop_watch(

@@ -15,6 +15,7 @@ struct prun__evloop {
     int epfd, sigfd, timerfd; /* -1 none */
     int64_t armed;            /* the timer's expiry (ms), 0 disarmed */
     sigset_t oldmask;         /* the signal mask before open, restored */
+    int masked;               /* oldmask was saved (open got that far) */
 };
 
 /* Sets every fd to -1 and the timer disarmed: close is then safe. */
