@@ -234,9 +234,36 @@ def queue_section():
     add("")
 
 
+def embedded_section():
+    """bench/embedded.sh: embedded.txt, one figure per line."""
+    path = os.path.join(out, "embedded.txt")
+    if not os.path.exists(path):
+        return
+    add("## The embedded Redis per command (bench/embedded.sh)")
+    add("")
+    for line in open(path):
+        if line.strip():
+            add("- " + line.strip())
+    add("")
+
+
+def seed_section():
+    """bench/seed.sh: seed.md, the seed workloads' table as it printed it."""
+    path = os.path.join(out, "seed.md")
+    if not os.path.exists(path):
+        return
+    add("## Seed workloads (bench/seed.sh)")
+    add("")
+    for line in open(path):
+        add(line.rstrip("\n"))
+    add("")
+
+
 segments_section()
 redis_section()
+embedded_section()
 queue_section()
+seed_section()
 
 text = "\n".join(lines) + "\n"
 with open(results, "w") as f:

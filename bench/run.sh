@@ -67,4 +67,8 @@ bench/segments.sh
 bench/redis.sh
 bench/embedded.sh
 bench/queue.sh
+# The seed workloads (a few minutes); BENCH_SEED=0 skips them.
+if [ "${BENCH_SEED:-1}" != 0 ]; then
+    bench/seed.sh > "$OUT/seed.md"
+fi
 python3 bench/report.py "$OUT" bench/RESULTS.md
