@@ -207,6 +207,12 @@ enum prun_wq_fault {
 enum prun_wq_fault prun__wq_fault(
     struct prun_conn *c, int rc, const struct prun_err *e);
 
+/*
+ * The same for the text of an error reply (the async reader's): BUSY,
+ * LOADING, TRYAGAIN or MASTERDOWN is FAULT_BUSY, any other FAULT_PERM.
+ */
+enum prun_wq_fault prun__wq_fault_reply(const char *msg);
+
 /* ---- Pool mode --------------------------------------------------------- */
 
 /* At most this many items a slot holds at once, and completes per call. */
