@@ -669,3 +669,23 @@ EOF2
     alive "$(cat "$T/a.pid")"
     [ "$(done_count)" -eq 6 ]
 }
+
+@test "queue: the run's read of terminal records refused (NOPERM): it fails naming it, no hang" {
+    # The run's ACL user may queue instances but not read their ends.
+    rcli acl setuser r on '>pw' '~*' '&*' +@all -xread >/dev/null
+    job x <<EOF
+tasks:
+  t:
+    run: 'true'
+    foreach: {range: [0, 3]}
+EOF
+    st=0
+    timeout $((60 * F)) "$PR" run "$T/x.yaml" \
+        --redis "unix://r:pw@$T/q.sock" --distributed > "$T/run.out" 2>&1 ||
+        st=$?
+    cat "$T/run.out"
+    [ "$st" -ne 0 ]
+    [ "$st" -ne 124 ]
+    grep -q "refused the read of .*:ends (XREAD): NOPERM" "$T/run.out"
+    ! grep -q ":pw@" "$T/run.out"
+}
