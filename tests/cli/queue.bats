@@ -689,3 +689,34 @@ EOF
     grep -q "refused the read of .*:ends (XREAD): NOPERM" "$T/run.out"
     ! grep -q ":pw@" "$T/run.out"
 }
+
+@test "pool: maxmemory + noeviction hit mid-pool: next fails at once with OOM, the run exits non-zero, no hang" {
+    job po <<EOF
+tasks:
+  work:
+    pool: true
+    jobs: 2
+    foreach: {range: [0, 200]}
+    run: [sh, -c, 'flag=; ${pool_loop}echo "\$item" >> $T/done; if [ "\$item" -ge 20 ]; then while [ ! -e $T/go ]; do sleep 0.05; done; fi; done']
+EOF
+    timeout $((120 * F)) "$PR" run "$T/po.yaml" --redis "$URL" \
+        > "$T/run.out" 2>&1 &
+    runpid=$!
+    echo "$runpid" > "$T/run.pid"
+    wait_for 30 lines_at_least "$T/done" 20
+    /usr/bin/python3 -c '
+import sys
+v = "x" * 1000
+for i in range(3000):
+    sys.stdout.write("SET fill:%d %s\r\n" % (i, v))' | rcli >/dev/null
+    rcli config set maxmemory-policy noeviction >/dev/null
+    rcli config set maxmemory 1mb >/dev/null
+    touch "$T/go"
+    st=0
+    wait "$runpid" || st=$?
+    cat "$T/run.out" | head -c 4000
+    [ "$st" -ne 0 ]
+    [ "$st" -ne 124 ]
+    grep -q "next for work:.*OOM command not allowed" "$T/run.out"
+    [ "$(sort -n "$T/done" | uniq | wc -l)" -lt 30 ]
+}
