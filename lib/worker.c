@@ -77,10 +77,12 @@ void prun__worker_conn_lost(struct worker *w, const struct prun_err *e)
 int prun__worker_redis_fail(
     struct worker *w, const char *what, int rc, const struct prun_err *e)
 {
-    const char *rid = w->run ? w->run->rid : "-";
     enum prun_wq_fault f = prun__wq_fault(w->conn, rc, e);
     int64_t now = prun__now_ms();
+    char where[160] = "";
 
+    if (w->run != NULL)
+        snprintf(where, sizeof(where), "run %s: ", w->run->rid);
     switch (f) {
     case PRUN_WQ_FAULT_CONN:
         prun__worker_conn_lost(w, e);
@@ -88,13 +90,11 @@ int prun__worker_redis_fail(
     case PRUN_WQ_FAULT_BUSY:
         if (w->busy_since == 0) {
             w->busy_since = now;
-            prun__worker_say(w,
-                "run %s: %s: Redis cannot answer yet (%s); "
-                "retrying",
-                rid, what, e->msg);
+            prun__worker_say(w, "%s%s: Redis cannot answer yet (%s); retrying",
+                where, what, e->msg);
         } else if (now - w->busy_since > w->o->outage_ms && w->fatal == 0) {
             w->fatal = prun__err_set(&w->fatal_err, PRUN_EREDIS,
-                "run %s: %s: Redis busy for more than %llds: %s", rid, what,
+                "%s%s: Redis busy for more than %llds: %s", where, what,
                 (long long)(w->o->outage_ms / 1000), e->msg);
             w->have_fatal_err = 1;
         }
@@ -106,7 +106,7 @@ int prun__worker_redis_fail(
          */
         if (w->fatal == 0) {
             w->fatal = prun__err_set(&w->fatal_err, PRUN_EREDIS,
-                "run %s: %s refused: %s", rid, what, e->msg);
+                "%s%s refused: %s", where, what, e->msg);
             w->have_fatal_err = 1;
             prun__worker_say(
                 w, "%s; stopping this worker's attempts", w->fatal_err.msg);
