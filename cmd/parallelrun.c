@@ -17,7 +17,7 @@ static const char usage_text[] =
     "       parallelrun cancel RUN_ID [--redis URL]\n"
     "       parallelrun gc\n"
     "       parallelrun worker --redis URL [--slots N] [--lease DUR]\n"
-    "                          [--drain-timeout DUR]\n"
+    "                          [--drain-timeout DUR] [--outage DUR]\n"
     "       parallelrun workers [--redis URL]\n"
     "       parallelrun [OPTIONS] CMD [ARG]... ::: A B... [::: X Y...]\n"
     "       parallelrun [OPTIONS] CMD [ARG]... :::: FILE\n"

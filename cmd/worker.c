@@ -24,9 +24,10 @@ static const char worker_usage[] =
     "them here. SIGTERM: no new claims; running instances get the drain\n"
     "timeout (default 30s) to finish, then are handed back. --lease\n"
     "(default 30s) is how long a claim survives this worker's silence;\n"
-    "--outage (default 60s) how long Redis may be unreachable.\n"
+    "--outage (default 60s) how long Redis may be unreachable (or busy).\n"
     "Exit status: 0 stopped by a signal after draining; 2 usage; 3 Redis\n"
-    "unreachable for longer than --outage, or a system failure.\n";
+    "unreachable for longer than --outage, an error reply to a queue\n"
+    "command (OOM, NOPERM, READONLY, ...), or a system failure.\n";
 
 static const char workers_usage[] =
     "usage: parallelrun workers [--redis URL]\n"

@@ -172,16 +172,28 @@ static int call(const struct slot *sl, struct prun_wq_pool_req *rq,
         }
         if (rc >= 0 || rc == PRUN_ENOTFOUND || once)
             return rc;
-        if ((rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT) &&
-            (c == NULL || c->ctx->err)) {
+        if (rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT) {
+            enum prun_wq_fault f = prun__wq_fault(c, rc, err);
             int64_t now = prun__now_ms();
+            char why[sizeof(err->msg)];
 
-            drop();
+            /*
+             * A lost connection or a busy server (BUSY, LOADING) is
+             * ridden out within the bound; any other error reply would
+             * be the same next time: next fails with it at once.
+             */
+            snprintf(why, sizeof(why), "%s", err->msg);
+            if (f == PRUN_WQ_FAULT_PERM)
+                return prun__err_set(err, rc, "run %s: next for %s: %s",
+                    sl->rid, sl->consumer, why);
+            if (f == PRUN_WQ_FAULT_CONN)
+                drop();
             if (down_since == 0)
                 down_since = now;
             if (now - down_since > limit)
                 return prun__err_set(err, PRUN_EREDIS,
-                    "%s (unreachable for more than %llds)", err->msg,
+                    "%s (%s for more than %llds)", why,
+                    f == PRUN_WQ_FAULT_CONN ? "unreachable" : "busy",
                     (long long)(limit / 1000));
             nap(200);
             continue;

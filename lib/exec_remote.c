@@ -42,6 +42,7 @@ struct ratt {
     char *key;
     struct prun_buf payload;
     int acked; /* the XADD's reply came */
+    int busy;  /* ... and was BUSY or the like: not queued, send again */
     struct ratt *prev, *next;
 };
 
@@ -64,6 +65,8 @@ struct remote {
     char prefix[200], meta[220];
     char shown[300]; /* the URL without password, for messages */
     int64_t next_poll, next_connect, down_since, cancel_at;
+    int64_t busy_since; /* 0: Redis answers the reads */
+    int64_t resend_at;  /* XADDs that met BUSY go again then (0: none) */
     char fatal[512];
 };
 
@@ -181,13 +184,32 @@ static void on_xadd(redisAsyncContext *ac, void *reply, void *priv)
     uint64_t seq = (uint64_t)(uintptr_t)priv;
     redisReply *rep = reply;
 
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+    if (rep == NULL)
         return; /* sent again after the reconnect */
-    for (struct ratt *t = r->list; t != NULL; t = t->next)
-        if (t->seq == seq) {
+    for (struct ratt *t = r->list; t != NULL; t = t->next) {
+        if (t->seq != seq)
+            continue;
+        if (rep->type != REDIS_REPLY_ERROR) {
             t->acked = 1;
             break;
         }
+        /*
+         * An error reply: the entry was not added. BUSY and its kind are
+         * sent again shortly; any other would be refused every time, and
+         * the instance could never end: the run ends with it.
+         */
+        if (prun__wq_fault_reply(rep->str) == PRUN_WQ_FAULT_BUSY) {
+            t->busy = 1;
+            if (r->resend_at == 0)
+                r->resend_at = prun__now_ms() + RETRY_MS;
+        } else if (r->fatal[0] == '\0') {
+            snprintf(r->fatal, sizeof(r->fatal),
+                "Redis at %.100s refused the XADD of %.40s to %.80s:s:%.40s: "
+                "%.180s",
+                r->shown, t->key, r->prefix, t->a->task->name, rep->str);
+        }
+        break;
+    }
 }
 
 static void send_xadd(struct remote *r, struct ratt *t)
@@ -318,6 +340,30 @@ static void finish_one(struct remote *r, const char *key, unsigned attempt,
         end(r, t, st, NULL);
 }
 
+/*
+ * Redis answered the read of the ends stream with an error. BUSY and its
+ * kind are ridden out within the outage bound; any other (NOPERM, OOM,
+ * WRONGTYPE, ...) would be the same on every poll: the run ends with it
+ * (the next tick fails what is outstanding) rather than wait for ever.
+ */
+static void ends_refused(struct remote *r, const char *msg)
+{
+    int64_t now = prun__now_ms();
+
+    if (prun__wq_fault_reply(msg) == PRUN_WQ_FAULT_BUSY) {
+        if (r->busy_since == 0)
+            r->busy_since = now;
+        else if (now - r->busy_since > r->o.dist->outage_ms)
+            snprintf(r->fatal, sizeof(r->fatal),
+                "Redis at %.120s busy for more than %llds: %.300s", r->shown,
+                (long long)(r->o.dist->outage_ms / 1000), msg);
+        return;
+    }
+    snprintf(r->fatal, sizeof(r->fatal),
+        "Redis at %.120s refused the read of %.100s:ends (XREAD): %.200s",
+        r->shown, r->prefix, msg);
+}
+
 static void on_ends(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct remote *r = ac->data;
@@ -326,6 +372,12 @@ static void on_ends(redisAsyncContext *ac, void *reply, void *priv)
 
     (void)priv;
     r->reading = 0;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+        ends_refused(r, rep->str);
+        return;
+    }
+    if (rep != NULL)
+        r->busy_since = 0;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1)
         return;
     entries = rep->element[0]->element[1];
@@ -559,6 +611,15 @@ static void remote_tick(struct prun__executor *base, int64_t now)
         snprintf(r->fatal, sizeof(r->fatal), "%s", why);
         end_all(r, why);
         return;
+    }
+    if (r->ac != NULL && r->checked && r->resend_at != 0 &&
+        now >= r->resend_at) {
+        r->resend_at = 0;
+        for (struct ratt *t = r->list; t != NULL; t = t->next)
+            if (!t->acked && t->busy) {
+                t->busy = 0;
+                send_xadd(r, t);
+            }
     }
     if (r->ac == NULL && now >= r->next_connect) {
         if (connect_async(r) < 0) {

@@ -74,6 +74,55 @@ void prun__worker_conn_lost(struct worker *w, const struct prun_err *e)
     w->next_connect = prun__now_ms() + RETRY_MS;
 }
 
+int prun__worker_redis_fail(
+    struct worker *w, const char *what, int rc, const struct prun_err *e)
+{
+    enum prun_wq_fault f = prun__wq_fault(w->conn, rc, e);
+    int64_t now = prun__now_ms();
+    char where[160] = "";
+
+    if (w->run != NULL)
+        snprintf(where, sizeof(where), "run %s: ", w->run->rid);
+    switch (f) {
+    case PRUN_WQ_FAULT_CONN:
+        prun__worker_conn_lost(w, e);
+        break;
+    case PRUN_WQ_FAULT_BUSY:
+        if (w->busy_since == 0) {
+            w->busy_since = now;
+            prun__worker_say(w, "%s%s: Redis cannot answer yet (%s); retrying",
+                where, what, e->msg);
+        } else if (now - w->busy_since > w->o->outage_ms && w->fatal == 0) {
+            w->fatal = prun__err_set(&w->fatal_err, PRUN_EREDIS,
+                "%s%s: Redis busy for more than %llds: %s", where, what,
+                (long long)(w->o->outage_ms / 1000), e->msg);
+            w->have_fatal_err = 1;
+        }
+        break;
+    case PRUN_WQ_FAULT_PERM:
+        /*
+         * Asking again would get the same answer: the worker's part ends
+         * here. What it holds is handed back or reclaimed after its lease.
+         */
+        if (w->fatal == 0) {
+            w->fatal = prun__err_set(&w->fatal_err, PRUN_EREDIS,
+                "%s%s refused: %s", where, what, e->msg);
+            w->have_fatal_err = 1;
+            prun__worker_say(
+                w, "%s; stopping this worker's attempts", w->fatal_err.msg);
+        }
+        break;
+    }
+    return (int)f;
+}
+
+void prun__worker_redis_ok(struct worker *w)
+{
+    if (w->busy_since != 0)
+        prun__worker_say(w, "Redis answers again");
+    w->busy_since = 0;
+}
+
 static int ensure_conn(struct worker *w, int64_t now, struct prun_err *err)
 {
     struct prun_err e;
@@ -227,8 +276,13 @@ static struct wrun *run_open(struct worker *w, const char *rid)
         prun__wq_meta(r->q, "job", job, sizeof(job), &e) < 0 ||
         prun__wq_meta(r->q, "cwd", cwd, sizeof(cwd), &e) < 0 ||
         prun__wq_meta(r->q, "sets", setbuf, sizeof(setbuf), &e) < 0) {
-        if (prun__worker_is_conn_error(e.code))
-            prun__worker_conn_lost(w, &e);
+        if (prun__worker_is_conn_error(e.code)) {
+            /* The run is not ours yet: the error names it by hand. */
+            char what[200];
+
+            snprintf(what, sizeof(what), "reading run %s", rid);
+            prun__worker_redis_fail(w, what, e.code, &e);
+        }
         run_free(w, r);
         return NULL;
     }
@@ -357,9 +411,10 @@ static int claim_from(struct worker *w, size_t want)
     if (rc < 0) {
         free(c);
         if (prun__worker_is_conn_error(rc))
-            prun__worker_conn_lost(w, &e);
+            prun__worker_redis_fail(w, "claim", rc, &e);
         return -1;
     }
+    prun__worker_redis_ok(w);
     for (i = 0; i < n; i++)
         start_claim(w, &c[i]);
     free(c);
@@ -376,7 +431,8 @@ static void claim(struct worker *w, int64_t now)
     struct prun_err e;
     int got;
 
-    if (want == 0 || w->draining || w->conn == NULL || now < w->next_claim)
+    if (want == 0 || w->draining || w->fatal || w->conn == NULL ||
+        now < w->next_claim)
         return;
     if (w->run != NULL) {
         got = claim_from(w, want);
@@ -384,13 +440,13 @@ static void claim(struct worker *w, int64_t now)
             w->next_claim = (size_t)got == want ? now : now + IDLE_POLL_MS;
             return;
         }
-        if (got < 0 && w->conn == NULL)
+        if (got < 0 && (w->conn == NULL || w->fatal))
             return;
     }
     /* Idle: the next run that has something for us. */
     if (prun__wq_runs(w->conn, &ids, &nids, &e) < 0) {
         if (prun__worker_is_conn_error(e.code))
-            prun__worker_conn_lost(w, &e);
+            prun__worker_redis_fail(w, "listing runs", e.code, &e);
         w->next_claim = now + RUNS_POLL_MS;
         return;
     }
@@ -409,7 +465,7 @@ static void claim(struct worker *w, int64_t now)
             w->run = NULL;
             r = run_open(w, rid);
             if (r == NULL) {
-                if (w->conn == NULL)
+                if (w->conn == NULL || w->fatal)
                     break;
                 continue;
             }
@@ -420,7 +476,7 @@ static void claim(struct worker *w, int64_t now)
             w->rr = (w->rr + k) % nids;
             break;
         }
-        if (w->conn == NULL)
+        if (w->conn == NULL || w->fatal)
             break;
     }
     prun__wq_strv_free(ids, nids);
@@ -454,8 +510,9 @@ static void renew(struct worker *w, int64_t now)
         }
         rc = prun__wq_renew(w->run->q, cs, n, lost, &e);
         if (prun__worker_is_conn_error(rc)) {
-            prun__worker_conn_lost(w, &e);
+            prun__worker_redis_fail(w, "lease renewal", rc, &e);
         } else if (rc == 0) {
+            prun__worker_redis_ok(w);
             for (i = 0; i < n; i++) {
                 if (!lost[i])
                     continue;
@@ -507,7 +564,7 @@ static void beat(struct worker *w, int64_t now, int leaving)
     info.beat_ms = prun__wall_ms();
     if (prun__wq_worker_beat(w->conn, &info, 3 * BEAT_MS + 2000, &e) < 0 &&
         prun__worker_is_conn_error(e.code))
-        prun__worker_conn_lost(w, &e);
+        prun__worker_redis_fail(w, "heartbeat", e.code, &e);
 }
 
 /* Hands every running attempt back and stops it at once. */

@@ -75,9 +75,18 @@ static int send_completion(struct worker *w, const struct prun__wq_claim *c,
         return -1;
     rc = prun__wq_complete_out(w->run->q, c, ok, rec, &o, &e);
     if (prun__worker_is_conn_error(rc)) {
-        prun__worker_conn_lost(w, &e);
+        char what[300];
+
+        snprintf(what, sizeof(what), "completion of %s", c->key);
+        /*
+         * Refused for good: the completion is dropped, never reported as
+         * done; the entry stays pending and is reclaimed after its lease.
+         */
+        if (prun__worker_redis_fail(w, what, rc, &e) == PRUN_WQ_FAULT_PERM)
+            return 0;
         return -1;
     }
+    prun__worker_redis_ok(w);
     switch (rc) {
     case PRUN_WQ_DONE:
         if (ok)

@@ -68,6 +68,7 @@ struct worker {
     size_t rr;
     int64_t next_claim, next_renew, next_beat, next_connect;
     int64_t down_since; /* 0: connected */
+    int64_t busy_since; /* 0: Redis answers (not BUSY, LOADING, ...) */
     int draining, drained, fatal;
     struct prun_err fatal_err; /* the executor's (no guardian), if set */
     int have_fatal_err;
@@ -85,6 +86,19 @@ static inline int prun__worker_is_conn_error(int rc)
 {
     return rc == PRUN_EREDIS || rc == PRUN_ETIMEDOUT;
 }
+
+/*
+ * A queue call (what: "completion of KEY", "claim", ...) failed with rc
+ * and e (prun__wq_fault sorts it). A lost connection starts an outage
+ * (prun__worker_conn_lost); a busy server is asked again later, within
+ * the same --outage bound; any other error reply is reported at once in
+ * Redis's words and ends the worker's part: no more claims, its attempts
+ * handed back and stopped, exit non-zero. Returns PRUN_WQ_FAULT_*.
+ */
+int prun__worker_redis_fail(
+    struct worker *w, const char *what, int rc, const struct prun_err *e);
+/* A queue call succeeded: a busy spell is over. */
+void prun__worker_redis_ok(struct worker *w);
 
 /*
  * The executor's "attempt ended" (ctx: the worker): the terminal record

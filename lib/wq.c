@@ -152,6 +152,46 @@ static int int_reply(struct prun_wq *q, redisReply *r, struct prun_err *err)
     return (int)v;
 }
 
+enum prun_wq_fault prun__wq_fault_reply(const char *msg)
+{
+    static const char *const busy[] = {
+        "BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN"};
+    size_t i;
+
+    for (i = 0; i < sizeof(busy) / sizeof(busy[0]); i++) {
+        size_t len = strlen(busy[i]);
+
+        if (strncmp(msg, busy[i], len) == 0 &&
+            (msg[len] == ' ' || msg[len] == '\0'))
+            return PRUN_WQ_FAULT_BUSY;
+    }
+    return PRUN_WQ_FAULT_PERM;
+}
+
+enum prun_wq_fault prun__wq_fault(
+    struct prun_conn *c, int rc, const struct prun_err *e)
+{
+    char head[sizeof(c->url) + 16];
+    const char *p;
+    size_t n;
+
+    if (rc == PRUN_ETIMEDOUT)
+        return PRUN_WQ_FAULT_CONN;
+    if (rc != PRUN_EREDIS || e == NULL)
+        return PRUN_WQ_FAULT_PERM;
+    /*
+     * hiredis marks its context on an I/O or protocol error, never on an
+     * error reply: a context still sound means the server answered.
+     */
+    if (c == NULL || c->ctx == NULL || c->ctx->err != 0)
+        return PRUN_WQ_FAULT_CONN;
+    n = (size_t)snprintf(head, sizeof(head), "Redis at %s: ", c->url);
+    p = e->msg;
+    if (n < sizeof(head) && strncmp(p, head, n) == 0)
+        p += n;
+    return prun__wq_fault_reply(p);
+}
+
 int prun__wq_gone(struct prun_wq *q, struct prun_err *err)
 {
     return prun__err_set(err, PRUN_ENOTFOUND,

@@ -186,6 +186,33 @@ int prun__wq_stats(
 int prun__wq_record(
     struct prun_wq *q, const char *key, char **out, struct prun_err *err);
 
+/* ---- Sorting Redis's failures ------------------------------------------ */
+
+/* What a failed queue call means for the party that made it. */
+enum prun_wq_fault {
+    PRUN_WQ_FAULT_CONN = 0, /* no connection or no reply: reconnect, retry */
+    PRUN_WQ_FAULT_BUSY = 1, /* BUSY, LOADING, TRYAGAIN, MASTERDOWN: retry */
+    PRUN_WQ_FAULT_PERM = 2, /* any other error reply: retrying cannot help */
+};
+
+/*
+ * Sorts the failure of a call over c that returned rc with e filled: the
+ * one place the queue's parties decide whether to ride a failure out or
+ * give up. A reply timeout or a broken connection is FAULT_CONN; an error
+ * reply is FAULT_BUSY when the server says it cannot answer yet, else
+ * FAULT_PERM (OOM, NOPERM, READONLY, WRONGTYPE, a script's error, NOSCRIPT
+ * after the reload, a reply of the wrong shape). Other codes (out of
+ * memory here, bad input) are FAULT_PERM.
+ */
+enum prun_wq_fault prun__wq_fault(
+    struct prun_conn *c, int rc, const struct prun_err *e);
+
+/*
+ * The same for the text of an error reply (the async reader's): BUSY,
+ * LOADING, TRYAGAIN or MASTERDOWN is FAULT_BUSY, any other FAULT_PERM.
+ */
+enum prun_wq_fault prun__wq_fault_reply(const char *msg);
+
 /* ---- Pool mode --------------------------------------------------------- */
 
 /* At most this many items a slot holds at once, and completes per call. */

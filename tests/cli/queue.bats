@@ -566,3 +566,157 @@ EOF
     wait_for 10 sh -c "! kill -0 $(cat "$T/a.pid") 2>/dev/null"
     [ -z "$(ls -A "$T/wtmp")" ]
 }
+
+# Error replies to a worker's queue commands (not a lost connection): a
+# permanent one is reported in Redis's words and ends the worker's part at
+# once; a transient one (BUSY) is ridden out.
+
+# The number of the newest run's instances that have a terminal record.
+done_count() { rcli hlen "parallelrun:{$(last_rid)}:wq:done"; }
+
+@test "queue: a worker whose completion gets NOPERM says so and exits non-zero; nothing lost" {
+    # The worker's ACL user can claim but not write terminal records.
+    rcli acl setuser w on '>pw' '~*' '&*' +@all -hsetnx >/dev/null
+    job p <<EOF
+tasks:
+  t:
+    run: sh -c 'echo {item} >> $T/started'
+    foreach: {range: [0, 4]}
+EOF
+    timeout $((120 * F)) "$PR" run "$T/p.yaml" --redis "$URL" --distributed \
+        > "$T/run.out" 2>&1 &
+    runpid=$!
+    echo "$runpid" > "$T/run.pid"
+    mkdir -p "$T/home-w"
+    st=0
+    HOME=$T/home-w timeout $((30 * F)) "$PR" worker \
+        --redis "unix://w:pw@$T/q.sock" --lease 1s > "$T/w.log" 2>&1 || st=$?
+    cat "$T/w.log"
+    [ "$st" -eq 3 ]
+    grep -q "completion of t [0-9]* refused: .*can.t run this command" "$T/w.log"
+    ! grep -q ":pw@" "$T/w.log"
+    # The run got no success for them: it still waits.
+    alive "$runpid"
+    [ "$(done_count)" -eq 0 ]
+    # A sound worker takes them over after the lease: none is lost.
+    start_worker b --lease 1s
+    st=0
+    wait "$runpid" || st=$?
+    cat "$T/run.out"
+    [ "$st" -eq 0 ]
+    [ "$(done_count)" -eq 4 ]
+}
+
+@test "queue: maxmemory + noeviction hit while a worker completes: OOM reported, no hang" {
+    job o <<EOF
+tasks:
+  t:
+    run: sh -c 'echo {item} >> $T/started; while [ ! -e $T/go ]; do sleep 0.05; done'
+    foreach: {range: [0, 3]}
+EOF
+    timeout $((120 * F)) "$PR" run "$T/o.yaml" --redis "$URL" --distributed \
+        > "$T/run.out" 2>&1 &
+    runpid=$!
+    echo "$runpid" > "$T/run.pid"
+    mkdir -p "$T/home-a"
+    HOME=$T/home-a timeout $((60 * F)) "$PR" worker --redis "$URL" \
+        --slots 3 --lease 1s > "$T/a.log" 2>&1 &
+    apid=$!
+    echo "$apid" > "$T/a.pid"
+    wait_for 30 lines_at_least "$T/started" 3
+    /usr/bin/python3 -c '
+import sys
+v = "x" * 1000
+for i in range(3000):
+    sys.stdout.write("SET fill:%d %s\r\n" % (i, v))' | rcli >/dev/null
+    rcli config set maxmemory-policy noeviction >/dev/null
+    rcli config set maxmemory 1mb >/dev/null
+    touch "$T/go"
+    st=0
+    wait "$apid" || st=$?
+    cat "$T/a.log"
+    [ "$st" -eq 3 ]
+    grep -q "refused: .*OOM command not allowed when used memory" "$T/a.log"
+    [ "$(done_count)" -eq 0 ]
+    # Memory back: another worker finishes the run; nothing is lost.
+    rcli config set maxmemory 0 >/dev/null
+    start_worker b --lease 1s
+    st=0
+    wait "$runpid" || st=$?
+    cat "$T/run.out"
+    [ "$st" -ne 124 ]
+    [ "$(done_count)" -eq 3 ]
+}
+
+@test "queue: BUSY (a long script) meets a worker's completions: ridden out, nothing lost" {
+    rcli config set lua-time-limit 100 >/dev/null
+    s=$T/q.sock
+    # Instance 0 keeps the server in a script for 2 s; the others end while
+    # the server answers BUSY, so their completions meet it.
+    job b <<EOF2
+tasks:
+  t:
+    foreach: {range: [0, 6]}
+    run: [sh, -c, 'if [ \$PARALLELRUN_INDEX = 0 ]; then touch $T/busy; redis-cli -s $s eval "local t = redis.call(\"TIME\") while redis.call(\"TIME\")[1] - t[1] < 2 do end return 1" 0 >/dev/null; else i=0; while [ ! -e $T/busy ] && [ \$i -lt $((200 * F)) ]; do i=\$((i+1)); sleep 0.05; done; while ! redis-cli -s $s ping | grep -q BUSY && [ \$i -lt $((400 * F)) ]; do i=\$((i+1)); sleep 0.02; done; fi']
+EOF2
+    start_worker a --slots 6
+    st=0
+    timeout $((60 * F)) "$PR" run "$T/b.yaml" --redis "$URL" --distributed \
+        > "$T/run.out" 2>&1 || st=$?
+    cat "$T/run.out" "$T/a.log"
+    [ "$st" -eq 0 ]
+    grep -q "Redis cannot answer yet (.*BUSY" "$T/a.log"
+    alive "$(cat "$T/a.pid")"
+    [ "$(done_count)" -eq 6 ]
+}
+
+@test "queue: the run's read of terminal records refused (NOPERM): it fails naming it, no hang" {
+    # The run's ACL user may queue instances but not read their ends.
+    rcli acl setuser r on '>pw' '~*' '&*' +@all -xread >/dev/null
+    job x <<EOF
+tasks:
+  t:
+    run: 'true'
+    foreach: {range: [0, 3]}
+EOF
+    st=0
+    timeout $((60 * F)) "$PR" run "$T/x.yaml" \
+        --redis "unix://r:pw@$T/q.sock" --distributed > "$T/run.out" 2>&1 ||
+        st=$?
+    cat "$T/run.out"
+    [ "$st" -ne 0 ]
+    [ "$st" -ne 124 ]
+    grep -q "refused the read of .*:ends (XREAD): NOPERM" "$T/run.out"
+    ! grep -q ":pw@" "$T/run.out"
+}
+
+@test "pool: maxmemory + noeviction hit mid-pool: next fails at once with OOM, the run exits non-zero, no hang" {
+    job po <<EOF
+tasks:
+  work:
+    pool: true
+    jobs: 2
+    foreach: {range: [0, 200]}
+    run: [sh, -c, 'flag=; ${pool_loop}echo "\$item" >> $T/done; if [ "\$item" -ge 20 ]; then while [ ! -e $T/go ]; do sleep 0.05; done; fi; done']
+EOF
+    timeout $((120 * F)) "$PR" run "$T/po.yaml" --redis "$URL" \
+        > "$T/run.out" 2>&1 &
+    runpid=$!
+    echo "$runpid" > "$T/run.pid"
+    wait_for 30 lines_at_least "$T/done" 20
+    /usr/bin/python3 -c '
+import sys
+v = "x" * 1000
+for i in range(3000):
+    sys.stdout.write("SET fill:%d %s\r\n" % (i, v))' | rcli >/dev/null
+    rcli config set maxmemory-policy noeviction >/dev/null
+    rcli config set maxmemory 1mb >/dev/null
+    touch "$T/go"
+    st=0
+    wait "$runpid" || st=$?
+    cat "$T/run.out" | head -c 4000
+    [ "$st" -ne 0 ]
+    [ "$st" -ne 124 ]
+    grep -q "next for work:.*OOM command not allowed" "$T/run.out"
+    [ "$(sort -n "$T/done" | uniq | wc -l)" -lt 30 ]
+}

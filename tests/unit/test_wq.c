@@ -427,6 +427,40 @@ static void test_ttls_and_gone(void)
     prun__wq_free(qb);
 }
 
+/* Failures are sorted in one place: what to ride out, what to give up. */
+static void test_fault(void)
+{
+    struct prun_err e;
+    redisReply *r;
+
+    r = prun__cmd(ca, NULL, "SET fault:str x");
+    freeReplyObject(r);
+    /* A real error reply over a sound connection: permanent. */
+    ASSERT(prun__cmd(ca, &e, "LPUSH fault:str y") == NULL);
+    ASSERT_EQ(e.code, PRUN_EREDIS);
+    ASSERT_CONTAINS(e.msg, "WRONGTYPE");
+    ASSERT_EQ(prun__wq_fault(ca, e.code, &e), PRUN_WQ_FAULT_PERM);
+    /* The connection still works after it. */
+    r = prun__cmd(ca, &e, "PING");
+    ASSERT(r != NULL);
+    freeReplyObject(r);
+    ASSERT_EQ(prun__wq_fault(ca, PRUN_ETIMEDOUT, &e), PRUN_WQ_FAULT_CONN);
+    ASSERT_EQ(prun__wq_fault(NULL, PRUN_EREDIS, &e), PRUN_WQ_FAULT_CONN);
+    ASSERT_EQ(prun__wq_fault_reply("BUSY Redis is busy running a script."),
+        PRUN_WQ_FAULT_BUSY);
+    ASSERT_EQ(prun__wq_fault_reply("LOADING Redis is loading the dataset"),
+        PRUN_WQ_FAULT_BUSY);
+    ASSERT_EQ(prun__wq_fault_reply("TRYAGAIN"), PRUN_WQ_FAULT_BUSY);
+    ASSERT_EQ(prun__wq_fault_reply("BUSYKEY Target key name already exists."),
+        PRUN_WQ_FAULT_PERM);
+    ASSERT_EQ(prun__wq_fault_reply("OOM command not allowed when used memory"),
+        PRUN_WQ_FAULT_PERM);
+    ASSERT_EQ(prun__wq_fault_reply("NOPERM this user has no permissions"),
+        PRUN_WQ_FAULT_PERM);
+    r = prun__cmd(ca, NULL, "DEL fault:str");
+    freeReplyObject(r);
+}
+
 /* Three processes race over 3,000 entries: each done exactly once. */
 static void test_concurrent(void)
 {
@@ -723,6 +757,7 @@ int main(void)
     RUN(test_release);
     RUN(test_caps);
     RUN(test_ttls_and_gone);
+    RUN(test_fault);
     RUN(test_concurrent);
     RUN(test_pool_next_each_once);
     RUN(test_pool_next_waits_until_fed);
