@@ -221,25 +221,12 @@ def redis_section():
     add("")
 
 
-def queue_section():
-    """bench/queue.sh: queue.txt, one figure per line."""
-    path = os.path.join(out, "queue.txt")
+def list_section(name, title):
+    """A bench script's NAME in bench/out, one figure per line, as a list."""
+    path = os.path.join(out, name)
     if not os.path.exists(path):
         return
-    add("## Work queue (bench/queue.sh)")
-    add("")
-    for line in open(path):
-        if line.strip():
-            add("- " + line.strip())
-    add("")
-
-
-def embedded_section():
-    """bench/embedded.sh: embedded.txt, one figure per line."""
-    path = os.path.join(out, "embedded.txt")
-    if not os.path.exists(path):
-        return
-    add("## The embedded Redis per command (bench/embedded.sh)")
+    add(title)
     add("")
     for line in open(path):
         if line.strip():
@@ -261,8 +248,9 @@ def seed_section():
 
 segments_section()
 redis_section()
-embedded_section()
-queue_section()
+list_section("embedded.txt",
+             "## The embedded Redis per command (bench/embedded.sh)")
+list_section("queue.txt", "## Work queue (bench/queue.sh)")
 seed_section()
 
 text = "\n".join(lines) + "\n"
