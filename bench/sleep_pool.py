@@ -7,8 +7,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "examples", "python"))
-import prun  # noqa: E402
+                                "..", "python"))
+import parallelrun as prun  # noqa: E402  (the package make install puts in place)
 
 delay = float(os.environ.get("SLEEP_MS", "1")) / 1000.0
 first = None

@@ -3,8 +3,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "examples", "python"))
-import prun  # noqa: E402
+                                "..", "python"))
+import parallelrun as prun  # noqa: E402  (the package make install puts in place)
 
 for index, item in prun.items():
     n = int(item)

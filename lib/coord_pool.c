@@ -49,6 +49,7 @@ static struct {
 struct slot {
     const char *task, *rid;
     char consumer[300], key[600], done[400], rok[600], rfail[600];
+    char wake[600];
 };
 
 static void drop(void)
@@ -133,6 +134,8 @@ static int slot_names(struct slot *sl, struct prun_err *err)
         sl->consumer);
     snprintf(sl->done, sizeof(sl->done), "parallelrun:{%s}:done:%s", sl->rid,
         sl->task);
+    snprintf(sl->wake, sizeof(sl->wake), "parallelrun:{%s}:wq:wake:%s",
+        sl->rid, sl->consumer);
     snprintf(sl->rok, sizeof(sl->rok),
         "{\"ok\":true,\"status\":0,\"kind\":\"exit\",\"worker\":\"%s\"}",
         sl->consumer);
@@ -200,6 +203,32 @@ static int call(const struct slot *sl, struct prun_wq_pool_req *rq,
         }
         return rc;
     }
+}
+
+/*
+ * Nothing to claim yet: wait up to ms for a token on this slot's wake
+ * list (pushed when items are queued or come back, or when all are done,
+ * to every slot in the task's waiting set, which the script that
+ * answered "wait" put this slot in). The timeout stays short:
+ * a retry becomes due, or a lease runs out, without anyone pushing. An
+ * error is left to the next call, which rides out outages.
+ */
+static void wait_wake(const struct slot *sl, int64_t ms)
+{
+    char secs[32];
+    struct prun_err e;
+    redisReply *r;
+
+    snprintf(secs, sizeof(secs), "%.3f", (double)ms / 1000.0);
+    if (g.c == NULL) {
+        nap(ms);
+        return;
+    }
+    r = prun__cmd(g.c, &e, "BLPOP %s %s", sl->wake, secs);
+    if (r == NULL)
+        nap(ms);
+    else
+        freeReplyObject(r);
 }
 
 /* Hands out item i of the batch. */
@@ -318,7 +347,7 @@ static int next_item(int batch, int ok, char **item, unsigned long long *index,
         if (rc == 0)
             return 0;
         if (rc == 2) {
-            nap(wait);
+            wait_wake(&sl, wait);
             wait = wait < 100 ? wait * 2 : 100;
             continue;
         }

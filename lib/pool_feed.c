@@ -219,16 +219,22 @@ static int feed_one(struct prun__pool *p, size_t t)
 int prun__pool_feed(struct prun__pool *p)
 {
     size_t t;
-    int more = 0;
+    int more = 0, fed = 0;
 
     if (p != NULL && prun__state_unacked(p->state) >= UNACKED_MAX)
         return 0;
     for (t = 0; p != NULL && t < p->job->ntasks; t++) {
         p->feeds[t].busy = 0;
-        if (p->feeds[t].started && !p->feeds[t].finished)
+        if (p->feeds[t].started && !p->feeds[t].finished) {
             more |= feed_one(p, t);
+            fed = 1;
+        }
     }
-    if (p != NULL)
+    if (fed) {
+        /* Workers may be waiting for these: send now, not at the
+           recorder's next batched flush. */
         prun__pool_wq_flush(p->state);
+        prun__state_pump(p->state);
+    }
     return more;
 }

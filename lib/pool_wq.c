@@ -76,11 +76,20 @@ void prun__pool_wq_create(struct prun_state *s, const struct prun_job *job)
             continue;
         /*
          * Items a worker may hold at once: one when items have a timeout
-         * (it is measured from the claim), else a batch.
+         * (it is measured from the claim) or a rate, else a batch.
          */
         snprintf(field, sizeof(field), "batch:%s", job->tasks[t].name);
         snprintf(v, sizeof(v), "%d",
-            job->tasks[t].timeout_ms > 0 ? 1 : PRUN_WQ_POOL_BATCH);
+            job->tasks[t].timeout_ms > 0 || job->tasks[t].rate > 0
+                ? 1
+                : PRUN_WQ_POOL_BATCH);
+        prun__state_argv(s, 4, hset, NULL);
+        /* what every entry made of staged items carries */
+        snprintf(field, sizeof(field), "m:%s", job->tasks[t].name);
+        snprintf(v, sizeof(v), "%u", job->tasks[t].retries + 1);
+        prun__state_argv(s, 4, hset, NULL);
+        snprintf(field, sizeof(field), "d:%s", job->tasks[t].name);
+        snprintf(v, sizeof(v), "%lld", (long long)job->tasks[t].retry_delay_ms);
         prun__state_argv(s, 4, hset, NULL);
     }
     free(argv);
@@ -94,15 +103,43 @@ void prun__pool_wq_create(struct prun_state *s, const struct prun_job *job)
  * the end of each feeding turn. Only into a queue that exists: after a
  * Redis restart without its data, nothing is created without a TTL, and
  * workers see it gone.
+ *
+ * Items are staged, not put on the stream: two lists per task, indices
+ * (stage.x) and "LEN:ITEM" (stage.p), pushed in the same script. A
+ * worker slot's `next` makes one stream entry of as many as it wants (a
+ * chunk), so the queue's cost is paid per claim, not per item, and a
+ * `parallelrun next` per item still takes them one by one, in order
+ * (docs/work-queue.md, "Pool mode"). KEYS: meta, the two lists, the
+ * waiting set. ARGV: the wake lists' prefix, n, then n indices and n
+ * items.
  */
 #define PUSH_BATCH 256
 
+/*
+ * Wakes the task's waiting slots (`next` blocks on its own wake list with
+ * a short timeout): one token each, at most one held. KEYS[1] meta,
+ * KEYS[K] the waiting set; ARGV[A] the wake lists' prefix.
+ */
+#define WAKE_PUSH WAKE_LUA_K("4", "1")
+#define WAKE_FED  WAKE_LUA_K("2", "3")
+#define WAKE_LUA_K(K, A)                                                       \
+    "  local who = redis.call('SMEMBERS', KEYS[" K "])\n"                      \
+    "  local ttl = redis.call('HGET', KEYS[1], 'ttl')\n"                       \
+    "  for _, c in ipairs(who) do\n"                                          \
+    "    local k = ARGV[" A "]..c\n"                                          \
+    "    redis.call('RPUSH', k, 1) redis.call('LTRIM', k, 0, 0)\n"             \
+    "    redis.call('PEXPIRE', k, ttl)\n"                                     \
+    "  end\n"                                                                 \
+    "  if #who > 0 then redis.call('DEL', KEYS[" K "]) end\n"
+
 static const char push_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "  for i = 3, #ARGV, 2 do\n"
-    "    redis.call('XADD', KEYS[2], '*', 'k', ARGV[i], 'a', 1, 'm', ARGV[1],\n"
-    "      'd', ARGV[2], 'p', ARGV[i+1])\n"
-    "  end\n"
+    "  local n = tonumber(ARGV[2])\n"
+    "  redis.call('RPUSH', KEYS[2], unpack(ARGV, 3, 2 + n))\n"
+    "  redis.call('RPUSH', KEYS[3], unpack(ARGV, 3 + n, 2 + 2 * n))\n"
+    "  local ttl = redis.call('HGET', KEYS[1], 'ttl')\n"
+    "  redis.call('PEXPIRE', KEYS[2], ttl)\n"
+    "  redis.call('PEXPIRE', KEYS[3], ttl)\n" WAKE_PUSH
     "end\n"
     "return 1\n";
 
@@ -110,36 +147,56 @@ static struct {
     struct prun_state *s;
     const struct prun_task *t;
     size_t n;
-    char *key[PUSH_BATCH];
+    unsigned long long index[PUSH_BATCH];
     char *item[PUSH_BATCH];
 } pend;
 
-/* One script queueing n items of task t. */
+/* One script staging n items of task t. */
 static void send_items(struct prun_state *s, const struct prun_task *t,
-    char *const *keys, char *const *items, size_t n)
+    const unsigned long long *index, char *const *items, size_t n)
 {
-    char stream[300], ma[16], rd[32];
-    const char *argv[7 + 2 * PUSH_BATCH];
-    size_t lens[7 + 2 * PUSH_BATCH], i, k = 0;
+    char xk[300], pk[300], waiting[300], wakes[300], nn[24];
+    const char *argv[10 + 2 * PUSH_BATCH];
+    size_t lens[10 + 2 * PUSH_BATCH], i, k = 0;
+    char(*idx)[24] = calloc(n ? n : 1, sizeof(*idx));
+    char **pays = calloc(n ? n : 1, sizeof(*pays));
     struct names nm = names(s);
 
-    snprintf(stream, sizeof(stream), "%s:s:%s", nm.prefix, t->name);
-    snprintf(ma, sizeof(ma), "%u", t->retries + 1);
-    snprintf(rd, sizeof(rd), "%lld", (long long)t->retry_delay_ms);
+    if (idx == NULL || pays == NULL || n > PUSH_BATCH)
+        goto out;
+    snprintf(xk, sizeof(xk), "%s:stage.x:%s", nm.prefix, t->name);
+    snprintf(pk, sizeof(pk), "%s:stage.p:%s", nm.prefix, t->name);
+    snprintf(waiting, sizeof(waiting), "%s:waiting:%s", nm.prefix, t->name);
+    snprintf(wakes, sizeof(wakes), "%s:wake:", nm.prefix);
+    snprintf(nn, sizeof(nn), "%zu", n);
     argv[k++] = "EVAL";
     argv[k++] = push_lua;
-    argv[k++] = "2";
+    argv[k++] = "4";
     argv[k++] = nm.meta;
-    argv[k++] = stream;
-    argv[k++] = ma;
-    argv[k++] = rd;
+    argv[k++] = xk;
+    argv[k++] = pk;
+    argv[k++] = waiting;
+    argv[k++] = wakes;
+    argv[k++] = nn;
     for (i = 0; i < n; i++) {
-        argv[k++] = keys[i];
-        argv[k++] = items[i];
+        snprintf(idx[i], sizeof(idx[i]), "%llu", index[i]);
+        argv[k++] = idx[i];
+    }
+    for (i = 0; i < n; i++) {
+        if (asprintf(&pays[i], "%zu:%s", strlen(items[i]), items[i]) < 0) {
+            pays[i] = NULL;
+            goto out;
+        }
+        argv[k++] = pays[i];
     }
     for (i = 0; i < k; i++)
         lens[i] = strlen(argv[i]);
     prun__state_argv(s, (int)k, argv, lens);
+out:
+    for (i = 0; pays != NULL && i < n; i++)
+        free(pays[i]);
+    free(pays);
+    free(idx);
 }
 
 void prun__pool_wq_flush(struct prun_state *s)
@@ -148,32 +205,27 @@ void prun__pool_wq_flush(struct prun_state *s)
 
     if (pend.n == 0 || pend.s != s)
         return;
-    send_items(s, pend.t, pend.key, pend.item, pend.n);
-    for (i = 0; i < pend.n; i++) {
-        free(pend.key[i]);
+    send_items(s, pend.t, pend.index, pend.item, pend.n);
+    for (i = 0; i < pend.n; i++)
         free(pend.item[i]);
-    }
     pend.n = 0;
 }
 
 void prun__pool_wq_push(struct prun_state *s, const struct prun_task *t,
     unsigned long long index, const char *item)
 {
-    char key[300], *k1 = key, *i1 = (char *)item;
+    char *i1 = (char *)item;
 
     if (pend.n > 0 && (pend.s != s || pend.t != t))
         prun__pool_wq_flush(pend.s);
     pend.s = s;
     pend.t = t;
-    snprintf(key, sizeof(key), "%s %llu", t->name, index);
-    pend.key[pend.n] = strdup(key);
+    pend.index[pend.n] = index;
     pend.item[pend.n] = strdup(item);
-    if (pend.key[pend.n] == NULL || pend.item[pend.n] == NULL) {
+    if (pend.item[pend.n] == NULL) {
         /* Out of memory: what is pending goes now, then this item alone. */
-        free(pend.key[pend.n]);
-        free(pend.item[pend.n]);
         prun__pool_wq_flush(s);
-        send_items(s, t, &k1, &i1, 1);
+        send_items(s, t, &index, &i1, 1);
         return;
     }
     if (++pend.n == PUSH_BATCH)
@@ -183,20 +235,27 @@ void prun__pool_wq_push(struct prun_state *s, const struct prun_task *t,
 void prun__pool_wq_fed(
     struct prun_state *s, const char *task, unsigned long long count)
 {
-    char field[256], v[32];
-    const char *argv[6];
+    char field[256], v[32], waiting[300], wakes[300];
+    const char *argv[9];
     struct names n = names(s);
 
+    /* The count may be what waiting slots need to see they are done. */
     snprintf(field, sizeof(field), "fed:%s", task);
     snprintf(v, sizeof(v), "%llu", count);
+    snprintf(waiting, sizeof(waiting), "%s:waiting:%s", n.prefix, task);
+    snprintf(wakes, sizeof(wakes), "%s:wake:", n.prefix);
     argv[0] = "EVAL";
-    argv[1] = "if redis.call('EXISTS', KEYS[1]) == 1 then "
-              "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1";
-    argv[2] = "1";
+    argv[1] = "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+              "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n" WAKE_FED
+              "end\n"
+              "return 1\n";
+    argv[2] = "2";
     argv[3] = n.meta;
-    argv[4] = field;
-    argv[5] = v;
-    prun__state_argv(s, 6, argv, NULL);
+    argv[4] = waiting;
+    argv[5] = field;
+    argv[6] = v;
+    argv[7] = wakes;
+    prun__state_argv(s, 8, argv, NULL);
 }
 
 void prun__pool_wq_worker_end(struct prun_state *s, const char *task,

@@ -216,7 +216,7 @@ enum prun_wq_fault prun__wq_fault_reply(const char *msg);
 /* ---- Pool mode --------------------------------------------------------- */
 
 /* At most this many items a slot holds at once, and completes per call. */
-#define PRUN_WQ_POOL_BATCH 64
+#define PRUN_WQ_POOL_BATCH 256
 
 /* An item of a worker slot. */
 struct prun_wq_pool_item {

@@ -49,6 +49,31 @@
     "  touch(P..':done') touch(P..':ends')\n"                                  \
     "  return true\n"                                                          \
     "end\n"                                                                    \
+    "local function chunk_items(f, upto)\n"                                    \
+    "  local xs, ps, p, pos = {}, {}, field(f, 'p'), 1\n"                      \
+    "  for i in string.gmatch(field(f, 'x'), '%d+') do\n"                      \
+    "    if upto and #xs >= upto then break end\n"                            \
+    "    local c = string.find(p, ':', pos, true)\n"                           \
+    "    local len = tonumber(string.sub(p, pos, c - 1))\n"                    \
+    "    xs[#xs+1] = i ps[#ps+1] = string.sub(p, c + 1, c + len)\n"          \
+    "    pos = c + 1 + len\n"                                                 \
+    "  end\n"                                                                 \
+    "  return xs, ps\n"                                                       \
+    "end\n"                                                                   \
+    "local function chunk_body(ps)\n"                                         \
+    "  local b = {}\n"                                                        \
+    "  for j, v in ipairs(ps) do b[j] = #v..':'..v end\n"                     \
+    "  return table.concat(b)\n"                                              \
+    "end\n"                                                                   \
+    "local function wake(task)\n" /* a token for each slot waiting (next) */  \
+    "  local ws = P..':waiting:'..task\n"                                      \
+    "  local who = redis.call('SMEMBERS', ws)\n"                              \
+    "  for _, c in ipairs(who) do\n"                                          \
+    "    local k = P..':wake:'..c\n"                                          \
+    "    redis.call('RPUSH', k, 1) redis.call('LTRIM', k, 0, 0) touch(k)\n"    \
+    "  end\n"                                                                 \
+    "  if #who > 0 then redis.call('DEL', ws) end\n"                          \
+    "end\n"                                                                   \
     "local function finish(task, id)\n"                                        \
     "  local s = P..':s:'..task\n"                                             \
     "  redis.call('XACK', s, 'g', id)\n"                                       \
@@ -81,6 +106,19 @@
     "  redis.call('ZREM', dk, mem)\n"                                          \
     "end\n"                                                                    \
     "local out = {}\n"                                                         \
+    "local function split(task, id, f)\n"                                      \
+    "  local xs, ps = chunk_items(f)\n"                                        \
+    "  local ks = {}\n"                                                        \
+    "  for j, x in ipairs(xs) do ks[j] = task..' '..x end\n"                   \
+    "  local dn = redis.call('HMGET', P..':done', unpack(ks))\n"               \
+    "  for j = 1, #xs do\n"                                                    \
+    "    if not dn[j] then\n"                                                  \
+    "      redis.call('XADD', P..':s:'..task, '*', 'k', ks[j], 'a',\n"          \
+    "        field(f, 'a'), 'm', field(f, 'm'), 'd', field(f, 'd'), 'p', ps[j])\n" \
+    "    end\n"                                                                \
+    "  end\n"                                                                  \
+    "  finish(task, id)\n"                                                     \
+    "end\n"                                                                    \
     "local function grant(task, id, dl, f)\n"                                  \
     "  local k = field(f, 'k')\n"                                              \
     "  if redis.call('HEXISTS', P..':done', k) == 1 then\n" /* queued twice (a \
@@ -103,7 +141,7 @@
     "  local dn = redis.call('HMGET', P..':done', unpack(ks))\n"               \
     "  local fence = redis.call('INCRBY', P..':seq', #es) - #es\n"             \
     "  for i, e in ipairs(es) do\n"                                            \
-    "    if dn[i] then\n"                                                      \
+    "    if dn[i] and not field(e[2], 'n') then\n"                           \
     "      finish(task, e[1])\n"                                               \
     "    else\n"                                                               \
     "      fence = fence + 1 n = n + 1\n"                                      \
@@ -154,6 +192,9 @@
     "          redis.call('HDEL', fk, task..' '..id)\n"                        \
     "          redis.call('HINCRBY', rk, task, -1)\n"                          \
     "          redis.call('HINCRBY', meta, 'lost', 1)\n"                       \
+    "        elseif field(c[1][2], 'n') then\n" /* a chunk its worker lost: \
+                                                       each item on its own */ \
+    "          split(task, id, c[1][2])\n"                                      \
     "        elseif dl + 1 > maxdel then\n"                                    \
     "          local f = c[1][2]\n"                                            \
     "          local k, a = field(f, 'k'), field(f, 'a')\n"                    \
@@ -268,6 +309,15 @@
  * fence is not current, takes the item-by-item path (stale, duplicate).
  */
 #define LUA_SLOT_OK_FN                                                         \
+    "local function oks(task, donek, keys, pays, rec)\n"                       \
+    "  redis.call('XADD', P..':ends', '*', 'kb', table.concat(keys, '\\n'),\n" \
+    "    'n', #keys, 'r', rec)\n"                                              \
+    "  redis.call('HINCRBY', meta, 'ok', #keys)\n"                             \
+    "  redis.call('HINCRBY', meta, 'term:'..task, #keys)\n"                    \
+    "  redis.call('HINCRBY', meta, 'okt:'..task, #keys)\n"                     \
+    "  redis.call('SADD', donek, unpack(pays))\n"                              \
+    "  touch(P..':done') touch(P..':ends') touch(donek)\n"                     \
+    "end\n"                                                                    \
     "local function slot_done_ok(task, sk, donek, ids, rec)\n"                 \
     "  local s = P..':s:'..task\n"                                             \
     "  local vs = redis.call('HMGET', sk, unpack(ids))\n"                      \
@@ -287,7 +337,7 @@
     "        acks[#acks+1] = id afk[#afk+1] = fks[i]\n"                        \
     "      else\n"                                                             \
     "        slot_done(task, sk, donek, id, true, rec, '')\n"                  \
-    "      end\n"                                                              \
+    "      end\n"                                                            \
     "    end\n"                                                                \
     "  end\n"                                                                  \
     "  if #acks > 0 then\n"                                                    \
@@ -298,16 +348,66 @@
     "    redis.call('HINCRBY', rk, task, -#acks)\n"                            \
     "    touch(rk)\n"                                                          \
     "  end\n"                                                                  \
-    "  if #keys > 0 then\n"                                                    \
-    "    redis.call('XADD', P..':ends', '*', 'kb', table.concat(keys, "        \
-    "'\\n'),\n"                                                                \
-    "      'n', #keys, 'r', rec)\n"                                            \
-    "    redis.call('HINCRBY', meta, 'ok', #keys)\n"                           \
-    "    redis.call('HINCRBY', meta, 'term:'..task, #keys)\n"                  \
-    "    redis.call('HINCRBY', meta, 'okt:'..task, #keys)\n"                   \
-    "    redis.call('SADD', donek, unpack(pays))\n"                            \
-    "    touch(P..':done') touch(P..':ends') touch(donek)\n"                   \
+    "  if #keys > 0 then oks(task, donek, keys, pays, rec) end\n"              \
+    "end\n" LUA_CHUNK_DONE_FN
+
+/*
+ * A chunk entry (many items in one stream entry, fields n, x, p) a slot
+ * held, done: character j of codes is item j's outcome ('1' done, '2'
+ * failed, '3' or none: handed back unstarted). Fenced as one claim: each done item gets
+ * its one terminal record (HMGET, then one HSET for those without one), a
+ * failed item is retried on its own through the delayed set (or fails
+ * for good on its last attempt), the unstarted ones go back as a new
+ * chunk, and the entry leaves the stream.
+ */
+#define LUA_CHUNK_DONE_FN                                                      \
+    "local function chunk_done(task, sk, donek, id, v, codes, rok, rfail)\n"   \
+    "  redis.call('HDEL', sk, id)\n"                                           \
+    "  local fence = string.match(v, '^(%d+)')\n"                              \
+    "  local fv = redis.call('HGET', fk, task..' '..id)\n"                     \
+    "  local s = P..':s:'..task\n"                                             \
+    "  local e = redis.call('XRANGE', s, id, id)\n"                            \
+    "  if not fv or string.match(fv, '^(%d+)') ~= fence or not e[1] then\n"    \
+    "    redis.call('HINCRBY', meta, 'stale', 1)\n"                            \
+    "    return\n"                                                             \
     "  end\n"                                                                  \
+    "  local f = e[1][2]\n"                                                    \
+    "  local a, m, d = tonumber(field(f, 'a')), tonumber(field(f, 'm')),\n"    \
+    "    tonumber(field(f, 'd'))\n"                                            \
+    "  local xs, ps = chunk_items(f)\n"                                        \
+    "  local ks, kp, bx, bp = {}, {}, {}, {}\n"                                \
+    "  local pre = task..' '\n"                                                \
+    "  for j = 1, #xs do\n"                                                    \
+    "    local c = string.sub(codes, j, j)\n"                                  \
+    "    if c == '1' then ks[#ks+1] = pre..xs[j] kp[#kp+1] = ps[j]\n"          \
+    "    elseif c ~= '2' then bx[#bx+1] = xs[j] bp[#bp+1] = ps[j]\n"           \
+    "    elseif a >= m then terminal(pre..xs[j], fence, a, rfail, false)\n"    \
+    "    else\n"                                                               \
+    "      redis.call('ZADD', dk, now + d * 2 ^ (a - 1), cjson.encode({t =\n"  \
+    "        task, k = pre..xs[j], a = a + 1, m = m, d = d, p = ps[j]}))\n"    \
+    "      touch(dk)\n"                                                        \
+    "      redis.call('HINCRBY', meta, 'retried', 1)\n"                        \
+    "    end\n"                                                                \
+    "  end\n"                                                                  \
+    "  if #ks > 0 then\n"                                                      \
+    "    local dn = redis.call('HMGET', P..':done', unpack(ks))\n"             \
+    "    local hs, nk, np, val = {}, {}, {}, fence..' '..a..' '..rok\n"       \
+    "    for j, k in ipairs(ks) do\n"                                          \
+    "      if not dn[j] then\n"                                                \
+    "        hs[#hs+1] = k hs[#hs+1] = val\n"                                  \
+    "        nk[#nk+1] = k np[#np+1] = kp[j]\n"                                \
+    "      end\n"                                                              \
+    "    end\n"                                                                \
+    "    if #nk > 0 then\n"                                                    \
+    "      redis.call('HSET', P..':done', unpack(hs))\n"                       \
+    "      oks(task, donek, nk, np, rok)\n"                                    \
+    "    end\n"                                                                \
+    "  end\n"                                                                  \
+    "  if #bx > 0 then\n"                                                      \
+    "    redis.call('XADD', s, '*', 'k', task..' '..bx[1], 'a', a, 'm', m,\n"  \
+    "      'd', d, 'n', #bx, 'x', table.concat(bx, ' '), 'p', chunk_body(bp))\n" \
+    "  end\n"                                                                  \
+    "  finish(task, id)\n"                                                     \
     "end\n"
 
 #endif

@@ -14,7 +14,6 @@ the repository's build/ directory, then the system's libparallelrun.so.0.
 Only the standard library is needed.
 """
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["Error", "items", "next_item", "barrier", "counter_add",
@@ -45,7 +44,7 @@ def _load():
 
 
 _lib = _load()
-_libc = ctypes.CDLL(ctypes.util.find_library("c"))
+_libc = ctypes.CDLL(None)  # the process's own libc: no ldconfig run
 _libc.free.argtypes = [ctypes.c_void_p]
 _lib.prun_next.argtypes = [ctypes.POINTER(ctypes.c_void_p),
                            ctypes.POINTER(ctypes.c_ulonglong),

@@ -394,13 +394,24 @@ def progress(done, total=None):
                              ctypes.byref(err)), err)
 
 
+_next_args = None
+
+
 def next_item():
     """Pool mode: the next item as (index, item), or None when none is
     left. Taking the next item marks the previous one done."""
-    lib, err = _load(), _Err()
-    item, index = ctypes.c_void_p(), ctypes.c_ulonglong()
-    if _check(lib.prun_next(ctypes.byref(item), ctypes.byref(index),
-                            ctypes.byref(err)), err) == 0:
+    global _next_args
+    if _next_args is None:
+        # Made once: the C side keeps one batch per process anyway.
+        item, index, err = ctypes.c_void_p(), ctypes.c_ulonglong(), _Err()
+        _next_args = (_load().prun_next, item, index, err,
+                      (ctypes.byref(item), ctypes.byref(index),
+                       ctypes.byref(err)))
+    call, item, index, err, refs = _next_args
+    rc = call(*refs)
+    if rc <= 0:
+        if rc < 0:
+            _raise(err)
         return None
     return index.value, _take_string(item)
 
