@@ -134,8 +134,8 @@ static int slot_names(struct slot *sl, struct prun_err *err)
         sl->consumer);
     snprintf(sl->done, sizeof(sl->done), "parallelrun:{%s}:done:%s", sl->rid,
         sl->task);
-    snprintf(sl->wake, sizeof(sl->wake), "parallelrun:{%s}:wq:wake:%s",
-        sl->rid, sl->consumer);
+    snprintf(sl->wake, sizeof(sl->wake), "parallelrun:{%s}:wq:wake:%s", sl->rid,
+        sl->consumer);
     snprintf(sl->rok, sizeof(sl->rok),
         "{\"ok\":true,\"status\":0,\"kind\":\"exit\",\"worker\":\"%s\"}",
         sl->consumer);

@@ -125,11 +125,11 @@ void prun__pool_wq_create(struct prun_state *s, const struct prun_job *job)
 #define WAKE_LUA_K(K, A)                                                       \
     "  local who = redis.call('SMEMBERS', KEYS[" K "])\n"                      \
     "  local ttl = redis.call('HGET', KEYS[1], 'ttl')\n"                       \
-    "  for _, c in ipairs(who) do\n"                                          \
-    "    local k = ARGV[" A "]..c\n"                                          \
+    "  for _, c in ipairs(who) do\n"                                           \
+    "    local k = ARGV[" A "]..c\n"                                           \
     "    redis.call('RPUSH', k, 1) redis.call('LTRIM', k, 0, 0)\n"             \
-    "    redis.call('PEXPIRE', k, ttl)\n"                                     \
-    "  end\n"                                                                 \
+    "    redis.call('PEXPIRE', k, ttl)\n"                                      \
+    "  end\n"                                                                  \
     "  if #who > 0 then redis.call('DEL', KEYS[" K "]) end\n"
 
 static const char push_lua[] =
@@ -139,8 +139,7 @@ static const char push_lua[] =
     "  redis.call('RPUSH', KEYS[3], unpack(ARGV, 3 + n, 2 + 2 * n))\n"
     "  local ttl = redis.call('HGET', KEYS[1], 'ttl')\n"
     "  redis.call('PEXPIRE', KEYS[2], ttl)\n"
-    "  redis.call('PEXPIRE', KEYS[3], ttl)\n" WAKE_PUSH
-    "end\n"
+    "  redis.call('PEXPIRE', KEYS[3], ttl)\n" WAKE_PUSH "end\n"
     "return 1\n";
 
 static struct {
@@ -245,10 +244,10 @@ void prun__pool_wq_fed(
     snprintf(waiting, sizeof(waiting), "%s:waiting:%s", n.prefix, task);
     snprintf(wakes, sizeof(wakes), "%s:wake:", n.prefix);
     argv[0] = "EVAL";
-    argv[1] = "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-              "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n" WAKE_FED
-              "end\n"
-              "return 1\n";
+    argv[1] =
+        "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+        "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n" WAKE_FED "end\n"
+        "return 1\n";
     argv[2] = "2";
     argv[3] = n.meta;
     argv[4] = waiting;

@@ -52,28 +52,28 @@
     "local function chunk_items(f, upto)\n"                                    \
     "  local xs, ps, p, pos = {}, {}, field(f, 'p'), 1\n"                      \
     "  for i in string.gmatch(field(f, 'x'), '%d+') do\n"                      \
-    "    if upto and #xs >= upto then break end\n"                            \
+    "    if upto and #xs >= upto then break end\n"                             \
     "    local c = string.find(p, ':', pos, true)\n"                           \
     "    local len = tonumber(string.sub(p, pos, c - 1))\n"                    \
-    "    xs[#xs+1] = i ps[#ps+1] = string.sub(p, c + 1, c + len)\n"          \
-    "    pos = c + 1 + len\n"                                                 \
-    "  end\n"                                                                 \
-    "  return xs, ps\n"                                                       \
-    "end\n"                                                                   \
-    "local function chunk_body(ps)\n"                                         \
-    "  local b = {}\n"                                                        \
-    "  for j, v in ipairs(ps) do b[j] = #v..':'..v end\n"                     \
-    "  return table.concat(b)\n"                                              \
-    "end\n"                                                                   \
-    "local function wake(task)\n" /* a token for each slot waiting (next) */  \
+    "    xs[#xs+1] = i ps[#ps+1] = string.sub(p, c + 1, c + len)\n"            \
+    "    pos = c + 1 + len\n"                                                  \
+    "  end\n"                                                                  \
+    "  return xs, ps\n"                                                        \
+    "end\n"                                                                    \
+    "local function chunk_body(ps)\n"                                          \
+    "  local b = {}\n"                                                         \
+    "  for j, v in ipairs(ps) do b[j] = #v..':'..v end\n"                      \
+    "  return table.concat(b)\n"                                               \
+    "end\n"                                                                    \
+    "local function wake(task)\n" /* a token for each slot waiting (next) */   \
     "  local ws = P..':waiting:'..task\n"                                      \
-    "  local who = redis.call('SMEMBERS', ws)\n"                              \
-    "  for _, c in ipairs(who) do\n"                                          \
-    "    local k = P..':wake:'..c\n"                                          \
+    "  local who = redis.call('SMEMBERS', ws)\n"                               \
+    "  for _, c in ipairs(who) do\n"                                           \
+    "    local k = P..':wake:'..c\n"                                           \
     "    redis.call('RPUSH', k, 1) redis.call('LTRIM', k, 0, 0) touch(k)\n"    \
-    "  end\n"                                                                 \
-    "  if #who > 0 then redis.call('DEL', ws) end\n"                          \
-    "end\n"                                                                   \
+    "  end\n"                                                                  \
+    "  if #who > 0 then redis.call('DEL', ws) end\n"                           \
+    "end\n"                                                                    \
     "local function finish(task, id)\n"                                        \
     "  local s = P..':s:'..task\n"                                             \
     "  redis.call('XACK', s, 'g', id)\n"                                       \
@@ -113,8 +113,10 @@
     "  local dn = redis.call('HMGET', P..':done', unpack(ks))\n"               \
     "  for j = 1, #xs do\n"                                                    \
     "    if not dn[j] then\n"                                                  \
-    "      redis.call('XADD', P..':s:'..task, '*', 'k', ks[j], 'a',\n"          \
-    "        field(f, 'a'), 'm', field(f, 'm'), 'd', field(f, 'd'), 'p', ps[j])\n" \
+    "      redis.call('XADD', P..':s:'..task, '*', 'k', ks[j], 'a',\n"         \
+    "        field(f, 'a'), 'm', field(f, 'm'), 'd', field(f, 'd'), 'p', "     \
+    "ps[j],\n"                                                                 \
+    "        'l', 1)\n"                                                        \
     "    end\n"                                                                \
     "  end\n"                                                                  \
     "  finish(task, id)\n"                                                     \
@@ -141,7 +143,7 @@
     "  local dn = redis.call('HMGET', P..':done', unpack(ks))\n"               \
     "  local fence = redis.call('INCRBY', P..':seq', #es) - #es\n"             \
     "  for i, e in ipairs(es) do\n"                                            \
-    "    if dn[i] and not field(e[2], 'n') then\n"                           \
+    "    if dn[i] and not field(e[2], 'n') then\n"                             \
     "      finish(task, e[1])\n"                                               \
     "    else\n"                                                               \
     "      fence = fence + 1 n = n + 1\n"                                      \
@@ -192,9 +194,9 @@
     "          redis.call('HDEL', fk, task..' '..id)\n"                        \
     "          redis.call('HINCRBY', rk, task, -1)\n"                          \
     "          redis.call('HINCRBY', meta, 'lost', 1)\n"                       \
-    "        elseif field(c[1][2], 'n') then\n" /* a chunk its worker lost: \
+    "        elseif field(c[1][2], 'n') then\n" /* a chunk its worker lost:    \
                                                        each item on its own */ \
-    "          split(task, id, c[1][2])\n"                                      \
+    "          split(task, id, c[1][2])\n"                                     \
     "        elseif dl + 1 > maxdel then\n"                                    \
     "          local f = c[1][2]\n"                                            \
     "          local k, a = field(f, 'k'), field(f, 'a')\n"                    \
@@ -337,7 +339,7 @@
     "        acks[#acks+1] = id afk[#afk+1] = fks[i]\n"                        \
     "      else\n"                                                             \
     "        slot_done(task, sk, donek, id, true, rec, '')\n"                  \
-    "      end\n"                                                            \
+    "      end\n"                                                              \
     "    end\n"                                                                \
     "  end\n"                                                                  \
     "  if #acks > 0 then\n"                                                    \
@@ -354,9 +356,9 @@
 /*
  * A chunk entry (many items in one stream entry, fields n, x, p) a slot
  * held, done: character j of codes is item j's outcome ('1' done, '2'
- * failed, '3' or none: handed back unstarted). Fenced as one claim: each done item gets
- * its one terminal record (HMGET, then one HSET for those without one), a
- * failed item is retried on its own through the delayed set (or fails
+ * failed, '3' or none: handed back unstarted). Fenced as one claim: each done
+ * item gets its one terminal record (HMGET, then one HSET for those without
+ * one), a failed item is retried on its own through the delayed set (or fails
  * for good on its last attempt), the unstarted ones go back as a new
  * chunk, and the entry leaves the stream.
  */
@@ -391,7 +393,7 @@
     "  end\n"                                                                  \
     "  if #ks > 0 then\n"                                                      \
     "    local dn = redis.call('HMGET', P..':done', unpack(ks))\n"             \
-    "    local hs, nk, np, val = {}, {}, {}, fence..' '..a..' '..rok\n"       \
+    "    local hs, nk, np, val = {}, {}, {}, fence..' '..a..' '..rok\n"        \
     "    for j, k in ipairs(ks) do\n"                                          \
     "      if not dn[j] then\n"                                                \
     "        hs[#hs+1] = k hs[#hs+1] = val\n"                                  \
@@ -405,7 +407,8 @@
     "  end\n"                                                                  \
     "  if #bx > 0 then\n"                                                      \
     "    redis.call('XADD', s, '*', 'k', task..' '..bx[1], 'a', a, 'm', m,\n"  \
-    "      'd', d, 'n', #bx, 'x', table.concat(bx, ' '), 'p', chunk_body(bp))\n" \
+    "      'd', d, 'n', #bx, 'x', table.concat(bx, ' '), 'p', "                \
+    "chunk_body(bp))\n"                                                        \
     "  end\n"                                                                  \
     "  finish(task, id)\n"                                                     \
     "end\n"

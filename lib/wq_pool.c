@@ -134,6 +134,16 @@ static const char pool_next_lua[] =
     "    local f = g[5]\n"
     "    local k, p, a = field(f, 'k'), field(f, 'p'), field(f, 'a')\n"
     "    local n = tonumber(field(f, 'n') or '0')\n"
+    /* an entry a worker was lost on (delivered before, or split from
+       such a chunk) goes alone, so a poison item fails by itself: with
+       others held already it goes back, uncounted, for the next claim */
+    "    local lone = g[4] > 1 or field(f, 'l')\n"
+    "    if lone and #out > 0 then\n"
+    "      slot_release(task, g[2], g[3]..' 0 -', false)\n"
+    "      rem = 0\n"
+    "      break\n"
+    "    end\n"
+    "    if lone then rem = 1 end\n"
     "    hs[#hs+1] = g[2]\n"
     "    if n > 0 then\n"
     "      local t = math.max(1, math.min(n, rem))\n"
@@ -151,7 +161,8 @@ static const char pool_next_lua[] =
     /* what it finished may be what another slot waits for */
     "if mark ~= '0' then wake(task) end\n"
     "if #out > 0 then return {1, out} end\n"
-    "local m = redis.call('HMGET', meta, 'state', 'fed:'..task, 'term:'..task)\n"
+    "local m = redis.call('HMGET', meta, 'state', 'fed:'..task, "
+    "'term:'..task)\n"
     "if m[1] ~= 'open' then return {0} end\n"
     "if m[2] and tonumber(m[3] or '0') >= tonumber(m[2]) then return {0} end\n"
     /* the caller waits on its wake list: it is in the waiting set, so a
@@ -344,8 +355,8 @@ static int fins_text(const struct prun_wq_pool_req *rq, char *buf, size_t size)
         }
         if (hash != NULL && j > 0 && (size_t)(hash - id) < sizeof(grp)) {
             snprintf(grp, sizeof(grp), "%.*s", (int)(hash - id), id);
-            m = snprintf(buf + used, size - used, "%s%s#* ", used ? " " : "",
-                grp);
+            m = snprintf(
+                buf + used, size - used, "%s%s#* ", used ? " " : "", grp);
             have = 0;
             if (m < 0 || (size_t)m >= size - used)
                 return -1;
@@ -354,8 +365,8 @@ static int fins_text(const struct prun_wq_pool_req *rq, char *buf, size_t size)
             continue;
         }
         grp[0] = '\0';
-        m = snprintf(buf + used, size - used, "%s%.47s %c", used ? " " : "",
-            id, code);
+        m = snprintf(
+            buf + used, size - used, "%s%.47s %c", used ? " " : "", id, code);
         if (m < 0 || (size_t)m >= size - used)
             return -1;
         used += (size_t)m;
