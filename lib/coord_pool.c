@@ -6,8 +6,9 @@
  * returns what it holds, claiming more. `parallelrun next` (a process per
  * call) holds one item at a time. prun_next() in a long-lived process
  * holds a batch (up to PRUN_WQ_POOL_BATCH, one when the task has a
- * timeout) and reports its finished items with the next claim: one round
- * trip per batch, not per item. Its unstarted items are handed back when
+ * timeout or a rate) and reports its finished items with the next claim:
+ * one round trip per batch, not per item. With nothing to claim yet it
+ * blocks on its slot's wake list, which the queue's scripts push to. Its unstarted items are handed back when
  * the process exits; if it is killed, the runner hands them back.
  *
  * When nothing can be claimed yet (items still being fed, or held by
