@@ -22,6 +22,8 @@ void prun__sha256_init(struct prun__sha256 *c);
 void prun__sha256_update(struct prun__sha256 *c, const void *data, size_t n);
 /* Writes the 32-byte digest to out; c must be initialised again to reuse. */
 void prun__sha256_final(struct prun__sha256 *c, unsigned char *out);
+/* Tests: on, the portable C rounds even where the SHA-NI ones would run. */
+void prun__sha256_portable(int on);
 /* The digest in lower-case hex, NUL-terminated (PRUN__SHA256_HEX bytes). */
 void prun__sha256_hex(const unsigned char *digest, char *hex);
 

@@ -3,7 +3,8 @@
  * Unit tests for lib/sha256.c: the test vectors of FIPS 180-4's examples
  * (NIST's "SHA256.pdf": "abc", the 448-bit two-block message, a million
  * 'a'), the 896-bit message of FIPS 180-2's SHA-384/512 examples, the
- * empty message, and the same digest whatever the update sizes.
+ * empty message, and the same digest whatever the update sizes; through
+ * the SHA-NI rounds where the CPU has them and through the C ones.
  */
 #include "sha256.h"
 #include "unit.h"
@@ -101,11 +102,17 @@ static void test_split_updates(void)
 
 int main(void)
 {
-    RUN(test_abc);
-    RUN(test_empty);
-    RUN(test_two_blocks);
-    RUN(test_896_bits);
-    RUN(test_million_a);
-    RUN(test_split_updates);
+    int portable;
+
+    /* Each vector through the SHA-NI rounds (if the CPU has them), then C. */
+    for (portable = 0; portable <= 1; portable++) {
+        prun__sha256_portable(portable);
+        RUN(test_abc);
+        RUN(test_empty);
+        RUN(test_two_blocks);
+        RUN(test_896_bits);
+        RUN(test_million_a);
+        RUN(test_split_updates);
+    }
     return unit_done();
 }
