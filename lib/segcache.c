@@ -14,14 +14,22 @@
  * not sealed (a file of a tmpfs mount cannot be; only memfds can): it is
  * read-only by its mode and by every fd given out being read-only.
  *
+ * Hashing a big file costs more than copying it (SHA-256 in plain C reads
+ * about 200 MB/s), so an entry may have a second name, its memo: the
+ * source file's device, inode, size and modification and change times.
+ * A file whose times say it is unchanged is attached by the memo without
+ * being read. The change time moves with every write, so a changed file
+ * has another memo; a file changed less than a second ago gets none (a
+ * write within one tick of the clock would leave its times as they were).
+ *
  * Lifetime, by flock(2). Every user holds LOCK_SH on its fd for as long
  * as it is attached (children that inherit the fd share that lock). To
  * let go, a user tries LOCK_EX|LOCK_NB: it gets it only when nobody else
  * holds the entry, and then unlinks the name if it still names the same
- * inode. A user that attaches opens the name, takes LOCK_SH (waiting out
- * a remover's brief LOCK_EX), and checks again that the name is still
- * that inode; if not, it starts over. A maker takes LOCK_SH on its
- * temporary file before filling it and keeps it across the link, so a
+ * inode (a sweep removes the other name). A user that attaches opens the name,
+ * takes LOCK_SH (waiting out a remover's brief LOCK_EX), and checks again that
+ * the name is still that inode; if not, it starts over. A maker takes LOCK_SH
+ * on its temporary file before filling it and keeps it across the link, so a
  * new entry is never unheld. Users killed with -9 drop their locks with
  * their fds: the next get, put or sweep on the host finds the entry
  * unheld and removes it, and a temporary file of a killed maker too. The
@@ -42,6 +50,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "segment.h"
@@ -49,6 +58,7 @@
 #define HASH_CHUNK ((size_t)1 << 20)
 #define TRIES      8 /* attach/make rounds lost to concurrent removers */
 #define TMP_PREFIX ".tmp."
+#define MEMO_AGE   1000000000LL /* ns a file must be unchanged to be memoed */
 
 static void dir_path(char *buf, size_t n)
 {
@@ -113,6 +123,34 @@ static int hash_fd(int in, uint64_t size, char *hex, struct prun_err *err)
     prun__sha256_final(&c, d);
     prun__sha256_hex(d, hex);
     return 0;
+}
+
+/*
+ * The memo's name for in's file, "k-DEV-INO-SIZE-MTIME-CTIME": a second
+ * name of the entry holding its bytes, so a file seen before is not read
+ * again to be hashed. The change time moves with every write, rename or
+ * chmod, so a changed file never has the old name. "" (no memo) for a
+ * file changed less than MEMO_AGE ago: a write within the same tick of
+ * the clock would leave the times as they were (git's "racy" files).
+ */
+static void memo_name(int in, char *buf, size_t n)
+{
+    struct timespec now;
+    struct stat st;
+    long long age;
+
+    buf[0] = '\0';
+    if (fstat(in, &st) < 0 || clock_gettime(CLOCK_REALTIME, &now) < 0)
+        return;
+    age =
+        ((long long)now.tv_sec - (long long)st.st_ctim.tv_sec) * 1000000000LL +
+        (now.tv_nsec - st.st_ctim.tv_nsec);
+    if (age < MEMO_AGE)
+        return;
+    snprintf(buf, n, "k-%llx-%llx-%llx-%lld.%09ld-%lld.%09ld",
+        (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+        (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+        st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
 }
 
 /* Whether name in dfd is still the inode fd is open on. */
@@ -361,14 +399,47 @@ static void remove_dir_if_empty(void)
     rmdir(path);
 }
 
+/*
+ * Attaches or makes the entry of in's bytes in dfd, by its memo if it has
+ * one (*via then names it), else by the hash (hashed once into hex, kept
+ * across rounds). As attach: 1 got it, 0 start over.
+ */
+static int get_in(int dfd, int in, uint64_t size, const char *memo, char *hex,
+    const char **via, int *fdp, struct prun_err *err)
+{
+    char again[PRUN__SEGCACHE_NAME];
+    int rc;
+
+    if (memo[0] != '\0' && (rc = attach(dfd, memo, size, fdp, err)) != 0) {
+        *via = memo;
+        return rc;
+    }
+    if (hex[0] == '\0' && (rc = hash_fd(in, size, hex, err)) < 0)
+        return rc;
+    if ((rc = attach(dfd, hex, size, fdp, err)) == 0)
+        rc = make(dfd, hex, in, size, fdp, err);
+    *via = hex;
+    /*
+     * The memo names this entry only if the file did not change while it
+     * was hashed (the same times after as before); the entry is held, so
+     * the name it links cannot be removed under us.
+     */
+    if (rc == 1 && memo[0] != '\0') {
+        memo_name(in, again, sizeof(again));
+        if (strcmp(again, memo) == 0)
+            linkat(dfd, hex, dfd, memo, 0);
+    }
+    return rc;
+}
+
 int prun__segcache_get(
     int in, uint64_t size, int *fdp, char *name, struct prun_err *err)
 {
-    char hex[PRUN__SHA256_HEX];
+    char hex[PRUN__SHA256_HEX] = "", memo[PRUN__SEGCACHE_NAME];
+    const char *via = hex;
     int dfd = -1, fd = -1, rc = 0, tries;
 
-    if ((rc = hash_fd(in, size, hex, err)) < 0)
-        return rc;
+    memo_name(in, memo, sizeof(memo));
     for (tries = 0; rc == 0 && tries < TRIES; tries++) {
         if ((rc = open_dir(1, &dfd, err)) == PRUN_ENOTFOUND) {
             rc = 0; /* removed between mkdir and open: again */
@@ -376,14 +447,12 @@ int prun__segcache_get(
         }
         if (rc < 0)
             return rc;
-        if ((rc = attach(dfd, hex, size, &fd, err)) == 0)
-            rc = make(dfd, hex, in, size, &fd, err);
-        if (rc == 0)
+        if ((rc = get_in(dfd, in, size, memo, hex, &via, &fd, err)) == 0)
             close(dfd);
     }
     if (rc == 0)
         return prun__err_set(err, PRUN_ESYS,
-            "cached segment %s: removed under us %d times", hex, TRIES);
+            "cached segment %s: removed under us %d times", via, TRIES);
     if (rc < 0) {
         close(dfd);
         return rc;
@@ -391,7 +460,7 @@ int prun__segcache_get(
     /* Ours is held now: what killed users left behind goes. */
     sweep_dir(dfd, NULL, NULL);
     close(dfd);
-    memcpy(name, hex, sizeof(hex));
+    snprintf(name, PRUN__SEGCACHE_NAME, "%s", via);
     *fdp = fd;
     return 0;
 }

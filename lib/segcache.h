@@ -19,14 +19,18 @@
 #include "sha256.h"
 #include "util.h"
 
+/* Room for an entry's name: its hash, or its memo (segcache.c). */
+#define PRUN__SEGCACHE_NAME 160
+
 /*
- * Hashes size bytes of in (from offset 0), then attaches the cache entry
- * named by the hash, or makes it: copied from in while hashed again, so
- * an entry always holds the bytes its name says (a file that changes
- * while it is copied is PRUN_EINVAL, and nothing is left behind). On
- * success *fdp is a read-only fd (>= 3, close-on-exec) holding the
- * entry's shared lock, and name its name (PRUN__SHA256_HEX bytes); give
- * both back to prun__segcache_put. Errors: PRUN_ESYS (the cache directory
+ * Attaches the cache entry of size bytes of in (from offset 0): by the
+ * memo of in's file if it has one, else by the SHA-256 of those bytes,
+ * or makes it: copied from in while hashed again, so an entry always
+ * holds the bytes its name says (a file that changes while it is copied
+ * is PRUN_EINVAL, and nothing is left behind). On success *fdp is a
+ * read-only fd (>= 3, close-on-exec) holding the entry's shared lock, and
+ * name (PRUN__SEGCACHE_NAME bytes) the name it was attached by; give both
+ * back to prun__segcache_put. Errors: PRUN_ESYS (the cache directory
  * cannot be made or is not this user's, shm is full, ...), PRUN_ENOMEM.
  */
 int prun__segcache_get(

@@ -7,7 +7,7 @@
  * segment_load.c (making each segment's memory). Nothing else includes it.
  */
 #include "segment.h"
-#include "sha256.h"
+#include "segcache.h"
 
 struct seg {
     const struct prun_segdef *def;
@@ -17,7 +17,7 @@ struct seg {
     int huge;
     int mapped;    /* copy: false: fd is the file itself, not a memfd */
     int hostcache; /* a `file:` copy goes through the host cache */
-    char cache[PRUN__SHA256_HEX]; /* fd is this host cache entry ("": not) */
+    char cache[PRUN__SEGCACHE_NAME]; /* fd is this cache entry ("": not) */
     uint64_t size;
     char dtype[PRUN__DTYPE_MAX];
     char shape[PRUN_SEGMENT_MAX_DIMS * 21];

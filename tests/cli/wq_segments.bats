@@ -32,10 +32,11 @@ stop_worker() {
     wait_gone "$(cat "$T/$1.pid")" 30
 }
 
-# The host cache's files (entries and temporary files), by inode.
+# The host cache's copies (entries and temporary files), by inode: an
+# entry may have two names (its hash and its memo, lib/segcache.c).
 cache_inodes() {
     find "$PARALLELRUN_SHM_BASE" -path '*parallelrun.cache*' -type f \
-        -printf '%i\n' 2>/dev/null | sort
+        -printf '%i\n' 2>/dev/null | sort -u
 }
 cache_count() { cache_inodes | grep -c . || true; }
 

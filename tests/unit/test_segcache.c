@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for lib/segcache.c: one entry per content, named by its
- * SHA-256, read-only; a changed file gets a new entry; the last user
+ * SHA-256, read-only; a changed file gets a new entry; an unchanged file
+ * is attached by its memo without being hashed; the last user
  * removes it; an entry whose holders were killed and a killed maker's
  * temporary file are swept; a held entry never is; a cache directory
  * others may enter is refused.
@@ -71,7 +72,7 @@ static ino_t ino(int fd)
 
 static void test_one_entry_per_content(void)
 {
-    char n1[PRUN__SHA256_HEX], n2[PRUN__SHA256_HEX], path[512], buf[16];
+    char n1[PRUN__SEGCACHE_NAME], n2[PRUN__SEGCACHE_NAME], path[512], buf[16];
     struct stat st;
     int a = -1, b = -1;
 
@@ -101,7 +102,7 @@ static void test_one_entry_per_content(void)
 
 static void test_changed_file_new_entry(void)
 {
-    char n1[PRUN__SHA256_HEX], n2[PRUN__SHA256_HEX], buf[16];
+    char n1[PRUN__SEGCACHE_NAME], n2[PRUN__SEGCACHE_NAME], buf[16];
     int a = -1, b = -1;
 
     write_src("first");
@@ -122,7 +123,7 @@ static void test_changed_file_new_entry(void)
 
 static void test_killed_holder_swept(void)
 {
-    char name[PRUN__SHA256_HEX], c;
+    char name[PRUN__SEGCACHE_NAME], c;
     unsigned removed = 9;
     int p[2], fd = -1, status;
     pid_t pid;
@@ -153,7 +154,7 @@ static void test_killed_holder_swept(void)
 
 static void test_killed_maker_tmp_swept(void)
 {
-    char name[PRUN__SHA256_HEX], path[512];
+    char name[PRUN__SEGCACHE_NAME], path[512];
     int fd = -1, t;
 
     write_src("abc");
@@ -169,9 +170,42 @@ static void test_killed_maker_tmp_swept(void)
     ASSERT_EQ(entries(), 0);
 }
 
+/*
+ * A file unchanged for a second gets a memo: a second name of its entry,
+ * by which the next user attaches it without hashing the file. A write
+ * moves the file's times: no longer that memo, so a new entry.
+ */
+static void test_memo(void)
+{
+    char n1[PRUN__SEGCACHE_NAME], n2[PRUN__SEGCACHE_NAME];
+    char n3[PRUN__SEGCACHE_NAME], buf[16];
+    int a = -1, b = -1, c = -1;
+
+    write_src("old bytes");
+    usleep(1100 * 1000); /* older than the memo's age: segcache.c */
+    ASSERT_EQ(get(&a, n1), 0);
+    ASSERT_EQ(strlen(n1), 64u);
+    ASSERT_EQ(entries(), 2); /* the hash and the memo, one inode */
+    ASSERT_EQ(get(&b, n2), 0);
+    ASSERT(strncmp(n2, "k-", 2) == 0);
+    ASSERT_EQ(ino(a), ino(b));
+    write_src("new bytes");
+    ASSERT_EQ(get(&c, n3), 0);
+    ASSERT_EQ(strlen(n3), 64u);
+    ASSERT(ino(c) != ino(a));
+    ASSERT_EQ(pread(c, buf, sizeof(buf), 0), 9);
+    ASSERT(memcmp(buf, "new bytes", 9) == 0);
+    prun__segcache_put(a, n1);
+    prun__segcache_put(c, n3);
+    ASSERT_EQ(entries(), 2);
+    /* The last user removes both names. */
+    prun__segcache_put(b, n2);
+    ASSERT_EQ(entries(), 0);
+}
+
 static void test_open_dir_refused(void)
 {
-    char name[PRUN__SHA256_HEX];
+    char name[PRUN__SEGCACHE_NAME];
     struct prun_err e;
     int fd = -1, in;
 
@@ -203,6 +237,7 @@ int main(void)
     RUN(test_changed_file_new_entry);
     RUN(test_killed_holder_swept);
     RUN(test_killed_maker_tmp_swept);
+    RUN(test_memo);
     RUN(test_open_dir_refused);
     {
         char cmd[128];
