@@ -151,57 +151,67 @@ finish_run() {
     [ "$(cache_count)" -eq 0 ]
 }
 
-@test "wq_segments: a worker killed -9 leaves no copy behind once another worker has been" {
+# start_run_killable NAME: like start_run, but the runner is this shell's
+# own child (no `timeout` between), so kill_run reaps it: a runner left a
+# zombie would look alive to gc's owner check. Teardown kills it if the
+# test ends first.
+start_run_killable() {
+    "$PR" run "$T/$1.yaml" --redis "$URL" --distributed \
+        > "$T/run-$1.out" 2>&1 &
+    echo $! > "$T/run-$1.pid"
+}
+
+# kill_run NAME: SIGKILL to the runner of start_run_killable NAME.
+kill_run() {
+    kill -9 "$(cat "$T/run-$1.pid")"
+    wait "$(cat "$T/run-$1.pid")" || true
+}
+
+@test "wq_segments: the run, its worker and their children killed -9; the next run and worker leave nothing behind" {
     head -c 100000 /dev/urandom > "$T/data.bin"
-    want=$(sha256sum < "$T/data.bin")
-    # The first attempt waits; the one after the reclaim goes through.
-    job k <<EOF
-segments:
-  d: {file: $T/data.bin}
-tasks:
-  t:
-    segments: [d]
-    run: >-
-      if [ -e $T/k.started ]; then
-        sha256sum < "\$PARALLELRUN_SEGMENT_D" > $T/k.sum;
-      else
-        echo \$\$ > $T/k.child; touch $T/k.started;
-        while :; do sleep 0.02; done;
-      fi
-EOF
-    start_worker a --slots 1 --lease 1s
-    start_run k
-    wait_exists "$T/k.started" 300
+    head -c 100000 /dev/urandom > "$T/other.bin"
+    want=$(sha256sum < "$T/other.bin")
+    seg_job k "$T/data.bin" 1
+    start_worker a --slots 1
+    start_run_killable k
+    wait_exists "$T/k.started.0" 300
     [ "$(cache_count)" -eq 1 ]
+    # Every holder of the copy dies without letting go.
     kill -9 "$(cat "$T/a.pid")"
+    kill_run k
     wait_gone "$(cat "$T/a.pid")"
-    # Its child goes with it (the guardian), and with it the last lock.
-    wait_gone "$(cat "$T/k.child")"
+    # The worker's child goes with it (its guardian), and its lock too.
+    # (g[o]: the pattern does not match the pgrep's own command line.)
+    wait_until sh -c '! pgrep -f "$1" >/dev/null' sh "$T/g[o]\.k"
     [ "$(cache_count)" -eq 1 ]
-    start_worker b --slots 1 --lease 1s
-    wait "$(cat "$T/run-k.pid")"
-    [ "$(cat "$T/k.sum")" = "$want" ]
+    # The next run and worker on the host sweep it; theirs is the only one.
+    seg_job n "$T/other.bin" 1
+    start_worker b --slots 1
+    start_run n
+    wait_exists "$T/n.started.0" 300
+    [ "$(cache_count)" -eq 1 ]
+    [ "$(cat "$T/n.ino.0")" = "$(cache_inodes)" ]
+    [ "$(cat "$T/n.sum.0")" = "$want" ]
+    finish_run n
     stop_worker b
     [ "$(cache_count)" -eq 0 ]
     [ -z "$(ls -A "$PARALLELRUN_SHM_BASE")" ]
 }
 
-@test "wq_segments: parallelrun gc removes a copy whose holders were all killed" {
+@test "wq_segments: parallelrun gc removes a copy whose holders were all killed, never a held one" {
     head -c 100000 /dev/urandom > "$T/data.bin"
     seg_job g "$T/data.bin" 1
-    start_worker a --slots 1 --lease 1s
-    start_run g
+    start_worker a --slots 1
+    start_run_killable g
     wait_exists "$T/g.started.0" 300
     [ "$(cache_count)" -eq 1 ]
-    # A held copy is never touched.
     run "$PR" gc
     [ "$status" -eq 0 ]
     [ "$(cache_count)" -eq 1 ]
     kill -9 "$(cat "$T/a.pid")"
+    kill_run g
     wait_gone "$(cat "$T/a.pid")"
     # The worker's child may outlive it a moment; then nothing holds it.
     wait_until sh -c '"$1" gc | grep -q parallelrun.cache' sh "$PR"
     [ "$(cache_count)" -eq 0 ]
-    kill -TERM "$(cat "$T/run-g.pid")"
-    wait "$(cat "$T/run-g.pid")" || true
 }
