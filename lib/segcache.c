@@ -337,8 +337,16 @@ static int drop_unheld(int dfd, const char *name, int fd)
 {
     int rc = 0;
 
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && still_named(dfd, name, fd))
-        rc = unlinkat(dfd, name, 0) == 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        if (still_named(dfd, name, fd))
+            rc = unlinkat(dfd, name, 0) == 0;
+        /*
+         * Unlocked before the close: a child that inherited this open file
+         * and outlives us would otherwise keep the exclusive lock, and an
+         * attacher that opened the name before the unlink would wait on it.
+         */
+        flock(fd, LOCK_UN);
+    }
     close(fd);
     return rc;
 }
