@@ -13,6 +13,13 @@ setup() {
     start_redis q
     URL=unix://$T/q.sock
     CACHE=$PARALLELRUN_SHM_BASE/parallelrun.cache.$(id -u)
+    cat > "$T/mapsum.py" <<'PY'
+import hashlib, mmap, os
+with open(os.environ["PARALLELRUN_SEGMENT_D"], "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    assert len(m) == int(os.environ["PARALLELRUN_SEGMENT_D_SIZE"])
+    print(hashlib.sha256(m).hexdigest() + "  -")
+PY
 }
 teardown() { common_teardown; }
 
@@ -42,7 +49,8 @@ cache_count() { cache_inodes | grep -c . || true; }
 
 # A job over FILE whose instances record what they were given: the
 # segment's path and inode, and its bytes' hash as a grandchild reads them
-# through the path; then each waits until $T/go.NAME exists.
+# through the path (and as a Python grandchild maps them, zero-copy);
+# then each waits until $T/go.NAME exists.
 seg_job() {
     local name=$1 file=$2 n=$3
     job "$name" <<EOF
@@ -56,6 +64,7 @@ tasks:
       echo "\$PARALLELRUN_SEGMENT_D" > $T/$name.path.{item};
       stat -L -c %i "\$PARALLELRUN_SEGMENT_D" > $T/$name.ino.{item};
       sh -c 'sha256sum < "\$PARALLELRUN_SEGMENT_D"' > $T/$name.sum.{item};
+      python3 $T/mapsum.py > $T/$name.map.{item};
       touch $T/$name.started.{item};
       while [ ! -e $T/go.$name ]; do sleep 0.02; done
 EOF
@@ -97,6 +106,8 @@ finish_run() {
     [ "$(stat -c %a "$CACHE/$(cut -d' ' -f1 <<<"$want")")" = 400 ]
     [ "$(cat "$T/s.sum.0")" = "$want" ]
     [ "$(cat "$T/s.sum.1")" = "$want" ]
+    [ "$(cat "$T/s.map.0")" = "$want" ]
+    [ "$(cat "$T/s.map.1")" = "$want" ]
     finish_run s
     # The idle workers keep their last run's segment until they move on:
     # a later run with the same content, on either, finds the one copy.
@@ -144,6 +155,7 @@ finish_run() {
     [ "$(cat "$T/one.sum.0")" = "$old" ]
     [ "$(cat "$T/two.sum.0")" = "$old" ]
     [ "$(cat "$T/three.sum.0")" = "$new" ]
+    [ "$(cat "$T/three.map.0")" = "$new" ]
     finish_run one
     finish_run two
     finish_run three
