@@ -62,7 +62,7 @@ LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 SO_OBJS   := $(patsubst %,$(BUILD)/lib/%.o,api_segment coord coord_keeper coord_lock \
                coord_pool coord_sync coord_url wq wq_pool \
-               segment_load segment_publish segmeta util)
+               segcache segment_load segment_publish segmeta sha256 util)
 CMD_SRCS  := $(sort $(wildcard cmd/*.c))
 CMD_OBJS  := $(CMD_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))

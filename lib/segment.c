@@ -26,6 +26,10 @@
  * segment_load.c's; publishing is segment_publish.c's, attaching from a
  * child api_segment.c's.
  *
+ * A queue worker's `file:` segments (prun__segset_new_host) are the host
+ * cache's entries instead of memfds of their own (segcache.c): given to
+ * children the same way, as a read-only fd and its /proc path.
+ *
  * This module does not spawn anything and does not talk to Redis.
  */
 #include "segment_int.h"
@@ -46,6 +50,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "segcache.h"
 
 #define ENV_PREFIX  "PARALLELRUN_SEGMENT_"
 #define OWNER_GRACE 60 /* seconds a directory may lack its owner file */
@@ -333,8 +339,23 @@ static int make_run_dir(struct prun_segset *s, const char *run_id, int required,
     return 0;
 }
 
-int prun__segset_new(const struct prun_job *job, const char *run_id,
-    enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err)
+/* A `file:` segment no task lists: its file must open, nothing more. */
+static int check_unused(const struct prun_job *job, const struct prun_segdef *d,
+    struct prun_err *err)
+{
+    int fd = open(d->file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return prun__err_set(err, PRUN_EINVAL,
+            "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
+            d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static int segset_open(const struct prun_job *job, const char *run_id,
+    enum prun_hugepages deflt, int hostcache, struct prun_segset **out,
+    struct prun_err *err)
 {
     struct prun_segset *s;
     size_t i, t;
@@ -354,6 +375,7 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
     for (i = 0; i < job->nsegs; i++) {
         s->segs[i].def = &job->segs[i];
         s->segs[i].fd = -1;
+        s->segs[i].hostcache = hostcache;
         need_dir |= job->segs[i].published;
     }
     for (t = 0; t < job->ntasks; t++)
@@ -382,19 +404,10 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
             g->deferred = 1;
             continue;
         }
-        if (!g->used) {
-            /* Not listed by any task: checked, not loaded. */
-            int fd = open(d->file, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                rc = prun__err_set(err, PRUN_EINVAL,
-                    "%s:%u:%u: segment '%s': cannot open '%s': %s", job->path,
-                    d->pos.line, d->pos.col, d->name, d->file, strerror(errno));
-                goto fail;
-            }
-            close(fd);
-            continue;
-        }
-        if ((rc = prun__seg_load_file(job, g, err)) < 0)
+        /* Not listed by any task: checked, not loaded. */
+        rc = g->used ? prun__seg_load_file(job, g, err)
+                     : check_unused(job, d, err);
+        if (rc < 0)
             goto fail;
     }
     if ((rc = make_run_dir(s, run_id, need_dir, err)) < 0)
@@ -412,6 +425,18 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
 fail:
     prun__segset_free(s);
     return rc;
+}
+
+int prun__segset_new(const struct prun_job *job, const char *run_id,
+    enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err)
+{
+    return segset_open(job, run_id, deflt, 0, out, err);
+}
+
+int prun__segset_new_host(const struct prun_job *job, const char *run_id,
+    enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err)
+{
+    return segset_open(job, run_id, deflt, 1, out, err);
 }
 
 size_t prun__segset_env_all(
@@ -575,9 +600,12 @@ void prun__segset_free(struct prun_segset *s)
 
     if (s == NULL)
         return;
-    for (i = 0; s->segs != NULL && i < s->nsegs; i++)
-        if (s->segs[i].fd >= 0)
+    for (i = 0; s->segs != NULL && i < s->nsegs; i++) {
+        if (s->segs[i].cache[0] != '\0')
+            prun__segcache_put(s->segs[i].fd, s->segs[i].cache);
+        else if (s->segs[i].fd >= 0)
             close(s->segs[i].fd);
+    }
     for (i = 0; s->tasks != NULL && i < s->job->ntasks; i++) {
         free(s->tasks[i].fds);
         free(s->tasks[i].env);
@@ -639,7 +667,7 @@ int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
     unsigned *removed, struct prun_err *err)
 {
     const char *basepath = prun__shm_base();
-    unsigned count = 0;
+    unsigned count = 0, swept = 0;
     struct dirent *e;
     struct stat st;
     int base;
@@ -679,6 +707,9 @@ int prun__segment_gc_cb(void (*cb)(const char *path, void *arg), void *arg,
         }
     }
     closedir(d);
+    /* The host cache's entries nobody holds (their users were killed). */
+    if (prun__segcache_sweep(cb, arg, &swept, NULL) == 0)
+        count += swept;
     if (removed)
         *removed = count;
     return 0;

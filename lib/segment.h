@@ -43,6 +43,16 @@ int prun__segset_new(const struct prun_job *job, const char *run_id,
     enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err);
 
 /*
+ * Like prun__segset_new, for a queue worker: each `file:` segment that is
+ * copied is the host cache's entry for the file's content (segcache.h),
+ * attached if another worker or an earlier run made it, else made; a
+ * private memfd where the cache cannot be used. prun__segset_free lets go
+ * of the entries (the last user removes them).
+ */
+int prun__segset_new_host(const struct prun_job *job, const char *run_id,
+    enum prun_hugepages deflt, struct prun_segset **out, struct prun_err *err);
+
+/*
  * The environment every child of this run gets ("PARALLELRUN_SHM_DIR=...").
  * Returns the count; *env points into s.
  */
@@ -75,8 +85,10 @@ void prun__segset_free(struct prun_segset *s);
 
 /*
  * Removes BASE/parallelrun-* directories whose runner is dead (pid gone,
- * or its start time differs); *removed (may be NULL) counts them. Never
- * touches live runs, other users' runs or other hosts' runs.
+ * or its start time differs), and the entries of this user's host cache
+ * of file segments that nobody holds (segcache.h); *removed (may be NULL)
+ * counts them. Never touches live runs, other users' runs or other
+ * hosts' runs.
  */
 int prun__segment_gc(unsigned *removed, struct prun_err *err);
 

@@ -4,6 +4,9 @@
  * segment is copied into a memfd (in the kernel where it can be, through a
  * mapping advised for huge pages when they are wanted) and sealed against
  * writes and resizes; with `copy: false` it is the file's own fd instead.
+ * For a queue worker (g->hostcache) the copy is the host cache's entry
+ * for the file's content (segcache.c), shared by the workers of the host
+ * and later runs; where the cache cannot be used, a memfd as above.
  * A `size:` segment is a zero-filled memfd, sealed against resizes only.
  * The dtype and shape come from the job file, else from a .npy header.
  * Also the copy loop publishing shares (prun__segment_copy_fd).
@@ -23,6 +26,8 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "segcache.h"
 
 #define COPY_CHUNK ((size_t)128 << 10)
 
@@ -281,6 +286,10 @@ int prun__seg_load_file(
             return rc;
         fd = in;
         g->mapped = 1;
+    } else if (g->hostcache &&
+               prun__segcache_get(in, g->size, &fd, g->cache, NULL) == 0) {
+        /* The entry's pages come from the shm mount, not our madvise. */
+        g->huge = 0;
     } else if ((rc = copy_sealed(job, g, in, &fd, err)) < 0) {
         close(in);
         return rc;

@@ -336,7 +336,12 @@ int prun__session_open(const struct prun_config *cfg,
         say(s, "note: %s", prun__output_note(s->out));
     /* Leftovers of runs that died go before this one adds its own. */
     prun__segment_gc(NULL, NULL);
-    rc = prun__segset_new(job, s->run_id, cfg->hugepages, &s->segs, err);
+    /*
+     * A distributed run's copies are the host cache's: the workers of this
+     * host attach the same one instead of each making its own.
+     */
+    rc = (o->distributed ? prun__segset_new_host : prun__segset_new)(
+        job, s->run_id, cfg->hugepages, &s->segs, err);
     if (rc == 0)
         rc = redis_setup(s, err);
     if (rc < 0) {

@@ -309,8 +309,9 @@ static struct wrun *run_open(struct worker *w, const char *rid)
         const char *const *segenv = NULL;
         size_t n, i;
 
-        /* File segments: loaded from the same file on this host. */
-        if (prun__segset_new(r->job, rid, PRUN_HUGE_AUTO, &r->segs, &e) < 0) {
+        /* File segments: one copy per content on this host (segcache). */
+        if (prun__segset_new_host(r->job, rid, PRUN_HUGE_AUTO, &r->segs, &e) <
+            0) {
             mark_bad(w, rid, e.msg);
             run_free(w, r);
             return NULL;
