@@ -225,6 +225,27 @@ static char **add_env1(char **envp, const char *e)
     return out;
 }
 
+/*
+ * The child's directory: the task's cwd (expanded in cwd; a relative one
+ * under the executor's directory, if it has one), else the executor's;
+ * NULL: the runner's own.
+ */
+static const char *child_dir(
+    struct local *x, const struct prun_task *task, struct prun_buf *cwd)
+{
+    struct prun_buf joined = {0};
+
+    if (task->cwd == NULL)
+        return x->o.cwd;
+    if (x->o.cwd == NULL || cwd->data[0] == '/')
+        return cwd->data;
+    if (prun__buf_printf(&joined, "%s/%s", x->o.cwd, cwd->data) < 0)
+        return cwd->data;
+    prun__buf_free(cwd);
+    *cwd = joined;
+    return cwd->data;
+}
+
 static void local_start(struct prun__executor *base, struct prun__attempt *a)
 {
     struct local *x = (struct local *)base;
@@ -276,7 +297,7 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
             argv[0][0] == '\0' ? "the command" : "cwd");
         goto fail;
     }
-    if (spawn_attempt(x, p, &sc, argv, envp, task->cwd ? cwd.data : NULL) < 0)
+    if (spawn_attempt(x, p, &sc, argv, envp, child_dir(x, task, &cwd)) < 0)
         goto fail;
     a->pid = p->pid;
     if (h->watch(h->ctx, p->fd[0], EPOLLIN, &p->w[0].w) < 0 ||

@@ -17,6 +17,9 @@ struct prun__local_opts {
     const char *const *extra_env; /* added to every child's environment */
     size_t nextra_env;
     struct prun_segset *segs; /* shared segments, or NULL */
+    /* Children's directory (a task's relative cwd is under it); NULL:
+     * the process's own. */
+    const char *cwd;
     /*
      * Other executors share this process's children (a queue worker's
      * runs): shutdown stops only this executor's process groups, never
