@@ -434,7 +434,6 @@ int prun__worker_run(const struct prun_worker_opts *o,
     struct prun_worker_stats *st, struct prun_err *err)
 {
     struct worker w;
-    struct prun_output_opts oo;
     struct prun_redis_addr addr;
     int rc;
 
@@ -471,14 +470,6 @@ int prun__worker_run(const struct prun_worker_opts *o,
     rc = prun__wout_dir_new(w.resdir, sizeof(w.resdir), err);
     if (rc < 0)
         goto out;
-    /* Output goes to files there and back to the run (worker_out.c). */
-    memset(&oo, 0, sizeof(oo));
-    oo.mode = PRUN_OUT_NONE;
-    oo.results_dir = w.resdir;
-    oo.run_id = "out";
-    rc = prun__output_new(&oo, &w.out, err);
-    if (rc < 0)
-        goto out;
     rc = setup(&w, err);
     if (rc < 0)
         goto out;
@@ -503,7 +494,6 @@ out:
     }
     prun__wout_dir_free(w.resdir);
     prun__wq_strv_free(w.bad, w.nbad);
-    prun__output_free(w.out);
     prun__conn_close(w.conn);
     if (w.epfd >= 0)
         close(w.epfd);

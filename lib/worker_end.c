@@ -144,8 +144,10 @@ void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status)
     if (a->cap)
         prun__capture_finish(a->cap, 0, &e);
     a->cap = NULL;
-    prun__wout_take(
-        w->resdir, wa->a.task->name, wa->inst.index, w->id, &out, &err);
+    /* No task: the payload did not match the job (nothing ran). */
+    if (wa->a.task != NULL)
+        prun__wout_take(w->resdir, r->rid, wa->a.task->name, wa->inst.index,
+            w->id, &out, &err);
     if (!wa->released && rec.data != NULL &&
         send_completion(w, r, &wa->c, ok, rec.data, &out, &err) < 0) {
         struct pending *p = calloc(1, sizeof(*p));

@@ -51,6 +51,7 @@ struct wrun {
     struct prun_job *job;
     struct prun__executor *exec;
     struct prun_segset *segs; /* its file segments, loaded on this host */
+    struct prun_output *out;  /* its children's output, captured to files */
     const char *extra[16];    /* the worker's extra env + the segments' */
     size_t nextra;
     size_t running; /* its attempts this worker holds */
@@ -68,8 +69,8 @@ struct worker {
     struct prun_worker_stats *st;
     struct prun_conn *conn;
     struct prun__exec_hooks hooks;
-    struct prun_output *out;
-    char resdir[4096]; /* where children's output is captured (worker_out) */
+    char resdir[4096]; /* where children's output is captured (worker_out):
+                          one directory per run */
     struct wrun *runs; /* the runs served */
     size_t nruns;
     struct wattempt *held; /* every run's, one list */

@@ -21,17 +21,26 @@
 
 #include "exec_local.h"
 #include "worker_int.h"
+#include "worker_out.h"
 
 #define IDLE_POLL_MS 50
 #define RUNS_POLL_MS 250
 
-static void run_free(struct wrun *r)
+static void run_free(struct worker *w, struct wrun *r)
 {
+    char dir[sizeof(w->resdir) + 130];
+
     if (r == NULL)
         return;
     if (r->exec) {
         r->exec->ops->shutdown(r->exec, 0);
         r->exec->ops->free(r->exec);
+    }
+    if (r->out != NULL) {
+        /* Its captured output's directory goes with it (worker_out.c). */
+        prun__output_free(r->out);
+        snprintf(dir, sizeof(dir), "%s/%s", w->resdir, r->rid);
+        prun__wout_dir_free(dir);
     }
     prun__segset_free(r->segs);
     prun__wq_free(r->q);
@@ -132,8 +141,19 @@ static int run_load(struct worker *w, struct wrun *r)
 static int run_exec(struct worker *w, struct wrun *r)
 {
     struct prun__local_opts lo;
+    struct prun_output_opts oo;
     struct prun_err e;
 
+    /* Its children's output: files under the worker's directory, one
+     * directory per run (worker_out.c), so two runs' TASK[INDEX] differ. */
+    memset(&oo, 0, sizeof(oo));
+    oo.mode = PRUN_OUT_NONE;
+    oo.results_dir = w->resdir;
+    oo.run_id = r->rid;
+    if (prun__output_new(&oo, &r->out, &e) < 0) {
+        mark_bad(w, r->rid, e.msg);
+        return -1;
+    }
     for (size_t i = 0; i < w->nextra; i++)
         r->extra[r->nextra++] = w->extra[i];
     if (r->job->nsegs > 0) {
@@ -167,6 +187,15 @@ static int run_exec(struct worker *w, struct wrun *r)
     return 0;
 }
 
+/* A run id as prun__run_id_new makes them: letters, digits, '-', '_'. */
+static int rid_ok(const char *rid)
+{
+    size_t n = strspn(rid,
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
+
+    return n > 0 && n < 100 && rid[n] == '\0';
+}
+
 /* Sets up serving run rid: its queue, its job, an executor; or NULL. */
 static struct wrun *run_open(struct worker *w, const char *rid)
 {
@@ -176,9 +205,15 @@ static struct wrun *run_open(struct worker *w, const char *rid)
     if (r == NULL)
         return NULL;
     snprintf(r->rid, sizeof(r->rid), "%s", rid);
+    if (!rid_ok(rid)) {
+        /* It names a directory of ours: nothing but a run id will do. */
+        mark_bad(w, rid, "not a run id");
+        free(r);
+        return NULL;
+    }
     if (prun__wq_new(w->conn, rid, w->id, &r->q, &e) < 0 ||
         run_load(w, r) < 0 || run_exec(w, r) < 0) {
-        run_free(r);
+        run_free(w, r);
         return NULL;
     }
     return r;
@@ -204,7 +239,7 @@ static void close_idle(struct worker *w)
             r->npend == 0) {
             *pp = r->next;
             w->nruns--;
-            run_free(r);
+            run_free(w, r);
             continue;
         }
         pp = &r->next;
@@ -305,7 +340,7 @@ static void start_claim(
     snprintf(wa->env1, sizeof(wa->env1), "PARALLELRUN_FENCE=%llu",
         (unsigned long long)wa->c.fence);
     wa->a.env1 = wa->env1;
-    wa->a.cap = prun__capture_new(w->out, wa->a.task->name, wa->inst.index, &e);
+    wa->a.cap = prun__capture_new(r->out, wa->a.task->name, wa->inst.index, &e);
     if (wa->a.cap == NULL) {
         snprintf(wa->a.exec_err, sizeof(wa->a.exec_err), "%s", e.msg);
         prun__worker_attempt_ended(w, &wa->a, -1);
@@ -443,7 +478,7 @@ void prun__worker_runs_free(struct worker *w)
         struct wrun *r = w->runs;
 
         w->runs = r->next;
-        run_free(r);
+        run_free(w, r);
     }
     w->nruns = 0;
 }

@@ -61,17 +61,17 @@ tasks:
 EOF
 }
 
-@test "multirun: run A's instance waits for a file only run B's creates; one worker runs both" {
+@test "multirun: run A's instance waits for a file only run B's creates; one worker runs both, each its own output" {
     job a <<EOF
 tasks:
   t:
-    run: sh -c 'echo a >> $T/started; while [ ! -e $T/from-b ]; do sleep 0.05; done; echo a >> $T/done'
+    run: sh -c 'echo a >> $T/started; echo out-a; while [ ! -e $T/from-b ]; do sleep 0.05; done; echo a >> $T/done'
     foreach: {list: [x]}
 EOF
     job b <<EOF
 tasks:
   t:
-    run: sh -c 'touch $T/from-b; echo b >> $T/done'
+    run: sh -c 'echo out-b; touch $T/from-b; echo b >> $T/done'
     foreach: {list: [y]}
 EOF
     start_worker w --slots 8
@@ -83,6 +83,11 @@ EOF
     finish a
     [ "$st" -eq 0 ]
     [ "$(sort "$T/done" | tr '\n' ' ')" = "a b " ]
+    # Both were t[0] at once on one worker: each run got its own output.
+    grep -q out-a "$T/a.out"
+    grep -q out-b "$T/b.out"
+    [ "$(grep -c out-b "$T/a.out")" -eq 0 ]
+    [ "$(grep -c out-a "$T/b.out")" -eq 0 ]
 }
 
 @test "multirun: --slots holds over the runs together; the heartbeat lists every run served" {
