@@ -2,9 +2,9 @@
 #ifndef PRUN_WORKER_INT_H
 #define PRUN_WORKER_INT_H
 /*
- * What worker.c (claims, leases, runs, the loop) and worker_end.c (an
- * attempt's end: its record, output and completion) share. Nothing else
- * includes it.
+ * What worker.c (the loop, leases, drain), worker_runs.c (the runs
+ * served and the claims) and worker_end.c (an attempt's end: its record,
+ * output and completion) share. Nothing else includes it.
  */
 #include <signal.h>
 
