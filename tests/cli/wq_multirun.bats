@@ -206,3 +206,27 @@ EOF
         [ "$(rcli hget "parallelrun:{$rid}:wq:meta" stale)" -eq 0 ]
     done
 }
+
+@test "multirun: halt of run A stops only A's attempts; B goes on" {
+    blocking b 1 > "$T/b.yaml"
+    job a <<EOF2
+halt: now
+tasks:
+  t:
+    run: sh -c 'if [ {item} = 0 ]; then while [ ! -e $T/a1-pid ]; do sleep 0.05; done; exit 1; fi; echo \$\$ > $T/a1-pid.tmp; mv $T/a1-pid.tmp $T/a1-pid; while [ ! -e $T/go-a ]; do sleep 0.05; done'
+    foreach: {range: [0, 2]}
+EOF2
+    start_worker w --slots 4
+    start_run b
+    wait_until -t 30 count_at_least "$T/started" '^b ' 1
+    start_run a
+    finish a
+    [ "$st" -eq 1 ]
+    wait_gone "$(cat "$T/a1-pid")" 30
+    # B's attempt was left alone and ends as usual.
+    alive "$(awk '$1 == "b" {print $3}' "$T/started")"
+    touch "$T/go-b"
+    finish b
+    [ "$st" -eq 0 ]
+    [ "$(cat "$T/done")" = "b 0" ]
+}
