@@ -19,10 +19,12 @@
 static const char worker_usage[] =
     "usage: parallelrun worker --redis URL [--slots N] [--lease DUR]\n"
     "                          [--drain-timeout DUR] [--outage DUR]\n"
-    "Serves the distributed runs (run --distributed) of the Redis at URL:\n"
-    "claims up to N instances at once (default: the CPU count) and runs\n"
-    "them here. SIGTERM: no new claims; running instances get the drain\n"
-    "timeout (default 30s) to finish, then are handed back. --lease\n"
+    "Serves the distributed runs (run --distributed) of the Redis at URL,\n"
+    "every live one at once: claims up to N instances at once over all of\n"
+    "them (default: the CPU count), round robin over the runs with work,\n"
+    "and runs them here; cancelling a run stops only its instances.\n"
+    "SIGTERM: no new claims; running instances (of every run) get the\n"
+    "drain timeout (default 30s) to finish, then are handed back. --lease\n"
     "(default 30s) is how long a claim survives this worker's silence;\n"
     "--outage (default 60s) how long Redis may be unreachable (or busy).\n"
     "Exit status: 0 stopped by a signal after draining; 2 usage; 3 Redis\n"
@@ -31,7 +33,8 @@ static const char worker_usage[] =
 
 static const char workers_usage[] =
     "usage: parallelrun workers [--redis URL]\n"
-    "Lists the live workers: id, host, slots, running, last heartbeat, run.\n";
+    "Lists the live workers: id, host, slots, running, last heartbeat, and\n"
+    "the runs each serves (comma-separated).\n";
 
 enum { OPT_REDIS = 256, OPT_SLOTS, OPT_LEASE, OPT_DRAIN, OPT_OUTAGE };
 
@@ -169,7 +172,7 @@ int cmd_workers(int argc, char **argv)
         return cmd_fail(&e);
     }
     printf("%-32s %-20s %5s %7s %-14s %s\n", "WORKER", "HOST", "SLOTS",
-        "RUNNING", "HEARTBEAT", "RUN");
+        "RUNNING", "HEARTBEAT", "RUNS");
     for (i = 0; i < n; i++) {
         long long ago = (long long)(prun__wall_ms() - ws[i].beat_ms);
         char when[32];

@@ -8,8 +8,9 @@
  * holds a batch (up to PRUN_WQ_POOL_BATCH, one when the task has a
  * timeout or a rate) and reports its finished items with the next claim:
  * one round trip per batch, not per item. With nothing to claim yet it
- * blocks on its slot's wake list, which the queue's scripts push to. Its unstarted items are handed back when
- * the process exits; if it is killed, the runner hands them back.
+ * blocks on its slot's wake list, which the queue's scripts push to. Its
+ * unstarted items are handed back when the process exits; if it is killed, the
+ * runner hands them back.
  *
  * When nothing can be claimed yet (items still being fed, or held by
  * workers that may fail) it polls with a short backoff: no blocking

@@ -225,6 +225,27 @@ static char **add_env1(char **envp, const char *e)
     return out;
 }
 
+/*
+ * The child's directory: the task's cwd (expanded in cwd; a relative one
+ * under the executor's directory, if it has one), else the executor's;
+ * NULL: the runner's own.
+ */
+static const char *child_dir(
+    struct local *x, const struct prun_task *task, struct prun_buf *cwd)
+{
+    struct prun_buf joined = {0};
+
+    if (task->cwd == NULL)
+        return x->o.cwd;
+    if (x->o.cwd == NULL || cwd->data[0] == '/')
+        return cwd->data;
+    if (prun__buf_printf(&joined, "%s/%s", x->o.cwd, cwd->data) < 0)
+        return cwd->data;
+    prun__buf_free(cwd);
+    *cwd = joined;
+    return cwd->data;
+}
+
 static void local_start(struct prun__executor *base, struct prun__attempt *a)
 {
     struct local *x = (struct local *)base;
@@ -276,7 +297,7 @@ static void local_start(struct prun__executor *base, struct prun__attempt *a)
             argv[0][0] == '\0' ? "the command" : "cwd");
         goto fail;
     }
-    if (spawn_attempt(x, p, &sc, argv, envp, task->cwd ? cwd.data : NULL) < 0)
+    if (spawn_attempt(x, p, &sc, argv, envp, child_dir(x, task, &cwd)) < 0)
         goto fail;
     a->pid = p->pid;
     if (h->watch(h->ctx, p->fd[0], EPOLLIN, &p->w[0].w) < 0 ||
@@ -367,51 +388,66 @@ static void guardian_died(struct local *x, int status)
     h->say(h->ctx, msg);
 }
 
-static void reap(struct local *x)
+/*
+ * The end of child pid, if it is x's (one of its attempts or its
+ * guardian): handled, and 1 returned; else 0 and pid left unreaped.
+ */
+static int reap_own(struct local *x, pid_t pid)
 {
-    siginfo_t si;
+    struct proc *p;
     int status;
 
-    for (;;) {
-        struct proc *p;
+    if (pid == prun__guardian_pid(x->guardian)) {
+        if (waitpid(pid, &status, 0) < 0)
+            status = 0;
+        guardian_died(x, status);
+        return 1;
+    }
+    p = find_proc(x, pid);
+    if (p == NULL)
+        return 0;
+    /*
+     * The leader is still a zombie, so its group id cannot be reused:
+     * it is safe to signal whatever it left behind.
+     */
+    kill(-p->pid, SIGTERM);
+    if (waitpid(p->pid, &status, 0) < 0)
+        status = 0;
+    if (kill(-p->pid, 0) == 0)
+        add_straggler(x, p->pid, prun__now_ms() + p->grace);
+    else
+        prun__guardian_del(x->guardian, p->pid);
+    read_stream(p, 0);
+    read_stream(p, 1);
+    release(p, status);
+    return 1;
+}
 
+void prun__local_reap(struct prun__executor *const *xs, size_t n)
+{
+    siginfo_t si;
+    size_t i;
+
+    for (;;) {
+        /* Peek first: the child is reaped by whoever owns it. */
         memset(&si, 0, sizeof(si));
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
             si.si_pid == 0)
             return;
-        if (si.si_pid == prun__guardian_pid(x->guardian)) {
-            if (waitpid(si.si_pid, &status, 0) < 0)
-                status = 0;
-            guardian_died(x, status);
-            continue;
-        }
-        p = find_proc(x, si.si_pid);
-        if (p == NULL) {
-            /* An orphaned grandchild reparented to us (or the guardian). */
+        for (i = 0; i < n; i++)
+            if (reap_own((struct local *)xs[i], si.si_pid))
+                break;
+        /* An orphaned grandchild reparented to us (or a stopped
+         * executor's guardian or child). */
+        if (i == n)
             waitpid(si.si_pid, NULL, 0);
-            continue;
-        }
-        /*
-         * The leader is still a zombie, so its group id cannot be reused:
-         * it is safe to signal whatever it left behind.
-         */
-        kill(-p->pid, SIGTERM);
-        if (waitpid(p->pid, &status, 0) < 0)
-            status = 0;
-        if (kill(-p->pid, 0) == 0)
-            add_straggler(x, p->pid, prun__now_ms() + p->grace);
-        else
-            prun__guardian_del(x->guardian, p->pid);
-        read_stream(p, 0);
-        read_stream(p, 1);
-        release(p, status);
     }
 }
 
 static void local_on_signal(struct prun__executor *base, int signo)
 {
     if (signo == SIGCHLD)
-        reap((struct local *)base);
+        prun__local_reap(&base, 1);
 }
 
 /* Is some child of ours still in group pgid? Then the id is still ours. */
@@ -503,10 +539,32 @@ static int64_t local_next_deadline(const struct prun__executor *base)
     return t;
 }
 
+/* Shared mode's end: SIGKILL to this executor's own groups, no others. */
+static void kill_own(struct local *x)
+{
+    size_t i;
+
+    for (i = 0; i < x->nprocs; i++)
+        if (x->procs[i].a != NULL && x->procs[i].pid > 0)
+            kill(-x->procs[i].pid, SIGKILL);
+    for (i = 0; i < x->nstrag; i++)
+        if (group_is_ours(x->strag[i].pgid))
+            kill(-x->strag[i].pgid, SIGKILL);
+    x->nstrag = 0;
+}
+
 static void local_shutdown(struct prun__executor *base, int hurry)
 {
     struct local *x = (struct local *)base;
 
+    if (x->o.shared) {
+        /* Other executors' children are not ours to kill; their reaper
+         * reaps ours (prun__local_reap). */
+        kill_own(x);
+        prun__guardian_stop(x->guardian);
+        x->guardian = NULL;
+        return;
+    }
     prun__guardian_stop(x->guardian);
     x->guardian = NULL;
     /* Whatever is still alive below us (stragglers) goes now. */

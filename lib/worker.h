@@ -2,9 +2,10 @@
 #ifndef PRUN_WORKER_H
 #define PRUN_WORKER_H
 /*
- * A queue worker (`parallelrun worker`): serves the runs announced on one
- * Redis, claiming instances from their work queues (wq.h) and running
- * them with the local executor. docs/work-queue.md describes it.
+ * A queue worker (`parallelrun worker`): serves every run announced on
+ * one Redis at once, claiming instances from their work queues (wq.h)
+ * and running them with a local executor per run. docs/work-queue.md
+ * describes it.
  */
 #include <stdint.h>
 
@@ -13,7 +14,7 @@
 struct prun_worker_opts {
     const char *url;
     const char *password; /* or NULL */
-    unsigned slots;       /* attempts at once, >= 1 */
+    unsigned slots;       /* attempts at once over all runs, >= 1 */
     int64_t lease_ms;     /* lease of each claim */
     int64_t drain_ms;     /* SIGTERM: finish within this, then hand back */
     int64_t kill_grace_ms;

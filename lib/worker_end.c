@@ -60,20 +60,19 @@ static void build_record(struct worker *w, struct wattempt *wa, int status,
     prun__buf_addc(b, '}');
 }
 
-/* Sends one completion; 0 when Redis answered (whatever it said). */
-static int send_completion(struct worker *w, const struct prun__wq_claim *c,
-    int ok, const char *rec, const struct prun_buf *out,
-    const struct prun_buf *err)
+/* Sends one completion to r; 0 when Redis answered (whatever it said). */
+static int send_completion(struct worker *w, struct wrun *r,
+    const struct prun__wq_claim *c, int ok, const char *rec,
+    const struct prun_buf *out, const struct prun_buf *err)
 {
     struct prun_wq_output o = {out->data ? out->data : "",
         err->data ? err->data : "", out->len, err->len};
     struct prun_err e;
     int rc;
 
-    if (w->conn == NULL || w->run == NULL || w->run->q == NULL ||
-        strcmp(w->run->rid, "") == 0)
+    if (w->conn == NULL || r->q == NULL)
         return -1;
-    rc = prun__wq_complete_out(w->run->q, c, ok, rec, &o, &e);
+    rc = prun__wq_complete_out(r->q, c, ok, rec, &o, &e);
     if (prun__worker_is_conn_error(rc)) {
         char what[300];
 
@@ -82,7 +81,7 @@ static int send_completion(struct worker *w, const struct prun__wq_claim *c,
          * Refused for good: the completion is dropped, never reported as
          * done; the entry stays pending and is reclaimed after its lease.
          */
-        if (prun__worker_redis_fail(w, what, rc, &e) == PRUN_WQ_FAULT_PERM)
+        if (prun__worker_redis_fail(w, r, what, rc, &e) == PRUN_WQ_FAULT_PERM)
             return 0;
         return -1;
     }
@@ -102,16 +101,16 @@ static int send_completion(struct worker *w, const struct prun__wq_claim *c,
         prun__worker_say(w,
             "run %s: %s: completion rejected as stale (the lease was "
             "lost; another worker owns it)",
-            w->run->rid, c->key);
+            r->rid, c->key);
         break;
     case PRUN_WQ_DUP:
         w->st->dup++;
-        prun__worker_say(w, "run %s: %s: duplicate completion rejected",
-            w->run->rid, c->key);
+        prun__worker_say(
+            w, "run %s: %s: duplicate completion rejected", r->rid, c->key);
         break;
     default:
         if (rc < 0)
-            prun__worker_say(w, "run %s: %s: %s", w->run->rid, c->key, e.msg);
+            prun__worker_say(w, "run %s: %s: %s", r->rid, c->key, e.msg);
         break;
     }
     return 0;
@@ -127,12 +126,14 @@ static void unlink_held(struct worker *w, struct wattempt *wa)
         wa->next->prev = wa->prev;
     wa->prev = wa->next = NULL;
     w->running--;
+    wa->run->running--;
 }
 
 void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status)
 {
     struct worker *w = ctx;
     struct wattempt *wa = (struct wattempt *)a;
+    struct wrun *r = wa->run;
     struct prun_buf rec = {0}, out = {0}, err = {0};
     struct prun_err e;
     int ok = 0;
@@ -143,10 +144,12 @@ void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status)
     if (a->cap)
         prun__capture_finish(a->cap, 0, &e);
     a->cap = NULL;
-    prun__wout_take(
-        w->resdir, wa->a.task->name, wa->inst.index, w->id, &out, &err);
+    /* No task: the payload did not match the job (nothing ran). */
+    if (wa->a.task != NULL)
+        prun__wout_take(w->resdir, r->rid, wa->a.task->name, wa->inst.index,
+            w->id, &out, &err);
     if (!wa->released && rec.data != NULL &&
-        send_completion(w, &wa->c, ok, rec.data, &out, &err) < 0) {
+        send_completion(w, r, &wa->c, ok, rec.data, &out, &err) < 0) {
         struct pending *p = calloc(1, sizeof(*p));
 
         if (p != NULL) {
@@ -159,6 +162,8 @@ void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status)
             memset(&out, 0, sizeof(out));
             memset(&err, 0, sizeof(err));
             p->ok = ok;
+            p->run = r;
+            r->npend++;
             p->next = w->pend;
             w->pend = p;
         }
@@ -170,8 +175,8 @@ void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status)
     free(wa->inst.items);
     free(wa);
     /* A slot is free: look for more at once if there was more. */
-    if (w->run && w->run->got_work)
-        w->next_claim = 0;
+    if (r->got_work)
+        w->next_claim = r->next_claim = 0;
 }
 
 void prun__worker_flush_pending(struct worker *w)
@@ -179,9 +184,11 @@ void prun__worker_flush_pending(struct worker *w)
     while (w->pend != NULL && w->conn != NULL) {
         struct pending *p = w->pend;
 
-        if (send_completion(w, &p->c, p->ok, p->record, &p->out, &p->err) < 0)
+        if (send_completion(
+                w, p->run, &p->c, p->ok, p->record, &p->out, &p->err) < 0)
             return;
         w->pend = p->next;
+        p->run->npend--;
         prun__wq_claim_clear(&p->c);
         free(p->record);
         prun__buf_free(&p->out);

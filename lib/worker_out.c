@@ -32,7 +32,7 @@ int prun__wout_dir_new(char *dir, size_t n, struct prun_err *err)
     return 0;
 }
 
-/* Removes dir's entries (depth 2 at most: out/TASK/FILE) and dir. */
+/* Removes dir's entries (depth 2 at most: RID/TASK/FILE) and dir. */
 static void remove_tree(const char *dir, int depth)
 {
     char path[4096];
@@ -91,14 +91,14 @@ static void take_one(
     unlink(path);
 }
 
-void prun__wout_take(const char *dir, const char *task,
+void prun__wout_take(const char *dir, const char *rid, const char *task,
     unsigned long long index, const char *who, struct prun_buf *out,
     struct prun_buf *err)
 {
     char path[4096];
 
-    snprintf(path, sizeof(path), "%s/out/%s/%llu.out", dir, task, index);
+    snprintf(path, sizeof(path), "%s/%s/%s/%llu.out", dir, rid, task, index);
     take_one(path, who, "stdout", out);
-    snprintf(path, sizeof(path), "%s/out/%s/%llu.err", dir, task, index);
+    snprintf(path, sizeof(path), "%s/%s/%s/%llu.err", dir, rid, task, index);
     take_one(path, who, "stderr", err);
 }

@@ -22,12 +22,13 @@ int prun__wout_dir_new(char *dir, size_t n, struct prun_err *err);
 void prun__wout_dir_free(const char *dir);
 
 /*
- * The output of task[index] captured under dir (results run id "out"):
+ * The output of task[index] of run rid captured under dir (as results of
+ * run rid):
  * read into out and err (each at most PRUN_WOUT_MAX bytes, then a line
  * saying how much was cut and by which worker, who) and removed. A
  * missing file reads as empty.
  */
-void prun__wout_take(const char *dir, const char *task,
+void prun__wout_take(const char *dir, const char *rid, const char *task,
     unsigned long long index, const char *who, struct prun_buf *out,
     struct prun_buf *err);
 

@@ -307,7 +307,8 @@ void prun__wq_strv_free(char **v, size_t n);
 
 /* A worker as `parallelrun workers` shows it. */
 struct prun_wq_worker {
-    char id[160], host[128], run[128];
+    char id[160], host[128];
+    char run[1024]; /* the runs it serves, comma-separated */
     long pid;
     unsigned slots, running;
     int64_t beat_ms; /* wall clock of its last heartbeat */
