@@ -300,7 +300,8 @@ const char *prun__wq_script(enum prun__wq_script which);
 
 /* ---- Workers and the runs they serve --------------------------------- */
 
-/* The ids of the runs announced in PRUN_WQ_RUNS_KEY (*ids malloc'd). */
+/* The ids of the runs announced in PRUN_WQ_RUNS_KEY whose runner is alive
+ * (*ids malloc'd). */
 int prun__wq_runs(
     struct prun_conn *c, char ***ids, size_t *n, struct prun_err *err);
 void prun__wq_strv_free(char **v, size_t n);

@@ -5,6 +5,8 @@
  * worker's heartbeat key, and the listing `parallelrun workers` prints.
  * It is not the worker (worker.c).
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,56 @@
 /* ---- Workers and the runs they serve ------------------------------------ */
 
 #define WORKERS_KEY "parallelrun:wq:workers"
+
+/* 1 if process pid of this host has ended (gone, or a zombie). */
+static int pid_ended(long pid)
+{
+    char path[64], buf[256], *rp;
+    FILE *f;
+    size_t n;
+
+    if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+        return 1;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    rp = strrchr(buf, ')');
+    return rp != NULL && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+/*
+ * 1 if run id's runner is alive, 0 if not, < 0 on a Redis error. Its
+ * `alive` key ("HOST PID", set every heartbeat with a 6 s TTL:
+ * docs/redis-schema.md) must exist, and a runner on this host must still
+ * be running. A run whose runner was killed stays announced until its
+ * keys expire; nobody would collect what a worker did for it.
+ */
+static int runner_alive(
+    struct prun_conn *c, const redisReply *id, struct prun_err *err)
+{
+    char host[256] = "", me[256] = "";
+    long pid = 0;
+    redisReply *r;
+    int live;
+
+    if (id->type != REDIS_REPLY_STRING)
+        return 0;
+    r = prun__cmd(
+        c, err, "GET parallelrun:{%b}:alive", id->str, (size_t)id->len);
+    if (r == NULL)
+        return err ? err->code : PRUN_EREDIS;
+    live = r->type == REDIS_REPLY_STRING;
+    if (live && sscanf(r->str, "%255s %ld", host, &pid) == 2 && pid > 0 &&
+        gethostname(me, sizeof(me) - 1) == 0 && strcmp(host, me) == 0 &&
+        pid_ended(pid))
+        live = 0;
+    freeReplyObject(r);
+    return live;
+}
 
 int prun__wq_runs(
     struct prun_conn *c, char ***ids, size_t *n, struct prun_err *err)
@@ -37,10 +89,19 @@ int prun__wq_runs(
         freeReplyObject(r);
         return prun__err_set(err, PRUN_ENOMEM, "out of memory");
     }
-    for (i = 0; i < r->elements; i++)
-        v[i] = prun__wq_dup_str(r->element[i]);
+    for (i = 0; i < r->elements; i++) {
+        int live = runner_alive(c, r->element[i], err);
+
+        if (live < 0) {
+            freeReplyObject(r);
+            prun__wq_strv_free(v, *n);
+            *n = 0;
+            return live;
+        }
+        if (live)
+            v[(*n)++] = prun__wq_dup_str(r->element[i]);
+    }
     *ids = v;
-    *n = r->elements;
     freeReplyObject(r);
     return 0;
 }
