@@ -212,14 +212,29 @@ static void on_xadd(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
+/*
+ * The queue's name for task t's instances: a pool task's are its workers,
+ * on their own stream ("NAME|w": '|' is never in a task name), apart from
+ * the stream its items are claimed from (pool_wq.c), which queue workers
+ * do not claim from.
+ */
+static const char *qname(const struct prun_task *t, char *buf, size_t n)
+{
+    if (!t->pool)
+        return t->name;
+    snprintf(buf, n, "%s|w", t->name);
+    return buf;
+}
+
 static void send_xadd(struct remote *r, struct ratt *t)
 {
     const struct prun_task *task = t->a->task;
-    char key[300], ma[16], rd[32];
+    char key[300], ma[16], rd[32], qn[80];
     const char *argv[13];
     size_t lens[13];
 
-    snprintf(key, sizeof(key), "%s:s:%s", r->prefix, task->name);
+    snprintf(
+        key, sizeof(key), "%s:s:%s", r->prefix, qname(task, qn, sizeof(qn)));
     snprintf(ma, sizeof(ma), "%u", task->retries + 1);
     snprintf(rd, sizeof(rd), "%lld", (long long)task->retry_delay_ms);
     argv[0] = "XADD";
@@ -511,12 +526,13 @@ static void remote_start(struct prun__executor *base, struct prun__attempt *a)
     struct remote *r = (struct remote *)base;
     struct ratt *t = calloc(1, sizeof(*t));
     struct prun_buf key = {0};
+    char qn[80];
 
     /* A worker's slot is its own: {%} here is 0, as in the context. */
     if (r->base.hooks.starting != NULL)
         r->base.hooks.starting(r->base.hooks.ctx, a);
     if (t == NULL ||
-        prun__buf_printf(&key, "%s %llu", a->task->name,
+        prun__buf_printf(&key, "%s %llu", qname(a->task, qn, sizeof(qn)),
             (unsigned long long)a->inst->index) < 0 ||
         prun__wq_inst_pack(a->inst->task, a->ctx.count, a->inst->items,
             a->inst->nitems, &t->payload) < 0) {
@@ -700,6 +716,7 @@ int prun__remote_new(const struct prun__remote_opts *o,
 {
     const struct prun_job *job = o->job;
     struct prun_wq_task *tasks = NULL;
+    char(*qnames)[80] = NULL;
     struct prun_wq_run run;
     struct remote *r;
     char host[128] = "";
@@ -732,8 +749,13 @@ int prun__remote_new(const struct prun__remote_opts *o,
         rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
         goto fail;
     }
+    qnames = calloc(job->ntasks ? job->ntasks : 1, sizeof(*qnames));
+    if (qnames == NULL) {
+        rc = prun__err_set(err, PRUN_ENOMEM, "out of memory");
+        goto fail;
+    }
     for (t = 0; t < job->ntasks; t++) {
-        tasks[t].name = job->tasks[t].name;
+        tasks[t].name = qname(&job->tasks[t], qnames[t], sizeof(qnames[t]));
         tasks[t].cap = job->tasks[t].jobs;
         tasks[t].rate = job->tasks[t].rate;
     }
@@ -749,6 +771,8 @@ int prun__remote_new(const struct prun__remote_opts *o,
     rc = prun__wq_create(r->q, &run, err);
     free(tasks);
     tasks = NULL;
+    free(qnames);
+    qnames = NULL;
     if (rc < 0)
         goto fail;
     if (connect_async(r) < 0) {
@@ -760,6 +784,7 @@ int prun__remote_new(const struct prun__remote_opts *o,
     return 0;
 fail:
     free(tasks);
+    free(qnames);
     remote_free(&r->base);
     return rc;
 }

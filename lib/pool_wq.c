@@ -63,8 +63,10 @@ void prun__pool_wq_create(struct prun_state *s, const struct prun_job *job)
         if (!job->tasks[t].pool)
             continue;
         snprintf(rates[t], sizeof(rates[t]), "%g", job->tasks[t].rate);
+        /* cap -1: a stream of items, which queue workers never claim
+           (only a slot's `next` does); its rate is per item */
         argv[k++] = job->tasks[t].name;
-        argv[k++] = "0";
+        argv[k++] = "-1";
         argv[k++] = rates[t];
     }
     prun__state_argv(s, (int)k, argv, NULL);

@@ -215,7 +215,12 @@ static void pool_timeouts(
     prun__pool_wq_timeouts(rc->state, t, n, on_timeouts, rc);
 }
 
-/* Live pool workers' items keep their leases (pool_wq.c). */
+/*
+ * Live pool workers' items keep their leases (pool_wq.c): every running
+ * attempt's, whether its process is here or on a queue worker (no pid
+ * here: run --distributed); one that has claimed nothing has nothing to
+ * renew.
+ */
 static void renew_pool(
     struct prun__recorder *rc, const struct prun__attempt *list)
 {
@@ -224,7 +229,7 @@ static void renew_pool(
     size_t n = 0;
 
     for (a = list; a != NULL; a = a->next) {
-        if (!a->task->pool || a->pid <= 0)
+        if (!a->task->pool)
             continue;
         slots[n].task = a->task->name;
         slots[n].worker = a->inst->index;

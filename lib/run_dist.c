@@ -28,12 +28,18 @@ int prun__dist_setup(const struct prun_job *job, const char *url,
             "--distributed needs --redis URL: a server the workers can reach "
             "(the embedded one is private to this user and host)");
     for (t = 0; t < job->ntasks; t++) {
-        if (job->tasks[t].pool)
+        /*
+         * A pool's workers run on queue workers like any instance; its
+         * items are staged here and claimed from there. A per-item
+         * timeout stops the item's worker process, which is on another
+         * host: not done.
+         */
+        if (job->tasks[t].pool && job->tasks[t].timeout_ms > 0)
             return prun__err_set(err, PRUN_EINVAL,
-                "%s:%u:%u: task '%s': pool: true is not supported with "
-                "--distributed (a pool's workers are the runner's own "
-                "children); run it without --distributed, or as one "
-                "instance per item; see docs/work-queue.md, Limits",
+                "%s:%u:%u: task '%s': a pool task's timeout: (per item) is "
+                "not supported with --distributed (the item's worker runs "
+                "on another host); drop timeout:, or run without "
+                "--distributed; see docs/work-queue.md, Limits",
                 job->path, job->tasks[t].pos.line, job->tasks[t].pos.col,
                 job->tasks[t].name);
         for (size_t k = 0; k < job->tasks[t].nsegs; k++) {

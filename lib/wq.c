@@ -36,7 +36,13 @@ static const char create_lua[] =
     "local meta = KEYS[1]\n"
     "local ttl = tonumber(ARGV[2])\n"
     "redis.call('HSET', meta, 'ttl', ttl, 'maxdel', ARGV[3], 'state', 'open',\n"
-    "  'job', ARGV[4], 'cwd', ARGV[5], 'sets', ARGV[6], 'host', ARGV[7])\n"
+    "  'host', ARGV[7])\n"
+    /* pool mode's own create (pool_wq.c) knows no job: it leaves the
+       distributed run's alone, whichever comes first */
+    "if ARGV[4] ~= '' or redis.call('HEXISTS', meta, 'job') == 0 then\n"
+    "  redis.call('HSET', meta, 'job', ARGV[4], 'cwd', ARGV[5], 'sets',\n"
+    "    ARGV[6])\n"
+    "end\n"
     "for _, c in ipairs({'enq', 'ok', 'failed', 'retried', 'stale', 'dup',\n"
     "  'dead', 'lost'}) do redis.call('HSETNX', meta, c, 0) end\n"
     "redis.call('PEXPIRE', meta, ttl)\n"

@@ -158,14 +158,18 @@
     "for i = 1, #tasks, 2 do\n"                                                \
     "  if want <= 0 then break end\n"                                          \
     "  local task = tasks[i]\n"                                                \
-    "  if only == '' or only == task then\n"                                   \
     "  local cap, rate = string.match(tasks[i+1], '^(%S+) (%S+)$')\n"          \
-    "  cap = tonumber(cap) rate = tonumber(rate)\n"                            \
+    "  cap = tonumber(cap) rate = tonumber(rate)\n" /* cap -1: pool items,     \
+                                                       for their slots only */ \
+    "  if (only == '' and cap >= 0) or only == task then\n"                    \
     "  local s = P..':s:'..task\n"                                             \
-    "  local allow = want\n"                                                   \
+    "  local allow, capleft = want, nil\n" /* jobs: bounds new claims; a       \
+                                              lost worker's entries are still  \
+                                              counted running, so reclaiming   \
+                                              them is not bounded by it */     \
     "  if cap > 0 then\n"                                                      \
     "    local running = tonumber(redis.call('HGET', rk, task) or '0')\n"      \
-    "    allow = math.min(allow, cap - running)\n"                             \
+    "    capleft = cap - running\n"                                            \
     "  end\n"                                                                  \
     "  local bk, tokens = P..':bucket:'..task, 0\n"                            \
     "  if rate > 0 then\n"                                                     \
@@ -215,6 +219,7 @@
     "      end\n"                                                              \
     "    end\n"                                                                \
     "  end\n"                                                                  \
+    "  if capleft then allow = math.min(allow, capleft) end\n"                 \
     "  if allow > 0 then\n"                                                    \
     "    local r = redis.call('XREADGROUP', 'GROUP', 'g', me, 'COUNT', "       \
     "allow,\n"                                                                 \
