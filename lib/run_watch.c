@@ -145,7 +145,10 @@ static void on_gaveup(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-/* The fence table's values are "FENCE LEASE_MS" per held entry. */
+/*
+ * The fence table's values are "FENCE LEASE_MS" per claimed entry ("0 0"
+ * once handed back): any entry means a worker took an instance.
+ */
 static void on_fence(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct prun__wwatch *w = priv;
@@ -155,6 +158,8 @@ static void on_fence(redisAsyncContext *ac, void *reply, void *priv)
     if (r == NULL || r->type != REDIS_REPLY_ARRAY)
         return;
     w->max_lease = 0;
+    if (r->elements > 0)
+        w->served = 1;
     for (size_t i = 0; i < r->elements; i++) {
         const char *sp;
         long long l;
@@ -337,7 +342,7 @@ int prun__wwatch_expired(const struct prun__wwatch *w, int64_t now, char *why,
     fmt_dur(w->wait_ms, dur, sizeof(dur));
     *sys = 1;
     snprintf(brief, n,
-        "not run: no live worker able to serve the run within %s", dur);
+        "not done: no live worker able to serve the run within %s", dur);
     if (w->reason[0] != '\0') {
         snprintf(why, n, "no live worker within %s; %s", dur, w->reason);
         *sys = !w->host_cause;

@@ -41,6 +41,7 @@ run_said() { grep -q -- "$1" "$T/run.out"; }
 last_rid() { rcli zrevrange parallelrun:runs 0 0; }
 done_count() { rcli hlen "parallelrun:{$(last_rid)}:wq:done"; }
 queued() { [ -n "$(rcli smembers parallelrun:wq:runs)" ]; }
+started_at_least() { [ -f "$T/started" ] && [ "$(wc -l < "$T/started")" -ge "$1" ]; }
 
 three() {
     job "$1" <<EOF
@@ -112,6 +113,36 @@ EOF
     grep -q "worker [^ ]* on [^ ]* gave up on run [^ ]*: completion of t [0-9]* refused: .*can.t run this command" "$T/run.out"
     grep -q "^parallelrun: no live worker within $(scaled 3)s; worker [^ ]* on [^ ]* gave up: completion of t" "$T/run.out"
     ! grep -q ":pw@" "$T/run.out"
+    [ "$(done_count)" -eq 0 ]
+}
+
+@test "giveup: maxmemory stops the only worker and refuses its record: the run fails naming OOM, never 'no worker took any'" {
+    job o <<EOF
+tasks:
+  t:
+    run: sh -c 'echo {item} >> $T/started; while [ ! -e $T/go ]; do sleep 0.05; done'
+    foreach: {range: [0, 3]}
+EOF
+    start_run o --worker-wait "$(scaled 3)s"
+    start_worker a --slots 3 --lease 1s
+    wait_until -t 30 started_at_least 3
+    /usr/bin/python3 -c '
+import sys
+v = "x" * 1000
+for i in range(3000):
+    sys.stdout.write("SET fill:%d %s\r\n" % (i, v))' | rcli >/dev/null
+    rcli config set maxmemory-policy noeviction >/dev/null
+    rcli config set maxmemory 1mb >/dev/null
+    touch "$T/go"
+    st=0
+    wait "$runpid" || st=$?
+    rcli config set maxmemory 0 >/dev/null
+    cat "$T/run.out" "$T/a.log"
+    [ "$st" -eq 3 ]
+    grep -q "cannot record why this worker gave up: .*OOM" "$T/a.log"
+    grep -q "OOM command not allowed" "$T/run.out"
+    grep -q "no live worker on $URL for $(scaled 3)s" "$T/run.out"
+    ! grep -q "no worker took any instance" "$T/run.out"
     [ "$(done_count)" -eq 0 ]
 }
 

@@ -39,7 +39,7 @@ static void test_no_worker(void)
     ASSERT_EQ(sys, 1);
     ASSERT_CONTAINS(why, "no worker took any instance within 2s");
     ASSERT_CONTAINS(why, "parallelrun worker --redis unix:///q.sock");
-    ASSERT_CONTAINS(brief, "not run: no live worker");
+    ASSERT_CONTAINS(brief, "not done: no live worker");
     /* Some worker served it once: they are gone, not absent. */
     prun__wwatch_served(&w);
     ASSERT_EQ(prun__wwatch_expired(&w, 3000, why, brief, sizeof(why), &sys), 1);
