@@ -165,6 +165,30 @@ for i in range(3000):
     [ ! -e "$T/started" ]
 }
 
+@test "giveup: instances held under a lease wait for it; a worker that comes after the bound but before the lease ends finishes the run" {
+    job l <<EOF
+tasks:
+  t:
+    run: sh -c 'echo {item} >> $T/started; i=0; while [ ! -e $T/go ] && [ \$i -lt 600 ]; do i=\$((i+1)); sleep 0.05; done'
+    foreach: {range: [0, 3]}
+EOF
+    # --worker-wait is far shorter than the lease: the lease decides.
+    start_run l --worker-wait 1s
+    start_worker a --slots 3 --lease "$(scaled 10)s"
+    wait_until -t 30 started_at_least 3
+    kill -9 "$(cat "$T/a.pid")"
+    # Its heartbeat expires, the notice comes; the leases still hold.
+    wait_until -t 30 run_said "no live worker on $URL"
+    alive "$runpid"
+    start_worker b --slots 3 --lease 1s
+    touch "$T/go"
+    st=0
+    wait "$runpid" || st=$?
+    cat "$T/run.out"
+    [ "$st" -eq 0 ]
+    [ "$(done_count)" -eq 3 ]
+}
+
 @test "giveup: --worker-wait is checked: a bad duration, or without --distributed, is a usage error" {
     three u
     st=0
