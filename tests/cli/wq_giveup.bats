@@ -41,6 +41,8 @@ run_said() { grep -q -- "$1" "$T/run.out"; }
 last_rid() { rcli zrevrange parallelrun:runs 0 0; }
 done_count() { rcli hlen "parallelrun:{$(last_rid)}:wq:done"; }
 queued() { [ -n "$(rcli smembers parallelrun:wq:runs)" ]; }
+# registered N: N workers have announced themselves (their first heartbeat).
+registered() { [ "$(rcli zcard parallelrun:wq:workers)" -ge "$1" ]; }
 started_at_least() { [ -f "$T/started" ] && [ "$(wc -l < "$T/started")" -ge "$1" ]; }
 
 three() {
@@ -99,11 +101,16 @@ EOF
     # The worker's ACL user can claim but not write terminal records.
     rcli acl setuser w on '>pw' '~*' '&*' +@all -hsetnx >/dev/null
     three p
-    start_run p --worker-wait "$(scaled 3)s"
+    # The worker is up before the run: the bound starts with its give-up.
     mkdir -p "$T/home-w"
-    wst=0
     HOME=$T/home-w timeout "$(scaled 30)" "$PR" worker \
-        --redis "unix://w:pw@$T/q.sock" --lease 1s > "$T/w.log" 2>&1 || wst=$?
+        --redis "unix://w:pw@$T/q.sock" --lease 1s > "$T/w.log" 2>&1 &
+    wpid=$!
+    echo "$wpid" > "$T/w.pid"
+    wait_until -t 30 registered 1
+    start_run p --worker-wait "$(scaled 3)s"
+    wst=0
+    wait "$wpid" || wst=$?
     cat "$T/w.log"
     [ "$wst" -eq 3 ]
     st=0
@@ -123,8 +130,9 @@ tasks:
     run: sh -c 'echo {item} >> $T/started; while [ ! -e $T/go ]; do sleep 0.05; done'
     foreach: {range: [0, 3]}
 EOF
-    start_run o --worker-wait "$(scaled 3)s"
     start_worker a --slots 3 --lease 1s
+    wait_until -t 30 registered 1
+    start_run o --worker-wait "$(scaled 3)s"
     wait_until -t 30 started_at_least 3
     /usr/bin/python3 -c '
 import sys
@@ -148,11 +156,16 @@ for i in range(3000):
 
 @test "giveup: a host that cannot load the job: the run names the loader's reason and fails" {
     three h
+    # The worker is up (and held still) before the run; it looks at the
+    # run only once this host's copy of the job file differs from the
+    # run's.
+    start_worker a
+    wait_until -t 30 registered 1
+    kill -STOP "$(cat "$T/a.pid")"
     start_run h --worker-wait "$(scaled 4)s"
     wait_until -t 30 queued
-    # This host's copy of the job file differs from the run's.
     printf 'tasks:\n  t:\n    runn: x\n' > "$T/h.yaml"
-    start_worker a
+    kill -CONT "$(cat "$T/a.pid")"
     wait_until -t 30 run_said "gave up on run"
     st=0
     wait "$runpid" || st=$?
@@ -173,8 +186,9 @@ tasks:
     foreach: {range: [0, 3]}
 EOF
     # --worker-wait is far shorter than the lease: the lease decides.
-    start_run l --worker-wait 1s
     start_worker a --slots 3 --lease "$(scaled 10)s"
+    wait_until -t 30 registered 1
+    start_run l --worker-wait 1s
     wait_until -t 30 started_at_least 3
     kill -9 "$(cat "$T/a.pid")"
     # Its heartbeat expires, the notice comes; the leases still hold.
