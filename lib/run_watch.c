@@ -9,12 +9,11 @@
  * entry is said at once: which worker, on which host, why), the fence
  * table (the longest lease an entry is still held under), and the
  * workers' heartbeats (live, able: not given up on this run, serving
- * it). With no live worker able to serve the run for a few seconds it
- * says so, naming the command to start one; past the bound (and past any
- * lease still running) it tells the executor to fail what is
- * outstanding, with the last give-up's reason or "no worker". It never
- * waits for Redis and never ends an attempt itself: that is
- * exec_remote.c's.
+ * it: its heartbeat's run list names it). With no live worker able to serve the
+ * run for a few seconds it says so, naming the command to start one; past the
+ * bound (and past any lease still running) it tells the executor to fail what
+ * is outstanding, with the last give-up's reason or "no worker". It never waits
+ * for Redis and never ends an attempt itself: that is exec_remote.c's.
  */
 #include "run_watch.h"
 
@@ -190,13 +189,27 @@ static void settle(struct prun__wwatch *w)
             w->said_busy = 1;
             say(w,
                 "run %s: %u live worker%s on %s, none serving this run yet "
-                "(a worker serves one run at a time)",
+                "(busy with other runs?)",
                 w->rid, w->able, w->able == 1 ? "" : "s", w->shown);
         }
         return;
     }
     if (w->alone == 0)
         w->alone = now;
+}
+
+/* Whether rid is one of list's comma-separated run ids. */
+static int in_list(const char *list, const char *rid)
+{
+    size_t n = strlen(rid);
+
+    for (const char *p = list; p != NULL; p = strchr(p, ',')) {
+        if (*p == ',')
+            p++;
+        if (strncmp(p, rid, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    }
+    return 0;
 }
 
 /* One worker's heartbeat (its run and beat; nil once it expired). */
@@ -219,7 +232,7 @@ static void on_worker(redisAsyncContext *ac, void *reply, void *priv)
         if (!has_quit(w, id)) {
             w->able++;
             if (r->element[0]->type == REDIS_REPLY_STRING &&
-                strcmp(r->element[0]->str, w->rid) == 0)
+                in_list(r->element[0]->str, w->rid))
                 w->serving++;
         }
     }
