@@ -32,6 +32,7 @@ struct run_args {
     const char *results, *joblog;
     const char *redis, *resume;
     int distributed;
+    const char *worker_wait;
 };
 
 enum {
@@ -44,6 +45,7 @@ enum {
     OPT_REDIS,
     OPT_RESUME,
     OPT_DISTRIBUTED,
+    OPT_WORKER_WAIT,
 };
 
 static const struct option run_opts[] = {
@@ -58,6 +60,7 @@ static const struct option run_opts[] = {
     {"redis", required_argument, NULL, OPT_REDIS},
     {"resume", required_argument, NULL, OPT_RESUME},
     {"distributed", no_argument, NULL, OPT_DISTRIBUTED},
+    {"worker-wait", required_argument, NULL, OPT_WORKER_WAIT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -140,6 +143,9 @@ static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
         case OPT_DISTRIBUTED:
             a->distributed = 1;
             break;
+        case OPT_WORKER_WAIT:
+            a->worker_wait = optarg;
+            break;
         case 'h':
             printf("usage: parallelrun %s JOBFILE [options]; see "
                    "'parallelrun --help'\n",
@@ -153,6 +159,8 @@ static int parse_args(int argc, char **argv, struct run_args *a, int is_run)
     }
     if (a->jobfile == NULL)
         return cmd_usage("%s: missing JOBFILE", argv[0]);
+    if (a->worker_wait != NULL && !a->distributed)
+        return cmd_usage("--worker-wait needs --distributed");
     return 0;
 }
 
@@ -581,6 +589,7 @@ int cmd_run(int argc, char **argv)
     so.quiet = a.quiet;
     so.say = run_say;
     so.distributed = a.distributed;
+    so.worker_wait = a.worker_wait;
     so.sets = a.sets;
     so.nsets = a.nsets;
     if (prun__session_open(&cfg, job, &so, &sess, &e) < 0) {

@@ -23,7 +23,7 @@ _parallelrun()
     local subcommands="run validate status runs cancel gc barrier lock
         counter queue progress next segment worker workers"
     local run_opts="--jobs --set --dry-run --tag --results --joblog --quiet
-        --json --redis --resume --distributed --help"
+        --json --redis --resume --distributed --worker-wait --help"
     local adhoc_opts="--jobs --keep-order --tag --tagstring --bar --eta
         --halt --retries --timeout --delay --joblog --results --resume
         --resume-failed --dry-run --segment --redis --quiet --json --null
@@ -46,7 +46,7 @@ _parallelrun()
         --results) _filedir -d; return ;;
         --joblog) _filedir; return ;;
         --resume) COMPREPLY=($(compgen -W "last $(_parallelrun_run_ids)" -- "$cur")); return ;;
-        -j | --jobs | --set | --redis) return ;;
+        -j | --jobs | --set | --redis | --worker-wait) return ;;
         esac
         if [[ $cur == -* ]]; then
             if [[ $sub == validate ]]; then

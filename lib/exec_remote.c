@@ -15,7 +15,9 @@
  * An XADD whose reply was lost to a disconnection is sent again after the
  * reconnect (the queue skips an instance that already has its terminal
  * record). Redis unreachable for longer than the outage bound, or back
- * without the run's queue, ends every attempt as failed with that cause.
+ * without the run's queue, ends every attempt as failed with that cause;
+ * so does no live worker able to serve the run for the worker-wait bound
+ * (run_watch.c watches them).
  */
 #include "exec_remote.h"
 
@@ -30,6 +32,7 @@
 #include <async.h>
 
 #include "coord_int.h"
+#include "run_watch.h"
 #include "wq.h"
 
 #define POLL_MS    20
@@ -67,7 +70,8 @@ struct remote {
     int64_t next_poll, next_connect, down_since, cancel_at;
     int64_t busy_since; /* 0: Redis answers the reads */
     int64_t resend_at;  /* XADDs that met BUSY go again then (0: none) */
-    char fatal[512];
+    struct prun__wwatch ww;
+    char fatal[640];
 };
 
 static void warn(struct remote *r, const char *msg)
@@ -258,57 +262,6 @@ static void send_xadd(struct remote *r, struct ratt *t)
     redisAsyncCommand(r->ac, NULL, NULL, "HINCRBY %s enq 1", r->meta);
 }
 
-/* A minimal reader of the flat JSON objects terminal records are. */
-static int json_field(const char *j, const char *name, char *out, size_t n)
-{
-    char pat[64];
-    const char *p;
-    size_t k = 0;
-
-    snprintf(pat, sizeof(pat), "\"%s\":", name);
-    p = strstr(j, pat);
-    out[0] = '\0';
-    if (p == NULL)
-        return -1;
-    p += strlen(pat);
-    if (*p != '"') {
-        while (*p && *p != ',' && *p != '}' && k + 1 < n)
-            out[k++] = *p++;
-        out[k] = '\0';
-        return 0;
-    }
-    for (p++; *p && *p != '"' && k + 1 < n; p++) {
-        char c = *p;
-
-        if (c == '\\' && p[1]) {
-            p++;
-            switch (*p) {
-            case 'n':
-                c = '\n';
-                break;
-            case 't':
-                c = '\t';
-                break;
-            case 'r':
-                c = '\r';
-                break;
-            case 'u': {
-                unsigned v = 0;
-                if (sscanf(p + 1, "%4x", &v) == 1 && strlen(p + 1) >= 4)
-                    p += 4;
-                c = v < 0x80 ? (char)v : '?';
-                break;
-            }
-            default:
-                c = *p;
-            }
-        }
-        out[k++] = c;
-    }
-    out[k] = '\0';
-    return 0;
-}
-
 /*
  * An instance's terminal record came: its output (o and e, sent back by
  * the worker; NULL when the record has none, as before workers sent it)
@@ -330,10 +283,10 @@ static void finish_one(struct remote *r, const char *key, unsigned attempt,
     if (t == NULL)
         return; /* not ours (an earlier runner of this run) or ended */
     a = t->a;
-    json_field(rec, "kind", kind, sizeof(kind));
-    json_field(rec, "status", status, sizeof(status));
-    json_field(rec, "reason", reason, sizeof(reason));
-    json_field(rec, "tail", tail, sizeof(tail));
+    prun__json_field(rec, "kind", kind, sizeof(kind));
+    prun__json_field(rec, "status", status, sizeof(status));
+    prun__json_field(rec, "reason", reason, sizeof(reason));
+    prun__json_field(rec, "tail", tail, sizeof(tail));
     st = status[0] ? atoi(status) : -1;
     if (attempt > 0)
         a->inst->attempt = attempt;
@@ -417,8 +370,10 @@ static void on_ends(redisAsyncContext *ac, void *reply, void *priv)
             else if (strcmp(name, "e") == 0)
                 oe = f->element[j + 1];
         }
-        if (key && rec)
+        if (key && rec) {
+            prun__wwatch_served(&r->ww);
             finish_one(r, key, attempt, rec, o, oe);
+        }
     }
     /* More may be waiting: read on at once. */
     if (entries->elements == READ_COUNT)
@@ -601,7 +556,36 @@ static int64_t remote_next_deadline(const struct prun__executor *base)
         t = r->down_since + r->o.dist->outage_ms;
     if (r->cancel_at != 0 && r->cancel_at < t)
         t = r->cancel_at;
+    if (r->cancel_at == 0 && prun__wwatch_deadline(&r->ww) < t)
+        t = prun__wwatch_deadline(&r->ww);
     return t;
+}
+
+/*
+ * The watch over the workers: past its bound with no live worker able to
+ * serve the run, what is outstanding fails with the cause, and so does
+ * every later start; a cause of the system (no worker at all, Redis)
+ * ends the run with it (status 3), one of the job's fails the instances.
+ */
+static int watch_workers(struct remote *r, int64_t now)
+{
+    char why[sizeof(r->fatal)];
+    struct prun_err e;
+    int sys = 0;
+
+    prun__wwatch_tick(
+        &r->ww, r->ac != NULL && r->checked ? r->ac : NULL, r->n, now);
+    if (!prun__wwatch_expired(
+            &r->ww, now, why, r->fatal, sizeof(r->fatal), &sys))
+        return 0;
+    if (!sys)
+        snprintf(r->fatal, sizeof(r->fatal), "%s", why);
+    end_all(r, r->fatal);
+    if (sys) {
+        prun__err_set(&e, PRUN_ETIMEDOUT, "%s", why);
+        r->base.hooks.fatal(r->base.hooks.ctx, &e);
+    }
+    return 1;
 }
 
 static void remote_tick(struct prun__executor *base, int64_t now)
@@ -637,6 +621,8 @@ static void remote_tick(struct prun__executor *base, int64_t now)
                 send_xadd(r, t);
             }
     }
+    if (r->cancel_at == 0 && watch_workers(r, now))
+        return;
     if (r->ac == NULL && now >= r->next_connect) {
         if (connect_async(r) < 0) {
             if (r->down_since == 0)
@@ -693,6 +679,7 @@ static void remote_free(struct prun__executor *base)
     }
     while (r->list != NULL)
         ratt_free(r, r->list);
+    prun__wwatch_free(&r->ww);
     prun__wq_free(r->q);
     prun__conn_close(r->sync);
     memset(&r->addr, 0, sizeof(r->addr));
@@ -741,6 +728,8 @@ int prun__remote_new(const struct prun__remote_opts *o,
     if (rc < 0)
         goto fail;
     snprintf(r->shown, sizeof(r->shown), "%s", prun__conn_url(r->sync));
+    prun__wwatch_init(&r->ww, o->run_id, r->shown, o->dist->worker_wait_ms,
+        hooks->say, hooks->ctx);
     rc = prun__wq_new(r->sync, o->run_id, "runner", &r->q, err);
     if (rc < 0)
         goto fail;

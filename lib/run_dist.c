@@ -15,9 +15,35 @@
 #include "run_dist.h"
 #include "wq.h"
 
+/*
+ * The worker-wait bound: --worker-wait, else PARALLELRUN_WORKER_WAIT,
+ * else 60 s; 0 and "inf" wait for ever (0 in *ms).
+ */
+static int worker_wait(const char *arg, int64_t *ms, struct prun_err *err)
+{
+    const char *v = arg, *what = "--worker-wait";
+
+    *ms = 60000;
+    if (v == NULL || *v == '\0') {
+        v = getenv("PARALLELRUN_WORKER_WAIT");
+        what = "PARALLELRUN_WORKER_WAIT";
+    }
+    if (v == NULL || *v == '\0')
+        return 0;
+    if (strcmp(v, "inf") == 0 || strcmp(v, "infinity") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    if (prun__parse_duration(v, ms, err) < 0)
+        return prun__err_set(err, PRUN_EINVAL,
+            "%s: expected a duration (0 or inf: wait for ever), got '%s'", what,
+            v);
+    return 0;
+}
+
 int prun__dist_setup(const struct prun_job *job, const char *url,
-    const char *password, const struct prun_set *sets, size_t nsets,
-    struct prun__dist_spec *d, struct prun_err *err)
+    const char *password, const char *wait, const struct prun_set *sets,
+    size_t nsets, struct prun__dist_spec *d, struct prun_err *err)
 {
     const char *env = getenv("PARALLELRUN_QUEUE_OUTAGE");
     size_t t, i, used = 0;
@@ -72,6 +98,8 @@ int prun__dist_setup(const struct prun_job *job, const char *url,
     d->dist.cwd = d->cwd;
     d->dist.sets = d->sets;
     d->dist.outage_ms = 60000;
+    if (worker_wait(wait, &d->dist.worker_wait_ms, err) < 0)
+        return PRUN_EINVAL;
     if (env != NULL && *env != '\0' &&
         prun__parse_duration(env, &d->dist.outage_ms, err) < 0)
         return prun__err_set(err, PRUN_EINVAL,

@@ -14,11 +14,12 @@ struct prun__dist_spec {
 
 /*
  * Fills d for run --distributed over the Redis at url, or refuses
- * (PRUN_EINVAL: no explicit Redis, pool tasks, segments).
+ * (PRUN_EINVAL: no explicit Redis, pool tasks, segments, a bad wait).
+ * wait is --worker-wait (NULL: PARALLELRUN_WORKER_WAIT, else 60s).
  */
 int prun__dist_setup(const struct prun_job *job, const char *url,
-    const char *password, const struct prun_set *sets, size_t nsets,
-    struct prun__dist_spec *d, struct prun_err *err);
+    const char *password, const char *wait, const struct prun_set *sets,
+    size_t nsets, struct prun__dist_spec *d, struct prun_err *err);
 
 /*
  * A run with pool tasks succeeds only when every item has a terminal

@@ -31,7 +31,8 @@ struct prun_dist {
     const char *cwd;      /* the runner's directory */
     const char *sets;     /* --set entries joined by \x1f */
     int64_t key_ttl_ms;
-    int64_t outage_ms; /* Redis unreachable this long fails the run */
+    int64_t outage_ms;      /* Redis unreachable this long fails the run */
+    int64_t worker_wait_ms; /* no live worker this long fails it; 0: never */
 };
 
 struct prun_run_opts {

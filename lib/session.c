@@ -315,7 +315,8 @@ int prun__session_open(const struct prun_config *cfg,
         s->o.out.results_dir = cfg->results;
     if (o->distributed) {
         rc = prun__dist_setup(job, o->redis_url ? o->redis_url : cfg->redis_url,
-            cfg->redis_password, o->sets, o->nsets, &s->dist, err);
+            cfg->redis_password, o->worker_wait, o->sets, o->nsets, &s->dist,
+            err);
         if (rc < 0) {
             prun__session_close(s);
             return rc;

@@ -36,6 +36,8 @@ struct prun_session_opts {
     int distributed;
     const struct prun_set *sets;
     size_t nsets;
+    /* --worker-wait (docs/work-queue.md), or NULL for the default. */
+    const char *worker_wait;
 };
 
 struct prun__session;

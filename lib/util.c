@@ -209,6 +209,56 @@ int prun__buf_add_json(struct prun_buf *b, const char *s, size_t n)
     return prun__buf_addc(b, '"');
 }
 
+int prun__json_field(const char *j, const char *name, char *out, size_t n)
+{
+    char pat[64];
+    const char *p;
+    size_t k = 0;
+
+    snprintf(pat, sizeof(pat), "\"%s\":", name);
+    p = strstr(j, pat);
+    out[0] = '\0';
+    if (p == NULL)
+        return -1;
+    p += strlen(pat);
+    if (*p != '"') {
+        while (*p && *p != ',' && *p != '}' && k + 1 < n)
+            out[k++] = *p++;
+        out[k] = '\0';
+        return 0;
+    }
+    for (p++; *p && *p != '"' && k + 1 < n; p++) {
+        char c = *p;
+
+        if (c == '\\' && p[1]) {
+            p++;
+            switch (*p) {
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 'u': {
+                unsigned v = 0;
+                if (sscanf(p + 1, "%4x", &v) == 1 && strlen(p + 1) >= 4)
+                    p += 4;
+                c = v < 0x80 ? (char)v : '?';
+                break;
+            }
+            default:
+                c = *p;
+            }
+        }
+        out[k++] = c;
+    }
+    out[k] = '\0';
+    return 0;
+}
+
 void prun__buf_reset(struct prun_buf *b)
 {
     b->len = 0;

@@ -39,6 +39,12 @@ int prun__buf_printf(struct prun_buf *b, const char *fmt, ...)
 int prun__buf_add_shquoted(struct prun_buf *b, const char *s);
 /* Appends s as a JSON string literal, quotes included. */
 int prun__buf_add_json(struct prun_buf *b, const char *s, size_t n);
+/*
+ * A minimal reader of flat JSON objects (a terminal record): the value of
+ * field name, unquoted and unescaped (\uXXXX past ASCII as '?'), into out
+ * (n bytes, cut to fit). Returns 0, or -1 with out "" when it is absent.
+ */
+int prun__json_field(const char *j, const char *name, char *out, size_t n);
 void prun__buf_reset(struct prun_buf *b);
 void prun__buf_free(struct prun_buf *b);
 

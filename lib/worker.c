@@ -396,6 +396,7 @@ static int loop(struct worker *w, struct prun_err *err)
         if (w->fatal) {
             hand_back(w);
             if (w->running == 0) {
+                prun__worker_gave_up(w, NULL, NULL);
                 if (w->have_fatal_err && err != NULL)
                     *err = w->fatal_err;
                 return w->fatal;

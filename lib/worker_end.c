@@ -4,7 +4,9 @@
  * (docs/work-queue.md): its terminal record (kind, status, the stderr
  * tail), its output read back (worker_out.c), and the fenced completion;
  * during a Redis outage the completion is kept and sent when Redis is
- * back. It is not the claiming side (worker.c).
+ * back; and the record a worker leaves on a run it gives up on, so that
+ * the run can say why instead of waiting. It is not the claiming side
+ * (worker.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,5 +196,32 @@ void prun__worker_flush_pending(struct worker *w)
         prun__buf_free(&p->out);
         prun__buf_free(&p->err);
         free(p);
+    }
+}
+
+void prun__worker_gave_up(struct worker *w, const char *rid, const char *why)
+{
+    struct prun_wq_giveup g = {w->id, w->host, "host", why};
+    const struct wrun *r = w->runs;
+    struct prun_err e;
+
+    if (why == NULL) {
+        g.kind = prun__worker_is_conn_error(w->fatal) ? "redis" : "system";
+        why = w->have_fatal_err ? w->fatal_err.msg : "the worker failed";
+    }
+    for (; w->conn != NULL && (rid != NULL || r != NULL); r = r->next) {
+        const char *id = rid != NULL ? rid : r->rid;
+        char prefix[160];
+
+        /* The run knows its own id: "run RID: " is not repeated. */
+        snprintf(prefix, sizeof(prefix), "run %s: ", id);
+        g.reason = why;
+        if (strncmp(why, prefix, strlen(prefix)) == 0)
+            g.reason = why + strlen(prefix);
+        if (prun__wq_gave_up(w->conn, id, &g, &e) < 0)
+            prun__worker_say(w,
+                "run %s: cannot record why this worker gave up: %s", id, e.msg);
+        if (rid != NULL)
+            break;
     }
 }

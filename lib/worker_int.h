@@ -127,6 +127,13 @@ void prun__worker_attempt_ended(void *ctx, struct prun__attempt *a, int status);
 /* Sends the completions an outage held back, oldest first. */
 void prun__worker_flush_pending(struct worker *w);
 
+/*
+ * w gives up on run rid (NULL: every run it serves): why (this host
+ * cannot serve it), or with why NULL w's fatal error, goes on the run's
+ * give-up stream, where the run reads it and says it (docs/work-queue.md).
+ */
+void prun__worker_gave_up(struct worker *w, const char *rid, const char *why);
+
 /* ---- The runs served (worker_runs.c) ---- */
 
 /*

@@ -61,6 +61,7 @@ static void mark_bad(struct worker *w, const char *rid, const char *why)
     char **n = realloc(w->bad, (w->nbad + 1) * sizeof(*n));
 
     prun__worker_say(w, "run %s: cannot serve it on this host: %s", rid, why);
+    prun__worker_gave_up(w, rid, why);
     if (n == NULL)
         return;
     w->bad = n;

@@ -328,6 +328,31 @@ int prun__wq_worker_gone(
 int prun__wq_workers(struct prun_conn *c, struct prun_wq_worker **out,
     size_t *n, struct prun_err *err);
 
+/* The registry of live workers, scored by their last heartbeat (wall ms). */
+#define PRUN_WQ_WORKERS_KEY "parallelrun:wq:workers"
+/* A worker's heartbeat hash is this prefix and its id. */
+#define PRUN_WQ_WORKER_PREFIX "parallelrun:wq:worker:"
+/* How long a worker's heartbeat lives unrenewed. */
+#define PRUN_WQ_BEAT_TTL_MS 5000
+
+/*
+ * Why a worker gave up on a run, as it records it on the run's stream
+ * parallelrun:{RID}:wq:gaveup (fields w, h, t, k, r): kind is "host" (this
+ * host cannot serve the run: its job file, directory or segments), "redis"
+ * (Redis refused or stayed away) or "system".
+ */
+struct prun_wq_giveup {
+    const char *id, *host, *kind, *reason;
+};
+
+/*
+ * Appends g to run rid's give-up stream, which lives as long as the run's
+ * other keys (its meta's ttl). Returns 0, PRUN_ENOTFOUND when the run's
+ * queue is gone, or PRUN_EREDIS with Redis's words in err.
+ */
+int prun__wq_gave_up(struct prun_conn *c, const char *rid,
+    const struct prun_wq_giveup *g, struct prun_err *err);
+
 /* ---- One instance of a job as an entry's payload (wq_inst.c) ----------
  *
  * What a worker needs to run an instance of a job it loaded itself: the

@@ -2,7 +2,8 @@
 /*
  * wq_workers: the registry of a Redis's queue workers and the runs they
  * serve (docs/work-queue.md, "Workers"): the announced runs, each
- * worker's heartbeat key, and the listing `parallelrun workers` prints.
+ * worker's heartbeat key, the listing `parallelrun workers` prints, and
+ * the record a worker leaves on a run it gives up on.
  * It is not the worker (worker.c).
  */
 #include <errno.h>
@@ -17,7 +18,7 @@
 
 /* ---- Workers and the runs they serve ------------------------------------ */
 
-#define WORKERS_KEY "parallelrun:wq:workers"
+#define WORKERS_KEY PRUN_WQ_WORKERS_KEY
 
 /* 1 if process pid of this host has ended (gone, or a zombie). */
 static int pid_ended(long pid)
@@ -215,4 +216,45 @@ int prun__wq_workers(struct prun_conn *c, struct prun_wq_worker **out,
     *out = v;
     *n = k;
     return 0;
+}
+
+/*
+ * KEYS: meta, the give-up stream. ARGV: id, host, kind, reason. The
+ * stream is capped (it is a log, never work) and expires with the run's
+ * other keys.
+ */
+static const char gaveup_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    "local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl'))\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'w', ARGV[1],\n"
+    "  'h', ARGV[2], 't', now, 'k', ARGV[3], 'r', ARGV[4])\n"
+    "if ttl then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
+    "return 0\n";
+
+int prun__wq_gave_up(struct prun_conn *c, const char *rid,
+    const struct prun_wq_giveup *g, struct prun_err *err)
+{
+    char meta[220], stream[220];
+    const char *args[6];
+    redisReply *r;
+    int rc = 0;
+
+    snprintf(meta, sizeof(meta), "parallelrun:{%s}:wq:meta", rid);
+    snprintf(stream, sizeof(stream), "parallelrun:{%s}:wq:gaveup", rid);
+    args[0] = meta;
+    args[1] = stream;
+    args[2] = g->id;
+    args[3] = g->host;
+    args[4] = g->kind;
+    args[5] = g->reason;
+    r = prun__eval(c, err, gaveup_lua, 2, 6, args);
+    if (r == NULL)
+        return err ? err->code : PRUN_EREDIS;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
+        rc = prun__err_set(err, PRUN_ENOTFOUND,
+            "Redis at %s has no work queue for run %s", prun__conn_url(c), rid);
+    freeReplyObject(r);
+    return rc;
 }
