@@ -34,6 +34,7 @@ EOF
 }
 
 @test "pool chunks: a Python worker's claim is one entry of many items; each item one terminal record" {
+    python_lib_ok
     py "$T/w.py" '    open("'"$T"'/done", "a").write(item + "\n")'
     job pc <<EOF
 tasks:
@@ -76,6 +77,7 @@ EOF
 }
 
 @test "pool chunks: an item that kills its Python worker every time fails alone; every other item is done" {
+    python_lib_ok
     py "$T/k.py" '    if item == "37":
         os.kill(os.getpid(), 9)
     open("'"$T"'/done", "a").write(item + "\n")'

@@ -46,6 +46,7 @@ EOF
 }
 
 @test "pool --distributed: queue workers run the pool's workers; every item once; status counts items" {
+    python_lib_ok
     pyworker
     job pd <<EOF
 tasks:
@@ -70,6 +71,7 @@ EOF
 }
 
 @test "pool --distributed: a queue worker killed -9 mid-pool; its pool workers and their items go to another" {
+    python_lib_ok
     pyworker
     job pk <<EOF
 tasks:
