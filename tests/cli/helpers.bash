@@ -9,6 +9,8 @@
 # multiplied by PRUN_TIME_FACTOR (default 1) for slow machines.
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+# A one-shot gate children block on (tests/cli/gate wait|open PATH).
+GATE=$ROOT/tests/cli/gate
 : "${PRUN_BUILD:=$ROOT/build}"
 PR=${PARALLELRUN_BIN:-$PRUN_BUILD/parallelrun}
 SHOWARGS=$PRUN_BUILD/examples/showargs

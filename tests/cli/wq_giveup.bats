@@ -127,7 +127,7 @@ EOF
     job o <<EOF
 tasks:
   t:
-    run: sh -c 'echo {item} >> $T/started; while [ ! -e $T/go ]; do sleep 0.05; done'
+    run: sh -c 'echo {item} >> $T/started; $GATE wait $T/go'
     foreach: {range: [0, 3]}
 EOF
     start_worker a --slots 3 --lease 1s
@@ -141,7 +141,7 @@ for i in range(3000):
     sys.stdout.write("SET fill:%d %s\r\n" % (i, v))' | rcli >/dev/null
     rcli config set maxmemory-policy noeviction >/dev/null
     rcli config set maxmemory 1mb >/dev/null
-    touch "$T/go"
+    "$GATE" open "$T/go"
     st=0
     wait "$runpid" || st=$?
     rcli config set maxmemory 0 >/dev/null
@@ -182,7 +182,7 @@ for i in range(3000):
     job l <<EOF
 tasks:
   t:
-    run: sh -c 'echo {item} >> $T/started; i=0; while [ ! -e $T/go ] && [ \$i -lt 600 ]; do i=\$((i+1)); sleep 0.05; done'
+    run: sh -c 'echo {item} >> $T/started; timeout 30 $GATE wait $T/go'
     foreach: {range: [0, 3]}
 EOF
     # --worker-wait is far shorter than the lease: the lease decides.
@@ -195,7 +195,7 @@ EOF
     wait_until -t 30 run_said "no live worker on $URL"
     alive "$runpid"
     start_worker b --slots 3 --lease 1s
-    touch "$T/go"
+    "$GATE" open "$T/go"
     st=0
     wait "$runpid" || st=$?
     cat "$T/run.out"

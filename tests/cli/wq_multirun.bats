@@ -56,7 +56,7 @@ blocking() {
     cat <<EOF
 tasks:
   t:
-    run: sh -c 'echo "$1 {item} \$\$" >> $T/started; while [ ! -e $T/go-$1 ]; do sleep 0.05; done; echo "$1 {item}" >> $T/done'
+    run: sh -c 'echo "$1 {item} \$\$" >> $T/started; $GATE wait $T/go-$1; echo "$1 {item}" >> $T/done'
     foreach: {range: [0, $2]}
 EOF
 }
@@ -65,13 +65,13 @@ EOF
     job a <<EOF
 tasks:
   t:
-    run: sh -c 'echo a >> $T/started; echo out-a; while [ ! -e $T/from-b ]; do sleep 0.05; done; echo a >> $T/done'
+    run: sh -c 'echo a >> $T/started; echo out-a; $GATE wait $T/from-b; echo a >> $T/done'
     foreach: {list: [x]}
 EOF
     job b <<EOF
 tasks:
   t:
-    run: sh -c 'echo out-b; touch $T/from-b; echo b >> $T/done'
+    run: sh -c 'echo out-b; $GATE open $T/from-b; echo b >> $T/done'
     foreach: {list: [y]}
 EOF
     start_worker w --slots 8
@@ -113,7 +113,7 @@ EOF
     wait_until -t 30 beat_after "$wid" "$b1"
     [ ! -e "$T/b-ran" ]
     [ "$(rcli hget "parallelrun:wq:worker:$wid" running)" -eq 2 ]
-    touch "$T/go-a"
+    "$GATE" open "$T/go-a"
     finish a
     [ "$st" -eq 0 ]
     finish b
@@ -141,7 +141,7 @@ EOF
     for p in $(awk '$1 == "b" {print $3}' "$T/started"); do
         alive "$p"
     done
-    touch "$T/go-b"
+    "$GATE" open "$T/go-b"
     finish b
     [ "$st" -eq 0 ]
     [ "$(grep -c '^b ' "$T/done")" -eq 2 ]
@@ -165,7 +165,8 @@ EOF
     done
     start_worker v --slots 4
     wait_until -t 30 count_at_least "$T/started" . 8
-    touch "$T/go-a" "$T/go-b"
+    "$GATE" open "$T/go-a"
+    "$GATE" open "$T/go-b"
     finish a
     [ "$st" -eq 0 ]
     finish b
@@ -192,7 +193,8 @@ EOF
     start_worker v --slots 8 --lease 1s
     # v takes the rest at once and w's after their lease ran out.
     wait_until -t 60 count_at_least "$T/started" . 10
-    touch "$T/go-a" "$T/go-b"
+    "$GATE" open "$T/go-a"
+    "$GATE" open "$T/go-b"
     finish a
     [ "$st" -eq 0 ]
     finish b
@@ -213,7 +215,7 @@ EOF
 halt: now
 tasks:
   t:
-    run: sh -c 'if [ {item} = 0 ]; then while [ ! -e $T/a1-pid ]; do sleep 0.05; done; exit 1; fi; echo \$\$ > $T/a1-pid.tmp; mv $T/a1-pid.tmp $T/a1-pid; while [ ! -e $T/go-a ]; do sleep 0.05; done'
+    run: sh -c 'if [ {item} = 0 ]; then $GATE wait $T/a1-ready; exit 1; fi; echo \$\$ > $T/a1-pid.tmp; mv $T/a1-pid.tmp $T/a1-pid; $GATE open $T/a1-ready; $GATE wait $T/go-a'
     foreach: {range: [0, 2]}
 EOF2
     start_worker w --slots 4
@@ -225,7 +227,7 @@ EOF2
     wait_gone "$(cat "$T/a1-pid")" 30
     # B's attempt was left alone and ends as usual.
     alive "$(awk '$1 == "b" {print $3}' "$T/started")"
-    touch "$T/go-b"
+    "$GATE" open "$T/go-b"
     finish b
     [ "$st" -eq 0 ]
     [ "$(cat "$T/done")" = "b 0" ]

@@ -89,7 +89,7 @@ EOF
     job p <<EOF
 tasks:
   t:
-    run: sh -c 'touch $T/started.{item}; while [ ! -e $T/go ]; do sleep 0.05; done; echo {item} >> $T/done'
+    run: sh -c 'touch $T/started.{item}; $GATE wait $T/go; echo {item} >> $T/done'
     foreach: {range: [0, 3]}
 EOF
     worker a --slots 3 --lease 60s
@@ -101,7 +101,7 @@ EOF
     ip -n "$NB" link set "$VB" down
     wait_until -t 60 grep -q "unreachable" "$T/a.log"
     ip -n "$NB" link set "$VB" up
-    touch "$T/go"
+    "$GATE" open "$T/go"
     st=0
     wait "$(cat "$T/run.pid")" || st=$?
     cat "$T/run.out" "$T/a.log"

@@ -29,10 +29,10 @@ start_worker() {
 }
 
 # A Python pool worker through the package; it records each item, and
-# with HOLD set waits for $T/go after its first item.
+# with HOLD set waits for the gate $T/go after its first item.
 pyworker() {
     cat > "$T/w.py" <<EOF
-import os, sys, time
+import os, subprocess, sys
 sys.path.insert(0, "$ROOT/python")
 import parallelrun
 for index, item in parallelrun.items():
@@ -40,8 +40,7 @@ for index, item in parallelrun.items():
         f.write(item + "\n")
     if os.environ.get("HOLD"):
         open("$T/held.%s" % os.environ["PARALLELRUN_INDEX"], "w").close()
-        while not os.path.exists("$T/go"):
-            time.sleep(0.02)
+        subprocess.run(["$GATE", "wait", "$T/go"], check=True)
 EOF
 }
 
@@ -88,7 +87,7 @@ EOF
     echo $! > "$T/run.pid"
     wait_until -t 60 test -e "$T/held.0" -a -e "$T/held.1"
     kill -9 "$(cat "$T/a.pid")"
-    touch "$T/go"
+    "$GATE" open "$T/go"
     start_worker b --slots 2 --lease 2s
     st=0
     wait "$(cat "$T/run.pid")" || st=$?

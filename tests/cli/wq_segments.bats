@@ -50,7 +50,7 @@ cache_count() { cache_inodes | grep -c . || true; }
 # A job over FILE whose instances record what they were given: the
 # segment's path and inode, and its bytes' hash as a grandchild reads them
 # through the path (and as a Python grandchild maps them, zero-copy);
-# then each waits until $T/go.NAME exists.
+# then each waits until the gate $T/go.NAME opens.
 seg_job() {
     local name=$1 file=$2 n=$3
     job "$name" <<EOF
@@ -66,7 +66,7 @@ tasks:
       sh -c 'sha256sum < "\$PARALLELRUN_SEGMENT_D"' > $T/$name.sum.{item};
       python3 $T/mapsum.py > $T/$name.map.{item};
       touch $T/$name.started.{item};
-      while [ ! -e $T/go.$name ]; do sleep 0.02; done
+      $GATE wait $T/go.$name
 EOF
 }
 
@@ -79,7 +79,7 @@ start_run() {
 
 # finish_run NAME: lets its instances end; its exit status must be 0.
 finish_run() {
-    touch "$T/go.$1"
+    "$GATE" open "$T/go.$1"
     wait "$(cat "$T/run-$1.pid")" || {
         cat "$T/run-$1.out" >&2
         return 1
