@@ -148,3 +148,27 @@ python_lib_ok() {
         skip "the Python package cannot load an ASan build of the library"
     fi
 }
+
+# ---- Work-queue tests: a private redis-server, queue workers -----------
+
+# queue_redis: a private redis-server on $T/q.sock; sets URL.
+queue_redis() {
+    start_redis q
+    URL=unix://$T/q.sock
+}
+
+rcli() { redis-cli -s "$T/q.sock" "$@"; }
+
+# The newest run announced on the queue's Redis.
+last_rid() { rcli zrevrange parallelrun:runs 0 0; }
+
+# start_worker NAME [ARGS...]: `parallelrun worker` on $URL in its own
+# HOME; log in $T/NAME.log, pid in $T/NAME.pid.
+start_worker() {
+    local name=$1
+    shift
+    mkdir -p "$T/home-$name"
+    HOME=$T/home-$name "$PR" worker --redis "$URL" "$@" \
+        > "$T/$name.log" 2>&1 &
+    echo $! > "$T/$name.pid"
+}

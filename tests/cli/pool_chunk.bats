@@ -13,13 +13,10 @@ setup() {
     export XDG_RUNTIME_DIR=$T/xdg PARALLELRUN_SHM_BASE=$T/shm
     mkdir -p "$XDG_RUNTIME_DIR" "$PARALLELRUN_SHM_BASE"
     F=${PRUN_TIME_FACTOR:-1}
-    start_redis c
-    URL=unix://$T/c.sock
+    queue_redis
 }
 teardown() { common_teardown; }
 
-rcli() { redis-cli -s "$T/c.sock" "$@"; }
-last_rid() { rcli zrevrange parallelrun:runs 0 0; }
 
 # py FILE BODY: a Python pool worker through the package; BODY runs per
 # item with index and item set.

@@ -12,22 +12,10 @@ setup() {
     export XDG_RUNTIME_DIR=$T/xdg PARALLELRUN_SHM_BASE=$T/shm
     mkdir -p "$XDG_RUNTIME_DIR" "$PARALLELRUN_SHM_BASE"
     F=${PRUN_TIME_FACTOR:-1}
-    start_redis q
-    URL=unix://$T/q.sock
+    queue_redis
 }
 teardown() { common_teardown; }
 
-rcli() { redis-cli -s "$T/q.sock" "$@"; }
-
-# start_worker NAME [ARGS...]: a worker with its own HOME; pid in NAME.pid.
-start_worker() {
-    local name=$1
-    shift
-    mkdir -p "$T/home-$name"
-    HOME=$T/home-$name "$PR" worker --redis "$URL" "$@" \
-        > "$T/$name.log" 2>&1 &
-    echo $! > "$T/$name.pid"
-}
 
 # wait_for SECONDS CMD...: until CMD succeeds (bounded, scaled).
 wait_for() {
@@ -45,7 +33,6 @@ lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 log_has() { grep -q "$2" "$T/$1.log"; }
 
 # The run id of the newest run in this test's Redis.
-last_rid() { rcli zrevrange parallelrun:runs 0 0; }
 
 @test "queue: two workers run a distributed run; each instance once; usual exit and summary" {
     job d <<EOF

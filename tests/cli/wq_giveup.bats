@@ -9,22 +9,10 @@ load helpers
 
 setup() {
     common_setup
-    start_redis q
-    URL=unix://$T/q.sock
+    queue_redis
 }
 teardown() { common_teardown; }
 
-rcli() { redis-cli -s "$T/q.sock" "$@"; }
-
-# start_worker NAME [ARGS...]: a worker with its own HOME; pid in NAME.pid.
-start_worker() {
-    local name=$1
-    shift
-    mkdir -p "$T/home-$name"
-    HOME=$T/home-$name "$PR" worker --redis "$URL" "$@" \
-        > "$T/$name.log" 2>&1 &
-    echo $! > "$T/$name.pid"
-}
 
 # start_run NAME [ARGS...]: run --distributed of $T/NAME.yaml in the
 # background, bounded; output in run.out, pid in run.pid and $runpid.
@@ -38,7 +26,6 @@ start_run() {
 }
 
 run_said() { grep -q -- "$1" "$T/run.out"; }
-last_rid() { rcli zrevrange parallelrun:runs 0 0; }
 done_count() { rcli hlen "parallelrun:{$(last_rid)}:wq:done"; }
 queued() { [ -n "$(rcli smembers parallelrun:wq:runs)" ]; }
 # registered N: N workers have announced themselves (their first heartbeat).

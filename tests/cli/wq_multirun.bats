@@ -8,22 +8,10 @@ load helpers
 
 setup() {
     common_setup
-    start_redis q
-    URL=unix://$T/q.sock
+    queue_redis
 }
 teardown() { common_teardown; }
 
-rcli() { redis-cli -s "$T/q.sock" "$@"; }
-
-# start_worker NAME [ARGS...]: a worker with its own HOME; pid in NAME.pid.
-start_worker() {
-    local name=$1
-    shift
-    mkdir -p "$T/home-$name"
-    HOME=$T/home-$name "$PR" worker --redis "$URL" "$@" \
-        > "$T/$name.log" 2>&1 &
-    echo $! > "$T/$name.pid"
-}
 
 # start_run NAME: `run --distributed` of $T/NAME.yaml in the background
 # (bounded); its pid in NAME.runpid, its output in NAME.out.
@@ -43,7 +31,6 @@ finish() {
 count_at_least() { [ -f "$1" ] && [ "$(grep -c "$2" "$1")" -ge "$3" ]; }
 log_has() { grep -q "$2" "$T/$1.log"; }
 nruns_is() { [ "$(rcli zcard parallelrun:runs)" -eq "$1" ]; }
-last_rid() { rcli zrevrange parallelrun:runs 0 0; }
 serves() { "$PR" workers --redis "$URL" | grep -q "$1"; }
 # The id of the worker whose pid is in NAME.pid.
 worker_id() { rcli zrange parallelrun:wq:workers 0 -1 | grep ":$(cat "$T/$1.pid")$"; }

@@ -11,22 +11,10 @@ load helpers
 setup() {
     common_setup
     F=${PRUN_TIME_FACTOR:-1}
-    start_redis q
-    URL=unix://$T/q.sock
+    queue_redis
 }
 teardown() { common_teardown; }
 
-rcli() { redis-cli -s "$T/q.sock" "$@"; }
-last_rid() { rcli zrevrange parallelrun:runs 0 0; }
-
-start_worker() {
-    local name=$1
-    shift
-    mkdir -p "$T/home-$name"
-    HOME=$T/home-$name "$PR" worker --redis "$URL" "$@" \
-        > "$T/$name.log" 2>&1 &
-    echo $! > "$T/$name.pid"
-}
 
 # A Python pool worker through the package; it records each item, and
 # with HOLD set waits for the gate $T/go after its first item.

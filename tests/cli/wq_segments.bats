@@ -10,8 +10,7 @@ load helpers
 
 setup() {
     common_setup
-    start_redis q
-    URL=unix://$T/q.sock
+    queue_redis
     CACHE=$PARALLELRUN_SHM_BASE/parallelrun.cache.$(id -u)
     cat > "$T/mapsum.py" <<'PY'
 import hashlib, mmap, os
@@ -22,16 +21,6 @@ with open(os.environ["PARALLELRUN_SEGMENT_D"], "rb") as f:
 PY
 }
 teardown() { common_teardown; }
-
-# start_worker NAME [ARGS...]: a worker with its own HOME; pid in NAME.pid.
-start_worker() {
-    local name=$1
-    shift
-    mkdir -p "$T/home-$name"
-    HOME=$T/home-$name "$PR" worker --redis "$URL" "$@" \
-        > "$T/$name.log" 2>&1 &
-    echo $! > "$T/$name.pid"
-}
 
 # stop_worker NAME: SIGTERM, then until it has exited.
 stop_worker() {
